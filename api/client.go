@@ -1,0 +1,218 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// Client talks to a runed. It also implements cluster.Source, so a View in
+// another process (plugin/rune inside a stock CoreDNS) can follow runed's log.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient accepts "unix:///path/runed.sock", "tcp://host:port" or
+// "http(s)://host:port".
+func NewClient(addr, token string) (*Client, error) {
+	c := &Client{token: token}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		path := strings.TrimPrefix(addr, "unix://")
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+		c.base = "http://runed"
+	case strings.HasPrefix(addr, "tcp://"):
+		c.base = "http://" + strings.TrimPrefix(addr, "tcp://")
+	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
+		c.base = strings.TrimSuffix(addr, "/")
+	default:
+		return nil, fmt.Errorf("api address %q: want unix:///path/to/runed.sock, tcp://host:port or http(s)://host:port", addr)
+	}
+	c.http = &http.Client{Transport: tr}
+	return c, nil
+}
+
+// APIError is a failure runed reported.
+type APIError struct {
+	Status int
+	Kind   string
+	Msg    string
+}
+
+func (e *APIError) Error() string { return e.Msg }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("runed answered %s %s with unreadable JSON: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach runed: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e ErrorResponse
+		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return nil, &APIError{Status: resp.StatusCode, Kind: e.Kind, Msg: e.Error}
+	}
+	return resp, nil
+}
+
+func (c *Client) Cast(ctx context.Context, files []CastFile) (*CastResponse, error) {
+	var out CastResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/cast", CastRequest{Files: files}, &out)
+}
+
+func nsQuery(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return "?namespace=" + url.QueryEscape(ns)
+}
+
+// Services lists services of ns ("" = all namespaces).
+func (c *Client) Services(ctx context.Context, ns string) (*ServiceList, error) {
+	var out ServiceList
+	return &out, c.do(ctx, http.MethodGet, "/v1/services"+nsQuery(ns), nil, &out)
+}
+
+func (c *Client) DeleteService(ctx context.Context, ns, name string) (uint64, error) {
+	var out SeqResponse
+	err := c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(ns)+"/"+url.PathEscape(name), nil, &out)
+	return out.Seq, err
+}
+
+func (c *Client) Endpoints(ctx context.Context, ns string) (*EndpointsList, error) {
+	var out EndpointsList
+	return &out, c.do(ctx, http.MethodGet, "/v1/endpoints"+nsQuery(ns), nil, &out)
+}
+
+func (c *Client) Instances(ctx context.Context, ns string) (*InstanceList, error) {
+	var out InstanceList
+	return &out, c.do(ctx, http.MethodGet, "/v1/instances"+nsQuery(ns), nil, &out)
+}
+
+func (c *Client) RegisterInstance(ctx context.Context, req RegisterInstanceRequest) (uint64, error) {
+	var out SeqResponse
+	err := c.do(ctx, http.MethodPost, "/v1/instances", req, &out)
+	return out.Seq, err
+}
+
+func (c *Client) SetInstanceReady(ctx context.Context, id string, ready bool) (uint64, error) {
+	var out SeqResponse
+	err := c.do(ctx, http.MethodPut, "/v1/instances/"+url.PathEscape(id)+"/ready", ReadyRequest{Ready: ready}, &out)
+	return out.Seq, err
+}
+
+func (c *Client) DeregisterInstance(ctx context.Context, id string) (uint64, error) {
+	var out SeqResponse
+	err := c.do(ctx, http.MethodDelete, "/v1/instances/"+url.PathEscape(id), nil, &out)
+	return out.Seq, err
+}
+
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var out Status
+	return &out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
+}
+
+func (c *Client) PauseWatch(ctx context.Context, seconds float64) error {
+	return c.do(ctx, http.MethodPost, "/v1/debug/pause-watch", PauseRequest{Seconds: seconds}, nil)
+}
+
+// List implements cluster.Source.
+func (c *Client) List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error) {
+	var out KVList
+	err := c.do(ctx, http.MethodGet, "/v1/list?prefix="+url.QueryEscape(prefix), nil, &out)
+	return out.KVs, out.Seq, err
+}
+
+// Watch implements cluster.Source over runed's /v1/watch stream.
+func (c *Client) Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, error) {
+	resp, err := c.send(ctx, http.MethodGet, fmt.Sprintf("/v1/watch?from=%d", from), nil)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan orderedlog.Event, 256)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 0, 64<<10), maxBody)
+		for sc.Scan() {
+			var we WatchEvent
+			ev := orderedlog.Event{}
+			if err := json.Unmarshal(sc.Bytes(), &we); err != nil {
+				ev.Err = fmt.Errorf("watch stream: %w", err)
+			} else {
+				ev.Batch, ev.Tail = we.Batch, we.Tail
+				switch we.Error {
+				case "":
+				case "compacted":
+					ev.Err = orderedlog.ErrCompacted
+				default:
+					ev.Err = errors.New(we.Error)
+				}
+			}
+			select {
+			case ch <- ev:
+			case <-ctx.Done():
+				return
+			}
+			if ev.Err != nil {
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+var _ cluster.Source = (*Client)(nil)

@@ -1,0 +1,338 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/readiness"
+)
+
+// maxBody bounds request bodies: a cast of many files is still far below it.
+const maxBody = 16 << 20
+
+// Server serves the API over the node's controller, View and log.
+type Server struct {
+	Controller *cluster.Controller
+	View       *cluster.View
+	Log        orderedlog.Log
+	Readiness  *readiness.Registry
+	// Token, when set, is required as "Authorization: Bearer <token>".
+	Token  string
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/cast", s.cast)
+	mux.HandleFunc("GET /v1/services", s.listServices)
+	mux.HandleFunc("GET /v1/services/{ns}/{name}", s.getService)
+	mux.HandleFunc("DELETE /v1/services/{ns}/{name}", s.deleteService)
+	mux.HandleFunc("GET /v1/endpoints", s.listEndpoints)
+	mux.HandleFunc("GET /v1/instances", s.listInstances)
+	mux.HandleFunc("POST /v1/instances", s.registerInstance)
+	mux.HandleFunc("PUT /v1/instances/{id}/ready", s.setReady)
+	mux.HandleFunc("DELETE /v1/instances/{id}", s.deregisterInstance)
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/list", s.list)
+	mux.HandleFunc("GET /v1/watch", s.watch)
+	mux.HandleFunc("POST /v1/debug/pause-watch", s.pauseWatch)
+	return s.auth(mux)
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="runed"`)
+			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "missing or wrong bearer token (set RUNE_TOKEN or --token)", Kind: "unauthorized"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Listen opens the API listener: "unix:///path" (mode 0600, a stale socket
+// file replaced) or "tcp://host:port" (refused without a token: the API can
+// rewrite the cluster's network).
+func Listen(addr, token string) (net.Listener, error) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		path := strings.TrimPrefix(addr, "unix://")
+		if path == "" {
+			return nil, fmt.Errorf("api address %q: empty socket path", addr)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("api socket %s is in use by another process (is runed already running?)", path)
+		}
+		_ = os.Remove(path)
+		old := umask(0o177)
+		l, err := net.Listen("unix", path)
+		umask(old)
+		if err != nil {
+			return nil, fmt.Errorf("api socket: %w", err)
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
+	case strings.HasPrefix(addr, "tcp://"):
+		if token == "" {
+			return nil, fmt.Errorf("api address %s is TCP: set a bearer token (api_token in the Corefile, or --api-token) or use a unix:// socket", addr)
+		}
+		return net.Listen("tcp", strings.TrimPrefix(addr, "tcp://"))
+	}
+	return nil, fmt.Errorf("api address %q: want unix:///path/to/runed.sock or tcp://host:port", addr)
+}
+
+func (s *Server) cast(w http.ResponseWriter, r *http.Request) {
+	var req CastRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if len(req.Files) == 0 {
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "cast: no files given"})
+		return
+	}
+	files := make([]cluster.SourceFile, len(req.Files))
+	for i, f := range req.Files {
+		files[i] = cluster.SourceFile{Name: f.Name, Data: []byte(f.Data)}
+	}
+	res, seq, err := s.Controller.Cast(r.Context(), files)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CastResponse{Seq: seq, Results: res})
+}
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	snap := s.View.Snapshot()
+	out := ServiceList{Seq: snap.Seq, Items: []cluster.ServiceRecord{}}
+	for _, e := range snap.Services(r.URL.Query().Get("namespace")) {
+		out.Items = append(out.Items, *e.Value)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+	n := cluster.NamespacedName{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
+	e, ok := s.View.Snapshot().Service(n)
+	if !ok {
+		writeError(w, &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("service %q not found in namespace %q", n.Name, n.Namespace)})
+		return
+	}
+	writeJSON(w, http.StatusOK, e.Value)
+}
+
+func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
+	n := cluster.NamespacedName{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
+	s.write(w, r, func(ctx context.Context) (uint64, error) { return s.Controller.DeleteService(ctx, n) })
+}
+
+func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
+	snap := s.View.Snapshot()
+	out := EndpointsList{Seq: snap.Seq, Items: []cluster.Endpoints{}}
+	for _, e := range snap.AllEndpoints(r.URL.Query().Get("namespace")) {
+		out.Items = append(out.Items, *e.Value)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
+	snap := s.View.Snapshot()
+	q := r.URL.Query()
+	out := InstanceList{Seq: snap.Seq, Items: []cluster.Instance{}}
+	for _, e := range snap.Instances(q.Get("namespace"), q.Get("service")) {
+		out.Items = append(out.Items, *e.Value)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) registerInstance(w http.ResponseWriter, r *http.Request) {
+	var req RegisterInstanceRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	in := cluster.Instance{ID: req.ID, Service: req.Service, Namespace: req.Namespace, Node: req.Node, IP: req.IP, Ready: req.Ready}
+	s.write(w, r, func(ctx context.Context) (uint64, error) { return s.Controller.RegisterInstance(ctx, in) })
+}
+
+func (s *Server) setReady(w http.ResponseWriter, r *http.Request) {
+	var req ReadyRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	id := r.PathValue("id")
+	s.write(w, r, func(ctx context.Context) (uint64, error) { return s.Controller.SetInstanceReady(ctx, id, req.Ready) })
+}
+
+func (s *Server) deregisterInstance(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.write(w, r, func(ctx context.Context) (uint64, error) { return s.Controller.DeregisterInstance(ctx, id) })
+}
+
+func (s *Server) write(w http.ResponseWriter, r *http.Request, do func(context.Context) (uint64, error)) {
+	seq, err := do(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, SeqResponse{Seq: seq})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	snap := s.View.Snapshot()
+	st := Status{
+		Seq:                snap.Seq,
+		Tail:               s.View.Tail(),
+		LagSeconds:         s.View.Lag().Seconds(),
+		StaleBudgetSeconds: s.View.StaleBudget().Seconds(),
+		Stale:              s.View.Stale(),
+		Services:           snap.NumServices(),
+		Instances:          snap.NumInstances(),
+	}
+	if snap.Network != nil {
+		st.ClusterCIDR = snap.Network.CIDR.String()
+	}
+	if s.Readiness != nil {
+		st.Ready, st.NotReady = s.Readiness.Ready()
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// private says which keys never leave the node over list/watch: private keys
+// and uploaded secrets are read only by the ingress in-process.
+func private(key string) bool {
+	return strings.HasPrefix(key, orderedlog.PrefixCerts) || strings.HasPrefix(key, orderedlog.PrefixSecrets)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	kvs, seq, err := s.Log.List(r.Context(), r.URL.Query().Get("prefix"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := KVList{Seq: seq, KVs: make([]orderedlog.KV, 0, len(kvs))}
+	for _, kv := range kvs {
+		if !private(kv.Key) {
+			out.KVs = append(out.KVs, kv)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// watch streams the log as newline-delimited JSON from ?from=SEQ.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
+	var from uint64
+	if v := r.URL.Query().Get("from"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: fmt.Sprintf("watch: from=%q is not a sequence number", v)})
+			return
+		}
+		from = n
+	}
+	ch, err := s.Log.Watch(r.Context(), from)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	for ev := range ch {
+		out := WatchEvent{Tail: ev.Tail}
+		switch {
+		case ev.Err != nil:
+			out.Error = ev.Err.Error()
+			if errors.Is(ev.Err, orderedlog.ErrCompacted) {
+				out.Error = "compacted"
+			}
+		case ev.Batch != nil:
+			b := *ev.Batch
+			b.Ops = nil
+			for _, op := range ev.Batch.Ops {
+				if !private(op.Key) {
+					b.Ops = append(b.Ops, op)
+				}
+			}
+			out.Batch = &b
+		}
+		if err := enc.Encode(out); err != nil {
+			return
+		}
+		// Flush only when nothing else is queued: a burst goes out in one write.
+		if len(ch) == 0 && flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+func (s *Server) pauseWatch(w http.ResponseWriter, r *http.Request) {
+	var req PauseRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Seconds <= 0 || req.Seconds > 3600 {
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "pause-watch: seconds must be in (0, 3600]"})
+		return
+	}
+	s.View.PauseFor(time.Duration(req.Seconds * float64(time.Second)))
+	writeJSON(w, http.StatusOK, SeqResponse{Seq: s.View.Snapshot().Seq})
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "request body", Err: err})
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "request body: trailing data after the JSON object"})
+		return false
+	}
+	return true
+}
+
+var kindNames = map[cluster.Kind]struct {
+	name   string
+	status int
+}{
+	cluster.KindInvalid:   {"invalid", http.StatusBadRequest},
+	cluster.KindNotFound:  {"not_found", http.StatusNotFound},
+	cluster.KindConflict:  {"conflict", http.StatusConflict},
+	cluster.KindExhausted: {"exhausted", http.StatusInsufficientStorage},
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	k, ok := kindNames[cluster.KindOf(err)]
+	if !ok {
+		k.name, k.status = "internal", http.StatusInternalServerError
+	}
+	writeJSON(w, k.status, ErrorResponse{Error: err.Error(), Kind: k.name})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

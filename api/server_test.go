@@ -1,0 +1,190 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/readiness"
+)
+
+// serve runs the API over a real Badger log on addr and returns a client.
+func serve(t *testing.T, addr, token string) (*Client, *orderedlog.BadgerLog) {
+	t.Helper()
+	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := cluster.Bootstrap(ctx, lg, netip.MustParsePrefix("10.96.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	view := cluster.NewView(lg, cluster.ViewOptions{})
+	done := make(chan struct{})
+	go func() { defer close(done); view.Run(ctx) }()
+	l, err := Listen(addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:     (&Server{Controller: cluster.NewController(lg, view, cluster.ControllerOptions{}), View: view, Log: lg, Readiness: &readiness.Registry{}, Token: token}).Handler(),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+		<-done
+		lg.Close()
+	})
+	if strings.HasPrefix(addr, "tcp://") {
+		addr = "tcp://" + l.Addr().String()
+	}
+	c, err := NewClient(addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, lg
+}
+
+func TestUnixSocketIsPrivate(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "runed.sock")
+	c, _ := serve(t, "unix://"+sock, "")
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A second runed on the same socket is refused rather than stealing it.
+	if _, err := Listen("unix://"+sock, ""); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second listener on a live socket: %v", err)
+	}
+}
+
+func TestTCPRequiresAToken(t *testing.T) {
+	if _, err := Listen("tcp://127.0.0.1:0", ""); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("TCP without a token: %v, want a refusal", err)
+	}
+	c, _ := serve(t, "tcp://127.0.0.1:0", "s3cret")
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	for _, token := range []string{"", "wrong"} {
+		bad := *c
+		bad.token = token
+		var ae *APIError
+		if _, err := bad.Status(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+			t.Fatalf("token %q: got %v, want 401", token, err)
+		}
+	}
+}
+
+func TestErrorsMapToStatuses(t *testing.T) {
+	c, lg := serve(t, "unix://"+filepath.Join(t.TempDir(), "s"), "")
+	ctx := context.Background()
+	tail := lg.Tail()
+	for _, tc := range []struct {
+		name   string
+		do     func() error
+		status int
+		kind   string
+	}{
+		{"bad spec", func() error {
+			_, err := c.Cast(ctx, []CastFile{{Name: "x.yaml", Data: "service: {name: Bad}"}})
+			return err
+		}, 400, "invalid"},
+		{"no files", func() error { _, err := c.Cast(ctx, nil); return err }, 400, "invalid"},
+		{"unknown service", func() error { _, err := c.DeleteService(ctx, "default", "nope"); return err }, 404, "not_found"},
+		{"unknown body field", func() error {
+			return c.do(ctx, http.MethodPut, "/v1/instances/x/ready", map[string]any{"redy": true}, nil)
+		}, 400, "invalid"},
+		{"bad watch seq", func() error { _, err := c.send(ctx, http.MethodGet, "/v1/watch?from=x", nil); return err }, 400, "invalid"},
+		{"pause out of range", func() error { return c.PauseWatch(ctx, -1) }, 400, "invalid"},
+	} {
+		var ae *APIError
+		if err := tc.do(); !errors.As(err, &ae) || ae.Status != tc.status || ae.Kind != tc.kind {
+			t.Errorf("%s: got %v (%+v), want %d %s", tc.name, err, ae, tc.status, tc.kind)
+		}
+	}
+	if lg.Tail() != tail {
+		t.Fatal("rejected requests wrote to the log")
+	}
+}
+
+// The remote View (plugin/rune in a stock CoreDNS) follows runed through
+// List + Watch; it must see what runed's own View sees, and never secrets.
+func TestRemoteViewFollowsTheAPI(t *testing.T) {
+	c, lg := serve(t, "unix://"+filepath.Join(t.TempDir(), "s"), "")
+	ctx := context.Background()
+	if _, err := c.Cast(ctx, []CastFile{{Name: "a.yaml", Data: "service:\n  name: api\n  ports: [{name: http, port: 80}]\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lg.Propose(ctx, []orderedlog.Op{orderedlog.Put(orderedlog.PrefixSecrets+"default/tls", []byte("PRIVATE KEY"))}); err != nil {
+		t.Fatal(err)
+	}
+	remote := cluster.NewView(c, cluster.ViewOptions{})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go remote.Run(rctx)
+	waitCtx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := remote.WaitFor(waitCtx, lg.Tail()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Cast(ctx, []CastFile{{Name: "w.yaml", Data: "service:\n  name: web\n  ports: [{name: http, port: 80}]\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WaitFor(waitCtx, res.Seq); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := remote.Snapshot().ServiceByVIP(res.Results[0].VIP)
+	if !ok || e.Value.Spec.Name != "web" {
+		t.Fatalf("remote view does not resolve web's VIP %s", res.Results[0].VIP)
+	}
+	kvs, _, err := c.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range kvs {
+		if strings.HasPrefix(kv.Key, orderedlog.PrefixSecrets) {
+			t.Fatalf("list leaked %s", kv.Key)
+		}
+	}
+	ch, err := c.Watch(rctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= lg.Tail(); {
+		ev := <-ch
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if ev.Batch == nil {
+			continue
+		}
+		if ev.Batch.Seq != seq {
+			t.Fatalf("watch delivered seq %d, want %d", ev.Batch.Seq, seq)
+		}
+		for _, op := range ev.Batch.Ops {
+			if strings.HasPrefix(op.Key, orderedlog.PrefixSecrets) {
+				t.Fatalf("watch leaked %s", op.Key)
+			}
+		}
+		seq++
+	}
+}

@@ -1,0 +1,101 @@
+// Package api is runed's HTTP/JSON API: the server runed exposes (a unix
+// socket by default, TCP with a bearer token optionally) and the Go client the
+// CLI and a remote plugin/rune use.
+package api
+
+import (
+	"net/netip"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// CastFile is one file of a cast, sent verbatim so the server reports errors
+// against the operator's own file names and lines.
+type CastFile struct {
+	Name string `json:"name"`
+	Data string `json:"data"`
+}
+
+type CastRequest struct {
+	Files []CastFile `json:"files"`
+}
+
+type CastResponse struct {
+	Seq     uint64               `json:"seq"`
+	Results []cluster.CastResult `json:"results"`
+}
+
+// Seq answers writes that return no other data.
+type SeqResponse struct {
+	Seq uint64 `json:"seq"`
+}
+
+type ServiceList struct {
+	Seq   uint64                  `json:"seq"`
+	Items []cluster.ServiceRecord `json:"items"`
+}
+
+type EndpointsList struct {
+	Seq   uint64              `json:"seq"`
+	Items []cluster.Endpoints `json:"items"`
+}
+
+type InstanceList struct {
+	Seq   uint64             `json:"seq"`
+	Items []cluster.Instance `json:"items"`
+}
+
+// RegisterInstanceRequest is what the orchestrator sends when an instance starts.
+type RegisterInstanceRequest struct {
+	ID        string     `json:"id"`
+	Service   string     `json:"service"`
+	Namespace string     `json:"namespace,omitempty"`
+	Node      string     `json:"node"`
+	IP        netip.Addr `json:"ip"`
+	Ready     bool       `json:"ready"`
+}
+
+type ReadyRequest struct {
+	Ready bool `json:"ready"`
+}
+
+type PauseRequest struct {
+	Seconds float64 `json:"seconds"`
+}
+
+// Status is runed's health at a glance.
+type Status struct {
+	Seq                uint64   `json:"seq"`
+	Tail               uint64   `json:"tail"`
+	LagSeconds         float64  `json:"lagSeconds"`
+	StaleBudgetSeconds float64  `json:"staleBudgetSeconds"`
+	Stale              bool     `json:"stale"`
+	Ready              bool     `json:"ready"`
+	NotReady           []string `json:"notReady,omitempty"`
+	ClusterCIDR        string   `json:"clusterCIDR,omitempty"`
+	Services           int      `json:"services"`
+	Instances          int      `json:"instances"`
+}
+
+// ErrorResponse carries a failure; Kind is invalid, not_found, conflict,
+// exhausted or internal.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	Kind  string `json:"kind"`
+}
+
+// KVList answers /v1/list: the state a remote View loads from.
+type KVList struct {
+	Seq uint64          `json:"seq"`
+	KVs []orderedlog.KV `json:"kvs"`
+}
+
+// WatchEvent is one line of /v1/watch (newline-delimited JSON). A heartbeat
+// has no Batch; the final line of a watch that cannot continue has Error
+// ("compacted" means re-list).
+type WatchEvent struct {
+	Batch *orderedlog.Batch `json:"batch,omitempty"`
+	Tail  uint64            `json:"tail"`
+	Error string            `json:"error,omitempty"`
+}

@@ -1,0 +1,36 @@
+package cluster
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// Key builders: the only place outside orderedlog/ that spells the protected
+// prefixes (scripts/check_orderedlog_seam.sh allows this file alone).
+const (
+	keyClusterNetwork = orderedlog.PrefixNetwork + "cluster"
+	prefixVIPs        = orderedlog.PrefixNetwork + "vips/"
+)
+
+func serviceKey(n NamespacedName) string {
+	return orderedlog.PrefixServices + n.Namespace + "/" + n.Name
+}
+func endpointsKey(n NamespacedName) string {
+	return orderedlog.PrefixEndpoints + n.Namespace + "/" + n.Name
+}
+func policyKey(n NamespacedName) string { return orderedlog.PrefixPolicy + n.Namespace + "/" + n.Name }
+func vipKey(ip netip.Addr) string       { return prefixVIPs + ip.String() }
+func instanceKey(node, id string) string {
+	return orderedlog.PrefixLocalInstances + node + "/" + id
+}
+
+// splitName parses "<prefix><ns>/<name>".
+func splitName(key, prefix string) (NamespacedName, bool) {
+	ns, name, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return NamespacedName{}, false
+	}
+	return NamespacedName{Namespace: ns, Name: name}, true
+}

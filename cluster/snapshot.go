@@ -1,0 +1,323 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// Entry is a stored object together with the revision it was read at, so a
+// writer can make its next write conditional on it (compare-and-set).
+type Entry[T any] struct {
+	Value *T
+	Rev   uint64
+}
+
+// Snapshot is the immutable, materialized state of the log as of Seq. Readers
+// hold one for as long as they like; the View publishes a new one per batch.
+type Snapshot struct {
+	Seq     uint64
+	Network *ClusterNetwork
+	// NetworkRev is the revision of network/cluster (0 until bootstrapped).
+	NetworkRev uint64
+
+	services   pmap[NamespacedName, Entry[ServiceRecord]]
+	byVIP      pmap[netip.Addr, NamespacedName]
+	namespaces pmap[string, int] // services per namespace
+	endpoints  pmap[NamespacedName, Entry[Endpoints]]
+	policies   pmap[NamespacedName, Entry[NetworkPolicy]]
+	instances  pmap[string, Entry[Instance]] // by instance id
+	byIP       pmap[netip.Addr, string]      // instance IP → id
+	vips       pmap[netip.Addr, Entry[VIPAllocation]]
+	vipOwners  pmap[NamespacedName, netip.Addr] // allocations, active or held
+}
+
+func (s *Snapshot) Service(n NamespacedName) (Entry[ServiceRecord], bool) {
+	return s.services.Get(n)
+}
+
+// ServiceByVIP finds the service a VIP belongs to.
+func (s *Snapshot) ServiceByVIP(ip netip.Addr) (Entry[ServiceRecord], bool) {
+	n, ok := s.byVIP.Get(ip)
+	if !ok {
+		return Entry[ServiceRecord]{}, false
+	}
+	return s.services.Get(n)
+}
+
+// NamespaceExists reports whether any service lives in ns (DNS uses it to
+// answer NODATA rather than NXDOMAIN for "<ns>.rune").
+func (s *Snapshot) NamespaceExists(ns string) bool {
+	_, ok := s.namespaces.Get(ns)
+	return ok
+}
+
+func (s *Snapshot) Endpoints(n NamespacedName) (Entry[Endpoints], bool) {
+	return s.endpoints.Get(n)
+}
+
+func (s *Snapshot) Policy(n NamespacedName) (Entry[NetworkPolicy], bool) {
+	return s.policies.Get(n)
+}
+
+func (s *Snapshot) Instance(id string) (Entry[Instance], bool) { return s.instances.Get(id) }
+
+// InstanceByIP maps a source address to the instance that owns it.
+func (s *Snapshot) InstanceByIP(ip netip.Addr) (Entry[Instance], bool) {
+	id, ok := s.byIP.Get(ip)
+	if !ok {
+		return Entry[Instance]{}, false
+	}
+	return s.instances.Get(id)
+}
+
+func (s *Snapshot) VIPAllocation(ip netip.Addr) (Entry[VIPAllocation], bool) {
+	return s.vips.Get(ip)
+}
+
+// AllocationOf returns the VIP allocated (or held) for a service.
+func (s *Snapshot) AllocationOf(n NamespacedName) (Entry[VIPAllocation], bool) {
+	ip, ok := s.vipOwners.Get(n)
+	if !ok {
+		return Entry[VIPAllocation]{}, false
+	}
+	return s.vips.Get(ip)
+}
+
+func (s *Snapshot) NumServices() int  { return s.services.Len() }
+func (s *Snapshot) NumInstances() int { return s.instances.Len() }
+func (s *Snapshot) NumVIPs() int      { return s.vips.Len() }
+
+// Services lists the services of namespace ns ("" for all), sorted.
+func (s *Snapshot) Services(ns string) []Entry[ServiceRecord] {
+	var out []Entry[ServiceRecord]
+	s.services.Range(func(n NamespacedName, e Entry[ServiceRecord]) bool {
+		if ns == "" || n.Namespace == ns {
+			out = append(out, e)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return lessName(out[i].Value.Spec.key(), out[j].Value.Spec.key()) })
+	return out
+}
+
+// AllEndpoints lists endpoints of namespace ns ("" for all), sorted.
+func (s *Snapshot) AllEndpoints(ns string) []Entry[Endpoints] {
+	var out []Entry[Endpoints]
+	s.endpoints.Range(func(n NamespacedName, e Entry[Endpoints]) bool {
+		if ns == "" || n.Namespace == ns {
+			out = append(out, e)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool {
+		return lessName(out[i].Value.key(), out[j].Value.key())
+	})
+	return out
+}
+
+// Instances lists instances, optionally filtered by namespace and/or service, sorted by id.
+func (s *Snapshot) Instances(ns, service string) []Entry[Instance] {
+	var out []Entry[Instance]
+	s.instances.Range(func(_ string, e Entry[Instance]) bool {
+		if (ns == "" || e.Value.Namespace == ns) && (service == "" || e.Value.Service == service) {
+			out = append(out, e)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Value.ID < out[j].Value.ID })
+	return out
+}
+
+// RangeServices visits every service without sorting (hot paths: compile, sync).
+func (s *Snapshot) RangeServices(f func(Entry[ServiceRecord]) bool) {
+	s.services.Range(func(_ NamespacedName, e Entry[ServiceRecord]) bool { return f(e) })
+}
+
+// RangeVIPs visits every VIP allocation, active or held.
+func (s *Snapshot) RangeVIPs(f func(Entry[VIPAllocation]) bool) {
+	s.vips.Range(func(_ netip.Addr, e Entry[VIPAllocation]) bool { return f(e) })
+}
+
+func (svc *Service) key() NamespacedName { return NamespacedName{svc.Namespace, svc.Name} }
+func (e *Endpoints) key() NamespacedName { return NamespacedName{e.Namespace, e.Service} }
+
+func lessName(a, b NamespacedName) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// snapshotEditor applies log operations to produce the next Snapshot.
+type snapshotEditor struct {
+	next       Snapshot
+	services   *pmapEditor[NamespacedName, Entry[ServiceRecord]]
+	byVIP      *pmapEditor[netip.Addr, NamespacedName]
+	namespaces *pmapEditor[string, int]
+	endpoints  *pmapEditor[NamespacedName, Entry[Endpoints]]
+	policies   *pmapEditor[NamespacedName, Entry[NetworkPolicy]]
+	instances  *pmapEditor[string, Entry[Instance]]
+	byIP       *pmapEditor[netip.Addr, string]
+	vips       *pmapEditor[netip.Addr, Entry[VIPAllocation]]
+	vipOwners  *pmapEditor[NamespacedName, netip.Addr]
+}
+
+func (s *Snapshot) edit() *snapshotEditor {
+	return &snapshotEditor{
+		next:       Snapshot{Seq: s.Seq, Network: s.Network, NetworkRev: s.NetworkRev},
+		services:   s.services.edit(),
+		byVIP:      s.byVIP.edit(),
+		namespaces: s.namespaces.edit(),
+		endpoints:  s.endpoints.edit(),
+		policies:   s.policies.edit(),
+		instances:  s.instances.edit(),
+		byIP:       s.byIP.edit(),
+		vips:       s.vips.edit(),
+		vipOwners:  s.vipOwners.edit(),
+	}
+}
+
+func (e *snapshotEditor) done() *Snapshot {
+	n := e.next
+	n.services = e.services.done()
+	n.byVIP = e.byVIP.done()
+	n.namespaces = e.namespaces.done()
+	n.endpoints = e.endpoints.done()
+	n.policies = e.policies.done()
+	n.instances = e.instances.done()
+	n.byIP = e.byIP.done()
+	n.vips = e.vips.done()
+	n.vipOwners = e.vipOwners.done()
+	return &n
+}
+
+// apply materializes one key operation. A record that does not decode is an
+// error: the log is the source of truth, and silently skipping it would hide
+// corruption.
+func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
+	key := op.Key
+	del := op.Type == orderedlog.OpDelete
+	switch {
+	case op.Type == orderedlog.OpCheck:
+		return nil
+	case key == keyClusterNetwork:
+		if del {
+			e.next.Network, e.next.NetworkRev = nil, 0
+			return nil
+		}
+		var cn ClusterNetwork
+		if err := json.Unmarshal(op.Value, &cn); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		e.next.Network, e.next.NetworkRev = &cn, rev
+	case strings.HasPrefix(key, orderedlog.PrefixServices):
+		n, ok := splitName(key, orderedlog.PrefixServices)
+		if !ok {
+			return fmt.Errorf("malformed service key %q", key)
+		}
+		e.removeService(n)
+		if del {
+			return nil
+		}
+		var rec ServiceRecord
+		if err := json.Unmarshal(op.Value, &rec); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		e.services.Set(n, Entry[ServiceRecord]{&rec, rev})
+		if rec.VIP.IsValid() {
+			e.byVIP.Set(rec.VIP, n)
+		}
+		c, _ := e.namespaces.Get(n.Namespace)
+		e.namespaces.Set(n.Namespace, c+1)
+	case strings.HasPrefix(key, orderedlog.PrefixEndpoints):
+		n, ok := splitName(key, orderedlog.PrefixEndpoints)
+		if !ok {
+			return fmt.Errorf("malformed endpoints key %q", key)
+		}
+		if del {
+			e.endpoints.Delete(n)
+			return nil
+		}
+		var ep Endpoints
+		if err := json.Unmarshal(op.Value, &ep); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		e.endpoints.Set(n, Entry[Endpoints]{&ep, rev})
+	case strings.HasPrefix(key, orderedlog.PrefixPolicy):
+		n, ok := splitName(key, orderedlog.PrefixPolicy)
+		if !ok {
+			return fmt.Errorf("malformed policy key %q", key)
+		}
+		if del {
+			e.policies.Delete(n)
+			return nil
+		}
+		var p NetworkPolicy
+		if err := json.Unmarshal(op.Value, &p); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		e.policies.Set(n, Entry[NetworkPolicy]{&p, rev})
+	case strings.HasPrefix(key, orderedlog.PrefixLocalInstances):
+		_, id, ok := strings.Cut(strings.TrimPrefix(key, orderedlog.PrefixLocalInstances), "/")
+		if !ok || id == "" {
+			return fmt.Errorf("malformed instance key %q", key)
+		}
+		if old, ok := e.instances.Get(id); ok {
+			e.byIP.Delete(old.Value.IP)
+			e.instances.Delete(id)
+		}
+		if del {
+			return nil
+		}
+		var in Instance
+		if err := json.Unmarshal(op.Value, &in); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		e.instances.Set(id, Entry[Instance]{&in, rev})
+		e.byIP.Set(in.IP, id)
+	case strings.HasPrefix(key, prefixVIPs):
+		ip, err := netip.ParseAddr(strings.TrimPrefix(key, prefixVIPs))
+		if err != nil {
+			return fmt.Errorf("malformed VIP key %q", key)
+		}
+		if old, ok := e.vips.Get(ip); ok {
+			owner := NamespacedName{old.Value.Namespace, old.Value.Service}
+			if cur, ok := e.vipOwners.Get(owner); ok && cur == ip {
+				e.vipOwners.Delete(owner)
+			}
+			e.vips.Delete(ip)
+		}
+		if del {
+			return nil
+		}
+		var a VIPAllocation
+		if err := json.Unmarshal(op.Value, &a); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		e.vips.Set(ip, Entry[VIPAllocation]{&a, rev})
+		e.vipOwners.Set(NamespacedName{a.Namespace, a.Service}, ip)
+	}
+	// Other prefixes (certs/, secrets/) are read by their owners directly.
+	return nil
+}
+
+func (e *snapshotEditor) removeService(n NamespacedName) {
+	old, ok := e.services.Get(n)
+	if !ok {
+		return
+	}
+	if cur, ok := e.byVIP.Get(old.Value.VIP); ok && cur == n {
+		e.byVIP.Delete(old.Value.VIP)
+	}
+	e.services.Delete(n)
+	if c, _ := e.namespaces.Get(n.Namespace); c <= 1 {
+		e.namespaces.Delete(n.Namespace)
+	} else {
+		e.namespaces.Set(n.Namespace, c-1)
+	}
+}

@@ -1,0 +1,298 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// Source is what a View reads: the OrderedLog itself in runed, or runed's
+// watch API from a remote process (a stock CoreDNS with plugin/rune).
+type Source interface {
+	List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error)
+	Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, error)
+}
+
+// ViewOptions tune a View.
+type ViewOptions struct {
+	// StaleBudget: past this much lag consumers fail closed. Default 30s.
+	StaleBudget time.Duration
+	// RetryBackoff bounds the delay between reconnects to the Source.
+	RetryBackoff time.Duration
+	Logger       *slog.Logger
+}
+
+// View is the one watcher per process that materializes the log into
+// immutable snapshots. Readers never lock: Snapshot() is an atomic load.
+type View struct {
+	src  Source
+	opts ViewOptions
+
+	snap atomic.Pointer[Snapshot]
+	// currentAt is when the View last knew it had applied everything the log
+	// holds (unix nanos); lag is measured from it, so it keeps growing when the
+	// watch stalls even though nothing new arrives.
+	currentAt atomic.Int64
+	tail      atomic.Uint64
+	loaded    atomic.Bool
+	pausedTil atomic.Int64
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every new snapshot
+}
+
+func NewView(src Source, opts ViewOptions) *View {
+	if opts.StaleBudget <= 0 {
+		opts.StaleBudget = 30 * time.Second
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	v := &View{src: src, opts: opts, changed: make(chan struct{})}
+	v.snap.Store(&Snapshot{})
+	v.currentAt.Store(time.Now().UnixNano())
+	return v
+}
+
+// Snapshot returns the latest snapshot (empty, Seq 0, before the first load).
+func (v *View) Snapshot() *Snapshot { return v.snap.Load() }
+
+// Loaded reports whether the View has caught up with the log at least once.
+func (v *View) Loaded() bool { return v.loaded.Load() }
+
+// Lag is how long since the View last knew it was current with the log.
+func (v *View) Lag() time.Duration {
+	if v.snap.Load().Seq >= v.tail.Load() && v.Loaded() && !v.paused() {
+		return 0
+	}
+	return time.Since(time.Unix(0, v.currentAt.Load()))
+}
+
+// Stale reports whether the lag is past the stale budget: consumers must fail
+// closed while it is.
+func (v *View) Stale() bool { return v.Lag() > v.opts.StaleBudget }
+
+func (v *View) StaleBudget() time.Duration { return v.opts.StaleBudget }
+
+// Tail is the newest log seq the View has heard of.
+func (v *View) Tail() uint64 { return v.tail.Load() }
+
+// Changed returns a channel closed when the next snapshot is published.
+func (v *View) Changed() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.changed
+}
+
+// WaitFor blocks until the View has applied seq (or ctx ends).
+func (v *View) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		ch := v.Changed()
+		if v.snap.Load().Seq >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the view to reach seq %d (at %d): %w", seq, v.snap.Load().Seq, ctx.Err())
+		}
+	}
+}
+
+// PauseFor stops applying the log for d, as if the watch had stalled. It is
+// the fault injection behind `rune debug pause-watch`, used to show that
+// every consumer fails closed past the stale budget and recovers after.
+func (v *View) PauseFor(d time.Duration) {
+	v.pausedTil.Store(time.Now().Add(d).UnixNano())
+}
+
+func (v *View) paused() bool { return time.Now().UnixNano() < v.pausedTil.Load() }
+
+func (v *View) publish(s *Snapshot) {
+	v.snap.Store(s)
+	v.mu.Lock()
+	close(v.changed)
+	v.changed = make(chan struct{})
+	v.mu.Unlock()
+}
+
+func (v *View) markCurrent(tail uint64) {
+	if tail > v.tail.Load() {
+		v.tail.Store(tail)
+	}
+	if v.snap.Load().Seq >= v.tail.Load() {
+		v.currentAt.Store(time.Now().UnixNano())
+	}
+}
+
+// Run lists and watches until ctx ends, re-listing after compaction and
+// reconnecting with back-off when the source fails.
+func (v *View) Run(ctx context.Context) error {
+	setMetricsView(v)
+	backoff := 50 * time.Millisecond
+	for {
+		err := v.runOnce(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		v.opts.Logger.Warn("view: watch ended, reconnecting", "err", err, "seq", v.snap.Load().Seq, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, v.opts.RetryBackoff)
+	}
+}
+
+var errRelist = errors.New("relist")
+
+func (v *View) runOnce(ctx context.Context) error {
+	if !v.Loaded() {
+		if err := v.relist(ctx); err != nil {
+			return err
+		}
+	}
+	for {
+		err := v.follow(ctx)
+		if !errors.Is(err, errRelist) {
+			return err
+		}
+		if err := v.relist(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// relist replaces the snapshot with a full, consistent read of the log.
+func (v *View) relist(ctx context.Context) error {
+	kvs, seq, err := v.src.List(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	s, err := Load(kvs, seq)
+	if err != nil {
+		return err
+	}
+	v.publish(s)
+	v.markCurrent(seq)
+	v.loaded.Store(true)
+	return nil
+}
+
+// Load builds a snapshot from a full listing taken at seq.
+func Load(kvs []orderedlog.KV, seq uint64) (*Snapshot, error) {
+	e := (&Snapshot{}).edit()
+	for _, kv := range kvs {
+		if err := e.apply(orderedlog.Put(kv.Key, kv.Value), kv.Rev); err != nil {
+			return nil, err
+		}
+	}
+	s := e.done()
+	s.Seq = seq
+	return s, nil
+}
+
+func (v *View) follow(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	from := v.snap.Load().Seq + 1
+	ch, err := v.src.Watch(wctx, from)
+	if err != nil {
+		if errors.Is(err, orderedlog.ErrCompacted) {
+			return errRelist
+		}
+		return fmt.Errorf("watch from %d: %w", from, err)
+	}
+	for {
+		if until := v.pausedTil.Load(); time.Now().UnixNano() < until {
+			// Stop reading, as a stalled watch would; the source buffers or
+			// re-reads from disk, and applying resumes where it stopped.
+			select {
+			case <-time.After(time.Until(time.Unix(0, until))):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		var ev orderedlog.Event
+		var ok bool
+		select {
+		case ev, ok = <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			return errors.New("watch closed")
+		}
+		if ev.Err != nil {
+			if errors.Is(ev.Err, orderedlog.ErrCompacted) {
+				return errRelist
+			}
+			return ev.Err
+		}
+		if ev.Batch != nil {
+			if err := v.applyBatches(ev.Batch, ch, &ev); err != nil {
+				if errors.Is(err, orderedlog.ErrCompacted) {
+					return errRelist
+				}
+				return err
+			}
+		}
+		v.markCurrent(ev.Tail)
+	}
+}
+
+// applyBatches applies b and any batches already waiting on ch into one new
+// snapshot, so a burst of writes costs one publish, not one per batch.
+func (v *View) applyBatches(b *orderedlog.Batch, ch <-chan orderedlog.Event, last *orderedlog.Event) error {
+	cur := v.snap.Load()
+	e := cur.edit()
+	for {
+		if b.Seq != e.next.Seq+1 {
+			return fmt.Errorf("watch delivered seq %d after %d: gap", b.Seq, e.next.Seq)
+		}
+		for _, op := range b.Ops {
+			if err := e.apply(op, b.Seq); err != nil {
+				return fmt.Errorf("seq %d: %w", b.Seq, err)
+			}
+		}
+		e.next.Seq = b.Seq
+		if last.Tail < b.Seq {
+			last.Tail = b.Seq
+		}
+		observeApply(b)
+		select {
+		case ev, ok := <-ch:
+			if ok && ev.Err == nil && ev.Batch != nil {
+				b = ev.Batch
+				if ev.Tail > last.Tail {
+					last.Tail = ev.Tail
+				}
+				continue
+			}
+			if ok && ev.Err == nil {
+				if ev.Tail > last.Tail {
+					last.Tail = ev.Tail
+				}
+			} else {
+				v.publish(e.done())
+				if !ok {
+					return errors.New("watch closed")
+				}
+				return ev.Err
+			}
+		default:
+		}
+		v.publish(e.done())
+		return nil
+	}
+}

@@ -1,0 +1,76 @@
+// Command rune is the operator's CLI for runed. It talks to runed's API only.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runenet/runenet/api"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		// The reason on one line; a spec with several problems lists one per line after it.
+		fmt.Fprintln(os.Stderr, "rune: "+strings.TrimSpace(err.Error()))
+		os.Exit(1)
+	}
+}
+
+type globals struct {
+	api   string
+	token string
+}
+
+func (g *globals) client() (*api.Client, error) {
+	return api.NewClient(g.api, g.token)
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "rune",
+		Short:         "Operate the Rune networking layer (services, VIPs, endpoints) through runed's API",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.api, "api", envOr("RUNE_API", defaultAPI()), "runed API address: unix:///path/runed.sock or tcp://host:port (env RUNE_API)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("RUNE_TOKEN"), "bearer token for a TCP API (env RUNE_TOKEN)")
+	root.AddCommand(newCast(g), newGet(g), newDelete(g), newInstance(g), newStatus(g), newDebug(g))
+	return root
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// defaultAPI finds runed's socket where runed puts it by default: the
+// production data dir, else the dev-mode one.
+func defaultAPI() string {
+	for _, dir := range defaultDataDirs() {
+		p := dir + "/runed.sock"
+		if _, err := os.Stat(p); err == nil {
+			return "unix://" + p
+		}
+	}
+	return "unix:///var/lib/rune/runed.sock"
+}
+
+func defaultDataDirs() []string {
+	dirs := []string{"/var/lib/rune"}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		dirs = append(dirs, d+"/rune")
+	} else if h, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, h+"/.local/state/rune")
+	}
+	return append(dirs, ".rune")
+}

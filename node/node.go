@@ -1,0 +1,194 @@
+// Package node opens a node's runtime — store, View, controller and API —
+// once per process. Corefile directives acquire it; a CoreDNS reload sets up
+// the new server blocks before shutting the old ones down, so reference
+// counting keeps the store open across a reload instead of reopening it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/runenet/runenet/api"
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/readiness"
+)
+
+// Config is what a node runtime is opened with.
+type Config struct {
+	DataDir     string
+	ClusterCIDR string        // default 10.96.0.0/16
+	APIAddr     string        // default unix://<DataDir>/runed.sock
+	APIToken    string        // required for a tcp:// API address
+	StaleBudget time.Duration // default 30s
+	HoldPeriod  time.Duration // VIP hold after delete; default 1h
+	DevMode     bool
+	NodeName    string // default the hostname
+}
+
+// DefaultClusterCIDR is the spec's default VIP range.
+const DefaultClusterCIDR = "10.96.0.0/16"
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		return errors.New("node: data directory is required")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.DataDir = abs
+	if c.ClusterCIDR == "" {
+		c.ClusterCIDR = DefaultClusterCIDR
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = "unix://" + filepath.Join(c.DataDir, "runed.sock")
+	}
+	if c.StaleBudget <= 0 {
+		c.StaleBudget = 30 * time.Second
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
+	return nil
+}
+
+// Runtime is an open node.
+type Runtime struct {
+	cfg        Config
+	log        orderedlog.Log
+	view       *cluster.View
+	controller *cluster.Controller
+	cancel     context.CancelFunc
+	httpSrv    *http.Server
+	listener   net.Listener
+	done       chan struct{}
+	refs       int
+}
+
+var (
+	mu       sync.Mutex
+	runtimes = map[string]*Runtime{}
+)
+
+// Acquire opens the runtime for cfg.DataDir, or returns the one already open
+// (which must have been opened with the same settings). Pair it with Release.
+func Acquire(cfg Config) (*Runtime, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if r, ok := runtimes[cfg.DataDir]; ok {
+		if r.cfg != cfg {
+			return nil, fmt.Errorf("node runtime for %s is already open with different settings (%+v); restart runed to change them", cfg.DataDir, r.cfg)
+		}
+		r.refs++
+		return r, nil
+	}
+	r, err := open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.refs = 1
+	runtimes[cfg.DataDir] = r
+	return r, nil
+}
+
+// Release drops a reference; the last one closes the runtime.
+func (r *Runtime) Release() error {
+	mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	if last {
+		delete(runtimes, r.cfg.DataDir)
+	}
+	mu.Unlock()
+	if !last {
+		return nil
+	}
+	return r.close()
+}
+
+func open(cfg Config) (*Runtime, error) {
+	cidr, err := cluster.ParseClusterCIDR(cfg.ClusterCIDR)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lg, err := orderedlog.OpenBadger(filepath.Join(cfg.DataDir, "store"), orderedlog.BadgerOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runtime{cfg: cfg, log: lg, cancel: cancel, done: make(chan struct{})}
+	fail := func(err error) (*Runtime, error) {
+		cancel()
+		lg.Close()
+		return nil, err
+	}
+	if err := cluster.Bootstrap(ctx, lg, cidr); err != nil {
+		return fail(err)
+	}
+	r.view = cluster.NewView(lg, cluster.ViewOptions{StaleBudget: cfg.StaleBudget})
+	r.controller = cluster.NewController(lg, r.view, cluster.ControllerOptions{HoldPeriod: cfg.HoldPeriod})
+	go func() {
+		defer close(r.done)
+		_ = r.view.Run(ctx)
+	}()
+	readiness.Default.Register("view", func() (bool, string) {
+		switch {
+		case !r.view.Loaded():
+			return false, "loading the store"
+		case r.view.Stale():
+			return false, fmt.Sprintf("watch is %s behind the log (stale budget %s)", r.view.Lag().Round(time.Millisecond), cfg.StaleBudget)
+		}
+		return true, ""
+	})
+	l, err := api.Listen(cfg.APIAddr, cfg.APIToken)
+	if err != nil {
+		return fail(err)
+	}
+	r.listener = l
+	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken}
+	r.httpSrv = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Watch streams end with the runtime rather than holding up shutdown.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	go func() {
+		if err := r.httpSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("api server stopped", "err", err)
+		}
+	}()
+	return r, nil
+}
+
+func (r *Runtime) close() error {
+	readiness.Default.Unregister("view")
+	r.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = r.httpSrv.Shutdown(ctx)
+	<-r.done
+	return r.log.Close()
+}
+
+func (r *Runtime) Config() Config                  { return r.cfg }
+func (r *Runtime) View() *cluster.View             { return r.view }
+func (r *Runtime) Controller() *cluster.Controller { return r.controller }
+func (r *Runtime) Log() orderedlog.Log             { return r.log }
+
+// APIAddr is where the API listens (the socket path or host:port actually bound).
+func (r *Runtime) APIAddr() string { return r.cfg.APIAddr }

@@ -1,0 +1,152 @@
+// Package orderedlog is the seam every networking write goes through: a totally
+// ordered, durable log of atomic batches of key operations, plus the key/value
+// state those batches produce. Badger backs it today; Raft replaces it later
+// without any subsystem noticing, so nothing outside this package may depend on
+// how a backend stores things.
+package orderedlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Key prefixes. Writes under these go through Propose only; the seam check
+// (scripts/check_orderedlog_seam.sh) enforces it.
+const (
+	PrefixNetwork        = "network/"
+	PrefixServices       = "services/"
+	PrefixEndpoints      = "endpoints/"
+	PrefixLocalInstances = "local_instances/"
+	PrefixPolicy         = "policy/"
+	PrefixCerts          = "certs/"
+	PrefixSecrets        = "secrets/"
+)
+
+// OpType says what an Op does to its key.
+type OpType uint8
+
+const (
+	OpPut OpType = iota + 1
+	OpDelete
+	// OpCheck writes nothing; it only carries a precondition, so a batch can
+	// depend on a key it does not change.
+	OpCheck
+)
+
+func (t OpType) String() string {
+	switch t {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	case OpCheck:
+		return "check"
+	}
+	return fmt.Sprintf("op(%d)", uint8(t))
+}
+
+// Op is one key operation inside a batch.
+type Op struct {
+	Type  OpType
+	Key   string
+	Value []byte // OpPut only
+
+	// When HasPrecondition is set the whole batch applies only if the key's
+	// current revision equals Rev (0 means "the key must not exist").
+	HasPrecondition bool
+	Rev             uint64
+}
+
+// Put, Delete and Check build Ops; the *If variants add a revision precondition.
+func Put(key string, value []byte) Op { return Op{Type: OpPut, Key: key, Value: value} }
+func Delete(key string) Op            { return Op{Type: OpDelete, Key: key} }
+func PutIf(key string, value []byte, rev uint64) Op {
+	return Op{Type: OpPut, Key: key, Value: value, HasPrecondition: true, Rev: rev}
+}
+func DeleteIf(key string, rev uint64) Op {
+	return Op{Type: OpDelete, Key: key, HasPrecondition: true, Rev: rev}
+}
+func Check(key string, rev uint64) Op {
+	return Op{Type: OpCheck, Key: key, HasPrecondition: true, Rev: rev}
+}
+
+// Batch is one committed log entry. Seq starts at 1 and has no gaps.
+type Batch struct {
+	Seq  uint64
+	Time time.Time // commit time, for delivery-latency measurement
+	Ops  []Op
+}
+
+// KV is a key's current value; Rev is the Seq of the batch that last wrote it.
+type KV struct {
+	Key   string
+	Value []byte
+	Rev   uint64
+}
+
+// Event is what a watcher receives: a batch, or a heartbeat (Batch nil) that
+// tells the log's tail so the watcher can measure its lag while nothing is
+// written. Err is set once, as the last event, when the watch ends abnormally
+// (ErrCompacted: the requested history is gone, re-list and watch again).
+// A Batch may be shared by every watcher of the log: treat it as read-only.
+type Event struct {
+	Batch *Batch
+	Tail  uint64
+	Err   error
+}
+
+var (
+	// ErrConflict: a precondition did not hold; nothing of the batch was applied.
+	ErrConflict = errors.New("orderedlog: precondition failed")
+	// ErrCompacted: a watch asked for history that compaction removed.
+	ErrCompacted = errors.New("orderedlog: requested history was compacted; re-list and watch from the listed seq+1")
+	// ErrClosed: the log was closed.
+	ErrClosed = errors.New("orderedlog: closed")
+)
+
+// ConflictError names the key whose precondition failed.
+type ConflictError struct {
+	Key        string
+	WantRev    uint64
+	ActualRev  uint64
+	BatchOpIdx int
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("orderedlog: precondition failed on %q: want revision %d, have %d", e.Key, e.WantRev, e.ActualRev)
+}
+
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Log is the seam. Implementations must be safe for concurrent use.
+type Log interface {
+	// Propose appends one atomic batch and returns its seq once it is durable.
+	// If any precondition fails nothing is applied and the error wraps
+	// ErrConflict (as *ConflictError). Concurrent proposals may be committed
+	// together, but each keeps its own seq.
+	Propose(ctx context.Context, ops []Op) (uint64, error)
+
+	// Get returns a key's current value, whether it exists, and the seq the
+	// read reflects.
+	Get(ctx context.Context, key string) (KV, bool, uint64, error)
+
+	// List returns every key under prefix, in key order, consistent as of the
+	// returned seq.
+	List(ctx context.Context, prefix string) ([]KV, uint64, error)
+
+	// Watch delivers every batch with Seq >= from, in order, then follows new
+	// ones, interleaved with heartbeats. from == 0 means "from the current
+	// tail + 1" (only new batches). The channel closes when ctx ends, the log
+	// closes, or after an Err event.
+	Watch(ctx context.Context, from uint64) (<-chan Event, error)
+
+	// Tail is the seq of the last committed batch (0 for an empty log).
+	Tail() uint64
+
+	// Compact drops log entries with Seq <= upTo (the key/value state stays).
+	Compact(ctx context.Context, upTo uint64) error
+
+	Close() error
+}

@@ -1,0 +1,57 @@
+// Package readiness is where data-path subsystems (view, proxy, policy,
+// ingress) report whether they can carry traffic. runegate answers SERVFAIL
+// for .rune names until every registered check passes, so DNS never hands out
+// an answer the data path cannot serve yet.
+package readiness
+
+import (
+	"sort"
+	"sync"
+)
+
+// Check reports whether a subsystem is ready and, if not, why.
+type Check func() (ready bool, reason string)
+
+type Registry struct {
+	mu     sync.RWMutex
+	checks map[string]Check
+}
+
+// Default is the process-wide registry: one runed has one data path.
+var Default = &Registry{}
+
+// Register adds or replaces the check for name.
+func (r *Registry) Register(name string, c Check) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checks == nil {
+		r.checks = map[string]Check{}
+	}
+	r.checks[name] = c
+}
+
+// Unregister removes name's check (a subsystem shutting down for good).
+func (r *Registry) Unregister(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.checks, name)
+}
+
+// Ready reports whether every check passes; when not, it lists
+// "name: reason" for each failing one, sorted. An empty registry is not
+// ready: nothing has said the data path exists.
+func (r *Registry) Ready() (bool, []string) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.checks) == 0 {
+		return false, []string{"no data-path subsystem registered"}
+	}
+	var failing []string
+	for name, c := range r.checks {
+		if ok, why := c(); !ok {
+			failing = append(failing, name+": "+why)
+		}
+	}
+	sort.Strings(failing)
+	return len(failing) == 0, failing
+}
