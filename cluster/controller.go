@@ -3,12 +3,10 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -92,7 +90,7 @@ func Bootstrap(ctx context.Context, log orderedlog.Log, cidr netip.Prefix) error
 	}
 	if ok {
 		var cn ClusterNetwork
-		if err := json.Unmarshal(kv.Value, &cn); err != nil {
+		if err := cn.decode(kv.Value); err != nil {
 			return fmt.Errorf("stored cluster network is unreadable: %w", err)
 		}
 		if cn.CIDR != cidr {
@@ -102,7 +100,7 @@ func Bootstrap(ctx context.Context, log orderedlog.Log, cidr netip.Prefix) error
 		}
 		return nil
 	}
-	_, err = log.Propose(ctx, []orderedlog.Op{orderedlog.PutIf(keyClusterNetwork, mustJSON(ClusterNetwork{CIDR: cidr, Created: time.Now().UTC()}), 0)})
+	_, err = log.Propose(ctx, []orderedlog.Op{orderedlog.PutIf(keyClusterNetwork, (&ClusterNetwork{CIDR: cidr, Created: time.Now().UTC()}).encode(), 0)})
 	if errors.Is(err, orderedlog.ErrConflict) {
 		// Another node bootstrapped first; check it agrees.
 		return Bootstrap(ctx, log, cidr)
@@ -146,7 +144,7 @@ func (c *Controller) Cast(ctx context.Context, files []SourceFile) ([]CastResult
 			case exists:
 				rec.VIP, rec.Created = cur.Value.VIP, cur.Value.Created
 				res.Action = "configured"
-				if reflect.DeepEqual(cur.Value.Spec, rec.Spec) {
+				if specEqual(&cur.Value.Spec, &rec.Spec) {
 					res.Action = "unchanged"
 					rec.Updated = cur.Value.Updated
 				}
@@ -168,7 +166,7 @@ func (c *Controller) Cast(ctx context.Context, files []SourceFile) ([]CastResult
 			if res.Action == "unchanged" {
 				continue
 			}
-			ops = append(ops, orderedlog.PutIf(serviceKey(n), mustJSON(rec), cur.Rev))
+			ops = append(ops, orderedlog.PutIf(serviceKey(n), rec.encode(), cur.Rev))
 			ops = append(ops, c.policyOps(s, n, svc.NetworkPolicy)...)
 			cur2, _ := s.Endpoints(n)
 			if op, ok := endpointsOp(n, cur2, nil, endpointPorts(svc)); ok {
@@ -193,10 +191,12 @@ func (c *Controller) policyOps(s *Snapshot, n NamespacedName, p *NetworkPolicy) 
 		return []orderedlog.Op{orderedlog.DeleteIf(policyKey(n), cur.Rev)}
 	case p == nil:
 		return nil
-	case ok && reflect.DeepEqual(*cur.Value, *p):
+	}
+	b := p.encode()
+	if ok && string(cur.Value.encode()) == string(b) {
 		return nil
 	}
-	return []orderedlog.Op{orderedlog.PutIf(policyKey(n), mustJSON(p), cur.Rev)}
+	return []orderedlog.Op{orderedlog.PutIf(policyKey(n), b, cur.Rev)}
 }
 
 // allocate picks the VIP for a new service: the one still held for it from a
@@ -204,7 +204,7 @@ func (c *Controller) policyOps(s *Snapshot, n NamespacedName, p *NetworkPolicy) 
 // name so allocations spread and rarely probe more than once.
 func (c *Controller) allocate(s *Snapshot, n NamespacedName, taken map[netip.Addr]bool, now time.Time) (orderedlog.Op, netip.Addr, bool, error) {
 	active := func(ip netip.Addr) []byte {
-		return mustJSON(VIPAllocation{IP: ip, Namespace: n.Namespace, Service: n.Name})
+		return (&VIPAllocation{IP: ip, Namespace: n.Namespace, Service: n.Name}).encode()
 	}
 	if held, ok := s.AllocationOf(n); ok && !taken[held.Value.IP] {
 		return orderedlog.PutIf(vipKey(held.Value.IP), active(held.Value.IP), held.Rev), held.Value.IP, false, nil
@@ -253,7 +253,7 @@ func (c *Controller) DeleteService(ctx context.Context, n NamespacedName) (uint6
 		if a, ok := s.VIPAllocation(cur.Value.VIP); ok {
 			held := *a.Value
 			held.ReleasedAt = c.opts.Now().UTC()
-			ops = append(ops, orderedlog.PutIf(vipKey(held.IP), mustJSON(held), a.Rev))
+			ops = append(ops, orderedlog.PutIf(vipKey(held.IP), held.encode(), a.Rev))
 		}
 		for _, in := range s.Instances(n.Namespace, n.Name) {
 			ops = append(ops, orderedlog.DeleteIf(instanceKey(in.Value.Node, in.Value.ID), in.Rev))
@@ -293,7 +293,7 @@ func (c *Controller) RegisterInstance(ctx context.Context, in Instance) (uint64,
 			}
 		}
 		in.Updated = c.opts.Now().UTC()
-		ops = append(ops, orderedlog.Put(instanceKey(in.Node, in.ID), mustJSON(in)))
+		ops = append(ops, orderedlog.Put(instanceKey(in.Node, in.ID), in.encode()))
 		ep, _ := s.Endpoints(n)
 		if op, ok := endpointsOp(n, ep, readySet(in), nil); ok {
 			ops = append(ops, op)
@@ -344,7 +344,7 @@ func (c *Controller) changeInstance(ctx context.Context, id string, change func(
 				return nil, nil
 			}
 			in.Updated = c.opts.Now().UTC()
-			ops = append(ops, orderedlog.PutIf(key, mustJSON(in), cur.Rev))
+			ops = append(ops, orderedlog.PutIf(key, in.encode(), cur.Rev))
 			edit = readySet(in)
 		}
 		n := NamespacedName{in.Namespace, in.Service}
@@ -392,10 +392,11 @@ func endpointsOp(n NamespacedName, cur Entry[Endpoints], edit func([]EndpointAdd
 	if ports != nil {
 		next.Ports = ports
 	}
-	if cur.Value != nil && reflect.DeepEqual(*cur.Value, next) {
+	b := next.encode()
+	if cur.Value != nil && string(cur.Value.encode()) == string(b) {
 		return orderedlog.Op{}, false
 	}
-	return orderedlog.PutIf(endpointsKey(n), mustJSON(next), cur.Rev), true
+	return orderedlog.PutIf(endpointsKey(n), b, cur.Rev), true
 }
 
 func endpointPorts(svc *Service) []EndpointPort {
@@ -488,12 +489,4 @@ func validInstanceID(id string) bool {
 		}
 	}
 	return true
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("encoding %T: %v", v, err)) // only our own plain structs are encoded
-	}
-	return b
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -211,7 +210,7 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 			return nil
 		}
 		var cn ClusterNetwork
-		if err := json.Unmarshal(op.Value, &cn); err != nil {
+		if err := cn.decode(op.Value); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		e.next.Network, e.next.NetworkRev = &cn, rev
@@ -225,7 +224,7 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 			return nil
 		}
 		var rec ServiceRecord
-		if err := json.Unmarshal(op.Value, &rec); err != nil {
+		if err := rec.decode(op.Value); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		e.services.Set(n, Entry[ServiceRecord]{&rec, rev})
@@ -244,7 +243,7 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 			return nil
 		}
 		var ep Endpoints
-		if err := json.Unmarshal(op.Value, &ep); err != nil {
+		if err := ep.decode(op.Value); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		e.endpoints.Set(n, Entry[Endpoints]{&ep, rev})
@@ -258,7 +257,7 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 			return nil
 		}
 		var p NetworkPolicy
-		if err := json.Unmarshal(op.Value, &p); err != nil {
+		if err := p.decode(op.Value); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		e.policies.Set(n, Entry[NetworkPolicy]{&p, rev})
@@ -275,7 +274,7 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 			return nil
 		}
 		var in Instance
-		if err := json.Unmarshal(op.Value, &in); err != nil {
+		if err := in.decode(op.Value); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		e.instances.Set(id, Entry[Instance]{&in, rev})
@@ -296,7 +295,7 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 			return nil
 		}
 		var a VIPAllocation
-		if err := json.Unmarshal(op.Value, &a); err != nil {
+		if err := a.decode(op.Value); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		e.vips.Set(ip, Entry[VIPAllocation]{&a, rev})

@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// populate writes n services with 3 ready instances each straight into lg, in
+// the shape the controller writes them, without paying for n casts.
+func populate(tb testing.TB, lg orderedlog.Log, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	cidr := netip.MustParsePrefix("10.64.0.0/12") // room for 100,000 VIPs
+	if err := Bootstrap(ctx, lg, cidr); err != nil {
+		tb.Fatal(err)
+	}
+	addr := func(base uint32, i int) netip.Addr {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], base+uint32(i))
+		return netip.AddrFrom4(b)
+	}
+	vipBase := binary.BigEndian.Uint32(cidr.Addr().AsSlice())
+	podBase := binary.BigEndian.Uint32([]byte{172, 16, 0, 0})
+	now := time.Now().UTC()
+	const perBatch = 500
+	for start := 0; start < n; start += perBatch {
+		var ops []orderedlog.Op
+		for i := start; i < min(start+perBatch, n); i++ {
+			nn := NamespacedName{Namespace: fmt.Sprintf("ns%d", i%100), Name: fmt.Sprintf("svc%d", i)}
+			vip := addr(vipBase, i+1)
+			spec := Service{Name: nn.Name, Namespace: nn.Namespace, Ports: []Port{{Name: "http", Port: 80, Protocol: TCP, TargetPort: 8080}}}
+			ep := Endpoints{Service: nn.Name, Namespace: nn.Namespace, Ports: endpointPorts(&spec)}
+			for j := 0; j < 3; j++ {
+				in := Instance{ID: fmt.Sprintf("%s-%d", nn.Name, j), Service: nn.Name, Namespace: nn.Namespace, Node: "node-1", IP: addr(podBase, i*3+j), Ready: true, Updated: now}
+				ops = append(ops, orderedlog.Put(instanceKey(in.Node, in.ID), in.encode()))
+				ep.Addresses = append(ep.Addresses, EndpointAddress{Instance: in.ID, IP: in.IP, Node: in.Node})
+			}
+			ops = append(ops,
+				orderedlog.Put(vipKey(vip), (&VIPAllocation{IP: vip, Namespace: nn.Namespace, Service: nn.Name}).encode()),
+				orderedlog.Put(serviceKey(nn), (&ServiceRecord{Spec: spec, VIP: vip, Created: now, Updated: now}).encode()),
+				orderedlog.Put(endpointsKey(nn), ep.encode()),
+			)
+		}
+		if _, err := lg.Propose(ctx, ops); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkViewLoad100k: a store holding 100,000 services with 3 endpoints
+// each, loaded into a fresh View (list + materialize). Bar: ≤ 2 s.
+//
+//	go test ./cluster -run '^$' -bench ViewLoad100k -benchtime 3x
+func BenchmarkViewLoad100k(b *testing.B) {
+	lg, err := orderedlog.OpenBadger(b.TempDir(), orderedlog.BadgerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lg.Close()
+	const services = 100_000
+	populate(b, lg, services)
+	b.ResetTimer()
+	var heap uint64
+	for i := 0; i < b.N; i++ {
+		v := NewView(lg, ViewOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); v.Run(ctx) }()
+		for !v.Loaded() {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		if got := v.Snapshot().NumServices(); got != services {
+			b.Fatalf("loaded %d services, want %d", got, services)
+		}
+		cancel()
+		<-done
+		// The View's size: live heap with it minus live heap without it.
+		runtime.GC()
+		var with, without runtime.MemStats
+		runtime.ReadMemStats(&with)
+		runtime.KeepAlive(v)
+		v = nil
+		runtime.GC()
+		runtime.ReadMemStats(&without)
+		heap = with.HeapAlloc - without.HeapAlloc
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
+	b.ReportMetric(float64(heap)/(1<<20), "MiB-view")
+}
+
+// BenchmarkAllocateVIP: one cast of a new service into a /16 that is 90% full.
+func BenchmarkCastIntoFullCIDR(b *testing.B) {
+	n := newNode(b, "10.96.0.0/20") // 4094 hosts
+	ctx := context.Background()
+	var files []SourceFile
+	for i := 0; i < 3600; i++ {
+		files = append(files, svcYAML(fmt.Sprintf("s%d", i), "default", ""))
+	}
+	if _, _, err := n.ctl.Cast(ctx, files); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("x%d", i%400)
+		if _, _, err := n.ctl.Cast(ctx, []SourceFile{svcYAML(name, "default", "")}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := n.ctl.DeleteService(ctx, NamespacedName{"default", name}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
