@@ -59,6 +59,17 @@ func (m pmap[K, V]) edit() *pmapEditor[K, V] {
 	return &pmapEditor[K, V]{m: pmap[K, V]{shards: &shards, n: m.n}}
 }
 
+// newPmapEditor starts an empty map sized for n entries, so a bulk load does
+// not rehash every shard as it grows.
+func newPmapEditor[K comparable, V any](n int) *pmapEditor[K, V] {
+	e := &pmapEditor[K, V]{m: pmap[K, V]{shards: &[pmapShards]map[K]V{}}}
+	for i := range e.m.shards {
+		e.m.shards[i] = make(map[K]V, n/pmapShards+n/pmapShards/4)
+		e.copied[i] = true
+	}
+	return e
+}
+
 func (e *pmapEditor[K, V]) shard(k K) map[K]V {
 	i := shardOf(k)
 	if !e.copied[i] {

@@ -181,6 +181,22 @@ func (s *Snapshot) edit() *snapshotEditor {
 	}
 }
 
+// newSnapshotEditor starts an empty snapshot sized for counts[kind] records
+// of each kind.
+func newSnapshotEditor(counts map[recordKind]int) *snapshotEditor {
+	return &snapshotEditor{
+		services:   newPmapEditor[NamespacedName, Entry[ServiceRecord]](counts[recService]),
+		byVIP:      newPmapEditor[netip.Addr, NamespacedName](counts[recService]),
+		namespaces: newPmapEditor[string, int](0),
+		endpoints:  newPmapEditor[NamespacedName, Entry[Endpoints]](counts[recEndpoints]),
+		policies:   newPmapEditor[NamespacedName, Entry[NetworkPolicy]](counts[recPolicy]),
+		instances:  newPmapEditor[string, Entry[Instance]](counts[recInstance]),
+		byIP:       newPmapEditor[netip.Addr, string](counts[recInstance]),
+		vips:       newPmapEditor[netip.Addr, Entry[VIPAllocation]](counts[recVIP]),
+		vipOwners:  newPmapEditor[NamespacedName, netip.Addr](counts[recVIP]),
+	}
+}
+
 func (e *snapshotEditor) done() *Snapshot {
 	n := e.next
 	n.services = e.services.done()
@@ -195,114 +211,144 @@ func (e *snapshotEditor) done() *Snapshot {
 	return &n
 }
 
-// apply materializes one key operation. A record that does not decode is an
-// error: the log is the source of truth, and silently skipping it would hide
-// corruption.
-func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
-	key := op.Key
-	del := op.Type == orderedlog.OpDelete
-	switch {
-	case op.Type == orderedlog.OpCheck:
+// record is one decoded log value, with what its key names.
+type record struct {
+	kind  recordKind
+	name  NamespacedName // services, endpoints, policies
+	id    string         // instances
+	ip    netip.Addr     // VIP allocations
+	value any            // *ServiceRecord, *Endpoints, ... ; nil for a delete
+}
+
+type recordKind uint8
+
+const (
+	recOther recordKind = iota // a prefix the View does not materialize (certs/, secrets/)
+	recNetwork
+	recService
+	recEndpoints
+	recPolicy
+	recInstance
+	recVIP
+)
+
+// decodeRecord parses a key and, for a put, its value. A record that does not
+// decode is an error: the log is the source of truth, and skipping it would
+// hide corruption.
+func decodeRecord(key string, value []byte, del bool) (record, error) {
+	var r record
+	var target interface{ decode([]byte) error }
+	named := func(kind recordKind, prefix string) error {
+		n, ok := splitName(key, prefix)
+		if !ok {
+			return fmt.Errorf("malformed key %q", key)
+		}
+		r.kind, r.name = kind, n
 		return nil
+	}
+	var err error
+	switch {
 	case key == keyClusterNetwork:
-		if del {
-			e.next.Network, e.next.NetworkRev = nil, 0
-			return nil
-		}
-		var cn ClusterNetwork
-		if err := cn.decode(op.Value); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		e.next.Network, e.next.NetworkRev = &cn, rev
+		r.kind, target = recNetwork, &ClusterNetwork{}
 	case strings.HasPrefix(key, orderedlog.PrefixServices):
-		n, ok := splitName(key, orderedlog.PrefixServices)
-		if !ok {
-			return fmt.Errorf("malformed service key %q", key)
-		}
-		e.removeService(n)
-		if del {
-			return nil
-		}
-		var rec ServiceRecord
-		if err := rec.decode(op.Value); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		e.services.Set(n, Entry[ServiceRecord]{&rec, rev})
-		if rec.VIP.IsValid() {
-			e.byVIP.Set(rec.VIP, n)
-		}
-		c, _ := e.namespaces.Get(n.Namespace)
-		e.namespaces.Set(n.Namespace, c+1)
+		err, target = named(recService, orderedlog.PrefixServices), &ServiceRecord{}
 	case strings.HasPrefix(key, orderedlog.PrefixEndpoints):
-		n, ok := splitName(key, orderedlog.PrefixEndpoints)
-		if !ok {
-			return fmt.Errorf("malformed endpoints key %q", key)
-		}
-		if del {
-			e.endpoints.Delete(n)
-			return nil
-		}
-		var ep Endpoints
-		if err := ep.decode(op.Value); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		e.endpoints.Set(n, Entry[Endpoints]{&ep, rev})
+		err, target = named(recEndpoints, orderedlog.PrefixEndpoints), &Endpoints{}
 	case strings.HasPrefix(key, orderedlog.PrefixPolicy):
-		n, ok := splitName(key, orderedlog.PrefixPolicy)
-		if !ok {
-			return fmt.Errorf("malformed policy key %q", key)
-		}
-		if del {
-			e.policies.Delete(n)
-			return nil
-		}
-		var p NetworkPolicy
-		if err := p.decode(op.Value); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		e.policies.Set(n, Entry[NetworkPolicy]{&p, rev})
+		err, target = named(recPolicy, orderedlog.PrefixPolicy), &NetworkPolicy{}
 	case strings.HasPrefix(key, orderedlog.PrefixLocalInstances):
 		_, id, ok := strings.Cut(strings.TrimPrefix(key, orderedlog.PrefixLocalInstances), "/")
 		if !ok || id == "" {
-			return fmt.Errorf("malformed instance key %q", key)
+			return r, fmt.Errorf("malformed instance key %q", key)
 		}
-		if old, ok := e.instances.Get(id); ok {
-			e.byIP.Delete(old.Value.IP)
-			e.instances.Delete(id)
-		}
-		if del {
-			return nil
-		}
-		var in Instance
-		if err := in.decode(op.Value); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		e.instances.Set(id, Entry[Instance]{&in, rev})
-		e.byIP.Set(in.IP, id)
+		r.kind, r.id, target = recInstance, id, &Instance{}
 	case strings.HasPrefix(key, prefixVIPs):
-		ip, err := netip.ParseAddr(strings.TrimPrefix(key, prefixVIPs))
-		if err != nil {
-			return fmt.Errorf("malformed VIP key %q", key)
+		ip, perr := netip.ParseAddr(strings.TrimPrefix(key, prefixVIPs))
+		if perr != nil {
+			return r, fmt.Errorf("malformed VIP key %q", key)
 		}
-		if old, ok := e.vips.Get(ip); ok {
+		r.kind, r.ip, target = recVIP, ip, &VIPAllocation{}
+	default:
+		return r, nil
+	}
+	if err != nil || del {
+		return r, err
+	}
+	if err := target.decode(value); err != nil {
+		return r, fmt.Errorf("decode %s: %w", key, err)
+	}
+	r.value = target
+	return r, nil
+}
+
+// apply materializes one key operation.
+func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
+	if op.Type == orderedlog.OpCheck {
+		return nil
+	}
+	r, err := decodeRecord(op.Key, op.Value, op.Type == orderedlog.OpDelete)
+	if err != nil {
+		return err
+	}
+	e.insert(r, rev)
+	return nil
+}
+
+// insert replaces whatever r's key held with r's value (nil: deletes it),
+// keeping the indexes in step.
+func (e *snapshotEditor) insert(r record, rev uint64) {
+	switch r.kind {
+	case recNetwork:
+		e.next.Network, e.next.NetworkRev = nil, 0
+		if r.value != nil {
+			e.next.Network, e.next.NetworkRev = r.value.(*ClusterNetwork), rev
+		}
+	case recService:
+		e.removeService(r.name)
+		if r.value == nil {
+			return
+		}
+		rec := r.value.(*ServiceRecord)
+		e.services.Set(r.name, Entry[ServiceRecord]{rec, rev})
+		if rec.VIP.IsValid() {
+			e.byVIP.Set(rec.VIP, r.name)
+		}
+		c, _ := e.namespaces.Get(r.name.Namespace)
+		e.namespaces.Set(r.name.Namespace, c+1)
+	case recEndpoints:
+		e.endpoints.Delete(r.name)
+		if r.value != nil {
+			e.endpoints.Set(r.name, Entry[Endpoints]{r.value.(*Endpoints), rev})
+		}
+	case recPolicy:
+		e.policies.Delete(r.name)
+		if r.value != nil {
+			e.policies.Set(r.name, Entry[NetworkPolicy]{r.value.(*NetworkPolicy), rev})
+		}
+	case recInstance:
+		if old, ok := e.instances.Get(r.id); ok {
+			e.byIP.Delete(old.Value.IP)
+			e.instances.Delete(r.id)
+		}
+		if r.value != nil {
+			in := r.value.(*Instance)
+			e.instances.Set(r.id, Entry[Instance]{in, rev})
+			e.byIP.Set(in.IP, r.id)
+		}
+	case recVIP:
+		if old, ok := e.vips.Get(r.ip); ok {
 			owner := NamespacedName{old.Value.Namespace, old.Value.Service}
-			if cur, ok := e.vipOwners.Get(owner); ok && cur == ip {
+			if cur, ok := e.vipOwners.Get(owner); ok && cur == r.ip {
 				e.vipOwners.Delete(owner)
 			}
-			e.vips.Delete(ip)
+			e.vips.Delete(r.ip)
 		}
-		if del {
-			return nil
+		if r.value != nil {
+			a := r.value.(*VIPAllocation)
+			e.vips.Set(r.ip, Entry[VIPAllocation]{a, rev})
+			e.vipOwners.Set(NamespacedName{a.Namespace, a.Service}, r.ip)
 		}
-		var a VIPAllocation
-		if err := a.decode(op.Value); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		e.vips.Set(ip, Entry[VIPAllocation]{&a, rev})
-		e.vipOwners.Set(NamespacedName{a.Namespace, a.Service}, ip)
 	}
-	// Other prefixes (certs/, secrets/) are read by their owners directly.
-	return nil
 }
 
 func (e *snapshotEditor) removeService(n NamespacedName) {
