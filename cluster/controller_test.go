@@ -434,3 +434,30 @@ func TestViewFailsClosedWhenTheWatchStalls(t *testing.T) {
 		t.Fatal("still stale after recovering")
 	}
 }
+
+// Every malformed spec is refused by a cast with its place named, and the
+// store does not move, even with a good file in the same cast.
+func TestMalformedCastsLeaveTheStoreUnchanged(t *testing.T) {
+	n := newNode(t, "10.96.0.0/16")
+	cast(t, n, svcYAML("existing", "default", ""))
+	tail := n.log.Tail()
+	if len(malformedSpecs) < 30 {
+		t.Fatalf("only %d malformed cases; the acceptance asks for at least 30", len(malformedSpecs))
+	}
+	for _, tc := range malformedSpecs {
+		_, _, err := n.ctl.Cast(context.Background(), []SourceFile{svcYAML("good", "default", ""), {Name: "bad.yaml", Data: []byte(tc.input)}})
+		place := "bad.yaml"
+		if tc.line > 0 {
+			place = fmt.Sprintf("bad.yaml:%d", tc.line)
+		}
+		if KindOf(err) != KindInvalid || !strings.Contains(err.Error(), place) || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("%s: got %v, want an invalid-spec error naming %s and %q", tc.name, err, place, tc.path)
+		}
+	}
+	if n.log.Tail() != tail {
+		t.Fatalf("malformed casts wrote to the log (tail %d → %d)", tail, n.log.Tail())
+	}
+	if _, ok := n.view.Snapshot().Service(NamespacedName{"default", "good"}); ok {
+		t.Fatal("the good file of a refused cast was written")
+	}
+}

@@ -1,0 +1,90 @@
+package orderedlog
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const seamScript = "../scripts/check_orderedlog_seam.sh"
+
+func runSeamCheck(t *testing.T, root string) (string, bool) {
+	t.Helper()
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash not installed")
+	}
+	out, err := exec.Command("bash", seamScript, root).CombinedOutput()
+	if err != nil {
+		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+			t.Fatalf("seam check on %s: %v\n%s", root, err, out)
+		}
+		return string(out), false
+	}
+	return string(out), true
+}
+
+// writeTree creates files (path → content) under a new temp dir.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for name, content := range files {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// A tree that respects the seam: Badger and raw prefixes inside orderedlog/,
+// key builders in cluster/keys.go, prefixes in tests and comments.
+func cleanTree() map[string]string {
+	return map[string]string{
+		"orderedlog/badger.go": "package orderedlog\n\nimport \"github.com/dgraph-io/badger/v4\"\n\nvar _ = badger.DefaultOptions\nvar k = \"network/vips/\"\n",
+		"cluster/keys.go":      "package cluster\n\nfunc VIPKey(s string) string { return \"network/vips/\" + s }\n",
+		"cluster/view_test.go": "package cluster\n\nvar k = \"endpoints/api\"\n",
+		"api/server.go":        "package api\n\n// stores under \"policy/<ns>/<name>\" via cluster.PolicyKey\nvar route = \"/v1/policy/\"\n",
+		"proxy/proxy.go":       "package proxy\n\nimport \"github.com/runenet/runenet/orderedlog\"\n\nvar _ orderedlog.Log\n",
+	}
+}
+
+func TestSeamCheckPassesCleanTree(t *testing.T) {
+	if out, ok := runSeamCheck(t, writeTree(t, cleanTree())); !ok {
+		t.Fatalf("clean tree rejected:\n%s", out)
+	}
+}
+
+func TestSeamCheckFindsViolations(t *testing.T) {
+	files := cleanTree()
+	files["proxy/x.go"] = "package proxy\n\nimport (\n\t\"fmt\"\n\tbdg \"github.com/dgraph-io/badger/v4\"\n)\n\nvar _ = bdg.Open\nvar _ = fmt.Sprint\n"
+	files["proxy/x_test.go"] = "package proxy\n\nimport _ \"github.com/dgraph-io/badger/v4\"\n"
+	files["api/x.go"] = "package api\n\nfunc k() string {\n\treturn \"endpoints/foo\"\n}\n"
+	files["policy/rules.go"] = "package policy\n\nvar k = `local_instances/` + \"x\"\n"
+	out, ok := runSeamCheck(t, writeTree(t, files))
+	if ok {
+		t.Fatalf("violations not detected:\n%s", out)
+	}
+	for _, want := range []string{"proxy/x.go:5:", "proxy/x_test.go:3:", "api/x.go:4:", "policy/rules.go:3:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not name %s:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		for _, allowed := range []string{"orderedlog/", "cluster/", "api/server.go", "proxy/proxy.go"} {
+			if strings.HasPrefix(line, allowed) {
+				t.Errorf("output blames allowed file %s: %s", allowed, line)
+			}
+		}
+	}
+}
+
+func TestSeamCheckPassesOnThisRepo(t *testing.T) {
+	if out, ok := runSeamCheck(t, ".."); !ok {
+		t.Fatalf("the repository violates the OrderedLog seam:\n%s", out)
+	}
+}
