@@ -168,11 +168,26 @@ func (c *Client) PauseWatch(ctx context.Context, seconds float64) error {
 	return c.do(ctx, http.MethodPost, "/v1/debug/pause-watch", PauseRequest{Seconds: seconds}, nil)
 }
 
-// List implements cluster.Source.
+// List returns runed's state under prefix (secrets and certificates are
+// never sent) and the seq it reflects.
 func (c *Client) List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error) {
 	var out KVList
 	err := c.do(ctx, http.MethodGet, "/v1/list?prefix="+url.QueryEscape(prefix), nil, &out)
 	return out.KVs, out.Seq, err
+}
+
+// ListFunc implements cluster.Source.
+func (c *Client) ListFunc(ctx context.Context, prefix string, fn func(orderedlog.KV) error) (uint64, error) {
+	kvs, seq, err := c.List(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	for _, kv := range kvs {
+		if err := fn(kv); err != nil {
+			return 0, err
+		}
+	}
+	return seq, nil
 }
 
 // Watch implements cluster.Source over runed's /v1/watch stream.

@@ -29,7 +29,7 @@ type Server struct {
 	Log        orderedlog.Log
 	Readiness  *readiness.Registry
 	// Token, when set, is required as "Authorization: Bearer <token>".
-	Token  string
+	Token string
 }
 
 // Handler returns the API's routes.

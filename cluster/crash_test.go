@@ -136,14 +136,11 @@ func checkStore(t *testing.T, dir string, vips map[string]netip.Addr, run int) {
 		t.Fatalf("run %d: reopen: %v", run, err)
 	}
 	defer lg.Close()
-	kvs, seq, err := lg.List(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := Load(kvs, seq)
+	snap, err := LoadFrom(context.Background(), lg)
 	if err != nil {
 		t.Fatalf("run %d: store does not load: %v", run, err)
 	}
+	seq := snap.Seq
 	for name, vip := range vips {
 		e, ok := snap.Service(NamespacedName{"default", name})
 		if !ok {

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +18,7 @@ import (
 // Source is what a View reads: the OrderedLog itself in runed, or runed's
 // watch API from a remote process (a stock CoreDNS with plugin/rune).
 type Source interface {
-	List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error)
+	ListFunc(ctx context.Context, prefix string, fn func(orderedlog.KV) error) (uint64, error)
 	Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, error)
 }
 
@@ -176,55 +178,91 @@ func (v *View) runOnce(ctx context.Context) error {
 
 // relist replaces the snapshot with a full, consistent read of the log.
 func (v *View) relist(ctx context.Context) error {
-	kvs, seq, err := v.src.List(ctx, "")
-	if err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	s, err := Load(kvs, seq)
+	s, err := LoadFrom(ctx, v.src)
 	if err != nil {
 		return err
 	}
 	v.publish(s)
-	v.markCurrent(seq)
+	v.markCurrent(s.Seq)
 	v.loaded.Store(true)
 	return nil
 }
 
-// Load builds a snapshot from a full listing taken at seq. Decoding
-// dominates a cold start, so it is spread over the cores; indexing stays
-// sequential.
-func Load(kvs []orderedlog.KV, seq uint64) (*Snapshot, error) {
-	recs := make([]record, len(kvs))
-	workers := min(runtime.GOMAXPROCS(0), 1+len(kvs)/4096)
-	chunk := (len(kvs) + workers - 1) / workers
-	errs := make([]error, workers)
+// LoadFrom builds a snapshot from a full listing of src. Records are decoded
+// on other goroutines while the source is still reading, then indexed in one
+// pass with every map sized up front: a cold start of 100,000 services is
+// bounded by the slower of reading and decoding, not their sum.
+func LoadFrom(ctx context.Context, src Source) (*Snapshot, error) {
+	type chunk struct {
+		kvs  []orderedlog.KV
+		recs []record
+		err  error
+		done chan struct{}
+	}
+	const chunkSize = 2048
+	var chunks []*chunk
+	work := make(chan *chunk, 16)
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w * chunk; i < min((w+1)*chunk, len(kvs)); i++ {
-				r, err := decodeRecord(kvs[i].Key, kvs[i].Value, false)
-				if err != nil {
-					errs[w] = err
-					return
+			for c := range work {
+				c.recs = make([]record, len(c.kvs))
+				for i, kv := range c.kvs {
+					if c.recs[i], c.err = decodeRecord(kv.Key, kv.Value, false); c.err != nil {
+						break
+					}
 				}
-				recs[i] = r
+				close(c.done)
 			}
 		}()
 	}
+	cur := &chunk{done: make(chan struct{})}
+	seq, err := src.ListFunc(ctx, "", func(kv orderedlog.KV) error {
+		kv.Value = bytes.Clone(kv.Value)
+		cur.kvs = append(cur.kvs, kv)
+		if len(cur.kvs) == chunkSize {
+			chunks = append(chunks, cur)
+			work <- cur
+			cur = &chunk{done: make(chan struct{})}
+		}
+		return nil
+	})
+	chunks = append(chunks, cur)
+	work <- cur
+	close(work)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
 	}
 	counts := map[recordKind]int{}
-	for i := range recs {
-		counts[recs[i].kind]++
+	for _, c := range chunks {
+		if c.err != nil {
+			return nil, c.err
+		}
+		for i := range c.recs {
+			counts[c.recs[i].kind]++
+		}
 	}
 	e := newSnapshotEditor(counts)
-	for i := range recs {
-		e.insert(recs[i], kvs[i].Rev)
+	// Each group of kinds touches only its own maps, so the groups index in
+	// parallel.
+	var iwg sync.WaitGroup
+	for _, group := range [][]recordKind{{recService, recNetwork}, {recInstance}, {recVIP}, {recEndpoints, recPolicy}} {
+		iwg.Add(1)
+		go func() {
+			defer iwg.Done()
+			for _, c := range chunks {
+				for i := range c.recs {
+					if slices.Contains(group, c.recs[i].kind) {
+						e.insert(c.recs[i], c.kvs[i].Rev)
+					}
+				}
+			}
+		}()
 	}
+	iwg.Wait()
 	s := e.done()
 	s.Seq = seq
 	return s, nil

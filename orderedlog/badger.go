@@ -633,17 +633,28 @@ func (l *BadgerLog) Get(ctx context.Context, key string) (KV, bool, uint64, erro
 
 // List returns every key under prefix in key order; "" lists every key.
 func (l *BadgerLog) List(ctx context.Context, prefix string) ([]KV, uint64, error) {
-	if err := ctx.Err(); err != nil {
+	var kvs []KV
+	seq, err := l.ListFunc(ctx, prefix, func(kv KV) error {
+		kv.Value = bytes.Clone(kv.Value)
+		kvs = append(kvs, kv)
+		return nil
+	})
+	if err != nil {
 		return nil, 0, err
+	}
+	return kvs, seq, nil
+}
+
+func (l *BadgerLog) ListFunc(ctx context.Context, prefix string, fn func(KV) error) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	if err := l.enter(); err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	defer l.life.RUnlock()
-	var (
-		kvs []KV
-		seq uint64
-	)
+	var seq uint64
+	n := 0
 	err := l.db.View(func(txn *badger.Txn) error {
 		var err error
 		if seq, err = readUint(txn, metaTail); err != nil {
@@ -652,7 +663,7 @@ func (l *BadgerLog) List(ctx context.Context, prefix string) ([]KV, uint64, erro
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: stateKey(prefix), PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if len(kvs)%1024 == 1023 {
+			if n++; n%1024 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
@@ -660,8 +671,10 @@ func (l *BadgerLog) List(ctx context.Context, prefix string) ([]KV, uint64, erro
 			item := it.Item()
 			err := item.Value(func(v []byte) error {
 				rev, val, err := decodeState(v)
-				kvs = append(kvs, KV{Key: string(item.Key()[1:]), Value: bytes.Clone(val), Rev: rev})
-				return err
+				if err != nil {
+					return err
+				}
+				return fn(KV{Key: string(item.Key()[1:]), Value: val, Rev: rev})
 			})
 			if err != nil {
 				return err
@@ -670,9 +683,9 @@ func (l *BadgerLog) List(ctx context.Context, prefix string) ([]KV, uint64, erro
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("orderedlog: list %q: %w", prefix, err)
+		return 0, fmt.Errorf("orderedlog: list %q: %w", prefix, err)
 	}
-	return kvs, seq, nil
+	return seq, nil
 }
 
 // Tail is the seq of the last durable batch.

@@ -136,6 +136,12 @@ type Log interface {
 	// returned seq.
 	List(ctx context.Context, prefix string) ([]KV, uint64, error)
 
+	// ListFunc streams the same consistent listing to fn, in key order, and
+	// returns the seq it reflects; an error from fn stops it. KV.Value is
+	// only valid during the call. A cold start reads the whole store this
+	// way while it decodes, instead of holding it all twice.
+	ListFunc(ctx context.Context, prefix string, fn func(KV) error) (uint64, error)
+
 	// Watch delivers every batch with Seq >= from, in order, then follows new
 	// ones, interleaved with heartbeats. from == 0 means "from the current
 	// tail + 1" (only new batches). The channel closes when ctx ends, the log
