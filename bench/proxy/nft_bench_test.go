@@ -1,0 +1,111 @@
+// Package proxybench holds the data plane benchmarks (see run.sh and
+// docs/benchmarks.md, "Data plane"). The nftables ones program a network
+// namespace they create, never the host's ruleset.
+package proxybench
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/proxy"
+	"github.com/runenet/runenet/proxy/netnstest"
+)
+
+const services = 10000
+
+var cidr = netip.MustParsePrefix("10.96.0.0/16")
+
+func vip(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), 80)
+}
+
+// table is services services with 3 endpoints each.
+func table() *proxy.Table {
+	t := &proxy.Table{CIDR: cidr}
+	for i := range services {
+		sp := proxy.ServicePort{
+			Service:  cluster.NamespacedName{Namespace: "bench", Name: fmt.Sprint("svc", i)},
+			Protocol: cluster.TCP,
+			VIP:      vip(i),
+		}
+		for e := range 3 {
+			sp.Endpoints = append(sp.Endpoints, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(200 + e), byte(i >> 8), byte(i)}), 8080))
+		}
+		t.Ports = append(t.Ports, sp)
+	}
+	return t
+}
+
+func redirects(n int) []proxy.Redirect {
+	rs := make([]proxy.Redirect, n)
+	for i := range rs {
+		rs[i] = proxy.Redirect{Protocol: cluster.TCP, VIP: vip(i), Port: 15001}
+	}
+	return rs
+}
+
+// BenchmarkNFTInstall: programming 10,000 services from scratch (what a
+// start does), in one transaction.
+func BenchmarkNFTInstall(b *testing.B) {
+	netnstest.RequireRoot(b)
+	ns := netnstest.New(b, "dp-bench")
+	rs := redirects(services)
+	for b.Loop() {
+		n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := n.Sync(cidr, rs); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		n.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkNFTOneChange: with 10,000 services installed, one service
+// appears or disappears (one map element added or deleted).
+func BenchmarkNFTOneChange(b *testing.B) {
+	netnstest.RequireRoot(b)
+	ns := netnstest.New(b, "dp-bench")
+	n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	full, less := redirects(services), redirects(services-1)
+	if err := n.Sync(cidr, full); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		rs := less
+		if i%2 == 1 {
+			rs = full
+		}
+		i++
+		if err := n.Sync(cidr, rs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProxyUpdate: the proxy side of one change with 10,000 services
+// × 3 endpoints: swapping in the new table (endpoint changes touch nothing
+// in nftables).
+func BenchmarkProxyUpdate(b *testing.B) {
+	p, err := proxy.New(proxy.Config{InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	t := table()
+	p.Update(t)
+	for b.Loop() {
+		t.Ports[0].Endpoints[0] = netip.AddrPortFrom(t.Ports[0].Endpoints[0].Addr(), t.Ports[0].Endpoints[0].Port()^1)
+		p.Update(t)
+	}
+}

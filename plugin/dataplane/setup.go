@@ -1,0 +1,198 @@
+// Package dataplane is the Corefile glue for proxy/: the `dataplane`
+// directive starts the node's L4 data plane (VIP interception and
+// forwarding) over the node runtime's View. It answers no queries; it only
+// reports readiness.
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/proxy"
+)
+
+func init() { plugin.Register("dataplane", setup) }
+
+// DefaultDataDir matches the rune directive's default, so that both open the
+// same node runtime without repeating it.
+const DefaultDataDir = "/var/lib/rune"
+
+// config is one parsed `dataplane` block: the node runtime to attach to
+// (the same settings as the rune block, so both share one runtime) and the
+// data plane's own tuning. It is comparable, so a reload can tell whether
+// the settings changed.
+type config struct {
+	node                node.Config
+	listen              uint16
+	dialTimeout         time.Duration
+	dialAttempts        int
+	ejectBase, ejectMax time.Duration
+	udpIdleTimeout      time.Duration
+	table, guardTable   string
+}
+
+func (cfg *config) dataplane() proxy.DataplaneConfig {
+	return proxy.DataplaneConfig{
+		Proxy: proxy.Config{
+			Dev:            cfg.node.DevMode,
+			InterceptAddr:  netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.listen),
+			DialTimeout:    cfg.dialTimeout,
+			DialAttempts:   cfg.dialAttempts,
+			EjectBase:      cfg.ejectBase,
+			EjectMax:       cfg.ejectMax,
+			UDPIdleTimeout: cfg.udpIdleTimeout,
+		},
+		NFT: proxy.NFTConfig{Table: cfg.table, GuardTable: cfg.guardTable},
+	}
+}
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error("dataplane", err)
+	}
+	h := &Handler{}
+	// As with the rune directive, the runtime is acquired on startup: a
+	// reload starts the new instance before shutting down the old one, and
+	// the shared, reference-counted data plane stays up across it (a second
+	// one would fight the first over the nftables table).
+	var sh *shared
+	c.OnStartup(func() error {
+		var err error
+		if sh, err = acquire(cfg); err != nil {
+			return plugin.Error("dataplane", err)
+		}
+		h.dp.Store(sh.dp)
+		return nil
+	})
+	c.OnShutdown(func() error {
+		if sh == nil {
+			return nil
+		}
+		defer func() { sh = nil }()
+		return sh.release()
+	})
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		h.Next = next
+		return h
+	})
+	return nil
+}
+
+// parse reads
+//
+//	dataplane {
+//	    data_dir DIR              # node runtime: same values as the rune block
+//	    cluster_cidr CIDR
+//	    api ADDR
+//	    token TOKEN
+//	    stale_budget DURATION
+//	    node_name NAME
+//	    dev_mode
+//	    listen PORT               # where nftables redirects TCP; default 0 (any free port)
+//	    dial_timeout DURATION     # default 2s
+//	    dial_attempts N           # default 3
+//	    eject BASE MAX            # default 1s 30s
+//	    udp_idle_timeout DURATION # default 60s
+//	    table NAME                # default rune
+//	    guard_table NAME          # default rune_guard
+//	}
+func parse(c *caddy.Controller) (*config, error) {
+	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
+	c.Next() // "dataplane"
+	if args := c.RemainingArgs(); len(args) > 0 {
+		return nil, c.Errf("dataplane takes no arguments, got %q", args)
+	}
+	for c.NextBlock() {
+		opt := c.Val()
+		args := c.RemainingArgs()
+		want := 1
+		switch opt {
+		case "dev_mode":
+			want = 0
+		case "eject":
+			want = 2
+		case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "listen",
+			"dial_timeout", "dial_attempts", "udp_idle_timeout", "table", "guard_table":
+		default:
+			return nil, c.Errf("unknown property %q", opt)
+		}
+		if len(args) != want {
+			return nil, c.Errf("%s takes %d argument(s), got %d", opt, want, len(args))
+		}
+		if err := cfg.set(opt, args); err != nil {
+			return nil, c.Errf("%s: %v", opt, err)
+		}
+	}
+	if c.Next() {
+		return nil, c.Err("dataplane can only be used once per server block")
+	}
+	return cfg, nil
+}
+
+func (cfg *config) set(opt string, args []string) error {
+	var err error
+	switch opt {
+	case "dev_mode":
+		cfg.node.DevMode = true
+	case "data_dir":
+		cfg.node.DataDir = args[0]
+	case "cluster_cidr":
+		p, perr := netip.ParsePrefix(args[0])
+		if perr != nil || !p.Addr().Is4() {
+			return fmt.Errorf("%q: want an IPv4 CIDR such as %s", args[0], node.DefaultClusterCIDR)
+		}
+		cfg.node.ClusterCIDR = p.String()
+	case "api":
+		cfg.node.APIAddr = args[0]
+	case "token":
+		cfg.node.APIToken = args[0]
+	case "node_name":
+		cfg.node.NodeName = args[0]
+	case "stale_budget":
+		cfg.node.StaleBudget, err = positiveDuration(args[0])
+	case "listen":
+		port, perr := strconv.ParseUint(args[0], 10, 16)
+		if perr != nil {
+			return fmt.Errorf("%q: want a port number (0 lets the kernel choose)", args[0])
+		}
+		cfg.listen = uint16(port)
+	case "dial_timeout":
+		cfg.dialTimeout, err = positiveDuration(args[0])
+	case "dial_attempts":
+		n, perr := strconv.Atoi(args[0])
+		if perr != nil || n < 1 || n > 10 {
+			return fmt.Errorf("%q: want a number from 1 to 10", args[0])
+		}
+		cfg.dialAttempts = n
+	case "eject":
+		if cfg.ejectBase, err = positiveDuration(args[0]); err == nil {
+			cfg.ejectMax, err = positiveDuration(args[1])
+		}
+		if err == nil && cfg.ejectMax < cfg.ejectBase {
+			err = fmt.Errorf("max %s is below base %s", args[1], args[0])
+		}
+	case "udp_idle_timeout":
+		cfg.udpIdleTimeout, err = positiveDuration(args[0])
+	case "table":
+		cfg.table = args[0]
+	case "guard_table":
+		cfg.guardTable = args[0]
+	}
+	return err
+}
+
+func positiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q: want a positive duration such as 30s", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,63 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/proxy"
+	"github.com/runenet/runenet/readiness"
+)
+
+// shared is the process's one data plane, reference counted across server
+// blocks and reloads: there is one set of VIPs and one nftables table per
+// node, so two data planes would undo each other.
+type shared struct {
+	cfg  config
+	rt   *node.Runtime
+	dp   *proxy.Dataplane
+	refs int
+}
+
+var (
+	mu      sync.Mutex
+	current *shared
+)
+
+func acquire(cfg *config) (*shared, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if current != nil {
+		if current.cfg != *cfg {
+			return nil, fmt.Errorf("the data plane is already running with different settings; restart runed to change them")
+		}
+		current.refs++
+		return current, nil
+	}
+	rt, err := node.Acquire(cfg.node)
+	if err != nil {
+		return nil, err
+	}
+	dp, err := proxy.Start(rt.View(), cfg.dataplane())
+	if err != nil {
+		return nil, errors.Join(err, rt.Release())
+	}
+	readiness.Default.Register("dataplane", dp.Ready)
+	current = &shared{cfg: *cfg, rt: rt, dp: dp, refs: 1}
+	return current, nil
+}
+
+// release drops a reference; the last one removes the interception and
+// releases the node runtime.
+func (s *shared) release() error {
+	mu.Lock()
+	defer mu.Unlock()
+	s.refs--
+	if s.refs > 0 {
+		return nil
+	}
+	current = nil
+	readiness.Default.Unregister("dataplane")
+	return errors.Join(s.dp.Close(), s.rt.Release())
+}

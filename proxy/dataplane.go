@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+// Source is what the data plane follows; *cluster.View is one.
+type Source interface {
+	Snapshot() *cluster.Snapshot
+	Changed() <-chan struct{}
+	Loaded() bool
+	Stale() bool
+}
+
+// Interceptor steers traffic for the redirected VIP:ports to the proxy and
+// fences off the rest of the cluster CIDR. *NFT is the production one.
+type Interceptor interface {
+	Sync(cidr netip.Prefix, rs []Redirect) error
+	Close() error
+}
+
+// DataplaneConfig configures Start. In dev mode (Proxy.Dev) there is no
+// interception and NFT is ignored.
+type DataplaneConfig struct {
+	Proxy Config
+	NFT   NFTConfig
+	// Interceptor overrides the nftables one (tests); nil means NewNFT(NFT).
+	Interceptor Interceptor
+	// RetryInterval paces retries after a failed sync. Default 1s.
+	RetryInterval time.Duration
+}
+
+// Dataplane keeps a Proxy and its interception in step with a Source.
+type Dataplane struct {
+	proxy *Proxy
+	icpt  Interceptor
+	src   Source
+	log   *slog.Logger
+	retry time.Duration
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	synced  bool   // a snapshot has been fully put in place
+	applied uint64 // and this is its seq
+	err     error  // the last sync's error, until one succeeds
+}
+
+// Start opens the proxy and the interception and follows src until Close.
+func Start(src Source, cfg DataplaneConfig) (*Dataplane, error) {
+	if cfg.Proxy.Stale == nil {
+		cfg.Proxy.Stale = src.Stale
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Second
+	}
+	p, err := New(cfg.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	icpt := cfg.Interceptor
+	if icpt == nil && !cfg.Proxy.Dev {
+		if icpt, err = newInterceptor(cfg.NFT); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dataplane{proxy: p, icpt: icpt, src: src, log: p.cfg.Logger, retry: cfg.RetryInterval, cancel: cancel, done: make(chan struct{})}
+	go d.run(ctx)
+	return d, nil
+}
+
+// Proxy is the running proxy (for port-forward).
+func (d *Dataplane) Proxy() *Proxy { return d.proxy }
+
+func (d *Dataplane) run(ctx context.Context) {
+	defer close(d.done)
+	var retry <-chan time.Time
+	for {
+		changed := d.src.Changed()
+		if d.src.Loaded() {
+			if s := d.src.Snapshot(); !d.isApplied(s.Seq) || retry != nil {
+				retry = nil
+				if err := d.apply(s); err != nil {
+					d.log.Error("dataplane: sync failed; retrying", "seq", s.Seq, "err", err)
+					retry = time.After(d.retry)
+				}
+			}
+		}
+		select {
+		case <-changed:
+		case <-retry:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (d *Dataplane) apply(s *cluster.Snapshot) error {
+	t := TableFrom(s)
+	rs := d.proxy.Update(t)
+	var err error
+	switch {
+	case d.icpt == nil:
+	case !t.CIDR.IsValid():
+		err = fmt.Errorf("the cluster network is not bootstrapped yet (no CIDR at seq %d)", s.Seq)
+	default:
+		err = d.icpt.Sync(t.CIDR, rs)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.err = err
+	if err == nil {
+		d.synced, d.applied = true, s.Seq
+	}
+	return err
+}
+
+// Applied is the seq of the last snapshot fully in place (proxy table and
+// interception), and whether there is one yet.
+func (d *Dataplane) Applied() (uint64, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applied, d.synced
+}
+
+func (d *Dataplane) isApplied(seq uint64) bool {
+	applied, ok := d.Applied()
+	return ok && applied == seq
+}
+
+// Ready reports whether interception (or the dev listeners) is in place for
+// the View's loaded state: the readiness check runegate waits on.
+func (d *Dataplane) Ready() (bool, string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.err != nil:
+		return false, d.err.Error()
+	case !d.src.Loaded() || !d.synced:
+		return false, "waiting for the first table to be installed"
+	}
+	return true, ""
+}
+
+// Close stops following, removes the interception (the guard stays) and
+// closes the listeners; established connections finish on their own.
+func (d *Dataplane) Close() error {
+	d.cancel()
+	<-d.done
+	var err error
+	if d.icpt != nil {
+		err = d.icpt.Close()
+	}
+	if perr := d.proxy.Close(); err == nil {
+		err = perr
+	}
+	return err
+}

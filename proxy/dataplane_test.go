@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+type fakeSource struct {
+	mu      sync.Mutex
+	snap    *cluster.Snapshot
+	changed chan struct{}
+}
+
+func newFakeSource(s *cluster.Snapshot) *fakeSource {
+	return &fakeSource{snap: s, changed: make(chan struct{})}
+}
+
+func (f *fakeSource) Snapshot() *cluster.Snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snap
+}
+
+func (f *fakeSource) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *fakeSource) publish(s *cluster.Snapshot) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snap = s
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeSource) Loaded() bool { return true }
+func (f *fakeSource) Stale() bool  { return false }
+
+type fakeInterceptor struct {
+	fail   atomic.Bool
+	syncs  atomic.Int32
+	closed atomic.Bool
+}
+
+func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
+	f.syncs.Add(1)
+	if f.fail.Load() {
+		return errors.New("boom")
+	}
+	return nil
+}
+
+func (f *fakeInterceptor) Close() error { f.closed.Store(true); return nil }
+
+func snapshotAt(seq uint64) *cluster.Snapshot {
+	return &cluster.Snapshot{Seq: seq, Network: &cluster.ClusterNetwork{CIDR: netip.MustParsePrefix("10.96.0.0/16")}}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDataplaneReadinessFollowsSync(t *testing.T) {
+	icpt := &fakeInterceptor{}
+	icpt.fail.Store(true)
+	src := newFakeSource(snapshotAt(1))
+	d, err := Start(src, DataplaneConfig{Proxy: Config{InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")}, Interceptor: icpt, RetryInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a failed sync", func() bool { return icpt.syncs.Load() > 0 })
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "boom") {
+		t.Errorf("after a failed sync: ready=%v %q", ok, why)
+	}
+	icpt.fail.Store(false)
+	eventually(t, "the retry to succeed", func() bool { ok, _ := d.Ready(); return ok })
+
+	src.publish(snapshotAt(2))
+	eventually(t, "seq 2 applied", func() bool { s, _ := d.Applied(); return s == 2 })
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !icpt.closed.Load() {
+		t.Error("Close did not remove the interception")
+	}
+}
+
+func TestDataplaneNotReadyWithoutNetwork(t *testing.T) {
+	src := newFakeSource(&cluster.Snapshot{Seq: 1})
+	d, err := Start(src, DataplaneConfig{Proxy: Config{InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")}, Interceptor: &fakeInterceptor{}, RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	eventually(t, "a sync attempt", func() bool { _, why := d.Ready(); return strings.Contains(why, "not bootstrapped") })
+}

@@ -1,0 +1,23 @@
+// Package proxy is runed's L4 data plane: it steers traffic addressed to a
+// service VIP into this process (nftables interception on Linux, or loopback
+// listeners in dev mode) and forwards it to one of the service's ready
+// endpoints.
+//
+// The pieces, each in its own file:
+//   - table.go: the routing table (VIP:port → endpoints) derived from a cluster
+//     Snapshot; everything else consumes a Table, so tests can feed one directly.
+//   - balancer.go: power-of-two-choices on active connections, with passive
+//     ejection of endpoints whose dials fail.
+//   - tcp.go, udp.go: forwarding (splice-friendly TCP with half-close, UDP
+//     per-flow sessions with an idle timeout).
+//   - proxy.go: listeners (intercept mode, and dev mode on 127.0.0.1), table
+//     swaps, fail-closed past the stale budget.
+//   - forward.go: port-forward (explicit loopback listeners).
+//   - nft_linux.go, route_linux.go, origdst_linux.go: interception with
+//     nftables, and recovering the VIP:port of a redirected connection.
+//   - dataplane.go: follows a cluster.View and keeps all of the above in sync.
+//
+// Endpoint changes never cut established connections: a connection holds the
+// endpoint it was given until it ends, while new connections only see the
+// current table.
+package proxy

@@ -1,0 +1,3 @@
+package proxy
+
+func newInterceptor(cfg NFTConfig) (Interceptor, error) { return NewNFT(cfg) }

@@ -1,0 +1,95 @@
+// Package netnstest creates network namespaces for privileged tests and
+// benchmarks of the data plane, and removes them afterwards. Everything a
+// test does to the network happens inside namespaces made here.
+package netnstest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// RequireRoot skips a privileged test when not root, unless RUNE_E2E is set
+// (CI), where running unprivileged is a failure rather than a skip.
+func RequireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("RUNE_E2E") != "" {
+		tb.Fatal("RUNE_E2E is set but the test is not running as root; network namespaces need root")
+	}
+	tb.Skip("needs root for network namespaces (set RUNE_E2E to make this a failure)")
+}
+
+// NS is a named network namespace (ip netns), open as FD.
+type NS struct {
+	Name string
+	FD   int
+}
+
+var seq atomic.Int64
+
+// New creates a namespace named "<prefix>-<pid>-<n>" with lo up, and
+// deletes it when the test ends.
+func New(tb testing.TB, prefix string) *NS {
+	tb.Helper()
+	name := fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
+	Run(tb, "ip", "netns", "add", name)
+	ns := &NS{Name: name}
+	tb.Cleanup(func() {
+		if ns.FD > 0 {
+			unix.Close(ns.FD)
+		}
+		exec.Command("ip", "netns", "del", name).Run()
+	})
+	fd, err := unix.Open("/var/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatalf("open namespace %s: %v", name, err)
+	}
+	ns.FD = fd
+	ns.Run(tb, "ip", "link", "set", "lo", "up")
+	return ns
+}
+
+// Run runs a command inside the namespace and returns its output; failure
+// fails the test.
+func (ns *NS) Run(tb testing.TB, args ...string) string {
+	tb.Helper()
+	return Run(tb, append([]string{"ip", "netns", "exec", ns.Name}, args...)...)
+}
+
+// Command prepares a command to run inside the namespace.
+func (ns *NS) Command(args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
+}
+
+// Run runs a command and returns its output; failure fails the test.
+func Run(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Link connects a and b with a veth pair, addressing each end (CIDR
+// notation, e.g. "10.0.1.1/24") and bringing both up. Interface names are
+// derived from the namespaces' sequence numbers to stay within 15 bytes.
+func Link(tb testing.TB, a *NS, aAddr string, b *NS, bAddr string) (aIf, bIf string) {
+	tb.Helper()
+	n := seq.Add(1)
+	aIf, bIf = fmt.Sprintf("va%d", n), fmt.Sprintf("vb%d", n)
+	Run(tb, "ip", "link", "add", aIf, "netns", a.Name, "type", "veth", "peer", "name", bIf, "netns", b.Name)
+	a.Run(tb, "ip", "addr", "add", aAddr, "dev", aIf)
+	a.Run(tb, "ip", "link", "set", aIf, "up")
+	b.Run(tb, "ip", "addr", "add", bAddr, "dev", bIf)
+	b.Run(tb, "ip", "link", "set", bIf, "up")
+	return aIf, bIf
+}

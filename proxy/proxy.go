@@ -1,0 +1,365 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+// Config tunes a Proxy. Zero values get the defaults noted.
+type Config struct {
+	// Dev selects dev mode: no interception; every service port gets a
+	// listener on DevAddr:<service port>.
+	Dev bool
+	// InterceptAddr is where nftables redirects VIP traffic (intercept mode).
+	// Its address must be unspecified (0.0.0.0): a prerouting redirect targets
+	// the primary address of whichever interface the packet came in on. Port 0
+	// lets the kernel pick; the chosen port goes into the nftables maps.
+	// Default 0.0.0.0:0.
+	InterceptAddr netip.AddrPort
+	// DevAddr is the loopback address dev-mode listeners bind. Default 127.0.0.1.
+	DevAddr netip.Addr
+	// Stale reports whether the data behind the table is past the stale
+	// budget; new connections are refused while it does. Nil: never stale.
+	Stale func() bool
+	// DialTimeout bounds one connect attempt to an endpoint. Default 2s.
+	DialTimeout time.Duration
+	// DialAttempts is how many endpoints a new connection tries. Default 3.
+	DialAttempts int
+	// EjectBase and EjectMax bound the back-off of an endpoint whose connect
+	// failed: base, doubled per consecutive failure, capped. Default 1s, 30s.
+	EjectBase, EjectMax time.Duration
+	// UDPIdleTimeout ends a UDP flow with no traffic either way. Default 60s.
+	UDPIdleTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if !c.InterceptAddr.IsValid() {
+		c.InterceptAddr = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	}
+	if !c.DevAddr.IsValid() {
+		c.DevAddr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.DialAttempts <= 0 {
+		c.DialAttempts = 3
+	}
+	if c.EjectBase <= 0 {
+		c.EjectBase = time.Second
+	}
+	if c.EjectMax <= 0 {
+		c.EjectMax = 30 * time.Second
+	}
+	if c.UDPIdleTimeout <= 0 {
+		c.UDPIdleTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// frontKey is where a client addresses a service port as the proxy sees it:
+// the VIP:port in intercept mode, DevAddr:port in dev mode.
+type frontKey struct {
+	proto cluster.Protocol
+	addr  netip.AddrPort
+}
+
+// portKey names a service port for port-forward.
+type portKey struct {
+	svc  cluster.NamespacedName
+	port uint16
+}
+
+// route is one service port as compiled for the data path. An update that
+// leaves a service port as it was keeps its route, so a change costs little
+// more than copying the lookup maps.
+type route struct {
+	sp  ServicePort
+	eps []*endpoint
+	m   *portMetrics
+	gen uint64 // the last update that kept this route (guarded by Proxy.mu)
+}
+
+// routes is an immutable compiled table, swapped atomically per update.
+type routes struct {
+	byFront map[frontKey]*route
+	byPort  map[portKey]*route // TCP ports, for port-forward
+	all     []*route           // including dev-mode clashes, which have no front
+}
+
+// Redirect tells the interceptor to steer Protocol traffic for VIP to the
+// local port where the proxy listens for it.
+type Redirect struct {
+	Protocol cluster.Protocol
+	VIP      netip.AddrPort
+	Port     uint16
+}
+
+// Proxy forwards connections for the service ports of the latest Table.
+type Proxy struct {
+	cfg    Config
+	routes atomic.Pointer[routes]
+	dialer net.Dialer
+
+	mu        sync.Mutex
+	closed    bool
+	gen       uint64
+	endpoints map[netip.AddrPort]*registered
+	intercept *net.TCPListener   // intercept mode only
+	fronts    map[frontKey]front // UDP sockets (intercept) or all listeners (dev)
+	clashes   []string
+}
+
+// front is a listener or socket serving one frontKey.
+type front interface {
+	io.Closer
+	port() uint16
+}
+
+// New starts a proxy with an empty table. In intercept mode it binds the TCP
+// listener nftables redirects to.
+func New(cfg Config) (*Proxy, error) {
+	cfg.setDefaults()
+	p := &Proxy{
+		cfg:       cfg,
+		dialer:    net.Dialer{Timeout: cfg.DialTimeout},
+		endpoints: map[netip.AddrPort]*registered{},
+		fronts:    map[frontKey]front{},
+	}
+	p.routes.Store(&routes{byFront: map[frontKey]*route{}, byPort: map[portKey]*route{}})
+	if !cfg.Dev {
+		ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(cfg.InterceptAddr))
+		if err != nil {
+			return nil, fmt.Errorf("proxy: listen for intercepted TCP on %s: %w", cfg.InterceptAddr, err)
+		}
+		p.intercept = ln
+		go p.serveTCP(ln, p.resolveOriginalDst)
+	}
+	return p, nil
+}
+
+// InterceptPort is the port of the intercept-mode TCP listener (0 in dev mode).
+func (p *Proxy) InterceptPort() uint16 {
+	if p.intercept == nil {
+		return 0
+	}
+	return uint16(p.intercept.Addr().(*net.TCPAddr).Port)
+}
+
+// Update swaps in a new table. Connections already established keep their
+// endpoints; new ones see only t. It returns the redirects interception must
+// install for t (none in dev mode).
+func (p *Proxy) Update(t *Table) []Redirect {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.gen++
+	old := p.routes.Load()
+	rt := &routes{byFront: make(map[frontKey]*route, len(t.Ports)), byPort: make(map[portKey]*route, len(t.Ports)), all: make([]*route, 0, len(t.Ports))}
+	var clashes []string
+	for i := range t.Ports {
+		sp := &t.Ports[i]
+		k := p.frontOf(sp)
+		pk := portKey{sp.Service, sp.VIP.Port()}
+		r := old.byPort[pk]
+		if sp.Protocol != cluster.TCP {
+			r = old.byFront[k]
+		}
+		if r == nil || r.gen == p.gen || !r.sp.same(sp) {
+			r = p.newRoute(sp)
+		}
+		r.gen = p.gen
+		rt.all = append(rt.all, r)
+		if sp.Protocol == cluster.TCP {
+			rt.byPort[pk] = r
+		}
+		if prev, ok := rt.byFront[k]; ok {
+			// Only possible in dev mode, where every service shares DevAddr.
+			clashes = append(clashes, fmt.Sprintf("%s %s port %d: %s already has %s", sp.Service, sp.Protocol, sp.VIP.Port(), prev.sp.Service, k.addr))
+			continue
+		}
+		rt.byFront[k] = r
+	}
+	for _, r := range old.all {
+		if r.gen != p.gen {
+			p.release(r)
+		}
+	}
+	p.routes.Store(rt)
+	clashes = append(clashes, p.reconcileFronts(rt)...)
+	p.reportClashes(clashes)
+	return p.redirects(rt)
+}
+
+// registered is an endpoint with the number of routes listing it.
+type registered struct {
+	*endpoint
+	refs int
+}
+
+// newRoute compiles a service port, sharing endpoint state with every other
+// route that lists the same address.
+func (p *Proxy) newRoute(sp *ServicePort) *route {
+	r := &route{sp: *sp, m: metricsFor(sp.Service, sp.Protocol), eps: make([]*endpoint, 0, len(sp.Endpoints))}
+	// Own copy: the next update compares against it, whatever the caller
+	// does with its table.
+	r.sp.Endpoints = slices.Clone(sp.Endpoints)
+	for _, a := range sp.Endpoints {
+		e := p.endpoints[a]
+		if e == nil {
+			e = &registered{endpoint: &endpoint{addr: a}}
+			p.endpoints[a] = e
+		}
+		e.refs++
+		r.eps = append(r.eps, e.endpoint)
+	}
+	return r
+}
+
+// release forgets a route's endpoints once no route lists them. Connections
+// still on such an endpoint keep their pointer and finish normally.
+func (p *Proxy) release(r *route) {
+	for _, e := range r.eps {
+		if reg := p.endpoints[e.addr]; reg != nil && reg.endpoint == e {
+			if reg.refs--; reg.refs == 0 {
+				delete(p.endpoints, e.addr)
+			}
+		}
+	}
+}
+
+func (p *Proxy) frontOf(sp *ServicePort) frontKey {
+	if p.cfg.Dev {
+		return frontKey{sp.Protocol, netip.AddrPortFrom(p.cfg.DevAddr, sp.VIP.Port())}
+	}
+	return frontKey{sp.Protocol, sp.VIP}
+}
+
+// reconcileFronts opens a front for every key that needs its own socket and
+// closes the ones no longer in the table. Closing a TCP listener leaves its
+// accepted connections alone. It returns the keys it could not bind.
+func (p *Proxy) reconcileFronts(rt *routes) []string {
+	var failed []string
+	for k := range rt.byFront {
+		if _, ok := p.fronts[k]; ok || (!p.cfg.Dev && k.proto == cluster.TCP) {
+			continue
+		}
+		f, err := p.openFront(k)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s %s: %v", rt.byFront[k].sp.Service, k.proto, err))
+			continue
+		}
+		p.fronts[k] = f
+	}
+	for k, f := range p.fronts {
+		if _, ok := rt.byFront[k]; !ok {
+			f.Close()
+			delete(p.fronts, k)
+		}
+	}
+	return failed
+}
+
+func (p *Proxy) openFront(k frontKey) (front, error) {
+	resolve := func() *route { return p.routes.Load().byFront[k] }
+	if k.proto == cluster.UDP {
+		bind := k.addr
+		if !p.cfg.Dev {
+			bind = netip.AddrPortFrom(p.cfg.InterceptAddr.Addr(), 0)
+		}
+		return p.listenUDP(bind, resolve)
+	}
+	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(k.addr))
+	if err != nil {
+		return nil, err
+	}
+	go p.serveTCP(ln, func(*net.TCPConn) *route { return resolve() })
+	return tcpFront{ln}, nil
+}
+
+func (p *Proxy) redirects(rt *routes) []Redirect {
+	if p.cfg.Dev {
+		return nil
+	}
+	out := make([]Redirect, 0, len(rt.byFront))
+	for k, r := range rt.byFront {
+		if len(r.eps) == 0 {
+			// Left to the guard, which refuses at the first packet: a
+			// client sees "connection refused" rather than a reset after
+			// its connect succeeded.
+			continue
+		}
+		port := p.InterceptPort()
+		if k.proto == cluster.UDP {
+			f, ok := p.fronts[k]
+			if !ok {
+				continue // could not bind; left to the guard, which rejects
+			}
+			port = f.port()
+		}
+		out = append(out, Redirect{Protocol: k.proto, VIP: k.addr, Port: port})
+	}
+	return out
+}
+
+func (p *Proxy) reportClashes(clashes []string) {
+	devPortClashes.Set(float64(len(clashes)))
+	for _, c := range clashes {
+		if !containsString(p.clashes, c) {
+			p.cfg.Logger.Warn("proxy: service port has no listener; use `rune port-forward`", "clash", c)
+		}
+	}
+	p.clashes = clashes
+}
+
+// Clashes lists the service ports that got no listener of their own in dev
+// mode (another service or process holds the port).
+func (p *Proxy) Clashes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.clashes...)
+}
+
+// Close stops accepting: listeners and UDP sockets close. Established TCP
+// connections are left to finish on their own, so a reload does not cut them.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	if p.intercept != nil {
+		errs = append(errs, p.intercept.Close())
+	}
+	for k, f := range p.fronts {
+		errs = append(errs, f.Close())
+		delete(p.fronts, k)
+	}
+	return errors.Join(errs...)
+}
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,252 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+func TestBalancesAcrossEndpoints(t *testing.T) {
+	p := devProxy(t, Config{})
+	bs := []*backend{startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")}
+	port := freePort(t, p.cfg.DevAddr)
+	p.Update(&Table{Ports: []ServicePort{tcpPort("balance", port, bs[0].addr(), bs[1].addr(), bs[2].addr())}})
+	front := netip.AddrPortFrom(p.cfg.DevAddr, port)
+	const n = 300
+	for range n {
+		c, err := dialVia(t, front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	for _, b := range bs {
+		if got := b.count(); got < n/6 {
+			t.Errorf("backend %s got %d of %d connections; want a fair share", b.name, got, n)
+		}
+	}
+}
+
+func TestPowerOfTwoChoicesPrefersLessLoaded(t *testing.T) {
+	p := devProxy(t, Config{})
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	port := freePort(t, p.cfg.DevAddr)
+	p.Update(&Table{Ports: []ServicePort{tcpPort("p2c", port, a.addr(), b.addr())}})
+	front := netip.AddrPortFrom(p.cfg.DevAddr, port)
+	// Held connections: each new one sees the load of the ones before.
+	held := map[string]int{}
+	for range 40 {
+		c, err := dialVia(t, front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held[c.backend]++
+	}
+	if held["a"] < 14 || held["b"] < 14 {
+		t.Errorf("held connections split %v; p2c on active connections should keep them near 20/20", held)
+	}
+}
+
+func TestFailedDialRetriedAndEjected(t *testing.T) {
+	p := devProxy(t, Config{EjectBase: time.Minute})
+	good := startBackend(t, "good")
+	dead := deadAddr(t)
+	port := freePort(t, p.cfg.DevAddr)
+	sp := tcpPort("eject", port, dead, good.addr())
+	p.Update(&Table{Ports: []ServicePort{sp}})
+	front := netip.AddrPortFrom(p.cfg.DevAddr, port)
+	for range 30 {
+		c, err := dialVia(t, front)
+		if err != nil {
+			t.Fatalf("connection failed although one endpoint is up: %v", err)
+		}
+		c.Close()
+	}
+	m := metricsFor(sp.Service, cluster.TCP)
+	if got := testutil.ToFloat64(m.dialFailures); got != 1 {
+		t.Errorf("dial failures = %v; want exactly 1 (the dead endpoint is ejected after its first failure)", got)
+	}
+	if got := testutil.ToFloat64(m.ejections); got != 1 {
+		t.Errorf("ejections = %v; want 1", got)
+	}
+}
+
+func TestEjectionBackOffExpires(t *testing.T) {
+	e := &endpoint{}
+	now := time.Now().UnixNano()
+	if !e.failed(now, 10*time.Millisecond, time.Second) {
+		t.Fatal("first failure should eject")
+	}
+	if !e.ejected(now + int64(5*time.Millisecond)) {
+		t.Error("should be ejected within the back-off")
+	}
+	if e.ejected(now + int64(11*time.Millisecond)) {
+		t.Error("should be back after the back-off")
+	}
+	e.failed(now, 10*time.Millisecond, time.Second)
+	if !e.ejected(now + int64(15*time.Millisecond)) {
+		t.Error("second consecutive failure should double the back-off")
+	}
+	e.succeeded()
+	e.failed(now, 10*time.Millisecond, time.Second)
+	if e.ejected(now + int64(11*time.Millisecond)) {
+		t.Error("a success should reset the back-off to its base")
+	}
+}
+
+func TestEndpointRemovalDrains(t *testing.T) {
+	p := devProxy(t, Config{})
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	port := freePort(t, p.cfg.DevAddr)
+	p.Update(&Table{Ports: []ServicePort{tcpPort("drain", port, a.addr())}})
+	front := netip.AddrPortFrom(p.cfg.DevAddr, port)
+	old, err := dialVia(t, front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	p.Update(&Table{Ports: []ServicePort{tcpPort("drain", port, b.addr())}})
+	old.echo(t, "still here") // the removed endpoint's connection survives
+	for range 10 {
+		c, err := dialVia(t, front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.backend != "b" {
+			t.Fatalf("new connection went to removed endpoint %s", c.backend)
+		}
+		c.Close()
+	}
+	old.echo(t, "and still")
+}
+
+func TestNoEndpointsRefusedAtOnce(t *testing.T) {
+	p := devProxy(t, Config{})
+	port := freePort(t, p.cfg.DevAddr)
+	p.Update(&Table{Ports: []ServicePort{tcpPort("zero", port)}})
+	start := time.Now()
+	_, err := dialVia(t, netip.AddrPortFrom(p.cfg.DevAddr, port))
+	if !isRefusal(err) {
+		t.Fatalf("want a reset or refusal, got %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusal took %v", d)
+	}
+}
+
+func isRefusal(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF)
+}
+
+func TestFailsClosedWhenStale(t *testing.T) {
+	var stale atomic.Bool
+	p := devProxy(t, Config{Stale: stale.Load})
+	a := startBackend(t, "a")
+	port := freePort(t, p.cfg.DevAddr)
+	sp := tcpPort("stale", port, a.addr())
+	p.Update(&Table{Ports: []ServicePort{sp}})
+	front := netip.AddrPortFrom(p.cfg.DevAddr, port)
+	est, err := dialVia(t, front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer est.Close()
+	stale.Store(true)
+	if _, err := dialVia(t, front); !isRefusal(err) {
+		t.Fatalf("new connection while stale: want a reset, got %v", err)
+	}
+	if got := testutil.ToFloat64(metricsFor(sp.Service, cluster.TCP).stale); got != 1 {
+		t.Errorf("stale refusals counted %v; want 1", got)
+	}
+	est.echo(t, "established connections continue")
+	stale.Store(false)
+	c, err := dialVia(t, front)
+	if err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	c.Close()
+}
+
+func TestHalfCloseIsForwarded(t *testing.T) {
+	// The backend reads until EOF, then answers: only works if the client's
+	// CloseWrite reaches it while the other direction stays open.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		got, _ := io.ReadAll(c)
+		c.Write(append([]byte("got "), got...))
+	}()
+	p := devProxy(t, Config{})
+	port := freePort(t, p.cfg.DevAddr)
+	p.Update(&Table{Ports: []ServicePort{tcpPort("halfclose", port, ln.Addr().(*net.TCPAddr).AddrPort())}})
+	c, err := net.DialTCP("tcp4", nil, net.TCPAddrFromAddrPort(netip.AddrPortFrom(p.cfg.DevAddr, port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("request"))
+	c.CloseWrite()
+	resp, err := io.ReadAll(c)
+	if err != nil || string(resp) != "got request" {
+		t.Fatalf("response %q, %v", resp, err)
+	}
+}
+
+func TestDevPortClashReported(t *testing.T) {
+	p := devProxy(t, Config{DevAddr: netip.MustParseAddr("127.0.99.2")})
+	a := startBackend(t, "a")
+	port := freePort(t, p.cfg.DevAddr)
+	first, second := tcpPort("clash-a", port, a.addr()), tcpPort("clash-b", port, a.addr())
+	p.Update(&Table{Ports: []ServicePort{first, second}})
+	if got := p.Clashes(); len(got) != 1 {
+		t.Fatalf("clashes = %q; want one", got)
+	}
+	if got := testutil.ToFloat64(devPortClashes); got != 1 {
+		t.Errorf("rune_proxy_dev_port_clashes = %v; want 1", got)
+	}
+	// The clashing service stays reachable through an explicit forward.
+	f, err := p.PortForward(second.Service, port, netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := dialVia(t, f.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p.Update(&Table{Ports: []ServicePort{first}})
+	if got := p.Clashes(); len(got) != 0 {
+		t.Errorf("clashes after removing the second service: %q", got)
+	}
+}
+
+func TestPortForwardOnlyOnLoopback(t *testing.T) {
+	p := devProxy(t, Config{})
+	p.Update(&Table{Ports: []ServicePort{tcpPort("pf", 80)}})
+	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 80, netip.MustParseAddrPort("0.0.0.0:0")); err == nil {
+		t.Error("port-forward on 0.0.0.0 should be refused")
+	}
+	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 81, netip.MustParseAddrPort("127.0.0.1:0")); err == nil {
+		t.Error("port-forward to a port the service lacks should fail")
+	}
+}

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+// ServicePort is one port of one service: where clients address it (VIP:Port)
+// and where its ready instances listen.
+type ServicePort struct {
+	Service  cluster.NamespacedName
+	Protocol cluster.Protocol
+	// VIP is the service's virtual IP and service port.
+	VIP netip.AddrPort
+	// Name is the port's name in the spec ("" when unnamed).
+	Name      string
+	Endpoints []netip.AddrPort
+}
+
+// Table is everything the data plane needs to know about the cluster: the
+// CIDR it must intercept and every service port. Seq is the log sequence the
+// table reflects.
+type Table struct {
+	Seq   uint64
+	CIDR  netip.Prefix
+	Ports []ServicePort
+}
+
+// TableFrom derives the routing table from a snapshot. A service without
+// endpoints still gets its ports (with no endpoints), so connections to it are
+// refused at once instead of being left to the guard or timing out.
+func TableFrom(s *cluster.Snapshot) *Table {
+	t := &Table{Seq: s.Seq}
+	if s.Network != nil {
+		t.CIDR = s.Network.CIDR
+	}
+	s.RangeServices(func(e cluster.Entry[cluster.ServiceRecord]) bool {
+		rec := e.Value
+		if !rec.VIP.IsValid() {
+			return true
+		}
+		name := cluster.NamespacedName{Namespace: rec.Spec.Namespace, Name: rec.Spec.Name}
+		var eps *cluster.Endpoints
+		if ep, ok := s.Endpoints(name); ok {
+			eps = ep.Value
+		}
+		for _, p := range rec.Spec.Ports {
+			sp := ServicePort{
+				Service:  name,
+				Protocol: protocolOf(p.Protocol),
+				VIP:      netip.AddrPortFrom(rec.VIP, uint16(p.Port)),
+				Name:     p.Name,
+			}
+			sp.Endpoints = endpointsFor(eps, sp)
+			t.Ports = append(t.Ports, sp)
+		}
+		return true
+	})
+	// Sorted so that dev-mode port clashes resolve the same way every time.
+	sort.Slice(t.Ports, func(i, j int) bool { return lessPort(&t.Ports[i], &t.Ports[j]) })
+	return t
+}
+
+// same reports whether two service ports route identically.
+func (a *ServicePort) same(b *ServicePort) bool {
+	if a.Service != b.Service || a.Protocol != b.Protocol || a.VIP != b.VIP || a.Name != b.Name || len(a.Endpoints) != len(b.Endpoints) {
+		return false
+	}
+	for i := range a.Endpoints {
+		if a.Endpoints[i] != b.Endpoints[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func endpointsFor(eps *cluster.Endpoints, sp ServicePort) []netip.AddrPort {
+	if eps == nil {
+		return nil
+	}
+	for _, p := range eps.Ports {
+		if p.Port != int(sp.VIP.Port()) || protocolOf(p.Protocol) != sp.Protocol {
+			continue
+		}
+		target := p.TargetPort
+		if target == 0 {
+			target = p.Port
+		}
+		out := make([]netip.AddrPort, 0, len(eps.Addresses))
+		for _, a := range eps.Addresses {
+			out = append(out, netip.AddrPortFrom(a.IP, uint16(target)))
+		}
+		return out
+	}
+	return nil
+}
+
+func protocolOf(p cluster.Protocol) cluster.Protocol {
+	if p == "" {
+		return cluster.TCP
+	}
+	return p
+}
+
+func lessPort(a, b *ServicePort) bool {
+	if a.Service.Namespace != b.Service.Namespace {
+		return a.Service.Namespace < b.Service.Namespace
+	}
+	if a.Service.Name != b.Service.Name {
+		return a.Service.Name < b.Service.Name
+	}
+	if a.VIP.Port() != b.VIP.Port() {
+		return a.VIP.Port() < b.VIP.Port()
+	}
+	return a.Protocol < b.Protocol
+}

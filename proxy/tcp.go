@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+type tcpFront struct{ ln *net.TCPListener }
+
+func (f tcpFront) Close() error { return f.ln.Close() }
+func (f tcpFront) port() uint16 { return uint16(f.ln.Addr().(*net.TCPAddr).Port) }
+
+// serveTCP accepts until ln closes; resolve maps a connection to the service
+// port it was addressed to.
+func (p *Proxy) serveTCP(ln *net.TCPListener, resolve func(*net.TCPConn) *route) {
+	var backoff time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning, and log
+			// once per streak rather than once per attempt.
+			if backoff == 0 {
+				p.cfg.Logger.Warn("proxy: accept failing; backing off", "addr", ln.Addr(), "err", err)
+				backoff = 5 * time.Millisecond
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 0
+		go p.handleTCP(c, resolve)
+	}
+}
+
+func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route) {
+	r := resolve(c)
+	if r == nil {
+		unknownVIP(cluster.TCP).Inc()
+		reset(c)
+		return
+	}
+	if p.cfg.Stale != nil && p.cfg.Stale() {
+		r.m.stale.Inc()
+		reset(c)
+		return
+	}
+	up, ep := p.dial(r)
+	if up == nil {
+		reset(c)
+		return
+	}
+	r.m.active.Inc()
+	defer func() {
+		ep.active.Add(-1)
+		r.m.active.Dec()
+	}()
+	pipeTCP(c, up.(*net.TCPConn), r.m)
+}
+
+// reset refuses a connection with an RST, so the client fails at once
+// instead of waiting for a timeout.
+func reset(c *net.TCPConn) {
+	c.SetLinger(0)
+	c.Close()
+}
+
+// pipeTCP copies both ways until both directions end (copyTCP splices on
+// Linux, so payload never enters user space). A clean EOF in one direction is passed on as a half-close
+// (CloseWrite); an error (e.g. a reset) aborts both sides with a reset.
+func pipeTCP(client, up *net.TCPConn, m *portMetrics) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, err := copyTCP(up, client)
+		m.bytesTo.Add(float64(n))
+		halfClose(up, client, err)
+	}()
+	n, err := copyTCP(client, up)
+	m.bytesFrom.Add(float64(n))
+	halfClose(client, up, err)
+	<-done
+	client.Close()
+	up.Close()
+}
+
+func halfClose(dst, src *net.TCPConn, err error) {
+	if err == nil {
+		dst.CloseWrite()
+		return
+	}
+	reset(dst)
+	reset(src)
+}
+
+// dial connects to an endpoint of r, trying up to DialAttempts endpoints;
+// each failure ejects that endpoint for a back-off. The endpoint's active
+// count includes the returned connection. It counts the connection's result.
+func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
+	if len(r.eps) == 0 {
+		r.m.noEndpoints.Inc()
+		return nil, nil
+	}
+	network := "tcp4"
+	if r.sp.Protocol == cluster.UDP {
+		network = "udp4"
+	}
+	var triedBuf [4]*endpoint
+	tried := triedBuf[:0]
+	for range p.cfg.DialAttempts {
+		now := time.Now().UnixNano()
+		ep := pick(r.eps, tried, now)
+		if ep == nil {
+			break
+		}
+		// Counted before the connect completes, so concurrent picks see it.
+		ep.active.Add(1)
+		c, err := p.dialer.Dial(network, ep.addr.String())
+		if err == nil {
+			ep.succeeded()
+			r.m.ok.Inc()
+			return c, ep
+		}
+		ep.active.Add(-1)
+		r.m.dialFailures.Inc()
+		if ep.failed(now, p.cfg.EjectBase, p.cfg.EjectMax) {
+			r.m.ejections.Inc()
+		}
+		p.cfg.Logger.Debug("proxy: connect to endpoint failed; ejected", "service", r.sp.Service, "endpoint", ep.addr, "err", err)
+		tried = append(tried, ep)
+	}
+	r.m.dialFailed.Inc()
+	return nil, nil
+}
