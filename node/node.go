@@ -103,6 +103,34 @@ func Acquire(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// Attach returns the runtime a `rune` block already opened, for directives
+// (dataplane, netpolicy, ingress) that use the node without configuring it.
+// dataDir "" means the process's only runtime. Pair it with Release.
+func Attach(dataDir string) (*Runtime, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	var r *Runtime
+	switch {
+	case dataDir != "":
+		abs, err := filepath.Abs(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		r = runtimes[abs]
+	case len(runtimes) == 1:
+		for _, only := range runtimes {
+			r = only
+		}
+	case len(runtimes) > 1:
+		return nil, errors.New("several node runtimes are open: name the data directory to attach to")
+	}
+	if r == nil {
+		return nil, fmt.Errorf("no node runtime is open (data dir %q): the Corefile needs a `rune` block, which opens it, in the same server", dataDir)
+	}
+	r.refs++
+	return r, nil
+}
+
 // Release drops a reference; the last one closes the runtime.
 func (r *Runtime) Release() error {
 	mu.Lock()
