@@ -1,0 +1,212 @@
+package policy
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+func apiDoc(from string) string {
+	return `
+service:
+  name: api
+  ports: [{name: http, port: 8080}]
+  networkPolicy:
+    ingress:
+      - from: [{service: ` + from + `}]
+        ports: [http]
+`
+}
+
+const webDoc = `
+service:
+  name: web
+  ports: [{name: http, port: 80}]
+`
+
+const otherDoc = `
+service:
+  name: other
+  ports: [{name: http, port: 80}]
+  networkPolicy:
+    egress:
+      - to: [{service: api}]
+`
+
+// runEngine runs e until stop is called or the test ends.
+func runEngine(t testing.TB, e *Engine) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var (
+	apiName  = cluster.NamespacedName{Namespace: "default", Name: "api"}
+	webName  = cluster.NamespacedName{Namespace: "default", Name: "web"}
+	webIP    = netip.MustParseAddr("172.17.0.10")
+	otherIP  = netip.MustParseAddr("172.17.0.20")
+	nobodyIP = netip.MustParseAddr("203.0.113.9")
+)
+
+// TestPolicyUpdateFlipsVerdict: one cast through the controller, and the
+// next decision once the engine has caught up follows the new policy.
+func TestPolicyUpdateFlipsVerdict(t *testing.T) {
+	c := newTestCluster(t, cluster.ViewOptions{})
+	c.cast(t, apiDoc("web"), webDoc, otherDoc)
+	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
+	seq, err := c.ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(c.view, localNode, EngineOptions{})
+	runEngine(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	check := func(src netip.Addr, want bool) {
+		t.Helper()
+		if v := e.Ingress(src, apiName, 8080, cluster.TCP); v.Allowed != want {
+			t.Fatalf("ingress from %s: %+v, want allowed=%v", src, v, want)
+		}
+	}
+	check(webIP, true)
+	check(otherIP, false)
+
+	start := time.Now()
+	seq = c.cast(t, apiDoc("other"))
+	if err := e.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	check(webIP, false)
+	check(otherIP, true)
+	t.Logf("cast → enforced in %v", time.Since(start))
+	if !e.Ready() {
+		t.Error("engine not ready after loading the view")
+	}
+	if got := testutil.ToFloat64(localInstances); got != 2 {
+		t.Errorf("rune_policy_local_instances = %v, want 2", got)
+	}
+}
+
+// TestStaleFailsClosed: past the stale budget, policy-bearing services
+// refuse new connections in the direction their policy covers; services
+// without policy keep working.
+func TestStaleFailsClosed(t *testing.T) {
+	c := newTestCluster(t, cluster.ViewOptions{StaleBudget: 50 * time.Millisecond})
+	c.cast(t, apiDoc("web"), webDoc, otherDoc)
+	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
+	seq, err := c.ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(c.view, localNode, EngineOptions{})
+	runEngine(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	apiVIP := c.vip(t, "default", "api")
+	webVIP := c.vip(t, "default", "web")
+	if v := e.Ingress(webIP, apiName, 8080, cluster.TCP); !v.Allowed {
+		t.Fatalf("before the stall: %+v", v)
+	}
+	if v := e.Egress(otherIP, apiVIP, 8080, cluster.TCP); !v.Allowed {
+		t.Fatalf("before the stall: %+v", v)
+	}
+
+	c.view.PauseFor(time.Second)
+	deadline := time.Now().Add(900 * time.Millisecond)
+	for !c.view.Stale() {
+		if time.Now().After(deadline) {
+			t.Fatal("view never went stale")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := testutil.ToFloat64(drops.WithLabelValues("api", "default", "default/api", ReasonStale))
+	for _, tc := range []struct {
+		name    string
+		v       Verdict
+		allowed bool
+		reason  string
+	}{
+		{"ingress to a policy-bearing service", e.Ingress(webIP, apiName, 8080, cluster.TCP), false, ReasonStale},
+		{"edge to a policy-bearing service", e.Edge(nobodyIP, apiName, 8080), false, ReasonStale},
+		{"egress of a policy-bearing service", e.Egress(otherIP, apiVIP, 8080, cluster.TCP), false, ReasonStale},
+		{"ingress to a service without policy", e.Ingress(otherIP, webName, 80, cluster.TCP), true, ReasonNoPolicy},
+		{"egress of a service without egress policy", e.Egress(webIP, webVIP, 80, cluster.TCP), true, ReasonNoPolicy},
+		{"ingress to a service with only an egress policy", e.Ingress(webIP, cluster.NamespacedName{Namespace: "default", Name: "other"}, 80, cluster.TCP), true, ReasonNoPolicy},
+	} {
+		if tc.v.Allowed != tc.allowed || tc.v.Reason != tc.reason {
+			t.Errorf("%s: %+v, want allowed=%v reason=%s", tc.name, tc.v, tc.allowed, tc.reason)
+		}
+		if !tc.v.Allowed {
+			e.CountDrop(tc.v)
+		}
+	}
+	if after := testutil.ToFloat64(drops.WithLabelValues("api", "default", "default/api", ReasonStale)); after != before+2 {
+		t.Errorf("rune_policy_drops_total{service=api,reason=stale} went %v → %v, want +2", before, after)
+	}
+	// Once the watch resumes, decisions recover without a restart.
+	deadline = time.Now().Add(3 * time.Second)
+	for c.view.Stale() {
+		if time.Now().After(deadline) {
+			t.Fatal("view never recovered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := e.Ingress(webIP, apiName, 8080, cluster.TCP); !v.Allowed {
+		t.Errorf("after recovery: %+v", v)
+	}
+}
+
+// TestCompileReusesUnchangedPolicies: a recompile shares the compiled
+// policies whose records did not move, and recompiles a service whose
+// ports changed under an unchanged policy (named ports resolve anew).
+func TestCompileReusesUnchangedPolicies(t *testing.T) {
+	c := newTestCluster(t, cluster.ViewOptions{})
+	c.cast(t, apiDoc("web"), webDoc, otherDoc)
+	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
+	s1 := c.view.Snapshot()
+	t1 := compile(s1, s1.Seq, localNode, nil)
+
+	// api's http moves to 8081; its policy record (ports: [http]) is unchanged.
+	c.cast(t, strings.Replace(apiDoc("web"), "port: 8080", "port: 8081", 1))
+	s2 := c.view.Snapshot()
+	t2 := compile(s2, s2.Seq, localNode, t1)
+	other := cluster.NamespacedName{Namespace: "default", Name: "other"}
+	if t2.services[other] != t1.services[other] {
+		t.Error("other's policy was recompiled though nothing of it changed")
+	}
+	if v := t2.Ingress(webIP, apiName, 8081, cluster.TCP); !v.Allowed {
+		t.Errorf("web → api:8081 after the port move: %+v", v)
+	}
+	if v := t2.Ingress(webIP, apiName, 8080, cluster.TCP); v.Allowed {
+		t.Errorf("web → api:8080 after the port move: %+v", v)
+	}
+}

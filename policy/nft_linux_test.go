@@ -1,0 +1,261 @@
+package policy
+
+import (
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/proxy/netnstest"
+)
+
+// inNS runs f on a thread inside ns. Sockets made there stay in ns after f
+// returns. The thread is never unlocked, so it exits with the goroutine
+// instead of going back to the pool in the wrong namespace.
+func inNS(t testing.TB, ns *netnstest.NS, f func()) {
+	t.Helper()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(ns.FD, unix.CLONE_NEWNET); err != nil {
+			done <- err
+			return
+		}
+		f()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("enter namespace %s: %v", ns.Name, err)
+	}
+}
+
+// listen accepts and closes connections on addr inside ns until the test ends.
+func listen(t testing.TB, ns *netnstest.NS, addr string) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	inNS(t, ns, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+// connects reports whether a TCP connect from ns to addr completes within
+// timeout; a policy drop shows as a timeout.
+func connects(t testing.TB, ns *netnstest.NS, addr string, timeout time.Duration) bool {
+	t.Helper()
+	var c net.Conn
+	var err error
+	inNS(t, ns, func() { c, err = net.DialTimeout("tcp", addr, timeout) })
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// policyNet is three "container" namespaces routed through a "node"
+// namespace, where the policy chains are installed.
+type policyNet struct {
+	node, web, api, other *netnstest.NS
+}
+
+func newPolicyNet(t testing.TB) *policyNet {
+	netnstest.RequireRoot(t)
+	p := &policyNet{
+		node: netnstest.New(t, "pol-node"), web: netnstest.New(t, "pol-web"),
+		api: netnstest.New(t, "pol-api"), other: netnstest.New(t, "pol-other"),
+	}
+	p.node.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	for i, leaf := range []*netnstest.NS{p.web, p.api, p.other} {
+		subnet := "172.30." + string(rune('1'+i)) + "."
+		netnstest.Link(t, p.node, subnet+"1/24", leaf, subnet+"2/24")
+		leaf.Run(t, "ip", "route", "add", "default", "via", subnet+"1")
+	}
+	return p
+}
+
+const (
+	nsWebIP, nsAPIIP, nsOtherIP = "172.30.1.2", "172.30.2.2", "172.30.3.2"
+	// settle is how long a connect may take before it counts as dropped;
+	// inside namespaces an allowed one takes well under a millisecond.
+	settle = 300 * time.Millisecond
+)
+
+func nsAPIDoc(from string) string {
+	return `
+service:
+  name: api
+  ports: [{name: http, port: 80, targetPort: 8080}]
+  networkPolicy:
+    ingress:
+      - from: [{service: ` + from + `}]
+        ports: [http]
+`
+}
+
+// TestNFTEnforcesPolicy installs the policy chains in a node namespace and
+// checks real connections between container namespaces: allowed, dropped
+// (ingress and egress), counted, switched by a policy update, and removed
+// on shutdown, touching no table but ours.
+func TestNFTEnforcesPolicy(t *testing.T) {
+	pn := newPolicyNet(t)
+	listen(t, pn.api, nsAPIIP+":8080")
+	listen(t, pn.web, nsWebIP+":8080")
+
+	c := newTestCluster(t, cluster.ViewOptions{})
+	c.cast(t, nsAPIDoc("web"), webDoc, `
+service:
+  name: other
+  ports: [{name: http, port: 80}]
+  networkPolicy:
+    egress:
+      - to: [{service: api}]
+`)
+	c.instance(t, "web-1", "default", "web", localNode, nsWebIP)
+	c.instance(t, "api-1", "default", "api", localNode, nsAPIIP)
+	c.instance(t, "other-1", "default", "other", localNode, nsOtherIP)
+
+	k, err := NewNFT(NFTConfig{NetNS: pn.node.FD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(c.view, localNode, EngineOptions{Kernel: k, Poll: 20 * time.Millisecond})
+	stop := runEngine(t, e)
+	waitFor(t, "the policy chains to be installed", e.Ready)
+
+	if !connects(t, pn.web, nsAPIIP+":8080", settle) {
+		t.Error("web → api:8080 dropped; the policy allows it")
+	}
+	kernelDrops := func(svc string) float64 {
+		return testutil.ToFloat64(drops.WithLabelValues(svc, "default", "default/"+svc, ReasonKernel))
+	}
+	apiBefore, otherBefore := kernelDrops("api"), kernelDrops("other")
+	if connects(t, pn.other, nsAPIIP+":8080", settle) {
+		t.Error("other → api:8080 connected; api's ingress policy allows only web")
+	}
+	if connects(t, pn.other, nsWebIP+":8080", settle) {
+		t.Error("other → web:8080 connected; other's egress policy allows only api")
+	}
+	if !connects(t, pn.web, nsWebIP+":8080", settle) || !connects(t, pn.api, nsWebIP+":8080", settle) {
+		t.Error("traffic to web, which has no ingress policy, was dropped")
+	}
+	waitFor(t, "kernel drop counters to reach rune_policy_drops_total", func() bool {
+		return kernelDrops("api") > apiBefore && kernelDrops("other") > otherBefore
+	})
+
+	ruleset := pn.node.Run(t, "nft", "list", "ruleset")
+	for _, line := range strings.Split(ruleset, "\n") {
+		if strings.HasPrefix(line, "table ") && line != "table inet rune_policy {" {
+			t.Errorf("foreign table in the node's ruleset: %q", line)
+		}
+	}
+	if !strings.Contains(ruleset, "table inet rune_policy {") {
+		t.Errorf("our table is missing:\n%s", ruleset)
+	}
+
+	// Flip the policy while other keeps retrying: it gets through within
+	// 100 ms of the write, and web no longer does.
+	start := time.Now()
+	c.cast(t, nsAPIDoc("other"))
+	// A retrying client's SYNs are a few ms apart; a dropped SYN would
+	// otherwise wait out the kernel's 1s retransmission.
+	for !connects(t, pn.other, nsAPIIP+":8080", 5*time.Millisecond) {
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("other → api still dropped 2s after the policy update")
+		}
+	}
+	flipped := time.Since(start)
+	t.Logf("policy update → kernel enforces it: %v", flipped)
+	if flipped > 100*time.Millisecond {
+		t.Errorf("policy update took %v to reach the kernel, want ≤ 100ms", flipped)
+	}
+	if connects(t, pn.web, nsAPIIP+":8080", settle) {
+		t.Error("web → api:8080 still connects after the policy stopped allowing it")
+	}
+
+	stop()
+	if out := pn.node.Run(t, "nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
+		t.Errorf("ruleset not empty after shutdown:\n%s", out)
+	}
+}
+
+// TestNFTInstallsLargePlan: every element of a 10,000-CIDR policy reaches
+// the kernel (element lists past netlink's 64 KiB attribute limit once
+// made the whole batch fail).
+func TestNFTInstallsLargePlan(t *testing.T) {
+	netnstest.RequireRoot(t)
+	tables := largePlanTables(10000)
+	ns := netnstest.New(t, "pol-large")
+	k, err := NewNFT(NFTConfig{NetNS: ns.FD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.Sync(tables, false); err != nil {
+		t.Fatal(err)
+	}
+	set, err := k.conn.GetSetByName(k.table, "allow/ingress/default/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := k.conn.GetSetElements(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(elems) != 10000 {
+		t.Errorf("kernel holds %d elements, want 10000", len(elems))
+	}
+}
+
+// largePlanTables is one local service whose ingress allows n disjoint
+// CIDRs (every other /24, so none merge) on one port: n kernel elements.
+func largePlanTables(n int) *Tables {
+	big := cluster.NamespacedName{Namespace: "default", Name: "big"}
+	f := &fakeState{
+		services: []cluster.ServiceRecord{{Spec: cluster.Service{Name: big.Name, Namespace: big.Namespace,
+			Ports: []cluster.Port{{Name: "http", Port: 80, TargetPort: 8080, Protocol: cluster.TCP}}}}},
+		instances: []cluster.Instance{{ID: "1", Service: big.Name, Namespace: big.Namespace, Node: localNode, IP: netip.MustParseAddr("172.17.0.1")}},
+	}
+	rule := cluster.PolicyRule{Ports: []cluster.PortRef{{Name: "http"}}}
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 7), byte(2 * i), 0})
+		rule.From = append(rule.From, cluster.Peer{CIDR: netip.PrefixFrom(a, 24).String()})
+	}
+	f.policies = map[cluster.NamespacedName]cluster.NetworkPolicy{big: {HasIngress: true, Ingress: []cluster.PolicyRule{rule}}}
+	return compile(f, 1, localNode, nil)
+}
+
+// BenchmarkNFTInstall times one Sync of 10,000 CIDR peers into a test
+// namespace: a full, atomic table replace.
+func BenchmarkNFTInstall(b *testing.B) {
+	netnstest.RequireRoot(b)
+	tables := largePlanTables(10000)
+	ns := netnstest.New(b, "pol-bench")
+	k, err := NewNFT(NFTConfig{NetNS: ns.FD})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	for b.Loop() {
+		if err := k.Sync(tables, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

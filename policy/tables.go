@@ -1,0 +1,347 @@
+package policy
+
+import (
+	"net/netip"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+// Verdict is the answer for one new connection, with what decided it so that
+// drops can be counted and `rune policy check` can explain itself.
+type Verdict struct {
+	Allowed bool
+	// Service owns the policy that decided (the destination for ingress, the
+	// source for egress); zero when no policy applied.
+	Service cluster.NamespacedName
+	Policy  string // "namespace/name" of that policy, "" when none applied
+	Rule    int    // index of the deciding rule in its direction's list; -1 for a default
+	Reason  string
+}
+
+// Reasons, also the `reason` label of rune_policy_drops_total.
+const (
+	ReasonNoPolicy    = "no-policy"
+	ReasonRuleMatch   = "rule-match"
+	ReasonDefaultDeny = "default-deny"
+	ReasonStale       = "stale"
+	// ReasonKernel labels drops counted by the nftables chains.
+	ReasonKernel = "kernel"
+)
+
+// Tables is the compiled policy of one node as of one snapshot. It is
+// immutable: the Engine swaps whole Tables, so a decision never sees half of
+// an update.
+type Tables struct {
+	Seq uint64
+	// local maps this node's instance IPs to their service: the only source
+	// identities v1 knows (service selectors are same-node only).
+	local map[netip.Addr]cluster.NamespacedName
+	// localBySvc lists the local instance IPs per service, for the kernel.
+	localBySvc map[cluster.NamespacedName][]netip.Addr
+	vips       map[netip.Addr]cluster.NamespacedName
+	services   map[cluster.NamespacedName]*servicePolicy
+}
+
+// servicePolicy is one service's policy; a nil direction is default-allow.
+// It depends only on the policy and service records (service peers are
+// resolved by name at decision time), so an unchanged pair of revisions lets
+// the next compile reuse it as is.
+type servicePolicy struct {
+	name                  cluster.NamespacedName
+	label                 string // name.String(), computed once for verdicts
+	ingress, egress       *ruleSet
+	policyRev, serviceRev uint64
+}
+
+// ruleSet indexes one direction's rules by port first, so a decision costs
+// two map lookups and two trie walks however many rules and peers there are.
+type ruleSet struct {
+	rules  []rule
+	any    *matcher // rules without ports
+	byPort map[portKey]*matcher
+}
+
+// rule is one compiled PolicyRule, kept for the kernel plan and for listing.
+type rule struct {
+	peers []cluster.NamespacedName
+	cidrs []netip.Prefix
+	// ports is nil for "every port"; for ingress these are the service
+	// (VIP) ports, and kernelPorts the matching instance (target) ports that
+	// direct container-IP traffic uses.
+	ports, kernelPorts []portKey
+}
+
+type portKey struct {
+	proto cluster.Protocol
+	port  uint16
+}
+
+// matcher finds the lowest rule allowing a peer: by identity or by address.
+type matcher struct {
+	ids   map[cluster.NamespacedName]int32
+	cidrs trie
+}
+
+func newMatcher() *matcher {
+	return &matcher{ids: map[cluster.NamespacedName]int32{}, cidrs: newTrie()}
+}
+
+func (m *matcher) match(id cluster.NamespacedName, known bool, addr netip.Addr) int32 {
+	if m == nil {
+		return noRule
+	}
+	best := noRule
+	if addr.IsValid() {
+		best = m.cidrs.lookup(addr)
+	}
+	if known {
+		if r, ok := m.ids[id]; ok {
+			best = min(best, r)
+		}
+	}
+	return best
+}
+
+// source is what Compile reads; *cluster.Snapshot is one.
+type source interface {
+	RangeServices(func(cluster.Entry[cluster.ServiceRecord]) bool)
+	Policy(cluster.NamespacedName) (cluster.Entry[cluster.NetworkPolicy], bool)
+	Instances(ns, service string) []cluster.Entry[cluster.Instance]
+}
+
+// Compile builds the rule tables of node from a snapshot.
+func Compile(snap *cluster.Snapshot, node string) *Tables {
+	return compile(snap, snap.Seq, node, nil)
+}
+
+// compile builds the tables, reusing prev's compiled policies whose records
+// did not change: a policy update then costs the one policy it touches, not
+// every policy on the node.
+func compile(src source, seq uint64, node string, prev *Tables) *Tables {
+	t := &Tables{
+		Seq:        seq,
+		local:      map[netip.Addr]cluster.NamespacedName{},
+		localBySvc: map[cluster.NamespacedName][]netip.Addr{},
+		vips:       map[netip.Addr]cluster.NamespacedName{},
+		services:   map[cluster.NamespacedName]*servicePolicy{},
+	}
+	for _, e := range src.Instances("", "") {
+		in := e.Value
+		if in.Node != node || !in.IP.IsValid() {
+			continue
+		}
+		n := cluster.NamespacedName{Namespace: in.Namespace, Name: in.Service}
+		ip := in.IP.Unmap()
+		t.local[ip] = n
+		t.localBySvc[n] = append(t.localBySvc[n], ip)
+	}
+	src.RangeServices(func(e cluster.Entry[cluster.ServiceRecord]) bool {
+		svc := &e.Value.Spec
+		n := cluster.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+		if e.Value.VIP.IsValid() {
+			t.vips[e.Value.VIP.Unmap()] = n
+		}
+		p, ok := src.Policy(n)
+		if !ok {
+			return true
+		}
+		if prev != nil {
+			if sp := prev.services[n]; sp != nil && sp.policyRev == p.Rev && sp.serviceRev == e.Rev {
+				t.services[n] = sp
+				return true
+			}
+		}
+		sp := &servicePolicy{name: n, label: n.String(), policyRev: p.Rev, serviceRev: e.Rev}
+		if p.Value.HasIngress || p.Value.Ingress != nil {
+			sp.ingress = compileRules(p.Value.Ingress, svc, true)
+		}
+		if p.Value.HasEgress || p.Value.Egress != nil {
+			sp.egress = compileRules(p.Value.Egress, svc, false)
+		}
+		if sp.ingress != nil || sp.egress != nil {
+			t.services[n] = sp
+		}
+		return true
+	})
+	return t
+}
+
+func compileRules(in []cluster.PolicyRule, svc *cluster.Service, ingress bool) *ruleSet {
+	rs := &ruleSet{rules: make([]rule, len(in)), byPort: map[portKey]*matcher{}}
+	for i, pr := range in {
+		peers := pr.From
+		if !ingress {
+			peers = pr.To
+		}
+		r := &rs.rules[i]
+		for _, p := range peers {
+			switch {
+			case p.CIDR != "":
+				// Validation canonicalized it; an unparsable CIDR (an older
+				// record) allows no one rather than everyone.
+				if pfx, err := netip.ParsePrefix(p.CIDR); err == nil {
+					r.cidrs = append(r.cidrs, pfx.Masked())
+				}
+			case p.Service != "":
+				ns := p.Namespace
+				if ns == "" {
+					ns = svc.Namespace
+				}
+				r.peers = append(r.peers, cluster.NamespacedName{Namespace: ns, Name: p.Service})
+			}
+		}
+		if len(pr.Ports) > 0 {
+			// A rule whose ports all fail to resolve allows nothing: it
+			// must not widen to every port. The empty non-nil slice says so.
+			r.ports, r.kernelPorts = []portKey{}, []portKey{}
+			for _, ref := range pr.Ports {
+				r.resolvePort(ref, svc, ingress)
+			}
+		}
+		targets := []*matcher{}
+		if r.ports == nil {
+			if rs.any == nil {
+				rs.any = newMatcher()
+			}
+			targets = append(targets, rs.any)
+		}
+		for _, k := range r.ports {
+			m := rs.byPort[k]
+			if m == nil {
+				m = newMatcher()
+				rs.byPort[k] = m
+			}
+			targets = append(targets, m)
+		}
+		for _, m := range targets {
+			for _, id := range r.peers {
+				if cur, ok := m.ids[id]; !ok || int32(i) < cur {
+					m.ids[id] = int32(i)
+				}
+			}
+			for _, c := range r.cidrs {
+				m.cidrs.insert(c, int32(i))
+			}
+		}
+	}
+	return rs
+}
+
+// resolvePort adds what ref selects. Ingress refs name the service's own
+// ports (by name, or by number for every protocol that number is declared
+// with). Egress refs are destination port numbers, for TCP and UDP alike, as
+// the rule has no way to say which.
+func (r *rule) resolvePort(ref cluster.PortRef, svc *cluster.Service, ingress bool) {
+	if !ingress {
+		if ref.Number > 0 && ref.Number <= 65535 {
+			for _, proto := range []cluster.Protocol{cluster.TCP, cluster.UDP} {
+				k := portKey{proto, uint16(ref.Number)}
+				r.ports = append(r.ports, k)
+				r.kernelPorts = append(r.kernelPorts, k)
+			}
+		}
+		return
+	}
+	for _, p := range svc.Ports {
+		if (ref.Name != "" && p.Name == ref.Name) || (ref.Name == "" && p.Port == ref.Number) {
+			proto := p.Protocol
+			if proto == "" {
+				proto = cluster.TCP
+			}
+			target := p.TargetPort
+			if target == 0 {
+				target = p.Port
+			}
+			r.ports = append(r.ports, portKey{proto, uint16(p.Port)})
+			r.kernelPorts = append(r.kernelPorts, portKey{proto, uint16(target)})
+		}
+	}
+}
+
+// decide runs a direction's rules; nil means the direction has no policy.
+func (rs *ruleSet) decide(sp *servicePolicy, id cluster.NamespacedName, known bool, addr netip.Addr, port uint16, proto cluster.Protocol) Verdict {
+	if rs == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	best := rs.any.match(id, known, addr)
+	if len(rs.byPort) > 0 {
+		best = min(best, rs.byPort[portKey{proto, port}].match(id, known, addr))
+	}
+	if best == noRule {
+		return Verdict{Service: sp.name, Policy: sp.label, Rule: -1, Reason: ReasonDefaultDeny}
+	}
+	return Verdict{Allowed: true, Service: sp.name, Policy: sp.label, Rule: int(best), Reason: ReasonRuleMatch}
+}
+
+// Ingress decides a connection from src to service dst on dst's service
+// (VIP) port. src has a service identity only if it is an instance on this
+// node; CIDR peers match any src.
+func (t *Tables) Ingress(src netip.Addr, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict {
+	sp := t.services[dst]
+	if sp == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	src = src.Unmap()
+	id, known := t.local[src]
+	return sp.ingress.decide(sp, id, known, src, port, proto)
+}
+
+// IngressFromService decides as if an instance of src on this node
+// connected to dst: what `rune policy check --from <svc.ns>` asks, where
+// there is no address for CIDR peers to match.
+func (t *Tables) IngressFromService(src, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict {
+	sp := t.services[dst]
+	if sp == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	return sp.ingress.decide(sp, src, true, netip.Addr{}, port, proto)
+}
+
+// Edge decides a connection that the edge ingress forwards from an outside
+// client to an exposed service. The edge hop carries no service identity,
+// so only CIDR peers covering the client's address can allow it (see the
+// package documentation).
+func (t *Tables) Edge(client netip.Addr, dst cluster.NamespacedName, port uint16) Verdict {
+	sp := t.services[dst]
+	if sp == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	return sp.ingress.decide(sp, cluster.NamespacedName{}, false, client.Unmap(), port, cluster.TCP)
+}
+
+// Egress decides a connection from the local instance src to dst, a VIP or
+// any other address, on destination port port. The destination is a
+// service if dst is its VIP or one of its instances on this node.
+func (t *Tables) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict {
+	from, ok := t.local[src.Unmap()]
+	if !ok {
+		// Not an instance of this node: no service, hence no egress policy.
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	sp := t.services[from]
+	if sp == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	dst = dst.Unmap()
+	id, known := t.vips[dst]
+	if !known {
+		id, known = t.local[dst]
+	}
+	return sp.egress.decide(sp, id, known, dst, port, proto)
+}
+
+// guards reports whether inbound (or outbound) traffic of n is under policy:
+// the services that fail closed when the view is stale.
+func (t *Tables) guards(n cluster.NamespacedName, ingress bool) (*servicePolicy, bool) {
+	sp := t.services[n]
+	if sp == nil {
+		return nil, false
+	}
+	if ingress {
+		return sp, sp.ingress != nil
+	}
+	return sp, sp.egress != nil
+}
+
+// LocalInstances is the number of instance rows of this node.
+func (t *Tables) LocalInstances() int { return len(t.local) }
