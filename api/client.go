@@ -159,6 +159,18 @@ func (c *Client) DeregisterInstance(ctx context.Context, id string) (uint64, err
 	return out.Seq, err
 }
 
+// Policies lists the services with a network policy in ns ("" = all).
+func (c *Client) Policies(ctx context.Context, ns string) (*PolicyList, error) {
+	var out PolicyList
+	return &out, c.do(ctx, http.MethodGet, "/v1/policies"+nsQuery(ns), nil, &out)
+}
+
+// CheckPolicy asks how runed's node would decide a new connection.
+func (c *Client) CheckPolicy(ctx context.Context, req PolicyCheckRequest) (*PolicyCheckResponse, error) {
+	var out PolicyCheckResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/policy/check", req, &out)
+}
+
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var out Status
 	return &out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)

@@ -30,6 +30,9 @@ type Server struct {
 	Readiness  *readiness.Registry
 	// Token, when set, is required as "Authorization: Bearer <token>".
 	Token string
+	// Policy returns the node's policy engine, nil while (or if) the
+	// netpolicy directive is not running; policy checks then answer 503.
+	Policy func() Policy
 }
 
 // Handler returns the API's routes.
@@ -48,6 +51,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/list", s.list)
 	mux.HandleFunc("GET /v1/watch", s.watch)
 	mux.HandleFunc("POST /v1/debug/pause-watch", s.pauseWatch)
+	s.policyRoutes(mux)
 	return s.auth(mux)
 }
 

@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/readiness"
 )
 
@@ -72,6 +74,7 @@ type Runtime struct {
 	listener   net.Listener
 	done       chan struct{}
 	refs       int
+	policy     atomic.Pointer[policy.Engine] // set by the netpolicy directive
 }
 
 var (
@@ -188,7 +191,7 @@ func open(cfg Config) (*Runtime, error) {
 		return fail(err)
 	}
 	r.listener = l
-	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken}
+	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI}
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,6 +220,17 @@ func (r *Runtime) Config() Config                  { return r.cfg }
 func (r *Runtime) View() *cluster.View             { return r.view }
 func (r *Runtime) Controller() *cluster.Controller { return r.controller }
 func (r *Runtime) Log() orderedlog.Log             { return r.log }
+
+// SetPolicy gives the API the node's policy engine (nil: none), for
+// `rune policy check`. The netpolicy directive calls it.
+func (r *Runtime) SetPolicy(e *policy.Engine) { r.policy.Store(e) }
+
+func (r *Runtime) policyAPI() api.Policy {
+	if e := r.policy.Load(); e != nil {
+		return e
+	}
+	return nil // not a typed nil: the API tells "not enabled" by it
+}
 
 // APIAddr is where the API listens (the socket path or host:port actually bound).
 func (r *Runtime) APIAddr() string { return r.cfg.APIAddr }

@@ -30,4 +30,6 @@
 //   - engine.go: the Engine (atomic swap on View changes, fail closed,
 //     metrics) that the proxy and the edge ingress call.
 //   - kernel.go, nft_linux.go: the nftables plan and its installer.
+//   - registry.go: Default, where the netpolicy directive publishes the
+//     Engine for the proxy (and the edge ingress) to follow.
 package policy

@@ -220,6 +220,25 @@ func TestSemantics(t *testing.T) {
 			t.Errorf("IngressFromService(%s → %s:%d) = %+v, want allowed=%v", tc.src, tc.dst, tc.port, v, tc.allowed)
 		}
 	}
+	egressByService := []struct {
+		src, dst string
+		port     uint16
+		allowed  bool
+		rule     int
+	}{
+		{"default/api", "default/db", 5432, true, 0},
+		{"default/api", "default/db", 5433, false, -1},
+		{"default/api", "default/web", 80, false, -1},
+		{"default/open", "default/web", 80, false, -1},
+		{"default/web", "default/db", 5432, true, -1}, // no egress policy
+	}
+	for _, tc := range egressByService {
+		dst := name(tc.dst)
+		v := tables.EgressFromService(name(tc.src), dst, c.vip(t, dst.Namespace, dst.Name), tc.port, cluster.TCP)
+		if v.Allowed != tc.allowed || v.Rule != tc.rule {
+			t.Errorf("EgressFromService(%s → %s:%d) = %+v, want allowed=%v rule=%d", tc.src, tc.dst, tc.port, v, tc.allowed, tc.rule)
+		}
+	}
 	if got := tables.LocalInstances(); got != 6 {
 		t.Errorf("LocalInstances = %d, want 6 (two instances are on %s)", got, remoteNode)
 	}

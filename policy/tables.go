@@ -345,3 +345,14 @@ func (t *Tables) guards(n cluster.NamespacedName, ingress bool) (*servicePolicy,
 
 // LocalInstances is the number of instance rows of this node.
 func (t *Tables) LocalInstances() int { return len(t.local) }
+
+// EgressFromService decides as if an instance of src on this node connected
+// to dst's VIP dstAddr: the egress half of `rune policy check --from
+// <svc.ns>`, where the source has no address of its own.
+func (t *Tables) EgressFromService(src, dst cluster.NamespacedName, dstAddr netip.Addr, port uint16, proto cluster.Protocol) Verdict {
+	sp := t.services[src]
+	if sp == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
+	}
+	return sp.egress.decide(sp, dst, true, dstAddr.Unmap(), port, proto)
+}

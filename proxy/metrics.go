@@ -16,6 +16,7 @@ const (
 	resultDialFailed  = "dial_failed"  // every endpoint tried failed to connect
 	resultStale       = "stale"        // refused: the view is past the stale budget
 	resultUnknown     = "unknown_vip"  // no service on that VIP:port (a race with a table swap)
+	resultDenied      = "denied"       // refused by network policy (also in rune_policy_drops_total)
 )
 
 var (
@@ -57,10 +58,10 @@ var (
 // portMetrics holds one service port's resolved metric children, so the
 // per-connection path does no label hashing.
 type portMetrics struct {
-	ok, noEndpoints, dialFailed, stale prometheus.Counter
-	active                             prometheus.Gauge
-	bytesTo, bytesFrom                 prometheus.Counter
-	dialFailures, ejections            prometheus.Counter
+	ok, noEndpoints, dialFailed, stale, denied prometheus.Counter
+	active                                     prometheus.Gauge
+	bytesTo, bytesFrom                         prometheus.Counter
+	dialFailures, ejections                    prometheus.Counter
 }
 
 type metricsKey struct {
@@ -81,6 +82,7 @@ func metricsFor(svc cluster.NamespacedName, proto cluster.Protocol) *portMetrics
 		noEndpoints:  connectionsTotal.WithLabelValues(name, ns, p, resultNoEndpoints),
 		dialFailed:   connectionsTotal.WithLabelValues(name, ns, p, resultDialFailed),
 		stale:        connectionsTotal.WithLabelValues(name, ns, p, resultStale),
+		denied:       connectionsTotal.WithLabelValues(name, ns, p, resultDenied),
 		active:       activeConnections.WithLabelValues(name, ns, p),
 		bytesTo:      bytesTotal.WithLabelValues(name, ns, p, "to_endpoint"),
 		bytesFrom:    bytesTotal.WithLabelValues(name, ns, p, "from_endpoint"),

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/policy"
 )
 
 // Config tunes a Proxy. Zero values get the defaults noted.
@@ -113,6 +114,9 @@ type Proxy struct {
 	cfg    Config
 	routes atomic.Pointer[routes]
 	dialer net.Dialer
+	// policy decides every new connection; nil allows all. It is set after
+	// start (SetPolicy) because the policy engine comes up on its own.
+	policy atomic.Pointer[policy.Engine]
 
 	mu        sync.Mutex
 	closed    bool
@@ -149,6 +153,32 @@ func New(cfg Config) (*Proxy, error) {
 		go p.serveTCP(ln, p.resolveOriginalDst)
 	}
 	return p, nil
+}
+
+// SetPolicy makes e decide every new connection and UDP flow from now on;
+// nil allows all. Established connections are not re-judged.
+func (p *Proxy) SetPolicy(e *policy.Engine) { p.policy.Store(e) }
+
+// admit asks the policy about a new connection from src to r: the source's
+// egress policy (if src is an instance of this node), then the destination
+// service's ingress policy. A refusal is counted under both the policy's
+// drops and this port's connections.
+func (p *Proxy) admit(src netip.Addr, r *route) bool {
+	e := p.policy.Load()
+	if e == nil {
+		return true
+	}
+	sp := &r.sp
+	v := e.Egress(src, sp.VIP.Addr(), sp.VIP.Port(), sp.Protocol)
+	if v.Allowed {
+		v = e.Ingress(src, sp.Service, sp.VIP.Port(), sp.Protocol)
+	}
+	if v.Allowed {
+		return true
+	}
+	e.CountDrop(v)
+	r.m.denied.Inc()
+	return false
 }
 
 // InterceptPort is the port of the intercept-mode TCP listener (0 in dev mode).

@@ -50,6 +50,11 @@ func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route) {
 		reset(c)
 		return
 	}
+	// The peer address is cached on the conn: no syscall, no allocation.
+	if !p.admit(c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr(), r) {
+		reset(c)
+		return
+	}
 	up, ep := p.dial(r)
 	if up == nil {
 		reset(c)

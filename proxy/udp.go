@@ -110,6 +110,9 @@ func (f *udpFront) session(client *net.UDPAddr, cm *ipv4.ControlMessage) *udpSes
 		r.m.stale.Inc()
 		return nil
 	}
+	if !f.p.admit(key.Addr(), r) {
+		return nil
+	}
 	c, ep := f.p.dial(r)
 	if c == nil {
 		return nil

@@ -111,7 +111,7 @@ func TestTour(t *testing.T) {
 
 	out = mustRun(t, addr, "get", "services", "-A")
 	if !regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s+VIP\s+PORTS\s+POLICY\s+EXPOSE\s+AGE$`).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^default\s+api\s+` + regexp.QuoteMeta(apiVIP) + `\s+http:8080/TCP\s+<none>\s+<none>\s+\d+s$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^default\s+api\s+`+regexp.QuoteMeta(apiVIP)+`\s+http:8080/TCP\s+<none>\s+<none>\s+\d+s$`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^default\s+web\s+\S+\s+http:80/TCP\s+ingress\s`).MatchString(out) {
 		t.Fatalf("get services -A:\n%s", out)
 	}

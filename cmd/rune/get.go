@@ -38,11 +38,12 @@ func (f *nsFlags) withNS(ns string, row []string) []string {
 }
 
 func newGet(g *globals) *cobra.Command {
-	get := &cobra.Command{Use: "get", Short: "List services, endpoints or instances"}
+	get := &cobra.Command{Use: "get", Short: "List services, endpoints, instances or network policies"}
 	get.AddCommand(
 		getCmd(g, "services", []string{"service", "svc"}, printServices),
 		getCmd(g, "endpoints", []string{"endpoint", "ep"}, printEndpoints),
 		getCmd(g, "instances", []string{"instance", "inst"}, printInstances),
+		getCmd(g, "policies", []string{"policy", "netpol"}, printPolicies),
 	)
 	return get
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/readiness"
 )
@@ -18,6 +19,8 @@ type shared struct {
 	rt   *node.Runtime
 	dp   *proxy.Dataplane
 	refs int
+	// unfollow stops handing the netpolicy directive's engine to the proxy.
+	unfollow func()
 }
 
 var (
@@ -44,7 +47,11 @@ func acquire(cfg *config) (*shared, error) {
 		return nil, errors.Join(err, rt.Release())
 	}
 	readiness.Default.Register("dataplane", dp.Ready)
-	current = &shared{cfg: *cfg, rt: rt, dp: dp, refs: 1}
+	// The netpolicy directive may start before or after this one (or not at
+	// all: then every connection is allowed); following the registry makes
+	// the proxy enforce whichever engine is current.
+	unfollow := policy.Default.Follow(dp.Proxy().SetPolicy)
+	current = &shared{cfg: *cfg, rt: rt, dp: dp, refs: 1, unfollow: unfollow}
 	return current, nil
 }
 
@@ -58,6 +65,7 @@ func (s *shared) release() error {
 		return nil
 	}
 	current = nil
+	s.unfollow()
 	readiness.Default.Unregister("dataplane")
 	return errors.Join(s.dp.Close(), s.rt.Release())
 }

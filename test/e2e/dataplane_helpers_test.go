@@ -40,14 +40,17 @@ func TestDataplaneHelper(t *testing.T) {
 	if role == "" {
 		t.Skip("helper process entry point")
 	}
-	roles := map[string]func() error{
-		"node": dpNode, "backend": dpBackend, "http": dpHTTP, "udp": dpUDP, "load": dpLoad, "ping": dpPing,
-	}
-	if err := roles[role](); err != nil {
+	if err := dpRoles[role](); err != nil {
 		fmt.Printf("RESULT error %v\n", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// dpRoles are the helper processes' entry points; other tests' files add
+// their own roles in init.
+var dpRoles = map[string]func() error{
+	"node": dpNode, "backend": dpBackend, "http": dpHTTP, "udp": dpUDP, "load": dpLoad, "ping": dpPing,
 }
 
 func result(v any) {
@@ -86,7 +89,18 @@ func dpNode() error {
 		return err
 	}
 	defer dp.Close()
-	if err := waitFor(func() bool { ok, _ := dp.Ready(); return ok }); err != nil {
+	// With RUNE_DP_POLICY the node also enforces network policy
+	// (policy_helpers_test.go); answers then wait for its tables too.
+	policyAt := func(uint64) bool { return true }
+	if os.Getenv("RUNE_DP_POLICY") != "" {
+		stop, at, err := policyNode(view, dp.Proxy())
+		if err != nil {
+			return err
+		}
+		defer stop()
+		policyAt = at
+	}
+	if err := waitFor(func() bool { ok, _ := dp.Ready(); return ok && policyAt(0) }); err != nil {
 		_, why := dp.Ready()
 		return fmt.Errorf("data plane not ready: %s", why)
 	}
@@ -114,7 +128,7 @@ func dpNode() error {
 		if err != nil {
 			return err
 		}
-		if err := waitFor(func() bool { s, ok := dp.Applied(); return ok && s >= seq }); err != nil {
+		if err := waitFor(func() bool { s, ok := dp.Applied(); return ok && s >= seq && policyAt(seq) }); err != nil {
 			return fmt.Errorf("batch %d not applied: %w", seq, err)
 		}
 		result(answer)

@@ -23,7 +23,8 @@ type dpCluster struct {
 	nodeProc     *helper
 }
 
-func newDPCluster(t *testing.T, dev bool, nBackends int) *dpCluster {
+// nodeEnv is added to the node helper's environment.
+func newDPCluster(t *testing.T, dev bool, nBackends int, nodeEnv ...string) *dpCluster {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	c := &dpCluster{node: netnstest.New(t, "dp-node"), client: netnstest.New(t, "dp-ctr")}
@@ -35,7 +36,7 @@ func newDPCluster(t *testing.T, dev bool, nBackends int) *dpCluster {
 		b.Run(t, "ip", "addr", "add", fmt.Sprintf("10.1.%d.3/24", i), "dev", bIf)
 		c.backends = append(c.backends, b)
 	}
-	env := []string{"RUNE_DP_DIR=" + t.TempDir()}
+	env := append([]string{"RUNE_DP_DIR=" + t.TempDir()}, nodeEnv...)
 	if dev {
 		env = append(env, "RUNE_DP_DEV=1")
 	}

@@ -1,0 +1,130 @@
+// Package netpolicy is the Corefile glue for policy/: the `netpolicy`
+// directive runs the node's network policy engine over the node runtime's
+// View, mirrors it into nftables (unless in dev mode), and hands it to the
+// data plane proxy (through policy.Default) and to the API (`rune policy
+// check`). It answers no queries; it only reports readiness.
+package netpolicy
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+)
+
+func init() { plugin.Register("netpolicy", setup) }
+
+// kernelMode is the `kernel` option; auto follows the node's dev mode.
+type kernelMode int
+
+const (
+	kernelAuto kernelMode = iota
+	kernelOn
+	kernelOff
+)
+
+// config is one parsed `netpolicy` block. It is comparable, so a reload can
+// tell whether the settings changed.
+type config struct {
+	dataDir string
+	kernel  kernelMode
+	table   string
+	poll    time.Duration
+}
+
+// useKernel says whether to enforce in nftables too: on request, else on
+// Linux outside dev mode (dev mode enforces at the proxy only).
+func (cfg *config) useKernel(devMode bool) bool {
+	switch cfg.kernel {
+	case kernelOn:
+		return true
+	case kernelOff:
+		return false
+	}
+	return runtime.GOOS == "linux" && !devMode
+}
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error("netpolicy", err)
+	}
+	h := &Handler{}
+	// Started on startup, not in setup, for the reason the dataplane
+	// directive gives: a reload sets up the new instance before shutting
+	// down the old one, and the reference-counted engine (and its nftables
+	// table) stays up across it.
+	var sh *shared
+	c.OnStartup(func() error {
+		var err error
+		if sh, err = acquire(cfg); err != nil {
+			return plugin.Error("netpolicy", err)
+		}
+		h.engine.Store(sh.engine)
+		return nil
+	})
+	c.OnShutdown(func() error {
+		if sh == nil {
+			return nil
+		}
+		defer func() { sh = nil }()
+		return sh.release()
+	})
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		h.Next = next
+		return h
+	})
+	return nil
+}
+
+// parse reads
+//
+//	netpolicy {
+//	    data_dir DIR       # the node runtime to attach to; default the only one open
+//	    kernel on|off      # nftables enforcement; default on (Linux), off in dev mode
+//	    table NAME         # nftables table (family inet); default rune_policy
+//	    poll DURATION      # how often kernel drop counters are read; default 1s
+//	}
+func parse(c *caddy.Controller) (*config, error) {
+	cfg := &config{}
+	c.Next() // "netpolicy"
+	if args := c.RemainingArgs(); len(args) > 0 {
+		return nil, c.Errf("netpolicy takes no arguments, got %q", args)
+	}
+	for c.NextBlock() {
+		opt := c.Val()
+		args := c.RemainingArgs()
+		if len(args) != 1 {
+			return nil, c.Errf("%s takes 1 argument, got %d", opt, len(args))
+		}
+		switch opt {
+		case "data_dir":
+			cfg.dataDir = args[0]
+		case "kernel":
+			switch args[0] {
+			case "on":
+				cfg.kernel = kernelOn
+			case "off":
+				cfg.kernel = kernelOff
+			default:
+				return nil, c.Errf("kernel %q: want on or off", args[0])
+			}
+		case "table":
+			cfg.table = args[0]
+		case "poll":
+			d, err := time.ParseDuration(args[0])
+			if err != nil || d <= 0 {
+				return nil, c.Errf("poll %q: want a positive duration such as 1s", args[0])
+			}
+			cfg.poll = d
+		default:
+			return nil, c.Errf("unknown property %q", opt)
+		}
+	}
+	if c.Next() {
+		return nil, c.Err("netpolicy can only be used once per server block")
+	}
+	return cfg, nil
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/policy"
+)
+
+// policyCluster casts docs into a real control plane (Badger log, View,
+// controller), registers instances (id → "ns/service@ip") on node n1, and
+// returns the View once it has all of it.
+func policyCluster(t *testing.T, docs []string, instances map[string]string) *cluster.View {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Bootstrap(ctx, lg, netip.MustParsePrefix("10.96.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	view := cluster.NewView(lg, cluster.ViewOptions{})
+	done := make(chan struct{})
+	go func() { defer close(done); view.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; lg.Close() })
+	ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
+	files := make([]cluster.SourceFile, len(docs))
+	for i, d := range docs {
+		files[i] = cluster.SourceFile{Name: fmt.Sprintf("svc%d.yaml", i), Data: []byte(d)}
+	}
+	if _, _, err := ctl.Cast(ctx, files); err != nil {
+		t.Fatal(err)
+	}
+	for id, where := range instances {
+		var ns, svc, ip string
+		if _, err := fmt.Sscanf(where, "%s %s %s", &ns, &svc, &ip); err != nil {
+			t.Fatal(err)
+		}
+		in := cluster.Instance{ID: id, Namespace: ns, Service: svc, Node: "n1", IP: netip.MustParseAddr(ip), Ready: true}
+		if _, err := ctl.RegisterInstance(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return view
+}
+
+// TestPolicyAtAccept: with a policy engine, the proxy admits a new
+// connection only if the source's egress policy and the destination's
+// ingress policy both allow it, and refuses the rest with a reset at once.
+func TestPolicyAtAccept(t *testing.T) {
+	be := startBackend(t, "api")
+	udpBE := startUDPBackend(t, "api")
+	devAddr := netip.MustParseAddr("127.0.99.2")
+	// The UDP port shares the TCP port's number: a free TCP port is almost
+	// always free for UDP too.
+	port := freePort(t, devAddr)
+	view := policyCluster(t, []string{
+		fmt.Sprintf(`service:
+  name: api
+  namespace: test
+  ports:
+    - {name: http, port: %d, targetPort: %d}
+    - {name: dns, port: %d, targetPort: %d, protocol: udp}
+  networkPolicy:
+    ingress:
+      - from: [{service: web}, {cidr: 127.0.0.5/32}, {cidr: 127.0.0.8/32}]
+`, port, be.addr().Port(), port, udpBE.Port()),
+		"service:\n  name: web\n  namespace: test\n",
+		"service:\n  name: db\n  namespace: test\n",
+		"service:\n  name: jobs\n  namespace: test\n  networkPolicy:\n    egress:\n      - to: [{service: db}]\n",
+	}, map[string]string{
+		"api-1": "test api 127.0.0.1", "web-1": "test web 127.0.0.7", "jobs-1": "test jobs 127.0.0.8",
+	})
+	p := devProxy(t, Config{DevAddr: devAddr})
+	p.Update(TableFrom(view.Snapshot()))
+	e := policy.NewEngine(view, "n1", policy.EngineOptions{})
+	p.SetPolicy(e)
+
+	denied := metricsFor(cluster.NamespacedName{Namespace: "test", Name: "api"}, cluster.TCP).denied
+	for _, tc := range []struct {
+		name, src string
+		chargedTo string // the service whose policy denies; "" = allowed
+	}{
+		{"CIDRPeer", "127.0.0.5", ""},
+		{"ServicePeer", "127.0.0.7", ""},
+		{"UnknownSource", "127.0.0.6", "api"},
+		{"SourceEgressDenies", "127.0.0.8", "jobs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			deniedBefore, dropsBefore := testutil.ToFloat64(denied), policyDrops(t, tc.chargedTo)
+			start := time.Now()
+			err := dialFrom(tc.src, netip.AddrPortFrom(devAddr, port))
+			if tc.chargedTo == "" {
+				if err != nil {
+					t.Fatalf("from %s: %v", tc.src, err)
+				}
+				return
+			}
+			if !errors.Is(err, syscall.ECONNRESET) || time.Since(start) > time.Second {
+				t.Fatalf("from %s: want a reset at once, got %v after %v", tc.src, err, time.Since(start))
+			}
+			if d := testutil.ToFloat64(denied) - deniedBefore; d != 1 {
+				t.Errorf(`connections_total{result="denied"} moved by %v, want 1`, d)
+			}
+			if d := policyDrops(t, tc.chargedTo) - dropsBefore; d != 1 {
+				t.Errorf("rune_policy_drops_total of %s moved by %v, want 1", tc.chargedTo, d)
+			}
+		})
+	}
+
+	t.Run("UDPDeniedFlowDropped", func(t *testing.T) {
+		for src, allowed := range map[string]bool{"127.0.0.5": true, "127.0.0.6": false} {
+			c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(devAddr, port)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+			c.Write([]byte("hi"))
+			_, err = c.Read(make([]byte, 64))
+			if (err == nil) != allowed {
+				t.Errorf("UDP from %s: allowed=%v, read error %v", src, allowed, err)
+			}
+		}
+	})
+
+	t.Run("AdmitDoesNotAllocate", func(t *testing.T) {
+		r := p.routes.Load().byFront[frontKey{cluster.TCP, netip.AddrPortFrom(devAddr, port)}]
+		src := netip.MustParseAddr("127.0.0.7")
+		if n := testing.AllocsPerRun(100, func() { p.admit(src, r) }); n != 0 {
+			t.Errorf("admitting a connection allocates %v times", n)
+		}
+	})
+
+	t.Run("NoEngineAllowsAll", func(t *testing.T) {
+		p.SetPolicy(nil)
+		if err := dialFrom("127.0.0.6", netip.AddrPortFrom(devAddr, port)); err != nil {
+			t.Fatalf("without a policy engine: %v", err)
+		}
+	})
+}
+
+// policyDrops reads rune_policy_drops_total{service=svc, reason=default-deny}
+// (package policy's metric) from the default registry, as /metrics would.
+func policyDrops(t *testing.T, svc string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "rune_policy_drops_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["service"] == svc && labels["namespace"] == "test" && labels["reason"] == policy.ReasonDefaultDeny {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// dialFrom connects from src to addr and reads the backend's greeting.
+func dialFrom(src string, addr netip.AddrPort) error {
+	d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0))}
+	c, err := d.Dial("tcp4", addr.String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Read(make([]byte, 64))
+	return err
+}
