@@ -1,0 +1,520 @@
+// Package ingress is the edge HTTP(S) router: it routes each service's
+// `expose:` host to the service's ready endpoints and terminates TLS with
+// certificates from ACME (certmagic, HTTP-01) or from a manual TLS secret.
+// Routes follow the cluster View; certificates, ACME accounts and locks live
+// in the OrderedLog under certs/, so edge nodes share them.
+//
+// It is a plain library: plugin/ingress wires it into runed's Corefile.
+package ingress
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/readiness"
+)
+
+// ACMEOptions configure certificate issuance for `tls: {auto: true}`.
+type ACMEOptions struct {
+	Email string
+	// CA is the ACME directory URL. Default: Let's Encrypt production.
+	CA string
+	// CARootsFile is a PEM file of extra roots trusted for the ACME server's
+	// own HTTPS (a private or test CA), on top of the system roots.
+	CARootsFile string
+	// RenewalWindowRatio: renew when this fraction of the lifetime is left
+	// (certmagic's default, 1/3, when zero).
+	RenewalWindowRatio float64
+	// RenewCheckInterval: how often certificates are checked for renewal
+	// (certmagic's default, 10m, when zero).
+	RenewCheckInterval time.Duration
+}
+
+// Options configure an Ingress.
+type Options struct {
+	// HTTPAddr and HTTPSAddr are the listen addresses. Default ":80" and
+	// ":443"; dev mode uses ":8080" and ":8443".
+	HTTPAddr, HTTPSAddr string
+	ACME                ACMEOptions
+	Logger              *slog.Logger
+}
+
+// Timeouts that bound what a slow or idle client can hold. There is no
+// overall read or write timeout: uploads, downloads, streams and WebSockets
+// may legitimately last long.
+const (
+	readHeaderTimeout = 10 * time.Second // also bounds the TLS handshake
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	dialTimeout       = 5 * time.Second
+	shutdownTimeout   = 5 * time.Second
+	// statusRefresh re-derives certificate states while nothing else
+	// changes, so expiry shows up in status and metrics.
+	statusRefresh = 30 * time.Second
+)
+
+// current is the process's running ingress, for the API behind
+// `rune get ingresses`: an edge node owns :80/:443 once, as it has one data
+// path (compare readiness.Default).
+var current atomic.Pointer[Ingress]
+
+// Current returns the running ingress, or nil when this process runs none
+// (not an edge node).
+func Current() *Ingress { return current.Load() }
+
+// Ingress routes edge traffic. Create it with New, then Start; Close stops it.
+type Ingress struct {
+	log    orderedlog.Log
+	view   *cluster.View
+	opts   Options
+	logger *slog.Logger
+	errLog *log.Logger // net/http's own complaints (client hang-ups, bad requests): debug only
+	roots  *x509.CertPool
+
+	table     atomic.Pointer[table]
+	pool      sync.Map // backend address → *backend, kept across tables
+	transport *http.Transport
+	bufPool   bufferPool
+
+	cache  *certmagic.Cache
+	magic  *certmagic.Config
+	issuer *certmagic.ACMEIssuer
+
+	// Owned by the run loop.
+	managed map[string]bool
+	secrets map[string]cachedSecret
+
+	errMu    sync.Mutex
+	certErrs map[string]string // ACME host → last obtain/renew error
+
+	kick     chan struct{}
+	bound    atomic.Bool
+	httpLn   net.Listener
+	httpsLn  net.Listener
+	servers  []*http.Server
+	cancel   context.CancelFunc
+	runDone  chan struct{}
+	serveErr chan error
+}
+
+type cachedSecret struct {
+	rev  uint64
+	cert *tls.Certificate
+	err  error
+}
+
+// New validates opts and registers the ingress readiness check, which
+// passes once Start has bound both listeners.
+func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error) {
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = ":80"
+	}
+	if opts.HTTPSAddr == "" {
+		opts.HTTPSAddr = ":443"
+	}
+	if opts.ACME.CA == "" {
+		opts.ACME.CA = certmagic.LetsEncryptProductionCA
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	i := &Ingress{
+		log: log, view: view, opts: opts, logger: opts.Logger.With("subsystem", "ingress"),
+		managed: map[string]bool{}, secrets: map[string]cachedSecret{}, certErrs: map[string]string{},
+		kick: make(chan struct{}, 1),
+	}
+	i.errLog = slog.NewLogLogger(i.logger.Handler(), slog.LevelDebug)
+	if f := opts.ACME.CARootsFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("acme ca_root: %w", err)
+		}
+		if i.roots, err = x509.SystemCertPool(); err != nil {
+			i.roots = x509.NewCertPool()
+		}
+		if !i.roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("acme ca_root %s: no PEM certificate found in it", f)
+		}
+	}
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	i.transport = &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if v, ok := i.pool.Load(addr); ok {
+				switch b := v.(*backend); {
+				case err == nil:
+					b.dialSucceeded()
+				case ctx.Err() == nil: // the client giving up says nothing about the backend
+					b.dialFailed(time.Now())
+				}
+			}
+			return c, err
+		},
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// Pass the backend's encoding through untouched instead of having
+		// the transport ask for gzip and decompress it again.
+		DisableCompression: true,
+	}
+	i.table.Store(&table{})
+	readiness.Default.Register("ingress", i.Ready)
+	return i, nil
+}
+
+// Ready reports whether both listeners are bound (runegate and CoreDNS's
+// ready plugin ask).
+func (i *Ingress) Ready() (bool, string) {
+	if !i.bound.Load() {
+		return false, "listeners not bound yet"
+	}
+	return true, ""
+}
+
+// Start binds the listeners, starts certificate management and serving, and
+// follows the View until Close.
+func (i *Ingress) Start() error {
+	var err error
+	if i.httpLn, err = net.Listen("tcp", i.opts.HTTPAddr); err != nil {
+		return fmt.Errorf("ingress http listener: %w", err)
+	}
+	if i.httpsLn, err = net.Listen("tcp", i.opts.HTTPSAddr); err != nil {
+		i.httpLn.Close()
+		return fmt.Errorf("ingress https listener: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	i.cancel = cancel
+	i.setupCertmagic()
+
+	httpsSrv := i.newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serve(w, r, false) }))
+	httpsSrv.TLSConfig = &tls.Config{GetCertificate: i.getCertificate, MinVersion: tls.VersionTLS12}
+	// The challenge handler answers HTTP-01 from storage, so a challenge
+	// started by another edge node is answered here too.
+	httpSrv := i.newServer(i.issuer.HTTPChallengeHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serve(w, r, true) })))
+	i.servers = []*http.Server{httpSrv, httpsSrv}
+	i.serveErr = make(chan error, 2)
+	go func() { i.serveErr <- httpSrv.Serve(i.httpLn) }()
+	go func() { i.serveErr <- httpsSrv.ServeTLS(i.httpsLn, "", "") }()
+
+	i.rebuild(ctx)
+	i.bound.Store(true)
+	current.Store(i)
+	i.runDone = make(chan struct{})
+	go i.run(ctx)
+	return nil
+}
+
+func (i *Ingress) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          i.errLog,
+	}
+}
+
+func (i *Ingress) setupCertmagic() {
+	nop := zap.NewNop() // outcomes are logged from events instead, through slog
+	i.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return i.magic, nil },
+		RenewCheckInterval: i.opts.ACME.RenewCheckInterval,
+		Logger:             nop,
+	})
+	i.magic = certmagic.New(i.cache, certmagic.Config{
+		Storage:            NewStorage(i.log),
+		RenewalWindowRatio: i.opts.ACME.RenewalWindowRatio,
+		OnEvent:            i.onEvent,
+		Logger:             nop,
+	})
+	httpAddr := i.httpLn.Addr().(*net.TCPAddr)
+	i.issuer = certmagic.NewACMEIssuer(i.magic, certmagic.ACMEIssuer{
+		CA:                      i.opts.ACME.CA,
+		Email:                   i.opts.ACME.Email,
+		Agreed:                  true,
+		TrustedRoots:            i.roots,
+		DisableTLSALPNChallenge: true,
+		// certmagic starts its own challenge server unless this address is
+		// taken; pointing it at our HTTP listener makes it use ours.
+		ListenHost:  httpAddr.IP.String(),
+		AltHTTPPort: httpAddr.Port,
+		Logger:      nop,
+	})
+	i.magic.Issuers = []certmagic.Issuer{i.issuer}
+}
+
+// HTTPAddr and HTTPSAddr are the bound listener addresses (after Start).
+func (i *Ingress) HTTPAddr() net.Addr  { return i.httpLn.Addr() }
+func (i *Ingress) HTTPSAddr() net.Addr { return i.httpsLn.Addr() }
+
+// Close stops serving (in-flight requests get shutdownTimeout to finish) and
+// stops certificate maintenance.
+func (i *Ingress) Close() error {
+	readiness.Default.Unregister("ingress")
+	current.CompareAndSwap(i, nil)
+	if i.cancel == nil {
+		return nil
+	}
+	i.cancel()
+	<-i.runDone
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, s := range i.servers {
+		errs = append(errs, s.Shutdown(ctx))
+	}
+	for range i.servers {
+		if err := <-i.serveErr; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	i.cache.Stop()
+	i.transport.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+func (i *Ingress) run(ctx context.Context) {
+	defer close(i.runDone)
+	tick := time.NewTicker(statusRefresh)
+	defer tick.Stop()
+	for {
+		// Taken before rebuild reads the snapshot, so a snapshot published
+		// during the rebuild still wakes the next one.
+		changed := i.view.Changed()
+		i.rebuild(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-i.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// kickRebuild asks the run loop to re-derive routes and certificate states.
+func (i *Ingress) kickRebuild() {
+	select {
+	case i.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (i *Ingress) onEvent(_ context.Context, event string, data map[string]any) error {
+	host, _ := data["identifier"].(string)
+	switch event {
+	case "tls_get_certificate": // every handshake; nothing changes
+		return nil
+	case "cert_failed":
+		msg := fmt.Sprint(data["error"])
+		i.errMu.Lock()
+		i.certErrs[host] = msg
+		i.errMu.Unlock()
+		i.logger.Warn("ACME certificate request failed; certmagic retries with back-off", "host", host, "renewal", data["renewal"], "error", msg)
+	case "cert_obtained":
+		i.errMu.Lock()
+		delete(i.certErrs, host)
+		i.errMu.Unlock()
+		i.logger.Info("ACME certificate obtained", "host", host, "renewal", data["renewal"])
+	}
+	i.kickRebuild()
+	return nil
+}
+
+// rebuild derives a new route table from the View, refreshes certificate
+// states, starts ACME management for new hosts and stops it for removed
+// ones, then swaps the table in.
+func (i *Ingress) rebuild(ctx context.Context) {
+	used := map[string]bool{}
+	t := buildTable(i.view.Snapshot(), func(addr string) *backend {
+		used[addr] = true
+		if v, ok := i.pool.Load(addr); ok {
+			return v.(*backend)
+		}
+		b := i.newBackend(addr)
+		i.pool.Store(addr, b)
+		return b
+	})
+	now := time.Now()
+	secrets := map[string]cachedSecret{}
+	acmeHosts := map[string]bool{}
+	var newHosts []string
+	for _, r := range t.ordered {
+		switch r.tlsMode {
+		case TLSManual:
+			i.manualState(ctx, r, secrets, now)
+		case TLSACME:
+			acmeHosts[r.host] = true
+			if !i.managed[r.host] {
+				newHosts = append(newHosts, r.host)
+			}
+			i.acmeState(r, now)
+		}
+	}
+	i.secrets = secrets
+	i.table.Store(t)
+	i.pool.Range(func(k, _ any) bool {
+		if !used[k.(string)] {
+			i.pool.Delete(k)
+		}
+		return true
+	})
+
+	var gone []certmagic.SubjectIssuer
+	for h := range i.managed {
+		if !acmeHosts[h] {
+			gone = append(gone, certmagic.SubjectIssuer{Subject: h})
+			i.errMu.Lock()
+			delete(i.certErrs, h)
+			i.errMu.Unlock()
+		}
+	}
+	if len(gone) > 0 {
+		i.cache.RemoveManaged(gone)
+	}
+	if len(newHosts) > 0 {
+		// Async: obtaining can take minutes and retries on its own; events
+		// report the outcome and trigger the next rebuild.
+		if err := i.magic.ManageAsync(ctx, newHosts); err != nil {
+			i.logger.Warn("ACME: could not start managing certificates", "hosts", newHosts, "error", err)
+		}
+	}
+	i.managed = acmeHosts
+	setCertGauge(t)
+}
+
+func (i *Ingress) acmeState(r *route, now time.Time) {
+	var leaf *x509.Certificate
+	for _, c := range i.cache.AllMatchingCertificates(r.host) {
+		if c.Leaf != nil && (leaf == nil || c.Leaf.NotAfter.After(leaf.NotAfter)) {
+			leaf = c.Leaf
+		}
+	}
+	i.errMu.Lock()
+	msg := i.certErrs[r.host]
+	i.errMu.Unlock()
+	switch {
+	case leaf != nil && now.Before(leaf.NotAfter):
+		r.state, r.notAfter = CertReady, leaf.NotAfter
+	case msg != "":
+		r.state, r.certErr = CertError, msg
+	default:
+		r.state = CertPending
+	}
+}
+
+// manualState loads the route's TLS secret, re-parsing it only when its
+// revision moved.
+func (i *Ingress) manualState(ctx context.Context, r *route, secrets map[string]cachedSecret, now time.Time) {
+	key := secretKey(r.service.Namespace, r.secret)
+	cs, seen := secrets[key]
+	if !seen {
+		kv, ok, _, err := i.log.Get(ctx, key)
+		switch {
+		case err != nil:
+			cs = cachedSecret{err: fmt.Errorf("reading TLS secret %s/%s: %w", r.service.Namespace, r.secret, err)}
+		case !ok:
+			cs = cachedSecret{err: fmt.Errorf("TLS secret %s/%s not found: create it with `rune secret tls create %s --cert FILE --key FILE` in namespace %s", r.service.Namespace, r.secret, r.secret, r.service.Namespace)}
+		case i.secrets[key].rev == kv.Rev:
+			cs = i.secrets[key]
+		default:
+			cert, err := decodeTLSSecret(r.service.Namespace, r.secret, kv.Value, now)
+			cs = cachedSecret{rev: kv.Rev, cert: cert, err: err}
+		}
+		secrets[key] = cs
+	}
+	switch {
+	case cs.err != nil:
+		r.state, r.certErr = CertError, cs.err.Error()
+	case now.After(cs.cert.Leaf.NotAfter):
+		r.state, r.certErr, r.notAfter = CertError, "certificate expired", cs.cert.Leaf.NotAfter
+	case cs.cert.Leaf.VerifyHostname(sampleName(r.host)) != nil:
+		r.state, r.certErr = CertError, fmt.Sprintf("the certificate in secret %s (%s) does not cover %s", r.secret, leafNames(cs.cert.Leaf), r.host)
+	default:
+		r.state, r.cert, r.notAfter = CertReady, cs.cert, cs.cert.Leaf.NotAfter
+	}
+}
+
+// sampleName turns a wildcard host into a name it matches, to check that a
+// certificate covers it.
+func sampleName(host string) string {
+	if len(host) > 1 && host[0] == '*' {
+		return "x" + host[1:]
+	}
+	return host
+}
+
+// getCertificate serves only hosts that have a route with TLS; anything else
+// fails the handshake, so probing with arbitrary SNI (or none) reveals no
+// other host's certificate.
+func (i *Ingress) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	host := requestHost(hello.ServerName)
+	r := i.table.Load().lookup(host)
+	if r == nil {
+		return nil, fmt.Errorf("no route for server name %q", hello.ServerName)
+	}
+	switch r.tlsMode {
+	case TLSManual:
+		if r.cert != nil {
+			return r.cert, nil
+		}
+		return nil, fmt.Errorf("%s: %s", host, r.certErr)
+	case TLSACME:
+		return i.magic.GetCertificate(hello)
+	}
+	return nil, fmt.Errorf("%s is exposed without TLS", host)
+}
+
+// serve handles one request on either listener.
+func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
+	sw := &statusWriter{ResponseWriter: w}
+	host := requestHost(r.Host)
+	rt := i.table.Load().lookup(host)
+	label := "unknown" // not the Host header: clients must not be able to mint label values
+	switch {
+	case rt == nil:
+		http.NotFound(sw, r)
+	case i.view.Stale():
+		// Fail closed: routes may point at endpoints that are gone.
+		label = rt.host
+		http.Error(sw, "ingress routing state is stale", http.StatusServiceUnavailable)
+	case plain && rt.tlsMode != TLSNone && rt.certReady():
+		label = rt.host
+		http.Redirect(sw, r, i.httpsURL(host, r), http.StatusPermanentRedirect)
+	default:
+		label = rt.host
+		b := pick(rt.backends, time.Now().UnixNano())
+		if b == nil {
+			http.Error(sw, fmt.Sprintf("no ready endpoints for service %s", rt.service), http.StatusServiceUnavailable)
+			break
+		}
+		b.inflight.Add(1)
+		b.proxy.ServeHTTP(sw, r)
+		b.inflight.Add(-1)
+	}
+	ingressRequests.WithLabelValues(label, strconv.Itoa(sw.status())).Inc()
+}
+
+func (i *Ingress) httpsURL(host string, r *http.Request) string {
+	if port := i.httpsLn.Addr().(*net.TCPAddr).Port; port != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	return "https://" + host + r.URL.RequestURI()
+}

@@ -1,0 +1,32 @@
+package ingress
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	ingressRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rune_ingress_requests_total",
+		Help: "Edge HTTP/HTTPS requests by routed host (\"unknown\" when no route matched) and response status.",
+	}, []string{"host", "status"})
+	acmeCertificates = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rune_acme_certificates",
+		Help: "ACME-managed certificates of this edge node by lifecycle state: pending, ready, error.",
+	}, []string{"state"})
+)
+
+func init() {
+	prometheus.MustRegister(ingressRequests, acmeCertificates)
+}
+
+func setCertGauge(t *table) {
+	counts := map[string]float64{CertPending: 0, CertReady: 0, CertError: 0}
+	for _, r := range t.ordered {
+		if r.tlsMode == TLSACME {
+			counts[r.state]++
+		}
+	}
+	for state, n := range counts {
+		acmeCertificates.WithLabelValues(state).Set(n)
+	}
+}

@@ -1,0 +1,123 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/orderedlog"
+)
+
+func TestStorageKeysAndDirectories(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	s := NewStorage(n.log)
+	files := map[string]string{
+		"certificates/ca/a.test/a.test.crt": "A",
+		"certificates/ca/a.test/a.test.key": "AK",
+		"certificates/ca/b.test/b.test.crt": "B",
+		"acme/ca/users/me/me.json":          "U",
+	}
+	for k, v := range files {
+		if err := s.Store(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := s.Load(ctx, "certificates/ca/a.test/a.test.key"); err != nil || string(v) != "AK" {
+		t.Errorf("Load = %q, %v", v, err)
+	}
+	if _, err := s.Load(ctx, "certificates/ca/none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a missing key: %v, want fs.ErrNotExist (certmagic relies on it)", err)
+	}
+	if !s.Exists(ctx, "certificates/ca") || !s.Exists(ctx, "acme/ca/users/me/me.json") || s.Exists(ctx, "certificates/c") {
+		t.Error("Exists: want directories and files to exist, and a mere name prefix not to")
+	}
+	got, err := s.List(ctx, "certificates/ca", false)
+	if want := []string{"certificates/ca/a.test", "certificates/ca/b.test"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("List non-recursive = %v, %v; want %v", got, err, want)
+	}
+	got, _ = s.List(ctx, "certificates", true)
+	if want := []string{"certificates/ca", "certificates/ca/a.test", "certificates/ca/a.test/a.test.crt", "certificates/ca/a.test/a.test.key", "certificates/ca/b.test", "certificates/ca/b.test/b.test.crt"}; !slices.Equal(got, want) {
+		t.Errorf("List recursive = %v, want %v", got, want)
+	}
+	info, err := s.Stat(ctx, "certificates/ca/b.test/b.test.crt")
+	if err != nil || !info.IsTerminal || info.Size != 1 || time.Since(info.Modified) > time.Minute {
+		t.Errorf("Stat file = %+v, %v", info, err)
+	}
+	if info, err := s.Stat(ctx, "certificates/ca"); err != nil || info.IsTerminal {
+		t.Errorf("Stat directory = %+v, %v", info, err)
+	}
+	if err := s.Delete(ctx, "certificates/ca/a.test"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exists(ctx, "certificates/ca/a.test/a.test.crt") || !s.Exists(ctx, "certificates/ca/b.test/b.test.crt") {
+		t.Error("Delete of a directory must remove exactly what is under it")
+	}
+	if err := s.Delete(ctx, "never/was"); err != nil {
+		t.Errorf("Delete of a missing key: %v, want nil", err)
+	}
+	// Everything lives in the OrderedLog under certs/, nowhere else.
+	kvs, _, _ := n.log.List(ctx, orderedlog.PrefixCerts)
+	if len(kvs) != 2 {
+		t.Errorf("%d keys under certs/, want 2", len(kvs))
+	}
+}
+
+func TestStorageLockIsExclusiveAndTakenOverAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	a, b := NewStorage(n.log), NewStorage(n.log)
+	a.lockTTL, b.lockTTL = 600*time.Millisecond, 600*time.Millisecond
+
+	if err := a.Lock(ctx, "issue_cert_x.test"); err != nil {
+		t.Fatal(err)
+	}
+	// Held and refreshed: b cannot take it, even past the TTL.
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	err := b.Lock(short, "issue_cert_x.test")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second Lock while held and refreshed: %v, want to wait until its deadline", err)
+	}
+	if err := a.Unlock(ctx, "issue_cert_x.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Lock(ctx, "issue_cert_x.test"); err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+
+	// b "crashes": its refresher stops and it never unlocks. a takes over
+	// once the record expires.
+	h := b.held["issue_cert_x.test"]
+	close(h.stop)
+	<-h.done
+	start := time.Now()
+	if err := a.Lock(ctx, "issue_cert_x.test"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("takeover of a crashed holder's lock took %v", d)
+	}
+	// The crashed holder coming back and unlocking must not release a's lock.
+	b.held["issue_cert_x.test"] = &heldLock{rev: h.rev, stop: make(chan struct{}), done: closedChan()}
+	if err := b.Unlock(ctx, "issue_cert_x.test"); err != nil {
+		t.Fatal(err)
+	}
+	var rec lockRecord
+	if kv, ok, _, _ := n.log.Get(ctx, lockKey("issue_cert_x.test")); !ok || json.Unmarshal(kv.Value, &rec) != nil || rec.Owner != a.owner {
+		t.Error("the stale holder's Unlock released the new holder's lock")
+	}
+	if err := a.Unlock(ctx, "issue_cert_x.test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}

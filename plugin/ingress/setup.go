@@ -1,0 +1,247 @@
+// Package ingress is the Corefile glue for ingress/: the `ingress` directive
+// runs the edge HTTP(S) router with automatic TLS over the node runtime's
+// log and View. It answers no queries; it only reports readiness.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/miekg/dns"
+
+	"github.com/runenet/runenet/ingress"
+	"github.com/runenet/runenet/node"
+)
+
+func init() { plugin.Register("ingress", setup) }
+
+// DefaultDataDir matches the rune directive's, so both open the same runtime.
+const DefaultDataDir = "/var/lib/rune"
+
+// config is one parsed `ingress` block; comparable, so a reload can tell
+// whether the settings changed.
+type config struct {
+	node       node.Config
+	http       string
+	https      string
+	acmeEmail  string
+	acmeCA     string
+	acmeCARoot string
+}
+
+func (cfg *config) options() ingress.Options {
+	http, https := cfg.http, cfg.https
+	if http == "" {
+		http = map[bool]string{false: ":80", true: ":8080"}[cfg.node.DevMode]
+	}
+	if https == "" {
+		https = map[bool]string{false: ":443", true: ":8443"}[cfg.node.DevMode]
+	}
+	return ingress.Options{
+		HTTPAddr: http, HTTPSAddr: https,
+		ACME: ingress.ACMEOptions{Email: cfg.acmeEmail, CA: cfg.acmeCA, CARootsFile: cfg.acmeCARoot},
+	}
+}
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error("ingress", err)
+	}
+	h := &Handler{}
+	// Acquired on startup, as the rune and dataplane directives do: a reload
+	// starts the new instance before shutting down the old one, and the
+	// shared, reference-counted ingress keeps :80/:443 bound across it.
+	var sh *shared
+	c.OnStartup(func() error {
+		var err error
+		if sh, err = acquire(cfg); err != nil {
+			return plugin.Error("ingress", err)
+		}
+		h.ing.Store(sh.ing)
+		return nil
+	})
+	c.OnShutdown(func() error {
+		if sh == nil {
+			return nil
+		}
+		defer func() { sh = nil }()
+		return sh.release()
+	})
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		h.Next = next
+		return h
+	})
+	return nil
+}
+
+// parse reads
+//
+//	ingress {
+//	    data_dir DIR          # node runtime: same values as the rune block
+//	    cluster_cidr CIDR
+//	    api ADDR
+//	    token TOKEN
+//	    stale_budget DURATION
+//	    node_name NAME
+//	    dev_mode
+//	    http ADDR             # default :80 (dev_mode :8080)
+//	    https ADDR            # default :443 (dev_mode :8443)
+//	    acme_email EMAIL
+//	    acme_ca URL|production|staging   # default production (Let's Encrypt)
+//	    acme_ca_root FILE     # extra PEM roots for the ACME server's HTTPS
+//	}
+func parse(c *caddy.Controller) (*config, error) {
+	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
+	c.Next() // "ingress"
+	if args := c.RemainingArgs(); len(args) > 0 {
+		return nil, c.Errf("ingress takes no arguments, got %q", args)
+	}
+	for c.NextBlock() {
+		opt := c.Val()
+		args := c.RemainingArgs()
+		want := 1
+		switch opt {
+		case "dev_mode":
+			want = 0
+		case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name",
+			"http", "https", "acme_email", "acme_ca", "acme_ca_root":
+		default:
+			return nil, c.Errf("unknown property %q", opt)
+		}
+		if len(args) != want {
+			return nil, c.Errf("%s takes %d argument(s), got %d", opt, want, len(args))
+		}
+		if err := cfg.set(opt, args); err != nil {
+			return nil, c.Errf("%s: %v", opt, err)
+		}
+	}
+	if c.Next() {
+		return nil, c.Err("ingress can only be used once per server block")
+	}
+	return cfg, nil
+}
+
+func (cfg *config) set(opt string, args []string) error {
+	switch opt {
+	case "dev_mode":
+		cfg.node.DevMode = true
+	case "data_dir":
+		cfg.node.DataDir = args[0]
+	case "cluster_cidr":
+		cfg.node.ClusterCIDR = args[0]
+	case "api":
+		cfg.node.APIAddr = args[0]
+	case "token":
+		cfg.node.APIToken = args[0]
+	case "node_name":
+		cfg.node.NodeName = args[0]
+	case "stale_budget":
+		d, err := time.ParseDuration(args[0])
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q: want a positive duration such as 30s", args[0])
+		}
+		cfg.node.StaleBudget = d
+	case "http", "https":
+		if _, _, err := net.SplitHostPort(args[0]); err != nil {
+			return fmt.Errorf("%q: want [HOST]:PORT, such as :%s", args[0], map[string]string{"http": "80", "https": "443"}[opt])
+		}
+		if opt == "http" {
+			cfg.http = args[0]
+		} else {
+			cfg.https = args[0]
+		}
+	case "acme_email":
+		cfg.acmeEmail = args[0]
+	case "acme_ca":
+		switch args[0] {
+		case "production":
+			cfg.acmeCA = certmagic.LetsEncryptProductionCA
+		case "staging":
+			cfg.acmeCA = certmagic.LetsEncryptStagingCA
+		default:
+			cfg.acmeCA = args[0]
+		}
+	case "acme_ca_root":
+		if _, err := os.Stat(args[0]); err != nil {
+			return err
+		}
+		cfg.acmeCARoot = args[0]
+	}
+	return nil
+}
+
+// shared is the process's one ingress, reference counted across server
+// blocks and reloads: :80 and :443 can be bound once.
+type shared struct {
+	cfg  config
+	rt   *node.Runtime
+	ing  *ingress.Ingress
+	refs int
+}
+
+var (
+	mu      sync.Mutex
+	current *shared
+)
+
+func acquire(cfg *config) (*shared, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if current != nil {
+		if current.cfg != *cfg {
+			return nil, errors.New("the ingress is already running with different settings; restart runed to change them")
+		}
+		current.refs++
+		return current, nil
+	}
+	rt, err := node.Acquire(cfg.node)
+	if err != nil {
+		return nil, err
+	}
+	ing, err := ingress.New(rt.Log(), rt.View(), cfg.options())
+	if err == nil {
+		err = ing.Start()
+	}
+	if err != nil {
+		return nil, errors.Join(err, rt.Release())
+	}
+	current = &shared{cfg: *cfg, rt: rt, ing: ing, refs: 1}
+	return current, nil
+}
+
+// release drops a reference; the last one stops the ingress and releases
+// the node runtime.
+func (s *shared) release() error {
+	mu.Lock()
+	defer mu.Unlock()
+	s.refs--
+	if s.refs > 0 {
+		return nil
+	}
+	current = nil
+	return errors.Join(s.ing.Close(), s.rt.Release())
+}
+
+// Handler passes every query on; it is in the chain only so CoreDNS's ready
+// plugin can ask it (see ready.go).
+type Handler struct {
+	Next plugin.Handler
+	ing  atomic.Pointer[ingress.Ingress]
+}
+
+func (h *Handler) Name() string { return "ingress" }
+
+func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+}
