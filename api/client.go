@@ -180,6 +180,17 @@ func (c *Client) PauseWatch(ctx context.Context, seconds float64) error {
 	return c.do(ctx, http.MethodPost, "/v1/debug/pause-watch", PauseRequest{Seconds: seconds}, nil)
 }
 
+// Ingresses lists the edge routes of the node the client talks to.
+func (c *Client) Ingresses(ctx context.Context, ns string) (*IngressList, error) {
+	var out IngressList
+	return &out, c.do(ctx, http.MethodGet, "/v1/ingresses"+nsQuery(ns), nil, &out)
+}
+
+// CreateTLSSecret validates and stores a certificate and key.
+func (c *Client) CreateTLSSecret(ctx context.Context, req TLSSecretRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/secrets/tls", req, nil)
+}
+
 // List returns runed's state under prefix (secrets and certificates are
 // never sent) and the seq it reflects.
 func (c *Client) List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error) {

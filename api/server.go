@@ -51,6 +51,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/list", s.list)
 	mux.HandleFunc("GET /v1/watch", s.watch)
 	mux.HandleFunc("POST /v1/debug/pause-watch", s.pauseWatch)
+	mux.HandleFunc("GET /v1/ingresses", s.listIngresses)
+	mux.HandleFunc("POST /v1/secrets/tls", s.createTLSSecret)
 	s.policyRoutes(mux)
 	return s.auth(mux)
 }

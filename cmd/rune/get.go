@@ -44,6 +44,7 @@ func newGet(g *globals) *cobra.Command {
 		getCmd(g, "endpoints", []string{"endpoint", "ep"}, printEndpoints),
 		getCmd(g, "instances", []string{"instance", "inst"}, printInstances),
 		getCmd(g, "policies", []string{"policy", "netpol"}, printPolicies),
+		getCmd(g, "ingresses", []string{"ingress", "ing"}, printIngresses),
 	)
 	return get
 }

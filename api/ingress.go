@@ -1,0 +1,52 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/ingress"
+)
+
+// IngressList answers GET /v1/ingresses: the edge routes this node serves.
+type IngressList struct {
+	Items []ingress.Row `json:"items"`
+}
+
+// TLSSecretRequest uploads a certificate and key for `tls: {mode: manual}`.
+type TLSSecretRequest struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Cert      string `json:"cert"` // PEM chain, leaf first
+	Key       string `json:"key"`  // PEM private key
+}
+
+func (s *Server) listIngresses(w http.ResponseWriter, r *http.Request) {
+	ing := ingress.Current()
+	if ing == nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node runs no ingress: edge nodes serve ingresses (runed --node-role=edge, or --dev-mode)", Kind: "unavailable"})
+		return
+	}
+	ns := r.URL.Query().Get("namespace")
+	out := IngressList{Items: []ingress.Row{}}
+	for _, row := range ing.Status() {
+		if ns == "" || row.Namespace == ns {
+			out.Items = append(out.Items, row)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) createTLSSecret(w http.ResponseWriter, r *http.Request) {
+	var req TLSSecretRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Namespace == "" {
+		req.Namespace = "default"
+	}
+	if err := ingress.StoreTLSSecret(r.Context(), s.Log, req.Namespace, req.Name, []byte(req.Cert), []byte(req.Key)); err != nil {
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "tls secret " + req.Namespace + "/" + req.Name, Err: err})
+		return
+	}
+	writeJSON(w, http.StatusOK, SeqResponse{Seq: s.Log.Tail()})
+}
