@@ -1,0 +1,160 @@
+// Command runed is the Rune node daemon: a CoreDNS build whose directive list
+// adds Rune's plugins to CoreDNS's own (see corefile.Directives). Every
+// subsystem is a Corefile directive; without -conf, runed renders its
+// Corefile from its flags.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	// CoreDNS's plugins, as listed in corefile.Directives.
+	_ "github.com/coredns/coredns/plugin/acl"
+	_ "github.com/coredns/coredns/plugin/any"
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/bufsize"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/cancel"
+	_ "github.com/coredns/coredns/plugin/chaos"
+	_ "github.com/coredns/coredns/plugin/debug"
+	_ "github.com/coredns/coredns/plugin/dnstap"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/file"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/header"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/hosts"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/local"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/metadata"
+	_ "github.com/coredns/coredns/plugin/metrics"
+	_ "github.com/coredns/coredns/plugin/minimal"
+	_ "github.com/coredns/coredns/plugin/multisocket"
+	_ "github.com/coredns/coredns/plugin/nsid"
+	_ "github.com/coredns/coredns/plugin/pprof"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+	_ "github.com/coredns/coredns/plugin/rewrite"
+	_ "github.com/coredns/coredns/plugin/root"
+	_ "github.com/coredns/coredns/plugin/template"
+	_ "github.com/coredns/coredns/plugin/timeouts"
+	_ "github.com/coredns/coredns/plugin/transfer"
+	_ "github.com/coredns/coredns/plugin/whoami"
+
+	"github.com/runenet/runenet/corefile"
+	_ "github.com/runenet/runenet/plugin/dataplane"
+	_ "github.com/runenet/runenet/plugin/ingress"
+	_ "github.com/runenet/runenet/plugin/rune"
+	_ "github.com/runenet/runenet/plugin/runegate"
+)
+
+func init() { dnsserver.Directives = corefile.Directives }
+
+// runedFlags are the flags runed adds to CoreDNS's (-conf, -plugins, ...).
+type runedFlags struct {
+	opts  corefile.Options
+	print bool
+}
+
+// corefileFlags render into the Corefile, so they make no sense with -conf.
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget"}
+
+func register(fs *flag.FlagSet) *runedFlags {
+	f := &runedFlags{}
+	fs.BoolVar(&f.opts.DevMode, "dev-mode", false, "laptop mode: .rune answers 127.0.0.1, state in the user's state directory, implies --node-role=edge")
+	fs.StringVar(&f.opts.NodeRole, "node-role", "", `"" or "edge" (edge serves ingress); --dev-mode implies edge unless --node-role="" is given`)
+	fs.StringVar(&f.opts.NodeName, "node-name", "", "this node's name (default: the host name)")
+	fs.StringVar(&f.opts.DataDir, "data-dir", "", "state directory (default "+corefile.DefaultDataDir+", with --dev-mode "+corefile.DevDataDir()+")")
+	fs.StringVar(&f.opts.ClusterCIDR, "cluster-cidr", corefile.DefaultClusterCIDR, "range service VIPs are allocated from (RFC 1918 or 100.64.0.0/10)")
+	fs.StringVar(&f.opts.DNSAddr, "dns-addr", corefile.DefaultDNSAddr, "DNS listen address (host:port; empty host: every address)")
+	fs.StringVar(&f.opts.MetricsAddr, "metrics-addr", corefile.DefaultMetricsAddr, "Prometheus /metrics listen address")
+	fs.StringVar(&f.opts.ReadyAddr, "ready-addr", corefile.DefaultReadyAddr, "/ready listen address (200 once the data path is ready)")
+	fs.StringVar(&f.opts.APIAddr, "api-addr", "", "API listen address, unix:///path or tcp://host:port (default unix://DATA_DIR/runed.sock)")
+	fs.DurationVar(&f.opts.StaleBudget, "stale-budget", corefile.DefaultStaleBudget, "lag behind the log past which answers fail closed")
+	fs.BoolVar(&f.print, "print-corefile", false, "print the Corefile these flags render and exit")
+	return f
+}
+
+// finish applies the defaults that depend on other flags and validates.
+func (f *runedFlags) finish(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["conf"] {
+		for _, name := range append(corefileFlags, "print-corefile") {
+			if set[name] {
+				return fmt.Errorf("--%s renders the Corefile and cannot be combined with -conf; set it in the Corefile instead (see runed --print-corefile)", name)
+			}
+		}
+		return nil
+	}
+	if f.opts.DevMode && !set["node-role"] {
+		f.opts.NodeRole = corefile.RoleEdge
+	}
+	if !set["data-dir"] {
+		f.opts.DataDir = corefile.DefaultDataDir
+		if f.opts.DevMode {
+			f.opts.DataDir = corefile.DevDataDir()
+		}
+	}
+	return f.opts.Validate()
+}
+
+func main() {
+	fs := flag.CommandLine // coremain registered its flags (-conf, -plugins, ...) here
+	f := register(fs)
+	// Parse once ourselves so a bad flag is one line and exit status 2;
+	// coremain.Run parses the same arguments again.
+	fs.Init(os.Args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stdout)
+		fmt.Println("Usage: runed [flags]   (without -conf the Corefile is rendered from the flags)")
+		fs.PrintDefaults()
+		return
+	}
+	if err == nil {
+		err = f.finish(fs)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "runed: %v\n", err)
+		os.Exit(2)
+	}
+	if f.print {
+		os.Stdout.Write(corefile.Render(f.opts))
+		return
+	}
+	if fs.Lookup("conf").Value.String() == "" {
+		caddy.RegisterCaddyfileLoader("flags", caddy.LoaderFunc(func(serverType string) (caddy.Input, error) {
+			if err := checkBind(f.opts.DNSAddr); err != nil {
+				return nil, err
+			}
+			return caddy.CaddyfileInput{Contents: corefile.Render(f.opts), Filepath: "<runed flags>", ServerTypeName: serverType}, nil
+		}))
+	}
+	coremain.Run()
+}
+
+// checkBind tries the DNS address before CoreDNS does, to turn "permission
+// denied" into what fixes it.
+func checkBind(addr string) error {
+	c, err := net.ListenPacket("udp", addr)
+	if err == nil {
+		return c.Close()
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("--dns-addr %s: binding a port below 1024 needs root or CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep $(command -v runed)); or pick a high port, e.g. --dns-addr 127.0.0.123:5353", addr)
+	}
+	return fmt.Errorf("--dns-addr %s: %w", addr, err)
+}

@@ -1,0 +1,173 @@
+// Package corefile holds runed's CoreDNS directive order and renders the
+// Corefile runed runs when it is started without -conf, from its flags.
+//
+// The rendered Corefile is meant to be read: `runed --print-corefile` is how
+// an operator gets a starting point for their own, so it carries comments.
+package corefile
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Options are runed's flags as far as the Corefile is concerned.
+type Options struct {
+	DevMode     bool
+	NodeRole    string // "" or "edge"
+	NodeName    string // "" for the host name
+	DataDir     string
+	ClusterCIDR string
+	DNSAddr     string // host:port; an empty host listens on every address
+	MetricsAddr string
+	ReadyAddr   string
+	APIAddr     string // "" for unix://DATA_DIR/runed.sock
+	StaleBudget time.Duration
+}
+
+// Defaults for runed's flags.
+const (
+	DefaultClusterCIDR = "10.96.0.0/16"
+	DefaultDNSAddr     = "127.0.0.123:53"
+	DefaultMetricsAddr = "127.0.0.1:9100"
+	DefaultReadyAddr   = "127.0.0.1:8181"
+	DefaultStaleBudget = 30 * time.Second
+	DefaultDataDir     = "/var/lib/rune"
+	RoleEdge           = "edge"
+)
+
+// DevDataDir is where dev mode keeps its state: the user's state directory
+// ($XDG_STATE_HOME/rune, else ~/.local/state/rune), else ./.rune. The rune CLI
+// looks for runed.sock in the same places.
+func DevDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "rune")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "rune")
+	}
+	return ".rune"
+}
+
+// Validate reports the first option that cannot be rendered, naming its flag.
+func (o *Options) Validate() error {
+	if o.NodeRole != "" && o.NodeRole != RoleEdge {
+		return fmt.Errorf("--node-role %q: want \"\" or %q", o.NodeRole, RoleEdge)
+	}
+	if o.DataDir == "" {
+		return fmt.Errorf("--data-dir: must not be empty")
+	}
+	if p, err := netip.ParsePrefix(o.ClusterCIDR); err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("--cluster-cidr %q: want an IPv4 CIDR such as %s", o.ClusterCIDR, DefaultClusterCIDR)
+	}
+	for _, a := range []struct{ flag, addr string }{{"--dns-addr", o.DNSAddr}, {"--metrics-addr", o.MetricsAddr}, {"--ready-addr", o.ReadyAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q: want host:port, e.g. %s", a.flag, a.addr, DefaultDNSAddr)
+		}
+	}
+	if o.APIAddr != "" && !strings.HasPrefix(o.APIAddr, "unix://") && !strings.HasPrefix(o.APIAddr, "tcp://") {
+		return fmt.Errorf("--api-addr %q: want unix:///path/to/runed.sock or tcp://host:port", o.APIAddr)
+	}
+	if o.StaleBudget <= 0 {
+		return fmt.Errorf("--stale-budget %s: must be positive", o.StaleBudget)
+	}
+	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}} {
+		if strings.ContainsAny(v.val, " \t\n\"{}#") {
+			return fmt.Errorf("%s %q: must not contain spaces, quotes, braces or #", v.flag, v.val)
+		}
+	}
+	return nil
+}
+
+// Render returns the Corefile for o, which must be valid.
+func Render(o Options) []byte {
+	host, port, _ := net.SplitHostPort(o.DNSAddr)
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, struct {
+		Options
+		Host, Port string
+	}{o, host, port}); err != nil {
+		panic(err) // the template is static and its data plain values
+	}
+	return b.Bytes()
+}
+
+var tmpl = template.Must(template.New("Corefile").Parse(`
+{{- define "node"}}
+		data_dir {{.DataDir}}
+		cluster_cidr {{.ClusterCIDR}}
+{{- if .APIAddr}}
+		api {{.APIAddr}}
+{{- end}}
+		stale_budget {{.StaleBudget}}
+{{- if .NodeName}}
+		node_name {{.NodeName}}
+{{- end}}
+{{- if .DevMode}}
+		dev_mode
+{{- end}}
+{{- end -}}
+# Corefile rendered by runed from its flags. Print it with
+# "runed --print-corefile [flags] > Corefile", edit it, run "runed -conf Corefile".
+# Our directives and their options are documented in Corefile.example;
+# CoreDNS's own at https://coredns.io/plugins/.
+{{- if .DevMode}}
+#
+# Dev mode: .rune names answer 127.0.0.1 (reach services through port
+# forwards), no nftables, state lives in {{.DataDir}}.
+{{- end}}
+
+# Service names <svc>.<ns>.rune and the reverse zone(s) of the cluster CIDR.
+rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
+{{- if .Host}}
+	bind {{.Host}}
+{{- end}}
+	# Opens this node's runtime (store, cluster view, API) and answers from it.
+	# Past stale_budget of lag behind the log it answers SERVFAIL (fail closed).
+	# The node settings (data_dir, cluster_cidr, ...) must read the same in
+	# every block below: they share one runtime.
+	rune {
+{{- template "node" .}}
+		ttl 5
+	}
+	# The data plane: VIP interception{{if not .DevMode}} (nftables){{end}} and the L4 proxy.
+	dataplane {
+{{- template "node" .}}
+	}
+{{- if eq .NodeRole "edge"}}
+	# Edge node: HTTP/HTTPS ingress on {{if .DevMode}}:8080/:8443{{else}}:80/:443{{end}} with ACME certificates.
+	ingress {
+{{- template "node" .}}
+	}
+{{- end}}
+	# SERVFAIL with EDE "Not Ready" until the data path can carry traffic,
+	# so no client is handed a VIP that would hang.
+	runegate
+	# rune_* and coredns_* metrics on /metrics.
+	prometheus {{.MetricsAddr}}
+	# /ready answers 200 once the data path is ready, 503 until then.
+	ready {{.ReadyAddr}}
+	# Picks up edits of a -conf Corefile without a restart.
+	reload
+	errors
+}
+
+# Everything else goes to the upstreams of /etc/resolv.conf, with CoreDNS's
+# forward, a cache, and loop detection (should resolv.conf point back here).
+.:{{.Port}} {
+{{- if .Host}}
+	bind {{.Host}}
+{{- end}}
+	forward . /etc/resolv.conf
+	cache 30
+	loop
+	prometheus {{.MetricsAddr}}
+	errors
+}
+`))

@@ -1,0 +1,117 @@
+package corefile
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy/caddyfile"
+)
+
+func defaults() Options {
+	return Options{
+		DataDir:     DefaultDataDir,
+		ClusterCIDR: DefaultClusterCIDR,
+		DNSAddr:     DefaultDNSAddr,
+		MetricsAddr: DefaultMetricsAddr,
+		ReadyAddr:   DefaultReadyAddr,
+		StaleBudget: DefaultStaleBudget,
+	}
+}
+
+func TestRender(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Options)
+		want    []string
+		notWant []string
+	}{
+		{"production", func(*Options) {}, []string{
+			"rune:53 10.96.0.0/16:53 {\n\tbind 127.0.0.123\n",
+			"\trune {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t\tttl 5\n\t}\n",
+			"\tdataplane {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t}\n",
+			"\trunegate\n", "\tprometheus 127.0.0.1:9100\n", "\tready 127.0.0.1:8181\n",
+			".:53 {\n\tbind 127.0.0.123\n\tforward . /etc/resolv.conf\n\tcache 30\n\tloop\n",
+		}, []string{"\tdev_mode", "api ", "node_name", "ingress", "Dev mode"}},
+		{"dev mode edge", func(o *Options) { o.DevMode, o.NodeRole, o.DataDir = true, RoleEdge, "/home/u/.local/state/rune" }, []string{
+			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t}\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
+			"ingress on :8080/:8443", "\tingress {\n\t\tdata_dir /home/u/.local/state/rune\n",
+		}, []string{"(nftables)"}},
+		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress {\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode"}},
+		{"addresses", func(o *Options) {
+			o.DNSAddr, o.MetricsAddr, o.APIAddr, o.NodeName = ":5353", "0.0.0.0:9153", "tcp://127.0.0.1:7070", "n1"
+			o.ClusterCIDR, o.StaleBudget = "100.64.0.0/12", 5*time.Second
+		}, []string{
+			"rune:5353 100.64.0.0/12:5353 {\n\t# Opens", ".:5353 {\n\tforward", "prometheus 0.0.0.0:9153",
+			"api tcp://127.0.0.1:7070\n", "node_name n1\n", "stale_budget 5s\n",
+		}, []string{"bind"}},
+		{"ipv6 bind", func(o *Options) { o.DNSAddr = "[::1]:53" }, []string{"\tbind ::1\n"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := defaults()
+			tc.edit(&o)
+			if err := o.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			out := Render(o)
+			for _, w := range tc.want {
+				if !bytes.Contains(out, []byte(w)) {
+					t.Errorf("missing %q in\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if bytes.Contains(out, []byte(w)) {
+					t.Errorf("unexpected %q in\n%s", w, out)
+				}
+			}
+			// It must parse with runed's directive list, every directive known.
+			blocks, err := caddyfile.Parse("Corefile", bytes.NewReader(out), Directives)
+			if err != nil {
+				t.Fatalf("rendered Corefile does not parse: %v\n%s", err, out)
+			}
+			if len(blocks) != 2 || blocks[0].Keys[0] != "rune:"+port(o.DNSAddr) || blocks[1].Keys[0] != ".:"+port(o.DNSAddr) {
+				t.Errorf("server blocks %+v", blocks)
+			}
+		})
+	}
+}
+
+func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		edit func(*Options)
+		err  string
+	}{
+		{func(o *Options) { o.NodeRole = "core" }, `--node-role "core"`},
+		{func(o *Options) { o.DataDir = "" }, "--data-dir: must not be empty"},
+		{func(o *Options) { o.DataDir = "/my data" }, `--data-dir "/my data": must not contain spaces`},
+		{func(o *Options) { o.ClusterCIDR = "10.96.0.0" }, `--cluster-cidr "10.96.0.0"`},
+		{func(o *Options) { o.ClusterCIDR = "fd00::/64" }, "want an IPv4 CIDR"},
+		{func(o *Options) { o.DNSAddr = "127.0.0.123" }, `--dns-addr "127.0.0.123": want host:port`},
+		{func(o *Options) { o.MetricsAddr = "9100" }, `--metrics-addr "9100"`},
+		{func(o *Options) { o.APIAddr = "/run/rune.sock" }, `--api-addr "/run/rune.sock"`},
+		{func(o *Options) { o.StaleBudget = 0 }, "--stale-budget 0s: must be positive"},
+	}
+	for _, tc := range tests {
+		o := defaults()
+		tc.edit(&o)
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("error %v, want %q", err, tc.err)
+		}
+	}
+}
+
+func TestDevDataDir(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", "/xdg")
+	if d := DevDataDir(); d != "/xdg/rune" {
+		t.Errorf("DevDataDir() = %s with XDG_STATE_HOME=/xdg", d)
+	}
+	t.Setenv("XDG_STATE_HOME", "")
+	t.Setenv("HOME", "/home/u")
+	if d := DevDataDir(); d != "/home/u/.local/state/rune" {
+		t.Errorf("DevDataDir() = %s with HOME=/home/u", d)
+	}
+}

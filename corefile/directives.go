@@ -1,0 +1,54 @@
+package corefile
+
+// Directives is runed's plugin order, installed as dnsserver.Directives.
+// As in CoreDNS's plugin.cfg, the order is the order of the plugin chain a
+// query walks (and of setup). It is CoreDNS's own order, trimmed to the
+// plugins operators of a node resolver use, with ours placed:
+//
+//   - runegate before cache, so nothing (not even a cached answer) leaves for a
+//     .rune name while the data path is not ready;
+//   - rune where CoreDNS puts kubernetes: after cache and hosts, so an
+//     operator may choose to cache or override cluster names, and before
+//     forward, so .rune never leaks upstream.
+var Directives = []string{
+	"root",
+	"metadata",
+	"cancel",
+	"timeouts",
+	"multisocket",
+	"reload",
+	"nsid",
+	"bufsize",
+	"bind",
+	"debug",
+	"ready",
+	"health",
+	"pprof",
+	"prometheus",
+	"errors",
+	"log",
+	"dnstap",
+	"local",
+	"any",
+	"chaos",
+	"loadbalance",
+	"rewrite",
+	"acl",
+	// The data-path subsystems, before runegate: they register the readiness
+	// checks runegate waits on and answer no queries themselves. "netpolicy"
+	// goes between dataplane and ingress when its plugin lands.
+	"dataplane",
+	"ingress",
+	"runegate",
+	"cache",
+	"header",
+	"minimal",
+	"template",
+	"transfer",
+	"hosts",
+	"rune",
+	"file",
+	"loop",
+	"forward",
+	"whoami",
+}

@@ -1,0 +1,292 @@
+package rune
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+
+	"github.com/runenet/runenet/cluster"
+)
+
+// answerCase is a test.Case written with placeholders (see withServices),
+// since VIPs and the serial come from the cluster.
+type answerCase struct {
+	qname             string
+	qtype             uint16
+	rcode             int
+	answer, ns, extra []string
+}
+
+func (c answerCase) resolve(t testing.TB, rep *strings.Replacer) test.Case {
+	rrs := func(ss []string) []dns.RR {
+		var out []dns.RR
+		for _, s := range ss {
+			rr, err := dns.NewRR(rep.Replace(s))
+			if err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+			out = append(out, rr)
+		}
+		return out
+	}
+	return test.Case{Qname: rep.Replace(c.qname), Qtype: c.qtype, Rcode: c.rcode, Answer: rrs(c.answer), Ns: rrs(c.ns), Extra: rrs(c.extra)}
+}
+
+const (
+	soaRune = "rune. 5 IN SOA ns.dns.rune. hostmaster.rune. {serial} 7200 1800 86400 5"
+	soaRev  = "96.10.in-addr.arpa. 5 IN SOA ns.dns.rune. hostmaster.rune. {serial} 7200 1800 86400 5"
+	nx      = dns.RcodeNameError
+)
+
+var (
+	nsRune = []string{soaRune}
+	nsRev  = []string{soaRev}
+)
+
+var answerTests = []answerCase{
+	// A, in any case, the reply keeping the asker's spelling.
+	{qname: "api.default.rune.", qtype: dns.TypeA, answer: []string{"api.default.rune. 5 IN A {api}"}},
+	{qname: "API.Default.RUNE.", qtype: dns.TypeA, answer: []string{"API.Default.RUNE. 5 IN A {api}"}},
+	{qname: "db.jobs.rune.", qtype: dns.TypeA, answer: []string{"db.jobs.rune. 5 IN A {db}"}},
+	// Existing names without the asked type: NODATA with the SOA.
+	{qname: "api.default.rune.", qtype: dns.TypeAAAA, ns: nsRune},
+	{qname: "api.default.rune.", qtype: dns.TypeTXT, ns: nsRune},
+	{qname: "api.default.rune.", qtype: dns.TypeSRV, ns: nsRune},
+	// Empty non-terminals: a namespace, a protocol under a service.
+	{qname: "default.rune.", qtype: dns.TypeA, ns: nsRune},
+	{qname: "_tcp.api.default.rune.", qtype: dns.TypeSRV, ns: nsRune},
+	{qname: "_udp.api.default.rune.", qtype: dns.TypeA, ns: nsRune},
+	// Unknown names: NXDOMAIN with the SOA.
+	{qname: "nope.default.rune.", qtype: dns.TypeA, rcode: nx, ns: nsRune},
+	{qname: "nons.rune.", qtype: dns.TypeA, rcode: nx, ns: nsRune},
+	{qname: "x.api.default.rune.", qtype: dns.TypeA, rcode: nx, ns: nsRune},
+	{qname: "_udp.web.default.rune.", qtype: dns.TypeSRV, rcode: nx, ns: nsRune},
+	{qname: "_sctp.api.default.rune.", qtype: dns.TypeSRV, rcode: nx, ns: nsRune},
+	{qname: "_http._udp.api.default.rune.", qtype: dns.TypeSRV, rcode: nx, ns: nsRune},
+	{qname: "x._http._tcp.api.default.rune.", qtype: dns.TypeSRV, rcode: nx, ns: nsRune},
+	{qname: "http._tcp.api.default.rune.", qtype: dns.TypeSRV, rcode: nx, ns: nsRune},
+	// SRV by port name (Kubernetes style), by number for an unnamed port.
+	{qname: "_http._tcp.api.default.rune.", qtype: dns.TypeSRV,
+		answer: []string{"_http._tcp.api.default.rune. 5 IN SRV 0 100 8080 api.default.rune."},
+		extra:  []string{"api.default.rune. 5 IN A {api}"}},
+	{qname: "_DNS._UDP.api.default.rune.", qtype: dns.TypeSRV,
+		answer: []string{"_DNS._UDP.api.default.rune. 5 IN SRV 0 100 53 api.default.rune."},
+		extra:  []string{"api.default.rune. 5 IN A {api}"}},
+	{qname: "_9000._tcp.api.default.rune.", qtype: dns.TypeSRV,
+		answer: []string{"_9000._tcp.api.default.rune. 5 IN SRV 0 100 9000 api.default.rune."},
+		extra:  []string{"api.default.rune. 5 IN A {api}"}},
+	{qname: "_http._tcp.api.default.rune.", qtype: dns.TypeA, ns: nsRune},
+	// The apex and its name server.
+	{qname: "rune.", qtype: dns.TypeSOA, answer: []string{soaRune}},
+	{qname: "rune.", qtype: dns.TypeNS, answer: []string{"rune. 5 IN NS ns.dns.rune."}, extra: []string{"ns.dns.rune. 5 IN A 127.0.0.1"}},
+	{qname: "rune.", qtype: dns.TypeA, ns: nsRune},
+	{qname: "ns.dns.rune.", qtype: dns.TypeA, answer: []string{"ns.dns.rune. 5 IN A 127.0.0.1"}},
+	{qname: "ns.dns.rune.", qtype: dns.TypeAAAA, ns: nsRune},
+	{qname: "dns.rune.", qtype: dns.TypeA, ns: nsRune},
+	// The reverse zone of the cluster CIDR.
+	{qname: "{api-rev}", qtype: dns.TypePTR, answer: []string{"{api-rev} 5 IN PTR api.default.rune."}},
+	{qname: "{db-rev-upper}", qtype: dns.TypePTR, answer: []string{"{db-rev-upper} 5 IN PTR db.jobs.rune."}},
+	{qname: "{api-rev}", qtype: dns.TypeA, ns: nsRev},
+	{qname: "0.0.96.10.in-addr.arpa.", qtype: dns.TypePTR, rcode: nx, ns: nsRev}, // never a VIP
+	{qname: "0.96.10.in-addr.arpa.", qtype: dns.TypePTR, ns: nsRev},              // VIPs may live below
+	{qname: "x.96.10.in-addr.arpa.", qtype: dns.TypePTR, rcode: nx, ns: nsRev},
+	{qname: "1.{api-rev}", qtype: dns.TypePTR, rcode: nx, ns: nsRev},
+	{qname: "96.10.in-addr.arpa.", qtype: dns.TypeSOA, answer: []string{soaRev}},
+}
+
+func serve(r *Rune, req *dns.Msg) *dns.Msg {
+	rec := dnstest.NewRecorder(&test.ResponseWriter{})
+	r.ServeDNS(context.Background(), rec, req)
+	return rec.Msg
+}
+
+func TestServeDNS(t *testing.T) {
+	c, rep := withServices(t, time.Minute)
+	r := c.handler()
+	for _, ac := range answerTests {
+		tc := ac.resolve(t, rep)
+		t.Run(dns.TypeToString[tc.Qtype]+" "+tc.Qname, func(t *testing.T) {
+			m := serve(r, tc.Msg())
+			if !m.Authoritative {
+				t.Error("reply is not authoritative")
+			}
+			if err := test.SortAndCheck(m, tc); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// Names outside rune. and the cluster CIDR's reverse zones go to the next
+// plugin untouched.
+func TestServeDNSPassesOtherNames(t *testing.T) {
+	c, _ := withServices(t, time.Minute)
+	r := c.handler()
+	r.Next = test.NextHandler(dns.RcodeNotAuth, nil)
+	for _, name := range []string{"example.org.", "rune.example.org.", "1.0.97.10.in-addr.arpa.", "notrune.", "1.0.96.10.in-addr.arpa.example."} {
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		rcode, _ := r.ServeDNS(context.Background(), rec, query(name, dns.TypeA, false))
+		if rcode != dns.RcodeNotAuth || rec.Msg != nil {
+			t.Errorf("%s: rcode %d, reply %v; want it passed to the next plugin", name, rcode, rec.Msg)
+		}
+	}
+}
+
+func TestDevModeAnswersLoopback(t *testing.T) {
+	c, rep := withServices(t, time.Minute)
+	r := c.handler()
+	r.DevMode = true
+	for _, ac := range []answerCase{
+		{qname: "api.default.rune.", qtype: dns.TypeA, answer: []string{"api.default.rune. 5 IN A 127.0.0.1"}},
+		{qname: "_http._tcp.api.default.rune.", qtype: dns.TypeSRV,
+			answer: []string{"_http._tcp.api.default.rune. 5 IN SRV 0 100 8080 api.default.rune."},
+			extra:  []string{"api.default.rune. 5 IN A 127.0.0.1"}},
+		{qname: "nope.default.rune.", qtype: dns.TypeA, rcode: nx, ns: nsRune},
+	} {
+		tc := ac.resolve(t, rep)
+		if err := test.SortAndCheck(serve(r, tc.Msg()), tc); err != nil {
+			t.Errorf("%s: %v", tc.Qname, err)
+		}
+	}
+}
+
+func TestTTLOption(t *testing.T) {
+	c, _ := withServices(t, time.Minute)
+	r := c.handler()
+	r.TTL = 60
+	m := serve(r, query("api.default.rune.", dns.TypeA, false))
+	if ttl := m.Answer[0].Header().Ttl; ttl != 60 {
+		t.Errorf("answer TTL %d, want 60", ttl)
+	}
+	soa := serve(r, query("nope.default.rune.", dns.TypeA, false)).Ns[0].(*dns.SOA)
+	if soa.Hdr.Ttl != 60 || soa.Minttl != 60 {
+		t.Errorf("SOA TTL %d, minimum %d; want 60 (negative answers cached as long as positive ones)", soa.Hdr.Ttl, soa.Minttl)
+	}
+}
+
+// ede returns the Extended DNS Error of m, if any.
+func ede(m *dns.Msg) *dns.EDNS0_EDE {
+	if o := m.IsEdns0(); o != nil {
+		for _, opt := range o.Option {
+			if e, ok := opt.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+func query(name string, qtype uint16, edns bool) *dns.Msg {
+	m := new(dns.Msg).SetQuestion(name, qtype)
+	if edns {
+		m.SetEdns0(1232, false)
+	}
+	return m
+}
+
+func TestNotLoadedIsServfailNotNXDOMAIN(t *testing.T) {
+	r := &Rune{TTL: DefaultTTL}
+	r.SetView(cluster.NewView(nil, cluster.ViewOptions{})) // never run: never loaded
+	if r.Ready() {
+		t.Error("Ready() before the view loaded")
+	}
+	m := serve(r, query("nope.default.rune.", dns.TypeA, true))
+	if m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	if e := ede(m); e == nil || e.InfoCode != dns.ExtendedErrorCodeNotReady {
+		t.Errorf("EDE %v, want Not Ready (14)", e)
+	}
+	// Without EDNS0 in the query the reply carries no OPT (RFC 6891).
+	m = serve(r, query("nope.default.rune.", dns.TypeA, false))
+	if m.Rcode != dns.RcodeServerFailure || m.IsEdns0() != nil {
+		t.Errorf("rcode %s, OPT %v; want SERVFAIL without OPT", dns.RcodeToString[m.Rcode], m.IsEdns0())
+	}
+}
+
+func TestStaleBudget(t *testing.T) {
+	const budget = 50 * time.Millisecond
+	c, _ := withServices(t, budget)
+	r := c.handler()
+
+	c.view.PauseFor(time.Second)
+	time.Sleep(budget + 250*time.Millisecond) // past the budget, also counting heartbeats
+	m := serve(r, query("api.default.rune.", dns.TypeA, true))
+	if m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("past the stale budget: rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	if e := ede(m); e == nil || e.InfoCode != dns.ExtendedErrorCodeNotReady || !strings.Contains(e.ExtraText, "stale budget") {
+		t.Errorf("EDE %v, want Not Ready (14) explaining the lag", e)
+	}
+	if r.Ready() {
+		t.Error("Ready() while stale")
+	}
+
+	// Recovery needs nothing but the view catching up.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m = serve(r, query("api.default.rune.", dns.TypeA, true))
+		if m.Rcode == dns.RcodeSuccess && len(m.Answer) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after the pause: rcode %s", dns.RcodeToString[m.Rcode])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A cast is answered by the very next query once the View has applied it:
+// nothing is cached in front of the snapshot.
+func TestCastResolvesOnNextSnapshot(t *testing.T) {
+	c, _ := withServices(t, time.Minute)
+	r := c.handler()
+	if m := serve(r, query("new.default.rune.", dns.TypeA, false)); m.Rcode != nx {
+		t.Fatalf("before the cast: %v", m)
+	}
+	c.cast(t, service("default", "new"))
+	m := serve(r, query("new.default.rune.", dns.TypeA, false))
+	if len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != c.vip(t, "default", "new").String() {
+		t.Errorf("after the cast: %v", m)
+	}
+}
+
+// A CIDR that is not on an octet boundary spans several reverse zones.
+func TestReverseZonesOfWideCIDR(t *testing.T) {
+	c := newCluster(t, "10.96.0.0/12", time.Minute)
+	c.cast(t, service("default", "api"))
+	r := c.handler()
+	rev, _ := dns.ReverseAddr(c.vip(t, "default", "api").String())
+	m := serve(r, query(rev, dns.TypePTR, false))
+	if len(m.Answer) != 1 || m.Answer[0].(*dns.PTR).Ptr != "api.default.rune." {
+		t.Errorf("PTR %s: %v", rev, m)
+	}
+	for _, zone := range []string{"96.10.in-addr.arpa.", "100.10.in-addr.arpa.", "111.10.in-addr.arpa."} {
+		m = serve(r, query(zone, dns.TypeSOA, false))
+		if len(m.Answer) != 1 || m.Answer[0].Header().Name != zone {
+			t.Errorf("SOA %s: %v", zone, m)
+		}
+	}
+}
+
+func BenchmarkServeDNS(b *testing.B) {
+	c := newCluster(b, "10.96.0.0/16", time.Minute)
+	docs := make([]string, 1000)
+	for i := range docs {
+		docs[i] = service("default", "svc"+strconv.Itoa(i))
+	}
+	c.cast(b, docs...)
+	r := c.handler()
+	req := query("svc500.default.rune.", dns.TypeA, true)
+	w := &test.ResponseWriter{}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.ServeDNS(context.Background(), w, req)
+	}
+}

@@ -1,0 +1,195 @@
+package rune
+
+import (
+	"context"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/runenet/runenet/api"
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/corefile"
+	"github.com/runenet/runenet/node"
+)
+
+func init() { plugin.Register("rune", setup) }
+
+// Options left out of the Corefile take runed's flag defaults (corefile/);
+// the API address defaults to the node runtime's own choice,
+// unix://DATA_DIR/runed.sock, which is where the CLI looks.
+const (
+	DefaultTTL = 5
+	maxTTL     = 3600
+)
+
+// config is one parsed `rune` block.
+type config struct {
+	node     node.Config
+	endpoint string // remote mode: watch a runed over its API instead of opening a store
+	ttl      uint32
+}
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error("rune", err)
+	}
+	r := &Rune{TTL: cfg.ttl, DevMode: cfg.node.DevMode}
+
+	// The view is opened at startup rather than in setup: a reload sets up
+	// the new instance before shutting down the old one, and caddy discards
+	// a new instance whose later directives fail to set up without running
+	// its shutdown hooks. Opening on start keeps the node runtime's refcount
+	// exact, and the overlap keeps it open across the reload.
+	var release func() error
+	c.OnStartup(func() error {
+		v, rel, err := cfg.open()
+		if err != nil {
+			return plugin.Error("rune", err)
+		}
+		r.SetView(v)
+		release = rel
+		return nil
+	})
+	c.OnShutdown(func() error {
+		if release == nil {
+			return nil
+		}
+		defer func() { release = nil }()
+		return release()
+	})
+
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		r.Next = next
+		return r
+	})
+	return nil
+}
+
+// open returns the View to answer from and how to let go of it: the node
+// runtime's own (opening the store and API in this process), or, with
+// endpoint, one that watches a runed over its API, reconnecting with
+// back-off and failing closed past the stale budget like the local one.
+func (cfg *config) open() (*cluster.View, func() error, error) {
+	if cfg.endpoint == "" {
+		rt, err := node.Acquire(cfg.node)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rt.View(), rt.Release, nil
+	}
+	client, err := api.NewClient(cfg.endpoint, cfg.node.APIToken)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := cluster.NewView(client, cluster.ViewOptions{StaleBudget: cfg.node.StaleBudget})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v.Run(ctx)
+	}()
+	return v, func() error { cancel(); <-done; return nil }, nil
+}
+
+// parse reads
+//
+//	rune {
+//	    data_dir DIR
+//	    cluster_cidr CIDR
+//	    api unix:///PATH | tcp://HOST:PORT
+//	    token TOKEN
+//	    stale_budget DURATION
+//	    ttl SECONDS
+//	    dev_mode
+//	    node_name NAME
+//	    endpoint URL
+//	}
+func parse(c *caddy.Controller) (*config, error) {
+	cfg := &config{
+		node: node.Config{
+			DataDir:     corefile.DefaultDataDir,
+			ClusterCIDR: corefile.DefaultClusterCIDR,
+			StaleBudget: corefile.DefaultStaleBudget,
+		},
+		ttl: DefaultTTL,
+	}
+	c.Next() // "rune"
+	if args := c.RemainingArgs(); len(args) > 0 {
+		return nil, c.Errf("rune takes no zones (it answers for %s and the cluster CIDR's reverse zones), got %q", Zone, strings.Join(args, " "))
+	}
+	local := map[string]bool{} // options that only make sense with a local store
+	for c.NextBlock() {
+		opt := c.Val()
+		switch opt {
+		case "dev_mode":
+			if c.NextArg() {
+				return nil, c.ArgErr()
+			}
+			cfg.node.DevMode = true
+			continue
+		case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "ttl", "node_name", "endpoint":
+		default:
+			return nil, c.Errf("unknown property %q", opt)
+		}
+		args := c.RemainingArgs()
+		if len(args) != 1 {
+			return nil, c.Errf("%s takes exactly one argument, got %d", opt, len(args))
+		}
+		v := args[0]
+		switch opt {
+		case "data_dir":
+			cfg.node.DataDir, local[opt] = v, true
+		case "cluster_cidr":
+			p, err := netip.ParsePrefix(v)
+			if err != nil || !p.Addr().Is4() {
+				return nil, c.Errf("cluster_cidr %q: want an IPv4 CIDR such as %s", v, corefile.DefaultClusterCIDR)
+			}
+			cfg.node.ClusterCIDR, local[opt] = p.String(), true
+		case "api":
+			if !strings.HasPrefix(v, "unix://") && !strings.HasPrefix(v, "tcp://") {
+				return nil, c.Errf("api %q: want unix:///path/to/socket or tcp://host:port", v)
+			}
+			cfg.node.APIAddr, local[opt] = v, true
+		case "token":
+			cfg.node.APIToken = v
+		case "stale_budget":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, c.Errf("stale_budget %q: want a positive duration such as 30s", v)
+			}
+			cfg.node.StaleBudget = d
+		case "ttl":
+			t, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || t > maxTTL {
+				return nil, c.Errf("ttl %q: want seconds between 0 and %d", v, maxTTL)
+			}
+			cfg.ttl = uint32(t)
+		case "node_name":
+			cfg.node.NodeName, local[opt] = v, true
+		case "endpoint":
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "http" && u.Scheme != "https") {
+				return nil, c.Errf("endpoint %q: want unix:///path/to/socket, tcp://host:port or http(s)://host:port of a runed API", v)
+			}
+			cfg.endpoint = v
+		}
+	}
+	if cfg.endpoint != "" {
+		for _, opt := range []string{"data_dir", "cluster_cidr", "api", "node_name"} {
+			if local[opt] {
+				return nil, c.Errf("%s configures the local store and cannot be combined with endpoint (remote mode)", opt)
+			}
+		}
+	}
+	if c.Next() {
+		return nil, c.Err("rune can only be used once per server block")
+	}
+	return cfg, nil
+}

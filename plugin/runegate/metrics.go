@@ -1,0 +1,24 @@
+package runegate
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/runenet/runenet/readiness"
+)
+
+var (
+	heldBack = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "rune_dns_gate_servfail_total",
+		Help: "Queries for .rune names answered SERVFAIL (EDE Not Ready) because the data path was not ready.",
+	})
+	_ = promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rune_dns_gate_open",
+		Help: "1 when every data-path subsystem reports ready and the gate lets .rune queries through, 0 otherwise.",
+	}, func() float64 {
+		if ok, _ := readiness.Default.Ready(); ok {
+			return 1
+		}
+		return 0
+	})
+)

@@ -1,0 +1,31 @@
+package runegate
+
+import (
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+)
+
+func init() { plugin.Register("runegate", setup) }
+
+// setup parses
+//
+//	runegate [ZONES...]
+//
+// ZONES default to the server block's zones.
+func setup(c *caddy.Controller) error {
+	c.Next() // "runegate"
+	zones := plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+	if c.NextBlock() {
+		return plugin.Error("runegate", c.Errf("unknown property %q: runegate takes no block", c.Val()))
+	}
+	if c.Next() {
+		return plugin.Error("runegate", c.Err("runegate can only be used once per server block"))
+	}
+	g := New(zones)
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		g.Next = next
+		return g
+	})
+	return nil
+}

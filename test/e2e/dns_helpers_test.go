@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/runenet/runenet/proxy/netnstest"
+)
+
+// inNS runs f on an OS thread switched into ns. Sockets f creates stay in ns
+// for good, so servers started in f keep serving there afterwards.
+func inNS(t testing.TB, ns *netnstest.NS, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(ns.FD, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("setns %s: %v", ns.Name, err)
+	}
+	defer func() {
+		// A thread that cannot go back stays locked, so the runtime retires
+		// it with this goroutine rather than reusing it in the namespace.
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	f()
+}
+
+// dnsNode is a runed running inside its own network namespace.
+type dnsNode struct {
+	ns       *netnstest.NS
+	runed    string // binary
+	rune     string // CLI binary
+	dataDir  string
+	corefile string
+	cmd      *exec.Cmd
+	log      *syncBuffer
+}
+
+const dnsAddr = "127.0.0.123:53"
+
+// newDNSNode creates a namespace with an upstream DNS server the namespace's
+// /etc/resolv.conf points at (ip netns exec bind-mounts /etc/netns/NAME/),
+// and writes runed's own default Corefile (--print-corefile) for it.
+func newDNSNode(t *testing.T) *dnsNode {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	n := &dnsNode{
+		runed: buildBinary(t, "./cmd/runed"),
+		rune:  buildBinary(t, "./cmd/rune"),
+		ns:    netnstest.New(t, "rune-e2e-dns"),
+	}
+	dir := t.TempDir()
+	n.dataDir = filepath.Join(dir, "data")
+	n.corefile = filepath.Join(dir, "Corefile")
+
+	etc := filepath.Join("/etc/netns", n.ns.Name)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startUpstream(t, n.ns)
+
+	out, err := exec.Command(n.runed, "--print-corefile", "--data-dir", n.dataDir, "--stale-budget", "2s").Output()
+	if err != nil {
+		t.Fatalf("runed --print-corefile: %v", err)
+	}
+	// Reload as often as the reload plugin allows, so the test need not wait.
+	n.writeCorefile(t, strings.Replace(string(out), "\treload\n", "\treload 2s 1s\n", 1))
+	return n
+}
+
+func (n *dnsNode) writeCorefile(t *testing.T, s string) {
+	t.Helper()
+	if err := os.WriteFile(n.corefile, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *dnsNode) editCorefile(t *testing.T, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(n.corefile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("Corefile has no %q:\n%s", old, b)
+	}
+	n.writeCorefile(t, strings.Replace(string(b), old, new, 1))
+}
+
+// start runs runed -conf inside the namespace; it is stopped when the test ends.
+func (n *dnsNode) start(t *testing.T) {
+	t.Helper()
+	n.log = &syncBuffer{}
+	n.cmd = n.ns.Command(n.runed, "-conf", n.corefile)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := n.cmd
+	t.Cleanup(func() {
+		n.stopCmd(cmd)
+		if t.Failed() {
+			t.Logf("runed output:\n%s", n.log.String())
+		}
+	})
+}
+
+// stop ends runed gracefully (SIGTERM) and waits for it.
+func (n *dnsNode) stop(t *testing.T) {
+	t.Helper()
+	n.stopCmd(n.cmd)
+}
+
+func (n *dnsNode) stopCmd(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cli runs the rune CLI against this node's API socket.
+func (n *dnsNode) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(n.rune, append([]string{"--api", "unix://" + filepath.Join(n.dataDir, "runed.sock")}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rune %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// cast casts YAML through the CLI and returns each service's VIP by "ns/name".
+func (n *dnsNode) cast(t *testing.T, yaml string) map[string]string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "svc.yaml")
+	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Results []struct{ Namespace, Name, VIP string }
+	}
+	out := n.cli(t, "cast", "-o", "json", f)
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("cast output %q: %v", out, err)
+	}
+	vips := map[string]string{}
+	for _, r := range res.Results {
+		vips[r.Namespace+"/"+r.Name] = r.VIP
+	}
+	return vips
+}
+
+// query asks runed from inside the namespace over proto ("udp" or "tcp").
+func (n *dnsNode) query(t testing.TB, proto string, m *dns.Msg) (*dns.Msg, error) {
+	t.Helper()
+	var r *dns.Msg
+	var err error
+	inNS(t, n.ns, func() {
+		c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
+		r, _, err = c.Exchange(m, dnsAddr)
+	})
+	return r, err
+}
+
+// ask is query for name/qtype with EDNS0 (as dig sends it), failing the test on error.
+func (n *dnsNode) ask(t testing.TB, proto, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg).SetQuestion(name, qtype)
+	m.SetEdns0(1232, false)
+	r, err := n.query(t, proto, m)
+	if err != nil {
+		t.Fatalf("%s %s over %s: %v", dns.TypeToString[qtype], name, proto, err)
+	}
+	return r
+}
+
+// waitAnswer polls until name has an A record (runed up and ready).
+func (n *dnsNode) waitAnswer(t *testing.T, name string, timeout time.Duration) *dns.Msg {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m := new(dns.Msg).SetQuestion(name, dns.TypeA)
+		r, err := n.query(t, "udp", m)
+		if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer for %s within %s: %v %v", name, timeout, r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// httpGet fetches a URL from inside the namespace.
+func (n *dnsNode) httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			inNS(t, n.ns, func() { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr) })
+			return conn, err
+		},
+	}}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Upstream answers (for forwarding through /etc/resolv.conf).
+const (
+	upstreamA = "192.0.2.10"
+	bigTXTs   = 40 // big.example.org. TXT: too large for 512 bytes over UDP
+)
+
+// startUpstream serves example.org. on 127.0.0.1:53 (UDP and TCP) inside ns:
+// A for any name below it, many TXT records at big.example.org., NXDOMAIN
+// otherwise.
+func startUpstream(t *testing.T, ns *netnstest.NS) {
+	t.Helper()
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg).SetReply(r)
+		q := r.Question[0]
+		switch {
+		case q.Qtype == dns.TypeTXT && strings.EqualFold(q.Name, "big.example.org."):
+			for i := range bigTXTs {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+					Txt: []string{fmt.Sprintf("record %02d %s", i, strings.Repeat("x", 60))}})
+			}
+		case q.Qtype == dns.TypeA && dns.IsSubDomain("example.org.", strings.ToLower(q.Name)):
+			rr, _ := dns.NewRR(q.Name + " 60 IN A " + upstreamA)
+			m.Answer = append(m.Answer, rr)
+		default:
+			m.Rcode = dns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})
+	var servers []*dns.Server
+	inNS(t, ns, func() {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: ln, Handler: h})
+	})
+	for _, s := range servers {
+		go s.ActivateAndServe()
+		t.Cleanup(func() { s.Shutdown() })
+	}
+}
+
+// syncBuffer collects a child's output from two pipes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// ede returns m's Extended DNS Error, if any.
+func ede(m *dns.Msg) *dns.EDNS0_EDE {
+	if o := m.IsEdns0(); o != nil {
+		for _, opt := range o.Option {
+			if e, ok := opt.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return nil
+}
