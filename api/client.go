@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -189,6 +190,23 @@ func (c *Client) Ingresses(ctx context.Context, ns string) (*IngressList, error)
 // CreateTLSSecret validates and stores a certificate and key.
 func (c *Client) CreateTLSSecret(ctx context.Context, req TLSSecretRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/secrets/tls", req, nil)
+}
+
+// PortForward opens a forward and returns its address; it stays open until
+// ctx ends.
+func (c *Client) PortForward(ctx context.Context, req PortForwardRequest) (netip.AddrPort, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/v1/port-forward", req)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	var opened PortForwardOpened
+	if err := json.NewDecoder(resp.Body).Decode(&opened); err != nil {
+		resp.Body.Close()
+		return netip.AddrPort{}, fmt.Errorf("port-forward: %w", err)
+	}
+	// Closing the body (when ctx ends) is what closes the forward in runed.
+	context.AfterFunc(ctx, func() { resp.Body.Close() })
+	return opened.Address, nil
 }
 
 // List returns runed's state under prefix (secrets and certificates are

@@ -33,6 +33,8 @@ type Server struct {
 	// Policy returns the node's policy engine, nil while (or if) the
 	// netpolicy directive is not running; policy checks then answer 503.
 	Policy func() Policy
+	// PortForwarder returns the node's proxy, nil when it runs none.
+	PortForwarder func() PortForwarder
 }
 
 // Handler returns the API's routes.
@@ -53,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/debug/pause-watch", s.pauseWatch)
 	mux.HandleFunc("GET /v1/ingresses", s.listIngresses)
 	mux.HandleFunc("POST /v1/secrets/tls", s.createTLSSecret)
+	mux.HandleFunc("POST /v1/port-forward", s.portForward)
 	s.policyRoutes(mux)
 	return s.auth(mux)
 }

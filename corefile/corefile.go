@@ -140,6 +140,9 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 	dataplane {
 {{- template "node" .}}
 	}
+	# Network policy: compiled rule tables judged by the proxy on every new
+	# connection{{if not .DevMode}}, and nftables filter chains for direct container-IP traffic{{end}}.
+	netpolicy
 {{- if eq .NodeRole "edge"}}
 	# Edge node: HTTP/HTTPS ingress on {{if .DevMode}}:8080/:8443{{else}}:80/:443{{end}} with ACME certificates.
 	ingress {

@@ -35,7 +35,7 @@ func TestRender(t *testing.T) {
 			".:53 {\n\tbind 127.0.0.123\n\tforward . /etc/resolv.conf\n\tcache 30\n\tloop\n",
 		}, []string{"\tdev_mode", "api ", "node_name", "ingress", "Dev mode"}},
 		{"dev mode edge", func(o *Options) { o.DevMode, o.NodeRole, o.DataDir = true, RoleEdge, "/home/u/.local/state/rune" }, []string{
-			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t}\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
+			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t}\n\t# Network policy", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
 			"ingress on :8080/:8443", "\tingress {\n\t\tdata_dir /home/u/.local/state/rune\n",
 		}, []string{"(nftables)"}},
 		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress {\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode"}},

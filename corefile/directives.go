@@ -35,9 +35,10 @@ var Directives = []string{
 	"rewrite",
 	"acl",
 	// The data-path subsystems, before runegate: they register the readiness
-	// checks runegate waits on and answer no queries themselves. "netpolicy"
-	// goes between dataplane and ingress when its plugin lands.
+	// checks runegate waits on and answer no queries themselves. netpolicy
+	// attaches to the runtime dataplane opens, so it follows it.
 	"dataplane",
+	"netpolicy",
 	"ingress",
 	"runegate",
 	"cache",

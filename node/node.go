@@ -74,7 +74,8 @@ type Runtime struct {
 	listener   net.Listener
 	done       chan struct{}
 	refs       int
-	policy     atomic.Pointer[policy.Engine] // set by the netpolicy directive
+	policy     atomic.Pointer[policy.Engine]     // set by the netpolicy directive
+	forwarder  atomic.Pointer[api.PortForwarder] // set by the dataplane directive
 }
 
 var (
@@ -191,7 +192,7 @@ func open(cfg Config) (*Runtime, error) {
 		return fail(err)
 	}
 	r.listener = l
-	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI}
+	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI, PortForwarder: r.portForwarder}
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -230,6 +231,23 @@ func (r *Runtime) policyAPI() api.Policy {
 		return e
 	}
 	return nil // not a typed nil: the API tells "not enabled" by it
+}
+
+// SetPortForwarder gives the API the node's proxy (nil: none), for
+// `rune port-forward`. The dataplane directive calls it.
+func (r *Runtime) SetPortForwarder(p api.PortForwarder) {
+	if p == nil {
+		r.forwarder.Store(nil)
+		return
+	}
+	r.forwarder.Store(&p)
+}
+
+func (r *Runtime) portForwarder() api.PortForwarder {
+	if p := r.forwarder.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // APIAddr is where the API listens (the socket path or host:port actually bound).

@@ -55,6 +55,7 @@ import (
 	"github.com/runenet/runenet/corefile"
 	_ "github.com/runenet/runenet/plugin/dataplane"
 	_ "github.com/runenet/runenet/plugin/ingress"
+	_ "github.com/runenet/runenet/plugin/netpolicy"
 	_ "github.com/runenet/runenet/plugin/rune"
 	_ "github.com/runenet/runenet/plugin/runegate"
 )

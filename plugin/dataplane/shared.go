@@ -51,6 +51,7 @@ func acquire(cfg *config) (*shared, error) {
 	// all: then every connection is allowed); following the registry makes
 	// the proxy enforce whichever engine is current.
 	unfollow := policy.Default.Follow(dp.Proxy().SetPolicy)
+	rt.SetPortForwarder(dp.Proxy())
 	current = &shared{cfg: *cfg, rt: rt, dp: dp, refs: 1, unfollow: unfollow}
 	return current, nil
 }
@@ -66,6 +67,7 @@ func (s *shared) release() error {
 	}
 	current = nil
 	s.unfollow()
+	s.rt.SetPortForwarder(nil)
 	readiness.Default.Unregister("dataplane")
 	return errors.Join(s.dp.Close(), s.rt.Release())
 }
