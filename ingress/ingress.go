@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/readiness"
 )
 
@@ -89,7 +91,8 @@ type Ingress struct {
 	roots  *x509.CertPool
 
 	table     atomic.Pointer[table]
-	pool      sync.Map // backend address → *backend, kept across tables
+	policy    atomic.Pointer[policy.Engine] // nil: no network policy on this node
+	pool      sync.Map                      // backend address → *backend, kept across tables
 	transport *http.Transport
 	bufPool   bufferPool
 
@@ -495,6 +498,9 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 		// Fail closed: routes may point at endpoints that are gone.
 		label = rt.host
 		http.Error(sw, "ingress routing state is stale", http.StatusServiceUnavailable)
+	case i.deniedByPolicy(r, rt):
+		label = rt.host
+		http.Error(sw, "forbidden by the service's network policy", http.StatusForbidden)
 	case plain && rt.tlsMode != TLSNone && rt.certReady():
 		label = rt.host
 		http.Redirect(sw, r, i.httpsURL(host, r), http.StatusPermanentRedirect)
@@ -510,6 +516,29 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 		b.inflight.Add(-1)
 	}
 	ingressRequests.WithLabelValues(label, strconv.Itoa(sw.status())).Inc()
+}
+
+// SetPolicy makes the ingress judge requests by e (nil: allow all). The
+// netpolicy directive publishes its engine through policy.Default.
+func (i *Ingress) SetPolicy(e *policy.Engine) { i.policy.Store(e) }
+
+// deniedByPolicy applies the exposed service's ingress policy to the client:
+// edge traffic has no service identity, so only CIDR peers can allow it (see
+// policy.Engine.Edge).
+func (i *Ingress) deniedByPolicy(r *http.Request, rt *route) bool {
+	e := i.policy.Load()
+	if e == nil {
+		return false
+	}
+	client, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return true // unknowable client: fail closed
+	}
+	v := e.Edge(client.Addr().Unmap(), rt.service, rt.port)
+	if !v.Allowed {
+		e.CountDrop(v)
+	}
+	return !v.Allowed
 }
 
 func (i *Ingress) httpsURL(host string, r *http.Request) string {

@@ -24,6 +24,7 @@ const (
 // route is one exposed host. Routes are immutable once published in a table.
 type route struct {
 	service  cluster.NamespacedName
+	port     uint16 // the exposed service port, which network policy rules name
 	host     string // lower case; "*.example.com" for a wildcard
 	tlsMode  string
 	secret   string
@@ -94,9 +95,10 @@ func buildTable(snap *cluster.Snapshot, backendFor func(addr string) *backend) *
 			}
 		}
 		if ep, ok := snap.Endpoints(r.service); ok {
-			if port, ok := targetPort(ep.Value.Ports, svc.Expose.Port); ok {
+			if port, ok := exposedPort(ep.Value.Ports, svc.Expose.Port); ok {
+				r.port = uint16(port.Port)
 				for _, a := range ep.Value.Addresses {
-					r.backends = append(r.backends, backendFor(netip.AddrPortFrom(a.IP, uint16(port)).String()))
+					r.backends = append(r.backends, backendFor(netip.AddrPortFrom(a.IP, uint16(port.TargetPort)).String()))
 				}
 			}
 		}
@@ -116,17 +118,17 @@ func buildTable(snap *cluster.Snapshot, backendFor func(addr string) *backend) *
 	return t
 }
 
-// targetPort resolves expose.port (a port name, or a service port number as
-// text) to the port the instances listen on.
-func targetPort(ports []cluster.EndpointPort, ref string) (int, bool) {
+// exposedPort resolves expose.port (a port name, or a service port number as
+// text) to the service port, which carries the port the instances listen on.
+func exposedPort(ports []cluster.EndpointPort, ref string) (cluster.EndpointPort, bool) {
 	n, err := strconv.Atoi(ref)
 	for _, p := range ports {
 		if p.Protocol != cluster.TCP && p.Protocol != "" {
 			continue
 		}
 		if (err == nil && p.Port == n) || (err != nil && p.Name == ref) {
-			return p.TargetPort, true
+			return p, true
 		}
 	}
-	return 0, false
+	return cluster.EndpointPort{}, false
 }

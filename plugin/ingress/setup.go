@@ -21,6 +21,7 @@ import (
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/policy"
 )
 
 func init() { plugin.Register("ingress", setup) }
@@ -184,10 +185,11 @@ func (cfg *config) set(opt string, args []string) error {
 // shared is the process's one ingress, reference counted across server
 // blocks and reloads: :80 and :443 can be bound once.
 type shared struct {
-	cfg  config
-	rt   *node.Runtime
-	ing  *ingress.Ingress
-	refs int
+	cfg      config
+	rt       *node.Runtime
+	ing      *ingress.Ingress
+	refs     int
+	unfollow func()
 }
 
 var (
@@ -216,7 +218,10 @@ func acquire(cfg *config) (*shared, error) {
 	if err != nil {
 		return nil, errors.Join(err, rt.Release())
 	}
-	current = &shared{cfg: *cfg, rt: rt, ing: ing, refs: 1}
+	// Follow netpolicy's engine whichever directive starts first (see
+	// plugin/dataplane): exposed services' policies apply at the edge too.
+	unfollow := policy.Default.Follow(ing.SetPolicy)
+	current = &shared{cfg: *cfg, rt: rt, ing: ing, refs: 1, unfollow: unfollow}
 	return current, nil
 }
 
@@ -230,6 +235,7 @@ func (s *shared) release() error {
 		return nil
 	}
 	current = nil
+	s.unfollow()
 	return errors.Join(s.ing.Close(), s.rt.Release())
 }
 
