@@ -15,6 +15,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/proxy"
 )
 
@@ -113,14 +114,17 @@ func parse(c *caddy.Controller) (*config, error) {
 	for c.NextBlock() {
 		opt := c.Val()
 		args := c.RemainingArgs()
+		if ok, err := nodeopt.Set(&cfg.node, opt, args); ok {
+			if err != nil {
+				return nil, c.Err(err.Error())
+			}
+			continue
+		}
 		want := 1
 		switch opt {
-		case "dev_mode":
-			want = 0
 		case "eject":
 			want = 2
-		case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "listen",
-			"dial_timeout", "dial_attempts", "udp_idle_timeout", "table", "guard_table":
+		case "listen", "dial_timeout", "dial_attempts", "udp_idle_timeout", "table", "guard_table":
 		default:
 			return nil, c.Errf("unknown property %q", opt)
 		}
@@ -140,24 +144,6 @@ func parse(c *caddy.Controller) (*config, error) {
 func (cfg *config) set(opt string, args []string) error {
 	var err error
 	switch opt {
-	case "dev_mode":
-		cfg.node.DevMode = true
-	case "data_dir":
-		cfg.node.DataDir = args[0]
-	case "cluster_cidr":
-		p, perr := netip.ParsePrefix(args[0])
-		if perr != nil || !p.Addr().Is4() {
-			return fmt.Errorf("%q: want an IPv4 CIDR such as %s", args[0], node.DefaultClusterCIDR)
-		}
-		cfg.node.ClusterCIDR = p.String()
-	case "api":
-		cfg.node.APIAddr = args[0]
-	case "token":
-		cfg.node.APIToken = args[0]
-	case "node_name":
-		cfg.node.NodeName = args[0]
-	case "stale_budget":
-		cfg.node.StaleBudget, err = positiveDuration(args[0])
 	case "listen":
 		port, perr := strconv.ParseUint(args[0], 10, 16)
 		if perr != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/policy"
 )
 
@@ -111,17 +112,19 @@ func parse(c *caddy.Controller) (*config, error) {
 	for c.NextBlock() {
 		opt := c.Val()
 		args := c.RemainingArgs()
-		want := 1
+		if ok, err := nodeopt.Set(&cfg.node, opt, args); ok {
+			if err != nil {
+				return nil, c.Err(err.Error())
+			}
+			continue
+		}
 		switch opt {
-		case "dev_mode":
-			want = 0
-		case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name",
-			"http", "https", "acme_email", "acme_ca", "acme_ca_root":
+		case "http", "https", "acme_email", "acme_ca", "acme_ca_root":
 		default:
 			return nil, c.Errf("unknown property %q", opt)
 		}
-		if len(args) != want {
-			return nil, c.Errf("%s takes %d argument(s), got %d", opt, want, len(args))
+		if len(args) != 1 {
+			return nil, c.Errf("%s takes 1 argument(s), got %d", opt, len(args))
 		}
 		if err := cfg.set(opt, args); err != nil {
 			return nil, c.Errf("%s: %v", opt, err)
@@ -135,24 +138,6 @@ func parse(c *caddy.Controller) (*config, error) {
 
 func (cfg *config) set(opt string, args []string) error {
 	switch opt {
-	case "dev_mode":
-		cfg.node.DevMode = true
-	case "data_dir":
-		cfg.node.DataDir = args[0]
-	case "cluster_cidr":
-		cfg.node.ClusterCIDR = args[0]
-	case "api":
-		cfg.node.APIAddr = args[0]
-	case "token":
-		cfg.node.APIToken = args[0]
-	case "node_name":
-		cfg.node.NodeName = args[0]
-	case "stale_budget":
-		d, err := time.ParseDuration(args[0])
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%q: want a positive duration such as 30s", args[0])
-		}
-		cfg.node.StaleBudget = d
 	case "http", "https":
 		if _, _, err := net.SplitHostPort(args[0]); err != nil {
 			return fmt.Errorf("%q: want [HOST]:PORT, such as :%s", args[0], map[string]string{"http": "80", "https": "443"}[opt])

@@ -2,11 +2,9 @@ package rune
 
 import (
 	"context"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -16,6 +14,7 @@ import (
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/corefile"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 )
 
 func init() { plugin.Register("rune", setup) }
@@ -127,52 +126,30 @@ func parse(c *caddy.Controller) (*config, error) {
 	local := map[string]bool{} // options that only make sense with a local store
 	for c.NextBlock() {
 		opt := c.Val()
-		switch opt {
-		case "dev_mode":
-			if c.NextArg() {
-				return nil, c.ArgErr()
+		args := c.RemainingArgs()
+		if ok, err := nodeopt.Set(&cfg.node, opt, args); ok {
+			if err != nil {
+				return nil, c.Err(err.Error())
 			}
-			cfg.node.DevMode = true
+			local[opt] = true
 			continue
-		case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "ttl", "node_name", "endpoint":
+		}
+		switch opt {
+		case "ttl", "endpoint":
 		default:
 			return nil, c.Errf("unknown property %q", opt)
 		}
-		args := c.RemainingArgs()
 		if len(args) != 1 {
 			return nil, c.Errf("%s takes exactly one argument, got %d", opt, len(args))
 		}
 		v := args[0]
 		switch opt {
-		case "data_dir":
-			cfg.node.DataDir, local[opt] = v, true
-		case "cluster_cidr":
-			p, err := netip.ParsePrefix(v)
-			if err != nil || !p.Addr().Is4() {
-				return nil, c.Errf("cluster_cidr %q: want an IPv4 CIDR such as %s", v, corefile.DefaultClusterCIDR)
-			}
-			cfg.node.ClusterCIDR, local[opt] = p.String(), true
-		case "api":
-			if !strings.HasPrefix(v, "unix://") && !strings.HasPrefix(v, "tcp://") {
-				return nil, c.Errf("api %q: want unix:///path/to/socket or tcp://host:port", v)
-			}
-			cfg.node.APIAddr, local[opt] = v, true
-		case "token":
-			cfg.node.APIToken = v
-		case "stale_budget":
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return nil, c.Errf("stale_budget %q: want a positive duration such as 30s", v)
-			}
-			cfg.node.StaleBudget = d
 		case "ttl":
 			t, err := strconv.ParseUint(v, 10, 32)
 			if err != nil || t > maxTTL {
 				return nil, c.Errf("ttl %q: want seconds between 0 and %d", v, maxTTL)
 			}
 			cfg.ttl = uint32(t)
-		case "node_name":
-			cfg.node.NodeName, local[opt] = v, true
 		case "endpoint":
 			u, err := url.Parse(v)
 			if err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "http" && u.Scheme != "https") {

@@ -1,0 +1,62 @@
+// Package nodeopt parses the node settings that the rune, dataplane and
+// ingress Corefile blocks share: they configure one node runtime, so they read
+// them one way.
+package nodeopt
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/node"
+)
+
+// Set applies a node option to cfg. It reports whether opt is one, and for
+// one, whether its arguments are right. dev_mode takes no argument, every
+// other option exactly one.
+func Set(cfg *node.Config, opt string, args []string) (bool, error) {
+	want := 1
+	switch opt {
+	case "dev_mode":
+		want = 0
+	case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "vip_hold":
+	default:
+		return false, nil
+	}
+	if len(args) != want {
+		return true, fmt.Errorf("%s takes %d argument(s), got %d", opt, want, len(args))
+	}
+	switch opt {
+	case "dev_mode":
+		cfg.DevMode = true
+	case "data_dir":
+		cfg.DataDir = args[0]
+	case "cluster_cidr":
+		p, err := cluster.ParseClusterCIDR(args[0])
+		if err != nil {
+			return true, err
+		}
+		cfg.ClusterCIDR = p.String()
+	case "api":
+		if !strings.HasPrefix(args[0], "unix://") && !strings.HasPrefix(args[0], "tcp://") {
+			return true, fmt.Errorf("api %q: want unix:///path/to/socket or tcp://host:port", args[0])
+		}
+		cfg.APIAddr = args[0]
+	case "token":
+		cfg.APIToken = args[0]
+	case "node_name":
+		cfg.NodeName = args[0]
+	case "stale_budget", "vip_hold":
+		d, err := time.ParseDuration(args[0])
+		if err != nil || d <= 0 {
+			return true, fmt.Errorf("%s %q: want a positive duration such as 30s", opt, args[0])
+		}
+		if opt == "stale_budget" {
+			cfg.StaleBudget = d
+		} else {
+			cfg.HoldPeriod = d
+		}
+	}
+	return true, nil
+}
