@@ -49,7 +49,7 @@ func TestParseErrors(t *testing.T) {
 		"dataplane {\nlisten 70000\n}":           "want a port number",
 		"dataplane {\neject 10s 1s\n}":           "below base",
 		"dataplane {\ndial_timeout -1s\n}":       "positive duration",
-		"dataplane {\ncluster_cidr fd00::/64\n}": "IPv4 CIDR",
+		"dataplane {\ncluster_cidr fd00::/64\n}": "only IPv4",
 		"dataplane {\ndev_mode yes\n}":           "takes 0 argument",
 		"dataplane\ndataplane":                   "only be used once",
 	} {
