@@ -29,6 +29,10 @@ type Options struct {
 	ReadyAddr   string
 	APIAddr     string // "" for unix://DATA_DIR/runed.sock
 	StaleBudget time.Duration
+	VIPHold     time.Duration // 0: the default (1h)
+	// ACME settings of the edge ingress; empty: its defaults (Let's
+	// Encrypt production, no email, the system roots).
+	ACMEEmail, ACMECA, ACMECARoot string
 }
 
 // Defaults for runed's flags.
@@ -77,7 +81,10 @@ func (o *Options) Validate() error {
 	if o.StaleBudget <= 0 {
 		return fmt.Errorf("--stale-budget %s: must be positive", o.StaleBudget)
 	}
-	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}} {
+	if o.VIPHold < 0 {
+		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
+	}
+	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}, {"--acme-email", o.ACMEEmail}, {"--acme-ca", o.ACMECA}, {"--acme-ca-root", o.ACMECARoot}} {
 		if strings.ContainsAny(v.val, " \t\n\"{}#") {
 			return fmt.Errorf("%s %q: must not contain spaces, quotes, braces or #", v.flag, v.val)
 		}
@@ -106,6 +113,9 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 		api {{.APIAddr}}
 {{- end}}
 		stale_budget {{.StaleBudget}}
+{{- if .VIPHold}}
+		vip_hold {{.VIPHold}}
+{{- end}}
 {{- if .NodeName}}
 		node_name {{.NodeName}}
 {{- end}}
@@ -147,6 +157,15 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 	# Edge node: HTTP/HTTPS ingress on {{if .DevMode}}:8080/:8443{{else}}:80/:443{{end}} with ACME certificates.
 	ingress {
 {{- template "node" .}}
+{{- if .ACMEEmail}}
+		acme_email {{.ACMEEmail}}
+{{- end}}
+{{- if .ACMECA}}
+		acme_ca {{.ACMECA}}
+{{- end}}
+{{- if .ACMECARoot}}
+		acme_ca_root {{.ACMECARoot}}
+{{- end}}
 	}
 {{- end}}
 	# SERVFAIL with EDE "Not Ready" until the data path can carry traffic,

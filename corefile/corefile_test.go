@@ -38,7 +38,10 @@ func TestRender(t *testing.T) {
 			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t}\n\t# Network policy", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
 			"ingress on :8080/:8443", "\tingress {\n\t\tdata_dir /home/u/.local/state/rune\n",
 		}, []string{"(nftables)"}},
-		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress {\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode"}},
+		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress {\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode", "acme_", "vip_hold"}},
+		{"acme and vip hold", func(o *Options) {
+			o.NodeRole, o.ACMEEmail, o.ACMECA, o.ACMECARoot, o.VIPHold = RoleEdge, "ops@example.com", "staging", "/etc/rune/roots.pem", 10*time.Minute
+		}, []string{"\t\tacme_email ops@example.com\n\t\tacme_ca staging\n\t\tacme_ca_root /etc/rune/roots.pem\n\t}", "\t\tvip_hold 10m0s\n"}, nil},
 		{"addresses", func(o *Options) {
 			o.DNSAddr, o.MetricsAddr, o.APIAddr, o.NodeName = ":5353", "0.0.0.0:9153", "tcp://127.0.0.1:7070", "n1"
 			o.ClusterCIDR, o.StaleBudget = "100.64.0.0/12", 5*time.Second

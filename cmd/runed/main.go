@@ -69,7 +69,7 @@ type runedFlags struct {
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "acme-email", "acme-ca", "acme-ca-root"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -83,6 +83,10 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.StringVar(&f.opts.ReadyAddr, "ready-addr", corefile.DefaultReadyAddr, "/ready listen address (200 once the data path is ready)")
 	fs.StringVar(&f.opts.APIAddr, "api-addr", "", "API listen address, unix:///path or tcp://host:port (default unix://DATA_DIR/runed.sock)")
 	fs.DurationVar(&f.opts.StaleBudget, "stale-budget", corefile.DefaultStaleBudget, "lag behind the log past which answers fail closed")
+	fs.DurationVar(&f.opts.VIPHold, "vip-hold", 0, "how long a deleted service's VIP stays reserved for it (default 1h)")
+	fs.StringVar(&f.opts.ACMEEmail, "acme-email", "", "edge: contact email for the ACME account")
+	fs.StringVar(&f.opts.ACMECA, "acme-ca", "", "edge: ACME directory URL, or production / staging (Let's Encrypt; default production)")
+	fs.StringVar(&f.opts.ACMECARoot, "acme-ca-root", "", "edge: PEM file of extra roots to trust for the ACME server (a private or test CA)")
 	fs.BoolVar(&f.print, "print-corefile", false, "print the Corefile these flags render and exit")
 	return f
 }

@@ -1,0 +1,43 @@
+package nodeopt
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/node"
+)
+
+func TestSet(t *testing.T) {
+	for _, tc := range []struct {
+		opt     string
+		args    []string
+		handled bool
+		err     string
+		check   func(node.Config) bool
+	}{
+		{"dev_mode", nil, true, "", func(c node.Config) bool { return c.DevMode }},
+		{"dev_mode", []string{"yes"}, true, "takes 0 argument(s)", nil},
+		{"data_dir", []string{"/x"}, true, "", func(c node.Config) bool { return c.DataDir == "/x" }},
+		{"data_dir", nil, true, "takes 1 argument(s), got 0", nil},
+		{"cluster_cidr", []string{"100.64.0.0/16"}, true, "", func(c node.Config) bool { return c.ClusterCIDR == "100.64.0.0/16" }},
+		{"cluster_cidr", []string{"8.8.8.0/24"}, true, "not private", nil},
+		{"api", []string{"tcp://127.0.0.1:7070"}, true, "", func(c node.Config) bool { return c.APIAddr == "tcp://127.0.0.1:7070" }},
+		{"api", []string{"127.0.0.1:7070"}, true, "want unix://", nil},
+		{"token", []string{"t"}, true, "", func(c node.Config) bool { return c.APIToken == "t" }},
+		{"stale_budget", []string{"5s"}, true, "", func(c node.Config) bool { return c.StaleBudget == 5*time.Second }},
+		{"stale_budget", []string{"-1s"}, true, "positive duration", nil},
+		{"vip_hold", []string{"10m"}, true, "", func(c node.Config) bool { return c.HoldPeriod == 10*time.Minute }},
+		{"node_name", []string{"n1"}, true, "", func(c node.Config) bool { return c.NodeName == "n1" }},
+		{"ttl", []string{"5"}, false, "", nil},
+	} {
+		var cfg node.Config
+		handled, err := Set(&cfg, tc.opt, tc.args)
+		if handled != tc.handled || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s %v: handled %v err %v, want %v %q", tc.opt, tc.args, handled, err, tc.handled, tc.err)
+		}
+		if tc.check != nil && !tc.check(cfg) {
+			t.Errorf("%s %v: config %+v", tc.opt, tc.args, cfg)
+		}
+	}
+}
