@@ -5,10 +5,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/dockersrc"
 	"github.com/runenet/runenet/orderedlog"
@@ -61,7 +66,13 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 // returns its id; extra goes before the image (labels, --no-healthcheck).
 func (e *dockerEnv) run(name string, extra ...string) string {
 	e.t.Helper()
-	args := append([]string{"run", "-d", "--name", name, "--network", e.network}, extra...)
+	return e.runOn(e.network, name, extra...)
+}
+
+// runOn is run on another network (e.g. Docker's default "bridge").
+func (e *dockerEnv) runOn(network, name string, extra ...string) string {
+	e.t.Helper()
+	args := append([]string{"run", "-d", "--name", name, "--network", network}, extra...)
 	id := docker(e.t, append(args, e.image)...)
 	e.t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
 	return id
@@ -70,7 +81,7 @@ func (e *dockerEnv) run(name string, extra ...string) string {
 // ip is a container's address on the env's network.
 func (e *dockerEnv) ip(id string) netip.Addr {
 	e.t.Helper()
-	return netip.MustParseAddr(docker(e.t, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+e.network+`").IPAddress}}`, id))
+	return e.ipOn(id, e.network)
 }
 
 // dockerNode is the control plane of one runed, as far as the Docker source
@@ -119,12 +130,12 @@ func startDockerNode(t *testing.T, dir, node string) *dockerNode {
 }
 
 // dockerWait polls the View until cond holds on its snapshot.
-func dockerWait(t *testing.T, n *dockerNode, what string, cond func(*cluster.Snapshot) bool) {
+func dockerWait(t *testing.T, view *cluster.View, what string, cond func(*cluster.Snapshot) bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for !cond(n.view.Snapshot()) {
+	for !cond(view.Snapshot()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; instances: %+v", what, dockerInstances(n.view.Snapshot(), "", ""))
+			t.Fatalf("timed out waiting for %s; instances: %+v", what, dockerInstances(view.Snapshot(), "", ""))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -140,3 +151,191 @@ func dockerInstances(s *cluster.Snapshot, ns, service string) map[string]cluster
 }
 
 func dockerInstanceID(containerID string) string { return dockersrc.IDPrefix + containerID[:12] }
+
+// runIn runs a command inside a container's network namespace, from the
+// host (so with the host's binaries and root's privileges there).
+func (e *dockerEnv) runIn(id string, args ...string) {
+	e.t.Helper()
+	pid := docker(e.t, "inspect", "-f", "{{.State.Pid}}", id)
+	if out, err := exec.Command("nsenter", append([]string{"-t", pid, "-n", "--"}, args...)...).CombinedOutput(); err != nil {
+		e.t.Fatalf("in container %.12s: %s: %v\n%s", id, strings.Join(args, " "), err, out)
+	}
+}
+
+// ipOn is a container's address on network.
+func (e *dockerEnv) ipOn(id, network string) netip.Addr {
+	e.t.Helper()
+	return netip.MustParseAddr(docker(e.t, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+network+`").IPAddress}}`, id))
+}
+
+// dockerRuned is runed inside the network namespace of a "node" container
+// the test started: its nftables interception, its proxy and its DNS
+// listeners exist only there. Its store and API socket are on the host's
+// file system (only the network namespace is entered).
+type dockerRuned struct {
+	t        *testing.T
+	pid      string
+	bin      string
+	corefile string
+	client   *api.Client
+	cmd      *exec.Cmd
+	log      *syncBuffer
+}
+
+// startDockerRuned renders runed's own Corefile from its flags for a DNS
+// listener on the node container's address on each of its networks.
+func startDockerRuned(t *testing.T, env *dockerEnv, node string, dnsAddrs ...netip.Addr) *dockerRuned {
+	t.Helper()
+	dir := t.TempDir()
+	r := &dockerRuned{t: t, bin: buildBinary(t, "./cmd/runed"), corefile: filepath.Join(dir, "Corefile"),
+		pid: docker(t, "inspect", "-f", "{{.State.Pid}}", node)}
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(r.bin, "--print-corefile", "--data-dir", data, "--node-name", "node1",
+		"--dns-addr", dnsAddrs[0].String()+":53").Output()
+	if err != nil {
+		t.Fatalf("runed --print-corefile: %v", err)
+	}
+	corefile := string(out)
+	var binds []string
+	for _, a := range dnsAddrs {
+		binds = append(binds, a.String())
+	}
+	for _, edit := range []struct{ old, new string }{
+		// What --dns-addr cannot say yet: one listener per container network.
+		{"bind " + binds[0] + "\n", "bind " + strings.Join(binds, " ") + "\n"},
+		// No traffic leaves the test's containers: no upstream, no loop probe.
+		{"\tforward . /etc/resolv.conf\n", ""},
+		{"\tloop\n", ""},
+	} {
+		if !strings.Contains(corefile, edit.old) {
+			t.Fatalf("rendered Corefile has no %q:\n%s", edit.old, corefile)
+		}
+		corefile = strings.ReplaceAll(corefile, edit.old, edit.new)
+	}
+	if err := os.WriteFile(r.corefile, []byte(corefile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r.client, err = api.NewClient("unix://"+filepath.Join(data, "runed.sock"), ""); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			t.Logf("runed output:\n%s", r.log.String())
+		}
+	})
+	return r
+}
+
+// start runs runed and waits until it reports its data path ready.
+func (r *dockerRuned) start() {
+	r.t.Helper()
+	r.log = &syncBuffer{}
+	r.cmd = exec.Command("nsenter", "-t", r.pid, "-n", "--", r.bin, "-conf", r.corefile)
+	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := r.client.Status(ctx)
+		cancel()
+		if err == nil && st.Ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("runed not ready after 30s (status %+v, %v):\n%s", st, err, r.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends runed with SIGTERM (it removes its nftables tables) and waits.
+func (r *dockerRuned) stop() {
+	if r.cmd == nil || r.cmd.ProcessState != nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { r.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		r.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// dockerAPIController drives runed's API with the source's calls; runed
+// has no `docker` option yet, so the source runs in the test process,
+// against runed over its API, exactly as it would inside runed.
+type dockerAPIController struct{ *api.Client }
+
+func (c dockerAPIController) RegisterInstance(ctx context.Context, in cluster.Instance) (uint64, error) {
+	return c.Client.RegisterInstance(ctx, api.RegisterInstanceRequest{
+		ID: in.ID, Service: in.Service, Namespace: in.Namespace, Node: in.Node, IP: in.IP, Ready: in.Ready})
+}
+
+// startDockerAPISource runs a View over runed's watch API and the Docker
+// source over that View and runed's API, until the test ends.
+func startDockerAPISource(t *testing.T, c *api.Client) *cluster.View {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	view := cluster.NewView(c, cluster.ViewOptions{RetryBackoff: 100 * time.Millisecond})
+	src, err := dockersrc.New(dockersrc.Config{Node: "node1", Controller: dockerAPIController{c}, View: view})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { view.Run(ctx) })
+	wg.Go(func() { src.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return view
+}
+
+// dockerGet runs testd get in a container and parses its report.
+func dockerGet(t *testing.T, client string, args ...string) []dockerRequest {
+	t.Helper()
+	return dockerParseGet(t, docker(t, append([]string{"exec", client, dockerimg.Binary, "get"}, args...)...))
+}
+
+func dockerParseGet(t *testing.T, out string) []dockerRequest {
+	t.Helper()
+	var reqs []dockerRequest
+	for line := range strings.Lines(out) {
+		f := strings.SplitN(strings.TrimSpace(line), " ", 3)
+		if len(f) != 3 {
+			t.Fatalf("testd get printed %q", line)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			t.Fatalf("testd get printed %q", line)
+		}
+		reqs = append(reqs, dockerRequest{sent: time.Unix(0, ns), ok: f[1] == "OK", answer: f[2]})
+	}
+	return reqs
+}
+
+// dockerRequest is one request of testd get: answer is the backend's
+// hostname (its short container id) or the error.
+type dockerRequest struct {
+	sent   time.Time
+	ok     bool
+	answer string
+}
+
+// dockerAnswers counts successful answers by backend and lists failures.
+func dockerAnswers(reqs []dockerRequest) (map[string]int, []string) {
+	names := map[string]int{}
+	var errs []string
+	for _, r := range reqs {
+		if r.ok {
+			names[r.answer]++
+		} else {
+			errs = append(errs, r.answer)
+		}
+	}
+	return names, errs
+}

@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/proxy/netnstest"
 	"github.com/runenet/runenet/test/dockerimg"
 )
 
@@ -46,12 +51,13 @@ func TestDockerInstances(t *testing.T) {
 		dockerInstanceID(api1): {ID: dockerInstanceID(api1), Service: "api", Namespace: ns, Node: "node1", IP: env.ip(api1), Ready: true},
 		dockerInstanceID(api2): {ID: dockerInstanceID(api2), Service: "api", Namespace: ns, Node: "node1", IP: env.ip(api2), Ready: true},
 	}
-	dockerWait(t, n, "two ready api instances with their container IPs", func(s *cluster.Snapshot) bool {
+	dockerWait(t, n.view, "two ready api instances with their container IPs", func(s *cluster.Snapshot) bool {
 		return maps.EqualFunc(dockerInstances(s, ns, "api"), want, sameDockerInstance)
 	})
-	dockerWait(t, n, "api endpoints with both containers", func(s *cluster.Snapshot) bool {
-		return slices.Equal(dockerEndpointIPs(s, ns, "api"), []string{env.ip(api1).String(), env.ip(api2).String()}) ||
-			slices.Equal(dockerEndpointIPs(s, ns, "api"), []string{env.ip(api2).String(), env.ip(api1).String()})
+	apiIPs := []string{env.ip(api1).String(), env.ip(api2).String()}
+	slices.Sort(apiIPs)
+	dockerWait(t, n.view, "api endpoints with both containers", func(s *cluster.Snapshot) bool {
+		return slices.Equal(slices.Sorted(slices.Values(dockerEndpointIPs(s, ns, "api"))), apiIPs)
 	})
 
 	// A container with the image's healthcheck follows Docker's verdict.
@@ -64,18 +70,18 @@ func TestDockerInstances(t *testing.T) {
 			return ok && in.Value.Ready == want && in.Value.IP == flakyIP && inEndpoints == want
 		}
 	}
-	dockerWait(t, n, "flaky ready once healthy", ready(true))
+	dockerWait(t, n.view, "flaky ready once healthy", ready(true))
 	docker(t, "exec", flaky, dockerimg.Binary, "sick")
-	dockerWait(t, n, "flaky unready and out of its endpoints once unhealthy", ready(false))
+	dockerWait(t, n.view, "flaky unready and out of its endpoints once unhealthy", ready(false))
 	docker(t, "exec", flaky, dockerimg.Binary, "well")
-	dockerWait(t, n, "flaky ready again once healthy", ready(true))
+	dockerWait(t, n.view, "flaky ready again once healthy", ready(true))
 
-	// A stopped container leaves promptly (the stop is not waited on by
-	// polling: the die event drives it).
+	// A stopped container leaves promptly: its die event drives it, no
+	// polling interval in between.
 	start := time.Now()
 	docker(t, "stop", "-t", "1", api2)
 	stopped := time.Since(start)
-	dockerWait(t, n, "the stopped api container deregistered", func(s *cluster.Snapshot) bool {
+	dockerWait(t, n.view, "the stopped api container deregistered", func(s *cluster.Snapshot) bool {
 		_, ok := s.Instance(dockerInstanceID(api2))
 		return !ok
 	})
@@ -93,7 +99,7 @@ func TestDockerInstances(t *testing.T) {
 	want[dockerInstanceID(api3)] = cluster.Instance{ID: dockerInstanceID(api3), Service: "api", Namespace: ns, Node: "node1", IP: env.ip(api3), Ready: true}
 	before := dockerCounter(t, "rune_docker_reconcile_total")
 	n = startDockerNode(t, dir, "node1")
-	dockerWait(t, n, "reconcile: api-1 kept, api-3 added, flaky gone", func(s *cluster.Snapshot) bool {
+	dockerWait(t, n.view, "reconcile: api-1 kept, api-3 added, flaky gone", func(s *cluster.Snapshot) bool {
 		return maps.EqualFunc(dockerInstances(s, ns, ""), want, sameDockerInstance)
 	})
 	if after := dockerCounter(t, "rune_docker_reconcile_total"); after <= before {
@@ -145,4 +151,153 @@ func dockerCounter(t *testing.T, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestDockerFullPath runs runed in the network namespace of a "node"
+// container and client containers that use it through Docker's --dns
+// injection, one on a user-defined network (queries go through Docker's
+// embedded DNS) and one on the default bridge (queries go to runed
+// directly). Each client routes the cluster CIDR to the node container, so
+// VIP interception happens only in the node container's namespace.
+func TestDockerFullPath(t *testing.T) {
+	netnstest.RequireRoot(t) // nsenter into the containers' namespaces
+	env := newDockerEnv(t)
+	ns := dockerimg.RandomName("e2e")
+	node := env.run(dockerimg.RandomName("rune-e2e-node"), "--no-healthcheck")
+	docker(t, "network", "connect", "bridge", node)
+	nodeIP, nodeBridgeIP := env.ip(node), env.ipOn(node, "bridge")
+	r := startDockerRuned(t, env, node, nodeIP, nodeBridgeIP)
+	ctx := context.Background()
+	var files []api.CastFile
+	for _, svc := range []string{"api", "web"} {
+		files = append(files, api.CastFile{Name: svc + ".yaml", Data: fmt.Sprintf(
+			"service:\n  name: %s\n  namespace: %s\n  ports:\n    - name: http\n      port: 8080\n", svc, ns)})
+	}
+	cast, err := r.client.Cast(ctx, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vips := map[string]netip.Addr{}
+	for _, res := range cast.Results {
+		vips[res.Name] = res.VIP
+	}
+	view := startDockerAPISource(t, r.client)
+
+	labels := func(svc string) []string {
+		return []string{"--label", "rune.service=" + svc, "--label", "rune.namespace=" + ns}
+	}
+	// api containers keep the image's healthcheck; clients are web instances.
+	api1 := env.run(dockerimg.RandomName("rune-e2e-api"), labels("api")...)
+	api2 := env.run(dockerimg.RandomName("rune-e2e-api"), labels("api")...)
+	dnsFlags := func(server netip.Addr) []string {
+		return append(labels("web"), "--no-healthcheck", "--dns", server.String(), "--dns-search", ns+".rune")
+	}
+	clients := map[string]netip.Addr{ // client → the node address it routes the cluster CIDR to
+		env.run(dockerimg.RandomName("rune-e2e-client"), dnsFlags(nodeIP)...):                   nodeIP,
+		env.runOn("bridge", dockerimg.RandomName("rune-e2e-client"), dnsFlags(nodeBridgeIP)...): nodeBridgeIP,
+	}
+	for c, via := range clients {
+		env.runIn(c, "ip", "route", "add", dpCIDR, "via", via.String())
+	}
+	apiReady := func(want ...string) func(*cluster.Snapshot) bool {
+		return func(s *cluster.Snapshot) bool {
+			ep, ok := s.Endpoints(cluster.NamespacedName{Namespace: ns, Name: "api"})
+			if !ok || len(ep.Value.Addresses) != len(want) {
+				return false
+			}
+			for i, a := range ep.Value.Addresses {
+				if a.Instance != want[i] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	id1, id2 := dockerInstanceID(api1), dockerInstanceID(api2)
+	sorted := func(ids ...string) []string { return slices.Sorted(slices.Values(ids)) }
+	dockerWait(t, view, "both api containers in the endpoints", apiReady(sorted(id1, id2)...))
+
+	// Short and full names resolve to the VIP through the injected resolver.
+	for c := range clients {
+		for _, name := range []string{"api", "api." + ns + ".rune"} {
+			out := docker(t, "exec", c, dockerimg.Binary, "resolve", name)
+			if want := name + " " + vips["api"].String(); out != want {
+				t.Errorf("client %.12s: resolve %s = %q, want %q", c, name, out, want)
+			}
+		}
+	}
+	host1, host2 := api1[:12], api2[:12] // testd answers its hostname
+	expect := func(what string, want ...string) {
+		t.Helper()
+		for c := range clients {
+			names, errs := dockerAnswers(dockerGet(t, c, "-n", "20", "http://api:8080/"))
+			if len(errs) > 0 || !slices.Equal(slices.Sorted(maps.Keys(names)), sorted(want...)) {
+				t.Fatalf("%s: client %.12s got answers %v and errors %q, want answers from %v only", what, c, names, errs, want)
+			}
+		}
+	}
+	expect("both api containers", host1, host2)
+
+	// An unhealthy container stops receiving traffic, and gets it back.
+	docker(t, "exec", api1, dockerimg.Binary, "sick")
+	dockerWait(t, view, "the unhealthy api container out of the endpoints", apiReady(id2))
+	expect("api-1 unhealthy", host2)
+	docker(t, "exec", api1, dockerimg.Binary, "well")
+	dockerWait(t, view, "the recovered api container back in the endpoints", apiReady(sorted(id1, id2)...))
+
+	// A stopped container's traffic moves to the other: no request sent
+	// after the stop is seen fails.
+	var client string
+	for c := range clients {
+		client = c
+		break
+	}
+	load := exec.Command("docker", "exec", client, dockerimg.Binary, "get", "-n", "150", "-interval", "20ms", "http://api."+ns+".rune:8080/")
+	var out bytes.Buffer
+	load.Stdout, load.Stderr = &out, &out
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	docker(t, "stop", "-t", "1", api2)
+	dockerWait(t, view, "the stopped api container out of the endpoints", apiReady(id1))
+	seen := time.Now()
+	if err := load.Wait(); err != nil {
+		t.Fatalf("testd get: %v\n%s", err, out.String())
+	}
+	var after, failedBefore int
+	for _, q := range dockerParseGet(t, out.String()) {
+		if q.sent.Before(seen) {
+			if !q.ok {
+				failedBefore++
+			}
+			continue
+		}
+		after++
+		if !q.ok || q.answer != host1 {
+			t.Errorf("request sent %v after the stop was seen: ok=%v answer %q", q.sent.Sub(seen), q.ok, q.answer)
+		}
+	}
+	if after == 0 {
+		t.Fatal("no request was sent after the stop was seen; the load ran too short")
+	}
+	t.Logf("stop: %d requests sent after it was seen, all answered; %d failed in the window before", after, failedBefore)
+
+	// runed restarts while the containers run: same VIPs, same instances.
+	instances := dockerInstances(view.Snapshot(), ns, "")
+	r.stop()
+	r.start()
+	svcs, err := r.client.Services(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs.Items {
+		if s.VIP != vips[s.Spec.Name] {
+			t.Errorf("service %s has VIP %s after the restart, had %s", s.Spec.Name, s.VIP, vips[s.Spec.Name])
+		}
+	}
+	dockerWait(t, view, "the same instances after the restart", func(s *cluster.Snapshot) bool {
+		return maps.EqualFunc(dockerInstances(s, ns, ""), instances, sameDockerInstance)
+	})
+	expect("after the runed restart", host1)
 }
