@@ -30,6 +30,12 @@ type Options struct {
 	APIAddr     string // "" for unix://DATA_DIR/runed.sock
 	StaleBudget time.Duration
 	VIPHold     time.Duration // 0: the default (1h)
+	// Docker: "" off, "default" the local Engine, else its address.
+	Docker string
+	// DNSBind lists more addresses DNS listens on besides DNSAddr's host:
+	// containers cannot reach 127.0.0.123 (it is their own loopback), so
+	// they need e.g. the Docker bridge's gateway address.
+	DNSBind []string
 	// ACME settings of the edge ingress; empty: its defaults (Let's
 	// Encrypt production, no email, the system roots).
 	ACMEEmail, ACMECA, ACMECARoot string
@@ -81,6 +87,17 @@ func (o *Options) Validate() error {
 	if o.StaleBudget <= 0 {
 		return fmt.Errorf("--stale-budget %s: must be positive", o.StaleBudget)
 	}
+	for _, a := range o.DNSBind {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return fmt.Errorf("--dns-bind %q: want an IP address", a)
+		}
+	}
+	if host, _, _ := net.SplitHostPort(o.DNSAddr); len(o.DNSBind) > 0 && host == "" {
+		return fmt.Errorf("--dns-bind needs --dns-addr with a host: with none DNS already listens on every address")
+	}
+	if o.Docker != "" && o.Docker != "default" && !strings.HasPrefix(o.Docker, "unix://") && !strings.HasPrefix(o.Docker, "tcp://") {
+		return fmt.Errorf("--docker-host %q: want unix:///path/to/docker.sock or tcp://host:port", o.Docker)
+	}
 	if o.VIPHold < 0 {
 		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
 	}
@@ -116,6 +133,11 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 {{- if .VIPHold}}
 		vip_hold {{.VIPHold}}
 {{- end}}
+{{- if eq .Docker "default"}}
+		docker
+{{- else if .Docker}}
+		docker {{.Docker}}
+{{- end}}
 {{- if .NodeName}}
 		node_name {{.NodeName}}
 {{- end}}
@@ -136,7 +158,7 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 # Service names <svc>.<ns>.rune and the reverse zone(s) of the cluster CIDR.
 rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 {{- if .Host}}
-	bind {{.Host}}
+	bind {{.Host}}{{range .DNSBind}} {{.}}{{end}}
 {{- end}}
 	# Opens this node's runtime (store, cluster view, API) and answers from it.
 	# Past stale_budget of lag behind the log it answers SERVFAIL (fail closed).
@@ -184,7 +206,7 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 # forward, a cache, and loop detection (should resolv.conf point back here).
 .:{{.Port}} {
 {{- if .Host}}
-	bind {{.Host}}
+	bind {{.Host}}{{range .DNSBind}} {{.}}{{end}}
 {{- end}}
 	forward . /etc/resolv.conf
 	cache 30

@@ -49,6 +49,8 @@ func TestRender(t *testing.T) {
 			"rune:5353 100.64.0.0/12:5353 {\n\t# Opens", ".:5353 {\n\tforward", "prometheus 0.0.0.0:9153",
 			"api tcp://127.0.0.1:7070\n", "node_name n1\n", "stale_budget 5s\n",
 		}, []string{"bind"}},
+		{"docker", func(o *Options) { o.Docker, o.DNSBind = "default", []string{"172.17.0.1"} }, []string{"\t\tdocker\n", "\tbind 127.0.0.123 172.17.0.1\n"}, nil},
+		{"docker host", func(o *Options) { o.Docker = "tcp://127.0.0.1:2375" }, []string{"\t\tdocker tcp://127.0.0.1:2375\n"}, nil},
 		{"ipv6 bind", func(o *Options) { o.DNSAddr = "[::1]:53" }, []string{"\tbind ::1\n"}, nil},
 	}
 	for _, tc := range tests {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/dockersrc"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/readiness"
@@ -34,6 +35,10 @@ type Config struct {
 	HoldPeriod  time.Duration // VIP hold after delete; default 1h
 	DevMode     bool
 	NodeName    string // default the hostname
+	// Docker, when set, makes this node's running containers labelled
+	// rune.service its instances: "default" for $DOCKER_HOST or the local
+	// socket, else an Engine address (unix:// or tcp://).
+	Docker string
 }
 
 // DefaultClusterCIDR is the spec's default VIP range.
@@ -174,8 +179,22 @@ func open(cfg Config) (*Runtime, error) {
 	}
 	r.view = cluster.NewView(lg, cluster.ViewOptions{StaleBudget: cfg.StaleBudget})
 	r.controller = cluster.NewController(lg, r.view, cluster.ControllerOptions{HoldPeriod: cfg.HoldPeriod})
+	var docker *dockersrc.Source
+	if cfg.Docker != "" {
+		host := cfg.Docker
+		if host == "default" {
+			host = ""
+		}
+		if docker, err = dockersrc.New(dockersrc.Config{Node: cfg.NodeName, Host: host, Controller: r.controller, View: r.view}); err != nil {
+			return fail(fmt.Errorf("docker instance source: %w", err))
+		}
+	}
 	go func() {
 		defer close(r.done)
+		if docker != nil {
+			// One source per runtime, so a reload never runs two.
+			go docker.Run(ctx)
+		}
 		_ = r.view.Run(ctx)
 	}()
 	readiness.Default.Register("view", func() (bool, string) {

@@ -64,12 +64,13 @@ func init() { dnsserver.Directives = corefile.Directives }
 
 // runedFlags are the flags runed adds to CoreDNS's (-conf, -plugins, ...).
 type runedFlags struct {
-	opts  corefile.Options
-	print bool
+	opts   corefile.Options
+	print  bool
+	docker bool
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "acme-email", "acme-ca", "acme-ca-root"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "acme-email", "acme-ca", "acme-ca-root", "docker", "docker-host", "dns-bind"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -87,6 +88,12 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.StringVar(&f.opts.ACMEEmail, "acme-email", "", "edge: contact email for the ACME account")
 	fs.StringVar(&f.opts.ACMECA, "acme-ca", "", "edge: ACME directory URL, or production / staging (Let's Encrypt; default production)")
 	fs.StringVar(&f.opts.ACMECARoot, "acme-ca-root", "", "edge: PEM file of extra roots to trust for the ACME server (a private or test CA)")
+	fs.BoolVar(&f.docker, "docker", false, "take this node's instances from the local Docker Engine (containers labelled rune.service)")
+	fs.StringVar(&f.opts.Docker, "docker-host", "", "Docker Engine address for --docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)")
+	fs.Func("dns-bind", "another address DNS listens on, e.g. the Docker bridge gateway so containers can reach runed (repeatable)", func(v string) error {
+		f.opts.DNSBind = append(f.opts.DNSBind, v)
+		return nil
+	})
 	fs.BoolVar(&f.print, "print-corefile", false, "print the Corefile these flags render and exit")
 	return f
 }
@@ -102,6 +109,12 @@ func (f *runedFlags) finish(fs *flag.FlagSet) error {
 			}
 		}
 		return nil
+	}
+	switch {
+	case f.docker && f.opts.Docker == "":
+		f.opts.Docker = "default"
+	case !f.docker && f.opts.Docker != "":
+		return fmt.Errorf("--docker-host needs --docker")
 	}
 	if f.opts.DevMode && !set["node-role"] {
 		f.opts.NodeRole = corefile.RoleEdge

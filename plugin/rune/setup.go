@@ -159,7 +159,7 @@ func parse(c *caddy.Controller) (*config, error) {
 		}
 	}
 	if cfg.endpoint != "" {
-		for _, opt := range []string{"data_dir", "cluster_cidr", "api", "node_name"} {
+		for _, opt := range []string{"data_dir", "cluster_cidr", "api", "node_name", "docker"} {
 			if local[opt] {
 				return nil, c.Errf("%s configures the local store and cannot be combined with endpoint (remote mode)", opt)
 			}

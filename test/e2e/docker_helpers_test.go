@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -190,19 +189,17 @@ func startDockerRuned(t *testing.T, env *dockerEnv, node string, dnsAddrs ...net
 	r := &dockerRuned{t: t, bin: buildBinary(t, "./cmd/runed"), corefile: filepath.Join(dir, "Corefile"),
 		pid: docker(t, "inspect", "-f", "{{.State.Pid}}", node)}
 	data := filepath.Join(dir, "data")
-	out, err := exec.Command(r.bin, "--print-corefile", "--data-dir", data, "--node-name", "node1",
-		"--dns-addr", dnsAddrs[0].String()+":53").Output()
+	args := []string{"--print-corefile", "--data-dir", data, "--node-name", "node1", "--docker",
+		"--dns-addr", dnsAddrs[0].String() + ":53"}
+	for _, a := range dnsAddrs[1:] {
+		args = append(args, "--dns-bind", a.String()) // one listener per container network
+	}
+	out, err := exec.Command(r.bin, args...).Output()
 	if err != nil {
 		t.Fatalf("runed --print-corefile: %v", err)
 	}
 	corefile := string(out)
-	var binds []string
-	for _, a := range dnsAddrs {
-		binds = append(binds, a.String())
-	}
 	for _, edit := range []struct{ old, new string }{
-		// What --dns-addr cannot say yet: one listener per container network.
-		{"bind " + binds[0] + "\n", "bind " + strings.Join(binds, " ") + "\n"},
 		// No traffic leaves the test's containers: no upstream, no loop probe.
 		{"\tforward . /etc/resolv.conf\n", ""},
 		{"\tloop\n", ""},
@@ -268,30 +265,15 @@ func (r *dockerRuned) stop() {
 	}
 }
 
-// dockerAPIController drives runed's API with the source's calls; runed
-// has no `docker` option yet, so the source runs in the test process,
-// against runed over its API, exactly as it would inside runed.
-type dockerAPIController struct{ *api.Client }
-
-func (c dockerAPIController) RegisterInstance(ctx context.Context, in cluster.Instance) (uint64, error) {
-	return c.Client.RegisterInstance(ctx, api.RegisterInstanceRequest{
-		ID: in.ID, Service: in.Service, Namespace: in.Namespace, Node: in.Node, IP: in.IP, Ready: in.Ready})
-}
-
-// startDockerAPISource runs a View over runed's watch API and the Docker
-// source over that View and runed's API, until the test ends.
-func startDockerAPISource(t *testing.T, c *api.Client) *cluster.View {
+// followRuned runs a View over runed's watch API until the test ends: the
+// test waits on what runed itself sees.
+func followRuned(t *testing.T, c *api.Client) *cluster.View {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	view := cluster.NewView(c, cluster.ViewOptions{RetryBackoff: 100 * time.Millisecond})
-	src, err := dockersrc.New(dockersrc.Config{Node: "node1", Controller: dockerAPIController{c}, View: view})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { view.Run(ctx) })
-	wg.Go(func() { src.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	done := make(chan struct{})
+	go func() { defer close(done); view.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return view
 }
 

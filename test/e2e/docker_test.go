@@ -181,7 +181,7 @@ func TestDockerFullPath(t *testing.T) {
 	for _, res := range cast.Results {
 		vips[res.Name] = res.VIP
 	}
-	view := startDockerAPISource(t, r.client)
+	view := followRuned(t, r.client) // runed's own Docker source (--docker) registers the instances
 
 	labels := func(svc string) []string {
 		return []string{"--label", "rune.service=" + svc, "--label", "rune.namespace=" + ns}

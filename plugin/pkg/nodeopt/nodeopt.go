@@ -20,6 +20,12 @@ func Set(cfg *node.Config, opt string, args []string) (bool, error) {
 	switch opt {
 	case "dev_mode":
 		want = 0
+	case "docker":
+		// Bare `docker` means the local Engine; `docker HOST` names one.
+		if len(args) == 0 {
+			cfg.Docker = "default"
+			return true, nil
+		}
 	case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "vip_hold":
 	default:
 		return false, nil
@@ -45,6 +51,11 @@ func Set(cfg *node.Config, opt string, args []string) (bool, error) {
 		cfg.APIAddr = args[0]
 	case "token":
 		cfg.APIToken = args[0]
+	case "docker":
+		if !strings.HasPrefix(args[0], "unix://") && !strings.HasPrefix(args[0], "tcp://") {
+			return true, fmt.Errorf("docker %q: want unix:///path/to/docker.sock or tcp://host:port", args[0])
+		}
+		cfg.Docker = args[0]
 	case "node_name":
 		cfg.NodeName = args[0]
 	case "stale_budget", "vip_hold":
