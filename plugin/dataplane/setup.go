@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
+	"github.com/runenet/runenet/plugin/pkg/subsystem"
 	"github.com/runenet/runenet/proxy"
 )
 
@@ -59,31 +59,7 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("dataplane", err)
 	}
-	h := &Handler{}
-	// As with the rune directive, the runtime is acquired on startup: a
-	// reload starts the new instance before shutting down the old one, and
-	// the shared, reference-counted data plane stays up across it (a second
-	// one would fight the first over the nftables table).
-	var sh *shared
-	c.OnStartup(func() error {
-		var err error
-		if sh, err = acquire(cfg); err != nil {
-			return plugin.Error("dataplane", err)
-		}
-		h.dp.Store(sh.dp)
-		return nil
-	})
-	c.OnShutdown(func() error {
-		if sh == nil {
-			return nil
-		}
-		defer func() { sh = nil }()
-		return sh.release()
-	})
-	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
-		h.Next = next
-		return h
-	})
+	subsystem.Setup(c, instance, *cfg)
 	return nil
 }
 

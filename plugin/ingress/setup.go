@@ -4,24 +4,20 @@
 package ingress
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
-	"github.com/miekg/dns"
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
+	"github.com/runenet/runenet/plugin/pkg/subsystem"
 	"github.com/runenet/runenet/policy"
 )
 
@@ -60,30 +56,7 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("ingress", err)
 	}
-	h := &Handler{}
-	// Acquired on startup, as the rune and dataplane directives do: a reload
-	// starts the new instance before shutting down the old one, and the
-	// shared, reference-counted ingress keeps :80/:443 bound across it.
-	var sh *shared
-	c.OnStartup(func() error {
-		var err error
-		if sh, err = acquire(cfg); err != nil {
-			return plugin.Error("ingress", err)
-		}
-		h.ing.Store(sh.ing)
-		return nil
-	})
-	c.OnShutdown(func() error {
-		if sh == nil {
-			return nil
-		}
-		defer func() { sh = nil }()
-		return sh.release()
-	})
-	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
-		h.Next = next
-		return h
-	})
+	subsystem.Setup(c, instance, *cfg)
 	return nil
 }
 
@@ -167,31 +140,17 @@ func (cfg *config) set(opt string, args []string) error {
 	return nil
 }
 
-// shared is the process's one ingress, reference counted across server
-// blocks and reloads: :80 and :443 can be bound once.
-type shared struct {
-	cfg      config
-	rt       *node.Runtime
-	ing      *ingress.Ingress
-	refs     int
+// instance is the process's one ingress: :80 and :443 can be bound once.
+var instance = &subsystem.Shared[config]{Name: "ingress", Start: start}
+
+type running struct {
+	rt  *node.Runtime
+	ing *ingress.Ingress
+	// unfollow stops handing the netpolicy directive's engine to the router.
 	unfollow func()
 }
 
-var (
-	mu      sync.Mutex
-	current *shared
-)
-
-func acquire(cfg *config) (*shared, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if current != nil {
-		if current.cfg != *cfg {
-			return nil, errors.New("the ingress is already running with different settings; restart runed to change them")
-		}
-		current.refs++
-		return current, nil
-	}
+func start(cfg config) (subsystem.Running, error) {
 	rt, err := node.Acquire(cfg.node)
 	if err != nil {
 		return nil, err
@@ -205,34 +164,14 @@ func acquire(cfg *config) (*shared, error) {
 	}
 	// Follow netpolicy's engine whichever directive starts first (see
 	// plugin/dataplane): exposed services' policies apply at the edge too.
-	unfollow := policy.Default.Follow(ing.SetPolicy)
-	current = &shared{cfg: *cfg, rt: rt, ing: ing, refs: 1, unfollow: unfollow}
-	return current, nil
+	return &running{rt: rt, ing: ing, unfollow: policy.Default.Follow(ing.SetPolicy)}, nil
 }
 
-// release drops a reference; the last one stops the ingress and releases
-// the node runtime.
-func (s *shared) release() error {
-	mu.Lock()
-	defer mu.Unlock()
-	s.refs--
-	if s.refs > 0 {
-		return nil
-	}
-	current = nil
-	s.unfollow()
-	return errors.Join(s.ing.Close(), s.rt.Release())
-}
+// Ready: both listeners are bound.
+func (r *running) Ready() (bool, string) { return r.ing.Ready() }
 
-// Handler passes every query on; it is in the chain only so CoreDNS's ready
-// plugin can ask it (see ready.go).
-type Handler struct {
-	Next plugin.Handler
-	ing  atomic.Pointer[ingress.Ingress]
-}
-
-func (h *Handler) Name() string { return "ingress" }
-
-func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+// Close stops the ingress and releases the node runtime.
+func (r *running) Close() error {
+	r.unfollow()
+	return errors.Join(r.ing.Close(), r.rt.Release())
 }

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+
+	"github.com/runenet/runenet/plugin/pkg/subsystem"
 )
 
 func init() { plugin.Register("netpolicy", setup) }
@@ -51,31 +52,7 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("netpolicy", err)
 	}
-	h := &Handler{}
-	// Started on startup, not in setup, for the reason the dataplane
-	// directive gives: a reload sets up the new instance before shutting
-	// down the old one, and the reference-counted engine (and its nftables
-	// table) stays up across it.
-	var sh *shared
-	c.OnStartup(func() error {
-		var err error
-		if sh, err = acquire(cfg); err != nil {
-			return plugin.Error("netpolicy", err)
-		}
-		h.engine.Store(sh.engine)
-		return nil
-	})
-	c.OnShutdown(func() error {
-		if sh == nil {
-			return nil
-		}
-		defer func() { sh = nil }()
-		return sh.release()
-	})
-	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
-		h.Next = next
-		return h
-	})
+	subsystem.Setup(c, instance, *cfg)
 	return nil
 }
 

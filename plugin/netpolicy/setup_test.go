@@ -71,7 +71,7 @@ func TestUseKernel(t *testing.T) {
 // and is withdrawn once the last reference goes.
 func TestAcquire(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := acquire(&config{dataDir: dir}); err == nil || !strings.Contains(err.Error(), "no node runtime is open") {
+	if _, err := instance.Acquire(config{dataDir: dir}); err == nil || !strings.Contains(err.Error(), "no node runtime is open") {
 		t.Fatalf("without a runtime: %v", err)
 	}
 	rt, err := node.Acquire(node.Config{DataDir: dir, DevMode: true, NodeName: "n1"})
@@ -83,23 +83,23 @@ func TestAcquire(t *testing.T) {
 	var early *policy.Engine // a consumer that starts before netpolicy
 	stop := policy.Default.Follow(func(e *policy.Engine) { early = e })
 	defer stop()
-	cfg := &config{dataDir: dir}
-	a, err := acquire(cfg)
+	cfg := config{dataDir: dir}
+	a, err := instance.Acquire(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := acquire(cfg) // a reload's new instance shares the engine
+	b, err := instance.Acquire(cfg) // a reload's new instance shares the engine
 	if err != nil || b != a {
 		t.Fatalf("second acquire: %v, %v", b, err)
 	}
-	if _, err := acquire(&config{dataDir: dir, kernel: kernelOff}); err == nil || !strings.Contains(err.Error(), "different settings") {
+	if _, err := instance.Acquire(config{dataDir: dir, kernel: kernelOff}); err == nil || !strings.Contains(err.Error(), "different settings") {
 		t.Errorf("acquire with other settings: %v", err)
 	}
 	var late *policy.Engine // and one that starts after
 	stopLate := policy.Default.Follow(func(e *policy.Engine) { late = e })
 	defer stopLate()
-	if early != a.engine || late != a.engine {
-		t.Fatalf("followers got %p and %p, want %p", early, late, a.engine)
+	if e := a.(*running).engine; early != e || late != e {
+		t.Fatalf("followers got %p and %p, want %p", early, late, e)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for ok, why := readiness.Default.Ready(); !ok; ok, why = readiness.Default.Ready() {
@@ -109,10 +109,10 @@ func TestAcquire(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	if err := b.release(); err != nil || early == nil {
+	if err := instance.Release(); err != nil || early == nil {
 		t.Fatalf("first release: %v; engine withdrawn early: %v", err, early == nil)
 	}
-	if err := a.release(); err != nil {
+	if err := instance.Release(); err != nil {
 		t.Fatal(err)
 	}
 	if early != nil || late != nil {
