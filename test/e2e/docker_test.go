@@ -300,4 +300,29 @@ func TestDockerFullPath(t *testing.T) {
 		return maps.EqualFunc(dockerInstances(s, ns, ""), instances, sameDockerInstance)
 	})
 	expect("after the runed restart", host1)
+
+	// Network policy on the container path: api admits only web. The web
+	// clients keep getting answers; a container that is no instance of any
+	// service (no identity) is refused by the proxy.
+	other := env.run(dockerimg.RandomName("rune-e2e-other"), "--no-healthcheck", "--dns", nodeIP.String(), "--dns-search", ns+".rune")
+	env.runIn(other, "ip", "route", "add", dpCIDR, "via", nodeIP.String())
+	if names, errs := dockerAnswers(dockerGet(t, other, "-n", "3", "http://api:8080/")); len(errs) > 0 || names[host1] != 3 {
+		t.Fatalf("before the policy: the unlabelled client got %v, errors %q", names, errs)
+	}
+	if _, err := r.client.Cast(ctx, []api.CastFile{{Name: "api.yaml", Data: fmt.Sprintf(
+		"service:\n  name: api\n  namespace: %s\n  ports:\n    - name: http\n      port: 8080\n  networkPolicy:\n    ingress:\n      - from:\n          - service: web\n", ns)}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		names, errs := dockerAnswers(dockerGet(t, other, "-n", "3", "http://api:8080/"))
+		if len(names) == 0 && len(errs) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the policy does not refuse the unlabelled client: answers %v, errors %q", names, errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	expect("web admitted by api's policy", host1)
 }
