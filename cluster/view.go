@@ -45,6 +45,11 @@ type View struct {
 	tail      atomic.Uint64
 	loaded    atomic.Bool
 	pausedTil atomic.Int64
+	// watching is set while a watch stream is delivering: only then does
+	// "applied up to the tail" mean current. Once the stream is gone (for a
+	// remote View: runed died) the tail it last reported says nothing about
+	// the log now, so the lag grows from the last time the View knew.
+	watching atomic.Bool
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every new snapshot
@@ -74,7 +79,7 @@ func (v *View) Loaded() bool { return v.loaded.Load() }
 
 // Lag is how long since the View last knew it was current with the log.
 func (v *View) Lag() time.Duration {
-	if v.snap.Load().Seq >= v.tail.Load() && v.Loaded() && !v.paused() {
+	if v.watching.Load() && v.snap.Load().Seq >= v.tail.Load() && v.Loaded() && !v.paused() {
 		return 0
 	}
 	return time.Since(time.Unix(0, v.currentAt.Load()))
@@ -279,6 +284,7 @@ func (v *View) follow(ctx context.Context) error {
 		}
 		return fmt.Errorf("watch from %d: %w", from, err)
 	}
+	defer v.watching.Store(false)
 	for {
 		if until := v.pausedTil.Load(); time.Now().UnixNano() < until {
 			// Stop reading, as a stalled watch would; the source buffers or
@@ -313,6 +319,7 @@ func (v *View) follow(ctx context.Context) error {
 				return err
 			}
 		}
+		v.watching.Store(true)
 		v.markCurrent(ev.Tail)
 	}
 }

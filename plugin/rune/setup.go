@@ -87,7 +87,7 @@ func (cfg *config) open() (*cluster.View, func() error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	v := cluster.NewView(client, cluster.ViewOptions{StaleBudget: cfg.node.StaleBudget})
+	v := cluster.NewView(idleSource{Source: client, idle: remoteIdle}, cluster.ViewOptions{StaleBudget: cfg.node.StaleBudget})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -27,7 +27,7 @@ const (
 
 // TestStockWatchLoad follows runed's API from a remote View, as plugin/rune
 // in a stock CoreDNS does, over a store of 100,000 services while instances
-// flip ready/unready at 1,000 updates/s, each its own log batch through the
+// flip ready/unready at 1,000 updates/s, each its own log batch written by a
 // controller: the remote View's lag (what rune_dataplane_stale_seconds
 // reports) must stay under a second and it must end at the log's tail.
 // Everything runs in this process on loopback: the API over a real Badger
@@ -113,20 +113,20 @@ func TestStockWatchLoad(t *testing.T) {
 	// the log, as several writers would be, reach it through Badger's group
 	// commit. They flip disjoint instances, so their preconditions never
 	// conflict.
-	const writers = 4
+	const writers = 8
 	first := lg.Tail()
 	start = time.Now()
 	total := int(stockLoadFor.Seconds() * stockLoadRate)
 	errs := make(chan error, writers)
 	for w := range writers {
-		ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
+		wctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
 		go func() {
 			for i := w; i < total; i += writers {
 				if d := time.Until(start.Add(time.Duration(i) * time.Second / stockLoadRate)); d > 0 {
 					time.Sleep(d)
 				}
 				// Each flip changes the instance and its service's endpoints: one batch.
-				if _, err := ctl.SetInstanceReady(ctx, fmt.Sprintf("load-%d", i%instances), (i/instances)%2 == 1); err != nil {
+				if _, err := wctl.SetInstanceReady(ctx, fmt.Sprintf("load-%d", i%instances), (i/instances)%2 == 1); err != nil {
 					errs <- err
 					return
 				}
