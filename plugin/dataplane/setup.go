@@ -84,35 +84,8 @@ func setup(c *caddy.Controller) error {
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
 	c.Next() // "dataplane"
-	if args := c.RemainingArgs(); len(args) > 0 {
-		return nil, c.Errf("dataplane takes no arguments, got %q", args)
-	}
-	for c.NextBlock() {
-		opt := c.Val()
-		args := c.RemainingArgs()
-		if ok, err := nodeopt.Set(&cfg.node, opt, args); ok {
-			if err != nil {
-				return nil, c.Err(err.Error())
-			}
-			continue
-		}
-		want := 1
-		switch opt {
-		case "eject":
-			want = 2
-		case "listen", "dial_timeout", "dial_attempts", "udp_idle_timeout", "table", "guard_table":
-		default:
-			return nil, c.Errf("unknown property %q", opt)
-		}
-		if len(args) != want {
-			return nil, c.Errf("%s takes %d argument(s), got %d", opt, want, len(args))
-		}
-		if err := cfg.set(opt, args); err != nil {
-			return nil, c.Errf("%s: %v", opt, err)
-		}
-	}
-	if c.Next() {
-		return nil, c.Err("dataplane can only be used once per server block")
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"listen": 1, "dial_timeout": 1, "dial_attempts": 1, "eject": 2, "udp_idle_timeout": 1, "table": 1, "guard_table": 1}, cfg.set); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

@@ -79,32 +79,8 @@ func setup(c *caddy.Controller) error {
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
 	c.Next() // "ingress"
-	if args := c.RemainingArgs(); len(args) > 0 {
-		return nil, c.Errf("ingress takes no arguments, got %q", args)
-	}
-	for c.NextBlock() {
-		opt := c.Val()
-		args := c.RemainingArgs()
-		if ok, err := nodeopt.Set(&cfg.node, opt, args); ok {
-			if err != nil {
-				return nil, c.Err(err.Error())
-			}
-			continue
-		}
-		switch opt {
-		case "http", "https", "acme_email", "acme_ca", "acme_ca_root":
-		default:
-			return nil, c.Errf("unknown property %q", opt)
-		}
-		if len(args) != 1 {
-			return nil, c.Errf("%s takes 1 argument(s), got %d", opt, len(args))
-		}
-		if err := cfg.set(opt, args); err != nil {
-			return nil, c.Errf("%s: %v", opt, err)
-		}
-	}
-	if c.Next() {
-		return nil, c.Err("ingress can only be used once per server block")
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"http": 1, "https": 1, "acme_email": 1, "acme_ca": 1, "acme_ca_root": 1}, cfg.set); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

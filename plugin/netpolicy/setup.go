@@ -6,12 +6,14 @@
 package netpolicy
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
 
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
 )
 
@@ -67,41 +69,33 @@ func setup(c *caddy.Controller) error {
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{}
 	c.Next() // "netpolicy"
-	if args := c.RemainingArgs(); len(args) > 0 {
-		return nil, c.Errf("netpolicy takes no arguments, got %q", args)
-	}
-	for c.NextBlock() {
-		opt := c.Val()
-		args := c.RemainingArgs()
-		if len(args) != 1 {
-			return nil, c.Errf("%s takes 1 argument, got %d", opt, len(args))
-		}
-		switch opt {
-		case "data_dir":
-			cfg.dataDir = args[0]
-		case "kernel":
-			switch args[0] {
-			case "on":
-				cfg.kernel = kernelOn
-			case "off":
-				cfg.kernel = kernelOff
-			default:
-				return nil, c.Errf("kernel %q: want on or off", args[0])
-			}
-		case "table":
-			cfg.table = args[0]
-		case "poll":
-			d, err := time.ParseDuration(args[0])
-			if err != nil || d <= 0 {
-				return nil, c.Errf("poll %q: want a positive duration such as 1s", args[0])
-			}
-			cfg.poll = d
-		default:
-			return nil, c.Errf("unknown property %q", opt)
-		}
-	}
-	if c.Next() {
-		return nil, c.Err("netpolicy can only be used once per server block")
+	if err := nodeopt.Block(c, nil, map[string]int{"data_dir": 1, "kernel": 1, "table": 1, "poll": 1}, cfg.set); err != nil {
+		return nil, err
 	}
 	return cfg, nil
+}
+
+func (cfg *config) set(opt string, args []string) error {
+	switch opt {
+	case "data_dir":
+		cfg.dataDir = args[0]
+	case "kernel":
+		switch args[0] {
+		case "on":
+			cfg.kernel = kernelOn
+		case "off":
+			cfg.kernel = kernelOff
+		default:
+			return fmt.Errorf("%q: want on or off", args[0])
+		}
+	case "table":
+		cfg.table = args[0]
+	case "poll":
+		d, err := time.ParseDuration(args[0])
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q: want a positive duration such as 1s", args[0])
+		}
+		cfg.poll = d
+	}
+	return nil
 }

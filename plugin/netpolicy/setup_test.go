@@ -25,12 +25,12 @@ func TestParse(t *testing.T) {
 			want: config{dataDir: "/tmp/rune", kernel: kernelOff, table: "pol", poll: 250 * time.Millisecond}},
 		{input: "netpolicy {\nkernel on\n}", want: config{kernel: kernelOn}},
 		{input: `netpolicy extra`, err: "takes no arguments"},
-		{input: "netpolicy {\nkernel maybe\n}", err: `kernel "maybe": want on or off`},
-		{input: "netpolicy {\nkernel\n}", err: "kernel takes 1 argument, got 0"},
+		{input: "netpolicy {\nkernel maybe\n}", err: `kernel: "maybe": want on or off`},
+		{input: "netpolicy {\nkernel\n}", err: "kernel takes 1 argument(s), got 0"},
 		{input: "netpolicy {\npoll 0s\n}", err: "positive duration"},
 		{input: "netpolicy {\npoll soon\n}", err: "positive duration"},
 		{input: "netpolicy {\nbogus x\n}", err: `unknown property "bogus"`},
-		{input: "netpolicy {\ntable a b\n}", err: "table takes 1 argument, got 2"},
+		{input: "netpolicy {\ntable a b\n}", err: "table takes 1 argument(s), got 2"},
 		{input: "netpolicy\nnetpolicy", err: "only be used once"},
 	} {
 		cfg, err := parse(caddy.NewTestController("dns", tc.input))

@@ -2,6 +2,7 @@ package rune
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -110,6 +111,25 @@ func (cfg *config) open() (*cluster.View, func() error, error) {
 //	    node_name NAME
 //	    endpoint URL
 //	}
+func (cfg *config) set(opt string, args []string) error {
+	v := args[0]
+	switch opt {
+	case "ttl":
+		t, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || t > maxTTL {
+			return fmt.Errorf("%q: want seconds between 0 and %d", v, maxTTL)
+		}
+		cfg.ttl = uint32(t)
+	case "endpoint":
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("%q: want unix:///path/to/socket, tcp://host:port or http(s)://host:port of a runed API", v)
+		}
+		cfg.endpoint = v
+	}
+	return nil
+}
+
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{
 		node: node.Config{
@@ -123,50 +143,26 @@ func parse(c *caddy.Controller) (*config, error) {
 	if args := c.RemainingArgs(); len(args) > 0 {
 		return nil, c.Errf("rune takes no zones (it answers for %s and the cluster CIDR's reverse zones), got %q", Zone, strings.Join(args, " "))
 	}
-	local := map[string]bool{} // options that only make sense with a local store
-	for c.NextBlock() {
-		opt := c.Val()
-		args := c.RemainingArgs()
-		if ok, err := nodeopt.Set(&cfg.node, opt, args); ok {
-			if err != nil {
-				return nil, c.Err(err.Error())
-			}
-			local[opt] = true
-			continue
-		}
-		switch opt {
-		case "ttl", "endpoint":
-		default:
-			return nil, c.Errf("unknown property %q", opt)
-		}
-		if len(args) != 1 {
-			return nil, c.Errf("%s takes exactly one argument, got %d", opt, len(args))
-		}
-		v := args[0]
-		switch opt {
-		case "ttl":
-			t, err := strconv.ParseUint(v, 10, 32)
-			if err != nil || t > maxTTL {
-				return nil, c.Errf("ttl %q: want seconds between 0 and %d", v, maxTTL)
-			}
-			cfg.ttl = uint32(t)
-		case "endpoint":
-			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "http" && u.Scheme != "https") {
-				return nil, c.Errf("endpoint %q: want unix:///path/to/socket, tcp://host:port or http(s)://host:port of a runed API", v)
-			}
-			cfg.endpoint = v
-		}
+	defaults := cfg.node
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"ttl": 1, "endpoint": 1}, cfg.set); err != nil {
+		return nil, err
 	}
 	if cfg.endpoint != "" {
-		for _, opt := range []string{"data_dir", "cluster_cidr", "api", "node_name", "docker"} {
-			if local[opt] {
-				return nil, c.Errf("%s configures the local store and cannot be combined with endpoint (remote mode)", opt)
+		// Remote mode opens no store: the settings of one make no sense.
+		for _, o := range []struct {
+			opt string
+			set bool
+		}{
+			{"data_dir", cfg.node.DataDir != defaults.DataDir},
+			{"cluster_cidr", cfg.node.ClusterCIDR != defaults.ClusterCIDR},
+			{"api", cfg.node.APIAddr != ""},
+			{"node_name", cfg.node.NodeName != ""},
+			{"docker", cfg.node.Docker != ""},
+		} {
+			if o.set {
+				return nil, c.Errf("%s configures the local store and cannot be combined with endpoint (remote mode)", o.opt)
 			}
 		}
-	}
-	if c.Next() {
-		return nil, c.Err("rune can only be used once per server block")
 	}
 	return cfg, nil
 }

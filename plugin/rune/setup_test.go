@@ -43,8 +43,8 @@ func TestParse(t *testing.T) {
 			token s3cret
 		}`, func(c *config) bool { return c.endpoint == "https://runed.example:7443" && c.node.APIToken == "s3cret" }, ""},
 		{"rune example.org", nil, "Testfile:1 - Error during parsing: rune takes no zones"},
-		{"rune {\n ttl 5000\n}", nil, "Testfile:2 - Error during parsing: ttl \"5000\""},
-		{"rune {\n ttl\n}", nil, "ttl takes exactly one argument"},
+		{"rune {\n ttl 5000\n}", nil, "Testfile:2 - Error during parsing: ttl: \"5000\""},
+		{"rune {\n ttl\n}", nil, "ttl takes 1 argument(s), got 0"},
 		{"rune {\n stale_budget soon\n}", nil, "Testfile:2 - Error during parsing: stale_budget \"soon\""},
 		{"rune {\n stale_budget -1s\n}", nil, "want a positive duration"},
 		{"rune {\n cluster_cidr 10.96.0.0\n}", nil, "Testfile:2 - Error during parsing: cluster CIDR \"10.96.0.0\": not a CIDR"},
@@ -54,7 +54,7 @@ func TestParse(t *testing.T) {
 		{"rune {\n api /run/rune.sock\n}", nil, "want unix:///path/to/socket or tcp://host:port"},
 		{"rune {\n dev_mode yes\n}", nil, "Testfile:2 - Error during parsing: dev_mode takes 0 argument(s), got 1"},
 		{"rune {\n colour blue\n}", nil, "Testfile:2 - Error during parsing: unknown property \"colour\""},
-		{"rune {\n endpoint ftp://x\n}", nil, "endpoint \"ftp://x\""},
+		{"rune {\n endpoint ftp://x\n}", nil, "endpoint: \"ftp://x\""},
 		{"rune {\n endpoint unix:///run/rune/api.sock\n data_dir /x\n}", nil, "data_dir configures the local store"},
 		{"rune\nrune", nil, "only be used once"},
 	}
