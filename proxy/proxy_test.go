@@ -65,6 +65,9 @@ func TestFailedDialRetriedAndEjected(t *testing.T) {
 	sp := tcpPort("eject", port, dead, good.addr())
 	p.Update(&Table{Ports: []ServicePort{sp}})
 	front := netip.AddrPortFrom(p.cfg.DevAddr, port)
+	// Counters are process-wide: compare deltas, so -count=N runs agree.
+	m := metricsFor(sp.Service, cluster.TCP)
+	failures0, ejections0 := testutil.ToFloat64(m.dialFailures), testutil.ToFloat64(m.ejections)
 	for range 30 {
 		c, err := dialVia(t, front)
 		if err != nil {
@@ -72,11 +75,10 @@ func TestFailedDialRetriedAndEjected(t *testing.T) {
 		}
 		c.Close()
 	}
-	m := metricsFor(sp.Service, cluster.TCP)
-	if got := testutil.ToFloat64(m.dialFailures); got != 1 {
+	if got := testutil.ToFloat64(m.dialFailures) - failures0; got != 1 {
 		t.Errorf("dial failures = %v; want exactly 1 (the dead endpoint is ejected after its first failure)", got)
 	}
-	if got := testutil.ToFloat64(m.ejections); got != 1 {
+	if got := testutil.ToFloat64(m.ejections) - ejections0; got != 1 {
 		t.Errorf("ejections = %v; want 1", got)
 	}
 }
@@ -161,11 +163,12 @@ func TestFailsClosedWhenStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer est.Close()
+	refused0 := testutil.ToFloat64(metricsFor(sp.Service, cluster.TCP).stale)
 	stale.Store(true)
 	if _, err := dialVia(t, front); !isRefusal(err) {
 		t.Fatalf("new connection while stale: want a reset, got %v", err)
 	}
-	if got := testutil.ToFloat64(metricsFor(sp.Service, cluster.TCP).stale); got != 1 {
+	if got := testutil.ToFloat64(metricsFor(sp.Service, cluster.TCP).stale) - refused0; got != 1 {
 		t.Errorf("stale refusals counted %v; want 1", got)
 	}
 	est.echo(t, "established connections continue")
