@@ -38,7 +38,7 @@ const dpCIDR = "10.96.0.0/16"
 func TestDataplaneHelper(t *testing.T) {
 	role := os.Getenv("RUNE_DP_HELPER")
 	if role == "" {
-		t.Skip("helper process entry point")
+		return
 	}
 	if err := dpRoles[role](); err != nil {
 		fmt.Printf("RESULT error %v\n", err)

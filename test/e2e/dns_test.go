@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -108,6 +109,9 @@ func TestDNS(t *testing.T) {
 
 	t.Run("dig", func(t *testing.T) {
 		if _, err := exec.LookPath("dig"); err != nil {
+			if os.Getenv("RUNE_E2E") != "" {
+				t.Fatal("dig not installed (make deps installs dnsutils)")
+			}
 			t.Skip("dig not installed")
 		}
 		for _, q := range []struct{ args, want string }{
