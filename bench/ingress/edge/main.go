@@ -1,7 +1,8 @@
 // Command edge runs the ingress the way an edge runed does (Badger log,
 // View, controller, ingress) without the rest of runed, for bench/ingress:
-// it casts one service exposing -host on the backend and serves it on
-// -http and -https, with a self-signed certificate stored as a TLS secret.
+// it casts a service exposing -host with a self-signed certificate stored
+// as a TLS secret, and one exposing plain.<host> without TLS, both on the
+// backend, and serves them on -http and -https.
 package main
 
 import (
@@ -63,24 +64,39 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	spec := fmt.Sprintf(`service:
-  name: bench
-  ports:
-    - name: http
-      port: 80
-      targetPort: %d
-  expose:
-    host: %s
-    port: http
-    tls:
-      mode: manual
-      secret: bench-tls
-`, be.Port(), *host)
-	if _, _, err := ctl.Cast(ctx, []cluster.SourceFile{{Name: "bench.yaml", Data: []byte(spec)}}); err != nil {
+	// Two routes to the one backend: the TLS one, whose plain HTTP answers
+	// redirect to HTTPS, and plain.<host> without TLS, so the HTTP figures
+	// measure proxying rather than redirects.
+	specs := fmt.Sprintf(`services:
+  - name: bench
+    ports:
+      - name: http
+        port: 80
+        targetPort: %d
+    expose:
+      host: %s
+      port: http
+      tls:
+        mode: manual
+        secret: bench-tls
+  - name: bench-plain
+    ports:
+      - name: http
+        port: 80
+        targetPort: %d
+    expose:
+      host: plain.%s
+      port: http
+`, be.Port(), *host, be.Port(), *host)
+	if _, _, err := ctl.Cast(ctx, []cluster.SourceFile{{Name: "bench.yaml", Data: []byte(specs)}}); err != nil {
 		log.Fatal(err)
 	}
-	if _, err := ctl.RegisterInstance(ctx, cluster.Instance{ID: "bench-1", Service: "bench", Namespace: "default", Node: "edge", IP: be.Addr(), Ready: true}); err != nil {
-		log.Fatal(err)
+	// An instance IP belongs to one instance, so bench-plain's is the next
+	// address: the backend listens on every address of the namespace's lo.
+	for svc, ip := range map[string]netip.Addr{"bench": be.Addr(), "bench-plain": be.Addr().Next()} {
+		if _, err := ctl.RegisterInstance(ctx, cluster.Instance{ID: svc + "-1", Service: svc, Namespace: "default", Node: "edge", IP: ip, Ready: true}); err != nil {
+			log.Fatal(err)
+		}
 	}
 	ing, err := ingress.New(lg, view, ingress.Options{HTTPAddr: *httpAddr, HTTPSAddr: *httpsAddr})
 	if err != nil {
@@ -89,7 +105,7 @@ func main() {
 	if err := ing.Start(); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("edge ingress serving %s on %s and %s", *host, *httpAddr, *httpsAddr)
+	log.Printf("edge ingress serving %s (HTTPS) and plain.%s (HTTP) on %s and %s", *host, *host, *httpAddr, *httpsAddr)
 	<-ctx.Done()
 	ing.Close()
 	<-viewDone // before the deferred lg.Close, so the View does not see the log vanish
