@@ -32,9 +32,14 @@ type Controller struct {
 	log  orderedlog.Log
 	view *View
 	opts ControllerOptions
-	// mu serializes this process's writers so they do not conflict with each
-	// other; correctness does not depend on it (the preconditions do).
-	mu sync.Mutex
+	// Locks keep this process's writers from conflicting with each other;
+	// correctness does not depend on them (the preconditions do). Casts and
+	// deletes, which allocate across the whole CIDR, hold clusterMu
+	// exclusively; instance writes share it and lock only their service, so
+	// writes to different services run together and share the log's group
+	// commits, and a big cast is never starved by instance churn.
+	clusterMu sync.RWMutex
+	serviceMu sync.Map // NamespacedName → *sync.Mutex
 }
 
 func NewController(log orderedlog.Log, view *View, opts ControllerOptions) *Controller {
@@ -126,7 +131,7 @@ func (c *Controller) Cast(ctx context.Context, files []SourceFile) ([]CastResult
 	var results []CastResult
 	var allocated int
 	var published []NamespacedName
-	seq, err := c.update(ctx, func(s *Snapshot) ([]orderedlog.Op, error) {
+	seq, err := c.update(ctx, &c.clusterMu, func(s *Snapshot) ([]orderedlog.Op, error) {
 		results, published, allocated = nil, nil, 0
 		if s.Network == nil {
 			return nil, errorf(KindConflict, "the cluster network is not bootstrapped yet")
@@ -240,7 +245,7 @@ func (c *Controller) allocate(s *Snapshot, n NamespacedName, taken map[netip.Add
 // DeleteService removes a service, its endpoints, policy and instances, and
 // holds its VIP for the hold period.
 func (c *Controller) DeleteService(ctx context.Context, n NamespacedName) (uint64, error) {
-	return c.update(ctx, func(s *Snapshot) ([]orderedlog.Op, error) {
+	return c.update(ctx, &c.clusterMu, func(s *Snapshot) ([]orderedlog.Op, error) {
 		cur, ok := s.Service(n)
 		if !ok {
 			return nil, errorf(KindNotFound, "service %q not found in namespace %q", n.Name, n.Namespace)
@@ -269,7 +274,7 @@ func (c *Controller) RegisterInstance(ctx context.Context, in Instance) (uint64,
 	}
 	n := NamespacedName{in.Namespace, in.Service}
 	var published bool
-	seq, err := c.update(ctx, func(s *Snapshot) ([]orderedlog.Op, error) {
+	seq, err := c.update(ctx, c.serviceLock(n), func(s *Snapshot) ([]orderedlog.Op, error) {
 		published = false
 		if _, ok := s.Service(n); !ok {
 			return nil, errorf(KindNotFound, "service %q not found in namespace %q: cast it before registering its instances", n.Name, n.Namespace)
@@ -327,7 +332,11 @@ func (c *Controller) DeregisterInstance(ctx context.Context, id string) (uint64,
 // rewrites its service's endpoints if the ready set moved.
 func (c *Controller) changeInstance(ctx context.Context, id string, change func(*Instance) bool) (uint64, error) {
 	var published *NamespacedName
-	seq, err := c.update(ctx, func(s *Snapshot) ([]orderedlog.Op, error) {
+	lock := sync.Locker(&c.clusterMu) // an unknown instance: the write will say so, alone
+	if cur, ok := c.view.Snapshot().Instance(id); ok {
+		lock = c.serviceLock(NamespacedName{cur.Value.Namespace, cur.Value.Service})
+	}
+	seq, err := c.update(ctx, lock, func(s *Snapshot) ([]orderedlog.Op, error) {
 		published = nil
 		cur, ok := s.Instance(id)
 		if !ok {
@@ -413,33 +422,55 @@ func countPublished(ns []NamespacedName) {
 	}
 }
 
+// serviceLock is the lock of writers to one service's instances.
+func (c *Controller) serviceLock(n NamespacedName) sync.Locker {
+	l, _ := c.serviceMu.LoadOrStore(n, &sync.Mutex{})
+	return instanceLock{cluster: &c.clusterMu, service: l.(*sync.Mutex)}
+}
+
+type instanceLock struct {
+	cluster *sync.RWMutex
+	service *sync.Mutex
+}
+
+func (l instanceLock) Lock()   { l.cluster.RLock(); l.service.Lock() }
+func (l instanceLock) Unlock() { l.service.Unlock(); l.cluster.RUnlock() }
+
 // update runs a read-compute-propose cycle on a View caught up with the log,
-// retrying when a precondition shows the state moved underneath it.
-func (c *Controller) update(ctx context.Context, compute func(*Snapshot) ([]orderedlog.Op, error)) (uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// under lock, retrying when a precondition shows the state moved underneath
+// it; then it waits, without the lock, for the local View to apply the write.
+func (c *Controller) update(ctx context.Context, lock sync.Locker, compute func(*Snapshot) ([]orderedlog.Op, error)) (uint64, error) {
+	seq, wrote, err := c.propose(ctx, lock, compute)
+	if wrote {
+		c.awaitApplied(ctx, seq)
+	}
+	return seq, err
+}
+
+func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func(*Snapshot) ([]orderedlog.Op, error)) (uint64, bool, error) {
+	lock.Lock()
+	defer lock.Unlock()
 	const attempts = 8
 	for i := 0; ; i++ {
 		if err := c.view.WaitFor(ctx, c.log.Tail()); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		ops, err := compute(c.view.Snapshot())
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if len(ops) == 0 {
-			return c.view.Snapshot().Seq, nil
+			return c.view.Snapshot().Seq, false, nil
 		}
 		seq, err := c.log.Propose(ctx, ops)
 		if err == nil {
-			c.awaitApplied(ctx, seq)
-			return seq, nil
+			return seq, true, nil
 		}
 		if !errors.Is(err, orderedlog.ErrConflict) {
-			return 0, err
+			return 0, false, err
 		}
 		if i == attempts-1 {
-			return 0, &Error{Kind: KindConflict, Msg: "the cluster state kept changing during this write; retry", Err: err}
+			return 0, false, &Error{Kind: KindConflict, Msg: "the cluster state kept changing during this write; retry", Err: err}
 		}
 	}
 }

@@ -461,3 +461,80 @@ func TestMalformedCastsLeaveTheStoreUnchanged(t *testing.T) {
 		t.Fatal("the good file of a refused cast was written")
 	}
 }
+
+// Concurrent writers — instance flips of several services, several
+// instances each, racing re-casts that change the ports — leave every
+// endpoints row equal to its service's ready instances × current ports.
+func TestConcurrentWritesKeepEndpointsExact(t *testing.T) {
+	n := newNode(t, "10.96.0.0/16")
+	ctx := context.Background()
+	const services, perService, rounds = 4, 4, 20
+	port := func(round int) string {
+		return fmt.Sprintf("  ports:\n    - name: http\n      port: 8080\n      targetPort: %d\n", 9000+round)
+	}
+	specOf := func(s, round int) SourceFile {
+		return SourceFile{Name: "s.yaml", Data: []byte(fmt.Sprintf("service:\n  name: s%d\n%s", s, port(round)))}
+	}
+	for s := 0; s < services; s++ {
+		if _, _, err := n.ctl.Cast(ctx, []SourceFile{specOf(s, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < perService; i++ {
+			in := Instance{ID: fmt.Sprintf("s%d-%d", s, i), Service: fmt.Sprintf("s%d", s), Node: "n1", IP: netip.AddrFrom4([4]byte{172, 16, byte(s), byte(i + 1)})}
+			if _, err := n.ctl.RegisterInstance(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, services*perService+services)
+	for s := 0; s < services; s++ {
+		for i := 0; i < perService; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("s%d-%d", s, i)
+				for r := 0; r < rounds; r++ {
+					// Each instance ends ready exactly when i is even.
+					if _, err := n.ctl.SetInstanceReady(ctx, id, (r+i)%2 == 1); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 1; r <= rounds; r++ {
+				if _, _, err := n.ctl.Cast(ctx, []SourceFile{specOf(s, r)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	snap := n.view.Snapshot()
+	for s := 0; s < services; s++ {
+		ep, ok := snap.Endpoints(NamespacedName{"default", fmt.Sprintf("s%d", s)})
+		if !ok {
+			t.Fatalf("s%d has no endpoints", s)
+		}
+		var got []string
+		for _, a := range ep.Value.Addresses {
+			got = append(got, a.Instance)
+		}
+		var want []string
+		for i := 0; i < perService; i += 2 {
+			want = append(want, fmt.Sprintf("s%d-%d", s, i))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || len(ep.Value.Ports) != 1 || ep.Value.Ports[0].TargetPort != 9000+rounds {
+			t.Fatalf("s%d endpoints %v ports %+v, want %v on target port %d", s, got, ep.Value.Ports, want, 9000+rounds)
+		}
+	}
+}

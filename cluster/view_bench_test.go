@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,4 +115,44 @@ func BenchmarkCastIntoFullCIDR(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkInstanceFlips: health flips of instances of 64 different services
+// from 64 concurrent callers (an orchestrator's burst), each flip a durable
+// write that rewrites the service's endpoints. Writes to different services
+// do not wait for each other, so the log group-commits them.
+//
+//	go test ./cluster -run '^$' -bench InstanceFlips -benchtime 2000x
+func BenchmarkInstanceFlips(b *testing.B) {
+	n := newNode(b, "10.96.0.0/16")
+	ctx := context.Background()
+	const services = 64
+	var files []SourceFile
+	for i := 0; i < services; i++ {
+		files = append(files, svcYAML(fmt.Sprintf("s%d", i), "default", ""))
+	}
+	if _, _, err := n.ctl.Cast(ctx, files); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < services; i++ {
+		in := Instance{ID: fmt.Sprintf("s%d-1", i), Service: fmt.Sprintf("s%d", i), Node: "n1", IP: netip.AddrFrom4([4]byte{172, 16, 0, byte(i + 1)}), Ready: true}
+		if _, err := n.ctl.RegisterInstance(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(services / 2) // 2 cores × 32 = 64 callers
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		id := fmt.Sprintf("s%d-1", next.Add(1)-1)
+		ready := false
+		for pb.Next() {
+			if _, err := n.ctl.SetInstanceReady(ctx, id, ready); err != nil {
+				b.Error(err)
+				return
+			}
+			ready = !ready
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }
