@@ -89,7 +89,6 @@ func (s *Snapshot) AllocationOf(n NamespacedName) (Entry[VIPAllocation], bool) {
 
 func (s *Snapshot) NumServices() int  { return s.services.Len() }
 func (s *Snapshot) NumInstances() int { return s.instances.Len() }
-func (s *Snapshot) NumVIPs() int      { return s.vips.Len() }
 
 // Services lists the services of namespace ns ("" for all), sorted.
 func (s *Snapshot) Services(ns string) []Entry[ServiceRecord] {
@@ -135,11 +134,6 @@ func (s *Snapshot) Instances(ns, service string) []Entry[Instance] {
 // RangeServices visits every service without sorting (hot paths: compile, sync).
 func (s *Snapshot) RangeServices(f func(Entry[ServiceRecord]) bool) {
 	s.services.Range(func(_ NamespacedName, e Entry[ServiceRecord]) bool { return f(e) })
-}
-
-// RangeVIPs visits every VIP allocation, active or held.
-func (s *Snapshot) RangeVIPs(f func(Entry[VIPAllocation]) bool) {
-	s.vips.Range(func(_ netip.Addr, e Entry[VIPAllocation]) bool { return f(e) })
 }
 
 func (svc *Service) key() NamespacedName { return NamespacedName{svc.Namespace, svc.Name} }
