@@ -67,7 +67,7 @@ func TestCrashChild(t *testing.T) {
 // after every reopen each acknowledged cast is there with its VIP, no cast is
 // partial, the log has no gaps, and no VIP ever changes or is shared.
 func TestCastSurvivesSIGKILL(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && os.Getenv("RUNE_E2E") == "" { // CI (RUNE_E2E=1) always runs it
 		t.Skip("kills and restarts a child process 20 times")
 	}
 	dir := t.TempDir()

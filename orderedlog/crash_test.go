@@ -40,7 +40,7 @@ func TestCrashSafety(t *testing.T) {
 		crashChild(dir, run)
 		return
 	}
-	if testing.Short() {
+	if testing.Short() && os.Getenv("RUNE_E2E") == "" { // CI (RUNE_E2E=1) always runs it
 		t.Skip("re-executes the test binary 24 times")
 	}
 	dir := t.TempDir()
