@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/policy"
 )
@@ -44,42 +45,26 @@ service:
 // cluster holding policyDocs and two instances on node n1.
 func policyServer(t *testing.T, withEngine bool) *Client {
 	t.Helper()
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})
+	k.Cast(t, policyDocs)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := cluster.Bootstrap(ctx, lg, netip.MustParsePrefix("10.96.0.0/16")); err != nil {
-		t.Fatal(err)
-	}
-	view := cluster.NewView(lg, cluster.ViewOptions{})
-	done := make(chan struct{})
-	go func() { defer close(done); view.Run(ctx) }()
-	ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
-	if _, _, err := ctl.Cast(ctx, []cluster.SourceFile{{Name: "svc.yaml", Data: []byte(policyDocs)}}); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(cancel)
 	for _, in := range []cluster.Instance{
 		{ID: "web-1", Service: "web", Namespace: "default", Node: "n1", IP: netip.MustParseAddr("172.30.0.2"), Ready: true},
 		{ID: "other-1", Service: "other", Namespace: "jobs", Node: "n1", IP: netip.MustParseAddr("172.30.0.3"), Ready: true},
 	} {
-		if _, err := ctl.RegisterInstance(ctx, in); err != nil {
+		if _, err := k.Ctl.RegisterInstance(ctx, in); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv := &Server{Controller: ctl, View: view, Log: lg}
+	srv := &Server{Controller: k.Ctl, View: k.View, Log: k.Log}
 	if withEngine {
-		e := policy.NewEngine(view, "n1", policy.EngineOptions{})
+		e := policy.NewEngine(k.View, "n1", policy.EngineOptions{})
 		go e.Run(ctx)
 		srv.Policy = func() Policy { return e }
 	}
 	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		cancel()
-		<-done
-		lg.Close()
-	})
+	t.Cleanup(hs.Close)
 	c, err := NewClient(hs.URL, "")
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/readiness"
 )
@@ -20,32 +20,18 @@ import (
 // serve runs the API over a real Badger log on addr and returns a client.
 func serve(t *testing.T, addr, token string) (*Client, *orderedlog.BadgerLog) {
 	t.Helper()
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := cluster.Bootstrap(ctx, lg, netip.MustParsePrefix("10.96.0.0/16")); err != nil {
-		t.Fatal(err)
-	}
-	view := cluster.NewView(lg, cluster.ViewOptions{})
-	done := make(chan struct{})
-	go func() { defer close(done); view.Run(ctx) }()
+	k := testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})
 	l, err := Listen(addr, token)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
-		Handler:     (&Server{Controller: cluster.NewController(lg, view, cluster.ControllerOptions{}), View: view, Log: lg, Readiness: &readiness.Registry{}, Token: token}).Handler(),
+		Handler:     (&Server{Controller: k.Ctl, View: k.View, Log: k.Log, Readiness: &readiness.Registry{}, Token: token}).Handler(),
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	go srv.Serve(l)
-	t.Cleanup(func() {
-		cancel()
-		srv.Close()
-		<-done
-		lg.Close()
-	})
+	t.Cleanup(func() { cancel(); srv.Close() })
 	if strings.HasPrefix(addr, "tcp://") {
 		addr = "tcp://" + l.Addr().String()
 	}
@@ -53,7 +39,7 @@ func serve(t *testing.T, addr, token string) (*Client, *orderedlog.BadgerLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, lg
+	return c, k.Log
 }
 
 func TestUnixSocketIsPrivate(t *testing.T) {

@@ -62,7 +62,7 @@ func TestACMEEndToEndWithPebble(t *testing.T) {
 		t.Errorf("rune_ingress_requests_total{host=api.example.test,status=200} moved by %v", got)
 	}
 	// Certificate, key and ACME account are in the OrderedLog, not on disk.
-	kvs, _, _ := n.log.List(context.Background(), orderedlog.PrefixCerts)
+	kvs, _, _ := n.Log.List(context.Background(), orderedlog.PrefixCerts)
 	var crt, acct bool
 	for _, kv := range kvs {
 		crt = crt || strings.HasSuffix(kv.Key, "/api.example.test.crt")

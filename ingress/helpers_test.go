@@ -20,34 +20,17 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
 )
 
 // node is a single-node control plane as runed runs it: a real Badger log, a
 // View following it and a Controller writing to it.
-type node struct {
-	log  *orderedlog.BadgerLog
-	view *cluster.View
-	ctl  *cluster.Controller
-}
+type node struct{ *testkit.Cluster }
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
-	if err := cluster.Bootstrap(context.Background(), lg, netip.MustParsePrefix("10.96.0.0/16")); err != nil {
-		t.Fatal(err)
-	}
-	n := &node{log: lg, view: cluster.NewView(lg, cluster.ViewOptions{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); n.view.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	n.ctl = cluster.NewController(lg, n.view, cluster.ControllerOptions{})
-	return n
+	return &node{testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})}
 }
 
 // cast casts one service whose instances listen on targetPort, exposing host
@@ -58,14 +41,14 @@ func (n *node) cast(t *testing.T, name string, targetPort int, host, tlsYAML str
 	if host != "" {
 		y += fmt.Sprintf("  expose:\n    host: %s\n    port: http\n%s", host, tlsYAML)
 	}
-	if _, _, err := n.ctl.Cast(context.Background(), []cluster.SourceFile{{Name: name + ".yaml", Data: []byte(y)}}); err != nil {
+	if _, _, err := n.Ctl.Cast(context.Background(), []cluster.SourceFile{{Name: name + ".yaml", Data: []byte(y)}}); err != nil {
 		t.Fatalf("cast %s: %v", name, err)
 	}
 }
 
 func (n *node) addInstance(t *testing.T, svc, id, ip string) {
 	t.Helper()
-	_, err := n.ctl.RegisterInstance(context.Background(), cluster.Instance{
+	_, err := n.Ctl.RegisterInstance(context.Background(), cluster.Instance{
 		ID: id, Service: svc, Namespace: "default", Node: "edge1", IP: netip.MustParseAddr(ip), Ready: true,
 	})
 	if err != nil {
@@ -75,7 +58,7 @@ func (n *node) addInstance(t *testing.T, svc, id, ip string) {
 
 func startIngress(t *testing.T, n *node, acme ACMEOptions) *Ingress {
 	t.Helper()
-	ing, err := New(n.log, n.view, Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", ACME: acme})
+	ing, err := New(n.Log, n.View, Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", ACME: acme})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/policy"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 func TestRoutesHostToEndpointsWithForwardedHeaders(t *testing.T) {
@@ -186,7 +187,7 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 	n := newNode(t)
 	port := startBackend(t, "api-1", "127.0.0.1", 0)
 	ing := startIngress(t, n, ACMEOptions{})
-	engine := policy.NewEngine(n.view, "edge1", policy.EngineOptions{})
+	engine := policy.NewEngine(n.View, "edge1", policy.EngineOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go engine.Run(ctx)
@@ -194,7 +195,7 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 
 	castWithPolicy := func(peer string) uint64 {
 		y := fmt.Sprintf("service:\n  name: api\n  ports:\n    - name: http\n      port: 80\n      targetPort: %d\n  expose:\n    host: api.example.test\n    port: http\n  networkPolicy:\n    ingress:\n      - from:\n          - %s\n", port, peer)
-		_, seq, err := n.ctl.Cast(ctx, []cluster.SourceFile{{Name: "api.yaml", Data: []byte(y)}})
+		_, seq, err := n.Ctl.Cast(ctx, []cluster.SourceFile{{Name: "api.yaml", Data: []byte(y)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +208,9 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 	n.addInstance(t, "api", "api-1", "127.0.0.1")
 	waitRoute(t, ing, "api.example.test", 1)
 	c := client(ing.HTTPAddr(), nil)
-	drops := func() float64 { return gathered(t, "rune_policy_drops_total", "reason", "default-deny") }
+	drops := func() float64 {
+		return testkit.Metric(t, "rune_policy_drops_total", map[string]string{"reason": "default-deny"})
+	}
 	before := drops()
 	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "api-1") {
 		t.Fatalf("service-only policy: status %d body %q, want 403 (edge clients have no service identity)", resp.StatusCode, body)
@@ -219,27 +222,4 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "api-1") {
 		t.Fatalf("CIDR covering the client: status %d body %q, want the backend", resp.StatusCode, body)
 	}
-}
-
-// gathered sums the default registry's samples of metric whose label has value.
-func gathered(t *testing.T, metric, label, value string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != metric {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }

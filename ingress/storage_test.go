@@ -15,7 +15,7 @@ import (
 func TestStorageKeysAndDirectories(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t)
-	s := NewStorage(n.log)
+	s := NewStorage(n.Log)
 	files := map[string]string{
 		"certificates/ca/a.test/a.test.crt": "A",
 		"certificates/ca/a.test/a.test.key": "AK",
@@ -61,7 +61,7 @@ func TestStorageKeysAndDirectories(t *testing.T) {
 		t.Errorf("Delete of a missing key: %v, want nil", err)
 	}
 	// Everything lives in the OrderedLog under certs/, nowhere else.
-	kvs, _, _ := n.log.List(ctx, orderedlog.PrefixCerts)
+	kvs, _, _ := n.Log.List(ctx, orderedlog.PrefixCerts)
 	if len(kvs) != 2 {
 		t.Errorf("%d keys under certs/, want 2", len(kvs))
 	}
@@ -70,7 +70,7 @@ func TestStorageKeysAndDirectories(t *testing.T) {
 func TestStorageLockIsExclusiveAndTakenOverAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t)
-	a, b := NewStorage(n.log), NewStorage(n.log)
+	a, b := NewStorage(n.Log), NewStorage(n.Log)
 	a.lockTTL, b.lockTTL = 600*time.Millisecond, 600*time.Millisecond
 
 	if err := a.Lock(ctx, "issue_cert_x.test"); err != nil {
@@ -108,7 +108,7 @@ func TestStorageLockIsExclusiveAndTakenOverAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rec lockRecord
-	if kv, ok, _, _ := n.log.Get(ctx, lockKey("issue_cert_x.test")); !ok || json.Unmarshal(kv.Value, &rec) != nil || rec.Owner != a.owner {
+	if kv, ok, _, _ := n.Log.Get(ctx, lockKey("issue_cert_x.test")); !ok || json.Unmarshal(kv.Value, &rec) != nil || rec.Owner != a.owner {
 		t.Error("the stale holder's Unlock released the new holder's lock")
 	}
 	if err := a.Unlock(ctx, "issue_cert_x.test"); err != nil {

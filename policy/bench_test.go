@@ -69,11 +69,11 @@ func bigCluster(b *testing.B) (*testCluster, uint64) {
 	for k := range benchInstances {
 		docs = append(docs, fmt.Sprintf("service:\n  name: web-%d\n  ports: [{name: http, port: 80}]\n", k))
 	}
-	c.cast(b, docs...)
+	c.Cast(b, docs...)
 	var seq uint64
 	for k := range benchInstances {
 		var err error
-		seq, err = c.ctl.RegisterInstance(context.Background(), cluster.Instance{
+		seq, err = c.Ctl.RegisterInstance(context.Background(), cluster.Instance{
 			ID: fmt.Sprintf("web-%d-1", k), Service: fmt.Sprintf("web-%d", k), Namespace: "default",
 			Node: localNode, IP: netip.AddrFrom4([4]byte{172, 18, byte(k / 256), byte(k % 256)}), Ready: true,
 		})
@@ -107,7 +107,7 @@ func benchConns(n int) (srcs []netip.Addr, ports []uint16) {
 // Engine (atomic load and stale check included).
 func BenchmarkDecision(b *testing.B) {
 	c, seq := bigCluster(b)
-	e := NewEngine(c.view, localNode, EngineOptions{})
+	e := NewEngine(c.View, localNode, EngineOptions{})
 	runEngine(b, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -118,10 +118,10 @@ func BenchmarkDecision(b *testing.B) {
 	big := cluster.NamespacedName{Namespace: "default", Name: "big"}
 	bigInstance := netip.MustParseAddr("172.17.9.9")
 	// The egress source must be a local instance of big.
-	if _, err := c.ctl.RegisterInstance(ctx, cluster.Instance{ID: "big-1", Service: "big", Namespace: "default", Node: localNode, IP: bigInstance, Ready: true}); err != nil {
+	if _, err := c.Ctl.RegisterInstance(ctx, cluster.Instance{ID: "big-1", Service: "big", Namespace: "default", Node: localNode, IP: bigInstance, Ready: true}); err != nil {
 		b.Fatal(err)
 	}
-	if err := e.WaitFor(ctx, c.view.Snapshot().Seq); err != nil {
+	if err := e.WaitFor(ctx, c.View.Snapshot().Seq); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("ingress", func(b *testing.B) {
@@ -147,7 +147,7 @@ func BenchmarkDecision(b *testing.B) {
 		b.ReportMetric(float64(allowed)/float64(i), "allowed/op")
 	})
 	b.Run("compile", func(b *testing.B) {
-		s := c.view.Snapshot()
+		s := c.View.Snapshot()
 		for b.Loop() {
 			Compile(s, localNode)
 		}
@@ -158,9 +158,9 @@ func BenchmarkDecision(b *testing.B) {
 // Engine decides by it, on a node that also holds the big policy.
 func BenchmarkPolicyUpdateEnforced(b *testing.B) {
 	c, _ := bigCluster(b)
-	c.cast(b, apiDoc("web"), webDoc)
+	c.Cast(b, apiDoc("web"), webDoc)
 	c.instance(b, "web-1", "default", "web", localNode, webIP.String())
-	e := NewEngine(c.view, localNode, EngineOptions{})
+	e := NewEngine(c.View, localNode, EngineOptions{})
 	runEngine(b, e)
 	var lat []time.Duration
 	ctx := context.Background()
@@ -171,7 +171,7 @@ func BenchmarkPolicyUpdateEnforced(b *testing.B) {
 			from, want = "web", true
 		}
 		start := time.Now()
-		seq := c.cast(b, apiDoc(from))
+		seq := c.Cast(b, apiDoc(from))
 		if err := e.WaitFor(ctx, seq); err != nil {
 			b.Fatal(err)
 		}

@@ -75,13 +75,13 @@ var (
 // next decision once the engine has caught up follows the new policy.
 func TestPolicyUpdateFlipsVerdict(t *testing.T) {
 	c := newTestCluster(t, cluster.ViewOptions{})
-	c.cast(t, apiDoc("web"), webDoc, otherDoc)
+	c.Cast(t, apiDoc("web"), webDoc, otherDoc)
 	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
-	seq, err := c.ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
+	seq, err := c.Ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(c.view, localNode, EngineOptions{})
+	e := NewEngine(c.View, localNode, EngineOptions{})
 	runEngine(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -98,7 +98,7 @@ func TestPolicyUpdateFlipsVerdict(t *testing.T) {
 	check(otherIP, false)
 
 	start := time.Now()
-	seq = c.cast(t, apiDoc("other"))
+	seq = c.Cast(t, apiDoc("other"))
 	if err := e.WaitFor(ctx, seq); err != nil {
 		t.Fatal(err)
 	}
@@ -118,13 +118,13 @@ func TestPolicyUpdateFlipsVerdict(t *testing.T) {
 // without policy keep working.
 func TestStaleFailsClosed(t *testing.T) {
 	c := newTestCluster(t, cluster.ViewOptions{StaleBudget: 50 * time.Millisecond})
-	c.cast(t, apiDoc("web"), webDoc, otherDoc)
+	c.Cast(t, apiDoc("web"), webDoc, otherDoc)
 	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
-	seq, err := c.ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
+	seq, err := c.Ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(c.view, localNode, EngineOptions{})
+	e := NewEngine(c.View, localNode, EngineOptions{})
 	runEngine(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -140,9 +140,9 @@ func TestStaleFailsClosed(t *testing.T) {
 		t.Fatalf("before the stall: %+v", v)
 	}
 
-	c.view.PauseFor(time.Second)
+	c.View.PauseFor(time.Second)
 	deadline := time.Now().Add(900 * time.Millisecond)
-	for !c.view.Stale() {
+	for !c.View.Stale() {
 		if time.Now().After(deadline) {
 			t.Fatal("view never went stale")
 		}
@@ -174,7 +174,7 @@ func TestStaleFailsClosed(t *testing.T) {
 	}
 	// Once the watch resumes, decisions recover without a restart.
 	deadline = time.Now().Add(3 * time.Second)
-	for c.view.Stale() {
+	for c.View.Stale() {
 		if time.Now().After(deadline) {
 			t.Fatal("view never recovered")
 		}
@@ -190,14 +190,14 @@ func TestStaleFailsClosed(t *testing.T) {
 // ports changed under an unchanged policy (named ports resolve anew).
 func TestCompileReusesUnchangedPolicies(t *testing.T) {
 	c := newTestCluster(t, cluster.ViewOptions{})
-	c.cast(t, apiDoc("web"), webDoc, otherDoc)
+	c.Cast(t, apiDoc("web"), webDoc, otherDoc)
 	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
-	s1 := c.view.Snapshot()
+	s1 := c.View.Snapshot()
 	t1 := compile(s1, s1.Seq, localNode, nil)
 
 	// api's http moves to 8081; its policy record (ports: [http]) is unchanged.
-	c.cast(t, strings.Replace(apiDoc("web"), "port: 8080", "port: 8081", 1))
-	s2 := c.view.Snapshot()
+	c.Cast(t, strings.Replace(apiDoc("web"), "port: 8080", "port: 8081", 1))
+	s2 := c.View.Snapshot()
 	t2 := compile(s2, s2.Seq, localNode, t1)
 	other := cluster.NamespacedName{Namespace: "default", Name: "other"}
 	if t2.services[other] != t1.services[other] {

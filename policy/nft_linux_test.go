@@ -120,7 +120,7 @@ func TestNFTEnforcesPolicy(t *testing.T) {
 	listen(t, pn.web, nsWebIP+":8080")
 
 	c := newTestCluster(t, cluster.ViewOptions{})
-	c.cast(t, nsAPIDoc("web"), webDoc, `
+	c.Cast(t, nsAPIDoc("web"), webDoc, `
 service:
   name: other
   ports: [{name: http, port: 80}]
@@ -136,7 +136,7 @@ service:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(c.view, localNode, EngineOptions{Kernel: k, Poll: 20 * time.Millisecond})
+	e := NewEngine(c.View, localNode, EngineOptions{Kernel: k, Poll: 20 * time.Millisecond})
 	stop := runEngine(t, e)
 	waitFor(t, "the policy chains to be installed", e.Ready)
 
@@ -173,7 +173,7 @@ service:
 	// Flip the policy while other keeps retrying: it gets through within
 	// 100 ms of the write, and web no longer does.
 	start := time.Now()
-	c.cast(t, nsAPIDoc("other"))
+	c.Cast(t, nsAPIDoc("other"))
 	// A retrying client's SYNs are a few ms apart; a dropped SYN would
 	// otherwise wait out the kernel's 1s retransmission.
 	for !connects(t, pn.other, nsAPIIP+":8080", 5*time.Millisecond) {

@@ -85,7 +85,7 @@ service:
 // api .40, db .50 (n1) and .51 (n2), open .60.
 func semanticsCluster(t testing.TB) *testCluster {
 	c := newTestCluster(t, cluster.ViewOptions{})
-	c.cast(t, semanticsDocs...)
+	c.Cast(t, semanticsDocs...)
 	for _, in := range [][5]string{
 		{"web-1", "default", "web", localNode, "172.17.0.10"},
 		{"web-2", "default", "web", remoteNode, "172.17.0.11"},
@@ -103,7 +103,7 @@ func semanticsCluster(t testing.TB) *testCluster {
 
 func TestSemantics(t *testing.T) {
 	c := semanticsCluster(t)
-	tables := Compile(c.view.Snapshot(), localNode)
+	tables := Compile(c.View.Snapshot(), localNode)
 	const (
 		web, webRemote, worker, jobsWeb = "172.17.0.10", "172.17.0.11", "172.17.0.20", "172.17.0.30"
 		api, db, dbRemote, open         = "172.17.0.40", "172.17.0.50", "172.17.0.51", "172.17.0.60"

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/policy"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // policyCluster casts docs into a real control plane (Badger log, View,
@@ -99,7 +100,7 @@ func TestPolicyAtAccept(t *testing.T) {
 		{"SourceEgressDenies", "127.0.0.8", "jobs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			deniedBefore, dropsBefore := testutil.ToFloat64(denied), policyDrops(t, tc.chargedTo)
+			deniedBefore, dropsBefore := testutil.ToFloat64(denied), testkit.Metric(t, "rune_policy_drops_total", map[string]string{"service": tc.chargedTo, "namespace": "test", "reason": policy.ReasonDefaultDeny})
 			start := time.Now()
 			err := dialFrom(tc.src, netip.AddrPortFrom(devAddr, port))
 			if tc.chargedTo == "" {
@@ -114,7 +115,7 @@ func TestPolicyAtAccept(t *testing.T) {
 			if d := testutil.ToFloat64(denied) - deniedBefore; d != 1 {
 				t.Errorf(`connections_total{result="denied"} moved by %v, want 1`, d)
 			}
-			if d := policyDrops(t, tc.chargedTo) - dropsBefore; d != 1 {
+			if d := testkit.Metric(t, "rune_policy_drops_total", map[string]string{"service": tc.chargedTo, "namespace": "test", "reason": policy.ReasonDefaultDeny}) - dropsBefore; d != 1 {
 				t.Errorf("rune_policy_drops_total of %s moved by %v, want 1", tc.chargedTo, d)
 			}
 		})
@@ -150,31 +151,6 @@ func TestPolicyAtAccept(t *testing.T) {
 			t.Fatalf("without a policy engine: %v", err)
 		}
 	})
-}
-
-// policyDrops reads rune_policy_drops_total{service=svc, reason=default-deny}
-// (package policy's metric) from the default registry, as /metrics would.
-func policyDrops(t *testing.T, svc string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "rune_policy_drops_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["service"] == svc && labels["namespace"] == "test" && labels["reason"] == policy.ReasonDefaultDeny {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // dialFrom connects from src to addr and reads the backend's greeting.

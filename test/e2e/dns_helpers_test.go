@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runenet/runenet/proxy/netnstest"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // inNS runs f on an OS thread switched into ns. Sockets f creates stay in ns
@@ -55,9 +56,10 @@ type dnsNode struct {
 	runed    string // binary
 	rune     string // CLI binary
 	dataDir  string
+	api      []string // the rune CLI's flags to reach runed's API
 	corefile string
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *testkit.SyncBuffer
 }
 
 const dnsAddr = "127.0.0.123:53"
@@ -75,6 +77,7 @@ func newDNSNode(t *testing.T) *dnsNode {
 	}
 	dir := t.TempDir()
 	n.dataDir = filepath.Join(dir, "data")
+	n.api = []string{"--api", "unix://" + filepath.Join(n.dataDir, "runed.sock")}
 	n.corefile = filepath.Join(dir, "Corefile")
 
 	etc := filepath.Join("/etc/netns", n.ns.Name)
@@ -118,7 +121,7 @@ func (n *dnsNode) editCorefile(t *testing.T, old, new string) {
 // start runs runed -conf inside the namespace; it is stopped when the test ends.
 func (n *dnsNode) start(t *testing.T) {
 	t.Helper()
-	n.log = &syncBuffer{}
+	n.log = &testkit.SyncBuffer{}
 	n.cmd = n.ns.Command(n.runed, "-conf", n.corefile)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
@@ -157,7 +160,8 @@ func (n *dnsNode) stopCmd(cmd *exec.Cmd) {
 // cli runs the rune CLI against this node's API socket.
 func (n *dnsNode) cli(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(n.rune, append([]string{"--api", "unix://" + filepath.Join(n.dataDir, "runed.sock")}, args...)...)
+	// Inside the namespace: a TCP API listens on the namespace's loopback.
+	cmd := n.ns.Command(append(append([]string{n.rune}, n.api...), args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rune %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -189,23 +193,33 @@ func (n *dnsNode) cast(t *testing.T, yaml string) map[string]string {
 // query asks runed from inside the namespace over proto ("udp" or "tcp").
 func (n *dnsNode) query(t testing.TB, proto string, m *dns.Msg) (*dns.Msg, error) {
 	t.Helper()
-	var r *dns.Msg
-	var err error
-	inNS(t, n.ns, func() {
-		c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
-		r, _, err = c.Exchange(m, dnsAddr)
-	})
-	return r, err
+	return queryIn(t, n.ns, dnsAddr, proto, m)
 }
 
 // ask is query for name/qtype with EDNS0 (as dig sends it), failing the test on error.
 func (n *dnsNode) ask(t testing.TB, proto, name string, qtype uint16) *dns.Msg {
 	t.Helper()
+	return askIn(t, n.ns, dnsAddr, proto, name, qtype)
+}
+
+// queryIn sends m to the DNS server at addr from inside ns over proto.
+func queryIn(t testing.TB, ns *netnstest.NS, addr, proto string, m *dns.Msg) (r *dns.Msg, err error) {
+	t.Helper()
+	inNS(t, ns, func() {
+		c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
+		r, _, err = c.Exchange(m, addr)
+	})
+	return r, err
+}
+
+// askIn is queryIn for name/qtype with EDNS0 (as dig sends it), failing the test on error.
+func askIn(t testing.TB, ns *netnstest.NS, addr, proto, name string, qtype uint16) *dns.Msg {
+	t.Helper()
 	m := new(dns.Msg).SetQuestion(name, qtype)
 	m.SetEdns0(1232, false)
-	r, err := n.query(t, proto, m)
+	r, err := queryIn(t, ns, addr, proto, m)
 	if err != nil {
-		t.Fatalf("%s %s over %s: %v", dns.TypeToString[qtype], name, proto, err)
+		t.Fatalf("%s: %s %s over %s: %v", addr, dns.TypeToString[qtype], name, proto, err)
 	}
 	return r
 }
@@ -290,24 +304,6 @@ func startUpstream(t *testing.T, ns *netnstest.NS) {
 		go s.ActivateAndServe()
 		t.Cleanup(func() { s.Shutdown() })
 	}
-}
-
-// syncBuffer collects a child's output from two pipes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // ede returns m's Extended DNS Error, if any.

@@ -17,6 +17,8 @@ import (
 	"github.com/runenet/runenet/dockersrc"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/test/dockerimg"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // dockerRequire skips when no Docker Engine answers, unless RUNE_E2E is set
@@ -178,7 +180,7 @@ type dockerRuned struct {
 	corefile string
 	client   *api.Client
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *testkit.SyncBuffer
 }
 
 // startDockerRuned renders runed's own Corefile from its flags for a DNS
@@ -228,7 +230,7 @@ func startDockerRuned(t *testing.T, env *dockerEnv, node string, dnsAddrs ...net
 // start runs runed and waits until it reports its data path ready.
 func (r *dockerRuned) start() {
 	r.t.Helper()
-	r.log = &syncBuffer{}
+	r.log = &testkit.SyncBuffer{}
 	r.cmd = exec.Command("nsenter", "-t", r.pid, "-n", "--", r.bin, "-conf", r.corefile)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/proxy/netnstest"
 	"github.com/runenet/runenet/test/dockerimg"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // TestDockerInstances runs the Docker instance source against the real
@@ -97,12 +97,12 @@ func TestDockerInstances(t *testing.T) {
 	docker(t, "rm", "-f", flaky)
 	api3 := env.run(dockerimg.RandomName("rune-e2e-api"), append(labels("api"), "--no-healthcheck")...)
 	want[dockerInstanceID(api3)] = cluster.Instance{ID: dockerInstanceID(api3), Service: "api", Namespace: ns, Node: "node1", IP: env.ip(api3), Ready: true}
-	before := dockerCounter(t, "rune_docker_reconcile_total")
+	before := testkit.Metric(t, "rune_docker_reconcile_total", nil)
 	n = startDockerNode(t, dir, "node1")
 	dockerWait(t, n.view, "reconcile: api-1 kept, api-3 added, flaky gone", func(s *cluster.Snapshot) bool {
 		return maps.EqualFunc(dockerInstances(s, ns, ""), want, sameDockerInstance)
 	})
-	if after := dockerCounter(t, "rune_docker_reconcile_total"); after <= before {
+	if after := testkit.Metric(t, "rune_docker_reconcile_total", nil); after <= before {
 		t.Errorf("rune_docker_reconcile_total = %v after the restart, was %v; want it counted", after, before)
 	}
 	snap := n.view.Snapshot()
@@ -112,7 +112,7 @@ func TestDockerInstances(t *testing.T) {
 			t.Errorf("service %s after the restart: %+v, want VIP %s", r.Name, svc.Value, r.VIP)
 		}
 	}
-	if dockerCounter(t, "rune_docker_events_total") == 0 {
+	if testkit.Metric(t, "rune_docker_events_total", nil) == 0 {
 		t.Error("rune_docker_events_total counted no events")
 	}
 }
@@ -133,24 +133,6 @@ func dockerEndpointIPs(s *cluster.Snapshot, ns, svc string) []string {
 		ips = append(ips, a.IP.String())
 	}
 	return ips
-}
-
-// dockerCounter sums a counter of the default registry over its labels.
-func dockerCounter(t *testing.T, name string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // TestDockerFullPath runs runed in the network namespace of a "node"

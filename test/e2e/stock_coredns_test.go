@@ -46,7 +46,7 @@ func TestStockCoreDNS(t *testing.T) {
 	s := newStockNode(t, n)
 	n.start(t)
 	n.waitSOA(t, 20*time.Second)
-	vips := s.cast(t, dnsServices)
+	vips := s.n.cast(t, dnsServices)
 	api := vips["default/api"]
 	if api == "" || vips["jobs/db"] == "" {
 		t.Fatalf("cast gave VIPs %v", vips)
@@ -148,7 +148,7 @@ func TestStockCoreDNS(t *testing.T) {
 			t.Fatalf("stock CoreDNS exited: %v", s.cmd.ProcessState)
 		}
 
-		vip := s.cast(t, `services:
+		vip := s.n.cast(t, `services:
   - name: late
     namespace: default
     ports:

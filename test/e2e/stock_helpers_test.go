@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 const (
@@ -41,7 +42,7 @@ type stockNode struct {
 	bin      string
 	corefile string
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *testkit.SyncBuffer
 }
 
 // newStockNode moves n's API to TCP with a token (both of n's blocks share
@@ -59,6 +60,7 @@ func newStockNode(t *testing.T, n *dnsNode) *stockNode {
 	}
 	n.writeCorefile(t, strings.ReplaceAll(string(b), node,
 		fmt.Sprintf("\t\tapi tcp://%s\n\t\ttoken %s\n%s", stockAPIAddr, stockAPIToken, node)))
+	n.api = []string{"--api", "tcp://" + stockAPIAddr, "--token", stockAPIToken}
 
 	// The directive as the plugin's README shows it for a stock CoreDNS.
 	corefile := fmt.Sprintf(`rune:1053 10.96.0.0/16:1053 {
@@ -81,7 +83,7 @@ func newStockNode(t *testing.T, n *dnsNode) *stockNode {
 // start runs the stock CoreDNS inside the namespace until the test ends.
 func (s *stockNode) start(t *testing.T) {
 	t.Helper()
-	s.log = &syncBuffer{}
+	s.log = &testkit.SyncBuffer{}
 	s.cmd = s.n.ns.Command(s.bin, "-conf", s.corefile)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
@@ -96,51 +98,16 @@ func (s *stockNode) start(t *testing.T) {
 	})
 }
 
-// cast casts YAML with the CLI over runed's TCP API from inside the
-// namespace and returns each service's VIP by "ns/name".
-func (s *stockNode) cast(t *testing.T, yaml string) map[string]string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "svc.yaml")
-	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.n.ns.Command(s.n.rune, "--api", "tcp://"+stockAPIAddr, "--token", stockAPIToken, "cast", "-o", "json", f).CombinedOutput()
-	if err != nil {
-		t.Fatalf("rune cast: %v\n%s", err, out)
-	}
-	var res struct {
-		Results []struct{ Namespace, Name, VIP string }
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("cast output %q: %v", out, err)
-	}
-	vips := map[string]string{}
-	for _, r := range res.Results {
-		vips[r.Namespace+"/"+r.Name] = r.VIP
-	}
-	return vips
-}
-
 // query asks the stock CoreDNS from inside the namespace.
-func (s *stockNode) query(t testing.TB, proto string, m *dns.Msg) (r *dns.Msg, err error) {
+func (s *stockNode) query(t testing.TB, proto string, m *dns.Msg) (*dns.Msg, error) {
 	t.Helper()
-	inNS(t, s.n.ns, func() {
-		c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
-		r, _, err = c.Exchange(m, stockDNSAddr)
-	})
-	return r, err
+	return queryIn(t, s.n.ns, stockDNSAddr, proto, m)
 }
 
 // ask is query for name/qtype with EDNS0, failing the test on error.
 func (s *stockNode) ask(t testing.TB, proto, name string, qtype uint16) *dns.Msg {
 	t.Helper()
-	m := new(dns.Msg).SetQuestion(name, qtype)
-	m.SetEdns0(1232, false)
-	r, err := s.query(t, proto, m)
-	if err != nil {
-		t.Fatalf("stock CoreDNS: %s %s over %s: %v", dns.TypeToString[qtype], name, proto, err)
-	}
-	return r
+	return askIn(t, s.n.ns, stockDNSAddr, proto, name, qtype)
 }
 
 // waitRcode polls name (type A, EDNS0) until the stock CoreDNS replies rcode.
