@@ -2,16 +2,15 @@ package policy
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/nftconn"
 )
 
 // NFTConfig names what the kernel enforcer owns.
@@ -56,38 +55,16 @@ type NFT struct {
 	pending  map[cluster.NamespacedName]uint64
 }
 
-// nftSocketBuffer lets one transaction carry a large plan: 10,000 CIDR
-// peers are about 1 MB of netlink messages.
-const nftSocketBuffer = 32 << 20
-
 // NewNFT opens a netlink connection; nothing is programmed until Sync.
 func NewNFT(cfg NFTConfig) (*NFT, error) {
 	if cfg.Table == "" {
 		cfg.Table = "rune_policy"
 	}
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(forceBuffers)}
-	if cfg.NetNS != 0 {
-		opts = append(opts, nftables.WithNetNSFd(cfg.NetNS))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nftconn.Open(cfg.NetNS)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: open netlink: %w", err)
 	}
 	return &NFT{cfg: cfg, conn: c, pending: map[cluster.NamespacedName]uint64{}}, nil
-}
-
-func forceBuffers(c *netlink.Conn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		serr = errors.Join(
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, nftSocketBuffer),
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nftSocketBuffer))
-	})
-	return errors.Join(err, serr)
 }
 
 // Sync replaces the table with the plan of t in one transaction, so no
@@ -193,24 +170,12 @@ func (n *NFT) Sync(t *Tables, stale bool) error {
 	return nil
 }
 
-// elemChunk bounds the elements per netlink message: the element list is
-// one attribute, whose 16-bit length overflows past about 1,100 interval
-// elements, and the kernel then rejects the batch with ENOENT.
-const elemChunk = 512
-
 // addSet queues a set and its elements, in messages small enough to encode.
 func (n *NFT) addSet(s *nftables.Set, elems []nftables.SetElement) error {
 	if err := n.conn.AddSet(s, nil); err != nil {
 		return err
 	}
-	for len(elems) > 0 {
-		c := elems[:min(elemChunk, len(elems))]
-		if err := n.conn.SetAddElements(s, c); err != nil {
-			return err
-		}
-		elems = elems[len(c):]
-	}
-	return nil
+	return nftconn.InChunks(n.conn.SetAddElements, s, elems)
 }
 
 // allowKey encodes address . protocol . port; concatenated keys pad each

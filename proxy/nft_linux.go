@@ -2,17 +2,16 @@ package proxy
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/nftconn"
 )
 
 // NFTConfig names what the interceptor owns.
@@ -75,36 +74,14 @@ type redirectKey struct {
 	vip   netip.AddrPort
 }
 
-// nftSocketBuffer lets one transaction carry the full table of a large
-// cluster (10,000 map elements are about 0.5 MB of netlink messages).
-const nftSocketBuffer = 16 << 20
-
 // NewNFT opens a netlink connection; nothing is programmed until Sync.
 func NewNFT(cfg NFTConfig) (*NFT, error) {
 	cfg.setDefaults()
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(forceBuffers)}
-	if cfg.NetNS != 0 {
-		opts = append(opts, nftables.WithNetNSFd(cfg.NetNS))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nftconn.Open(cfg.NetNS)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: open netlink: %w", err)
 	}
 	return &NFT{cfg: cfg, conn: c}, nil
-}
-
-func forceBuffers(c *netlink.Conn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		serr = errors.Join(
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, nftSocketBuffer),
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nftSocketBuffer))
-	})
-	return errors.Join(err, serr)
 }
 
 // Sync makes the kernel steer exactly rs. The first call (and any after a
@@ -163,7 +140,7 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]uint16) error {
 		if err := n.conn.AddSet(s, nil); err != nil {
 			return fmt.Errorf("nftables: map %s: %w", s.Name, err)
 		}
-		if err := inChunks(n.conn.SetAddElements, s, elems); err != nil {
+		if err := nftconn.InChunks(n.conn.SetAddElements, s, elems); err != nil {
 			return fmt.Errorf("nftables: map %s: %w", s.Name, err)
 		}
 		maps[proto] = s
@@ -213,12 +190,12 @@ func (n *NFT) update(want map[redirectKey]uint16) error {
 	// Deletes first: a changed element is deleted and re-added in the same
 	// transaction, so no packet sees it missing.
 	for proto, elems := range del {
-		if err := inChunks(n.conn.SetDeleteElements, n.maps[proto], elems); err != nil {
+		if err := nftconn.InChunks(n.conn.SetDeleteElements, n.maps[proto], elems); err != nil {
 			return err
 		}
 	}
 	for proto, elems := range add {
-		if err := inChunks(n.conn.SetAddElements, n.maps[proto], elems); err != nil {
+		if err := nftconn.InChunks(n.conn.SetAddElements, n.maps[proto], elems); err != nil {
 			return err
 		}
 	}
@@ -226,22 +203,6 @@ func (n *NFT) update(want map[redirectKey]uint16) error {
 		return fmt.Errorf("nftables: update maps of table %s: %w", n.cfg.Table, err)
 	}
 	n.installed = want
-	return nil
-}
-
-// maxElemsPerMessage keeps a message's element list under the 64 KiB a
-// netlink attribute length can express (about 40 bytes an element); a longer
-// list would be cut short silently. The chunks still go in one transaction.
-const maxElemsPerMessage = 1000
-
-func inChunks(op func(*nftables.Set, []nftables.SetElement) error, s *nftables.Set, elems []nftables.SetElement) error {
-	for len(elems) > 0 {
-		n := min(len(elems), maxElemsPerMessage)
-		if err := op(s, elems[:n]); err != nil {
-			return err
-		}
-		elems = elems[n:]
-	}
 	return nil
 }
 
