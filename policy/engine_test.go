@@ -71,10 +71,10 @@ var (
 	nobodyIP = netip.MustParseAddr("203.0.113.9")
 )
 
-// TestPolicyUpdateFlipsVerdict: one cast through the controller, and the
-// next decision once the engine has caught up follows the new policy.
-func TestPolicyUpdateFlipsVerdict(t *testing.T) {
-	c := newTestCluster(t, cluster.ViewOptions{})
+// webAndOtherEngine casts api (admitting web), web and other with one local
+// instance each, and returns a running engine that has caught up with it.
+func webAndOtherEngine(t *testing.T, c *testCluster) *Engine {
+	t.Helper()
 	c.Cast(t, apiDoc("web"), webDoc, otherDoc)
 	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
 	seq, err := c.Ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
@@ -88,6 +88,16 @@ func TestPolicyUpdateFlipsVerdict(t *testing.T) {
 	if err := e.WaitFor(ctx, seq); err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+// TestPolicyUpdateFlipsVerdict: one cast through the controller, and the
+// next decision once the engine has caught up follows the new policy.
+func TestPolicyUpdateFlipsVerdict(t *testing.T) {
+	c := newTestCluster(t, cluster.ViewOptions{})
+	e := webAndOtherEngine(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	check := func(src netip.Addr, want bool) {
 		t.Helper()
 		if v := e.Ingress(src, apiName, 8080, cluster.TCP); v.Allowed != want {
@@ -98,7 +108,7 @@ func TestPolicyUpdateFlipsVerdict(t *testing.T) {
 	check(otherIP, false)
 
 	start := time.Now()
-	seq = c.Cast(t, apiDoc("other"))
+	seq := c.Cast(t, apiDoc("other"))
 	if err := e.WaitFor(ctx, seq); err != nil {
 		t.Fatal(err)
 	}
@@ -118,19 +128,7 @@ func TestPolicyUpdateFlipsVerdict(t *testing.T) {
 // without policy keep working.
 func TestStaleFailsClosed(t *testing.T) {
 	c := newTestCluster(t, cluster.ViewOptions{StaleBudget: 50 * time.Millisecond})
-	c.Cast(t, apiDoc("web"), webDoc, otherDoc)
-	c.instance(t, "web-1", "default", "web", localNode, webIP.String())
-	seq, err := c.Ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "other-1", Service: "other", Namespace: "default", Node: localNode, IP: otherIP, Ready: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := NewEngine(c.View, localNode, EngineOptions{})
-	runEngine(t, e)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := e.WaitFor(ctx, seq); err != nil {
-		t.Fatal(err)
-	}
+	e := webAndOtherEngine(t, c)
 	apiVIP := c.vip(t, "default", "api")
 	webVIP := c.vip(t, "default", "web")
 	if v := e.Ingress(webIP, apiName, 8080, cluster.TCP); !v.Allowed {
