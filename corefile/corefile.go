@@ -30,6 +30,9 @@ type Options struct {
 	APIAddr     string // "" for unix://DATA_DIR/runed.sock
 	StaleBudget time.Duration
 	VIPHold     time.Duration // 0: the default (1h)
+	// Forward is how the data plane moves TCP: "" or "proxy" (the L4
+	// proxy), or "kernel" (nftables DNAT for ports without an ingress policy).
+	Forward string
 	// Docker: "" off, "default" the local Engine, else its address.
 	Docker string
 	// DNSBind lists more addresses DNS listens on besides DNSAddr's host:
@@ -83,6 +86,12 @@ func (o *Options) Validate() error {
 	}
 	if o.APIAddr != "" && !strings.HasPrefix(o.APIAddr, "unix://") && !strings.HasPrefix(o.APIAddr, "tcp://") {
 		return fmt.Errorf("--api-addr %q: want unix:///path/to/runed.sock or tcp://host:port", o.APIAddr)
+	}
+	if o.Forward != "" && o.Forward != "proxy" && o.Forward != "kernel" {
+		return fmt.Errorf("--forward %q: want proxy or kernel", o.Forward)
+	}
+	if o.Forward == "kernel" && o.DevMode {
+		return fmt.Errorf("--forward kernel: dev mode has no nftables; drop --dev-mode or --forward")
 	}
 	if o.StaleBudget <= 0 {
 		return fmt.Errorf("--stale-budget %s: must be positive", o.StaleBudget)
@@ -171,6 +180,9 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 	# The data plane: VIP interception{{if not .DevMode}} (nftables){{end}} and the L4 proxy.
 	dataplane {
 {{- template "node" .}}
+{{- if eq .Forward "kernel"}}
+		forward kernel
+{{- end}}
 	}
 	# Network policy: compiled rule tables judged by the proxy on every new
 	# connection{{if not .DevMode}}, and nftables filter chains for direct container-IP traffic{{end}}.

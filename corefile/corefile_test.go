@@ -38,6 +38,7 @@ func TestRender(t *testing.T) {
 			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t}\n\t# Network policy", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
 			"ingress on :8080/:8443", "\tingress {\n\t\tdata_dir /home/u/.local/state/rune\n",
 		}, []string{"(nftables)"}},
+		{"kernel forwarding", func(o *Options) { o.Forward = "kernel" }, []string{"\tdataplane {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t\tforward kernel\n\t}\n"}, nil},
 		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress {\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode", "acme_", "vip_hold"}},
 		{"acme and vip hold", func(o *Options) {
 			o.NodeRole, o.ACMEEmail, o.ACMECA, o.ACMECARoot, o.VIPHold = RoleEdge, "ops@example.com", "staging", "/etc/rune/roots.pem", 10*time.Minute
@@ -99,6 +100,8 @@ func TestValidate(t *testing.T) {
 		{func(o *Options) { o.MetricsAddr = "9100" }, `--metrics-addr "9100"`},
 		{func(o *Options) { o.APIAddr = "/run/rune.sock" }, `--api-addr "/run/rune.sock"`},
 		{func(o *Options) { o.StaleBudget = 0 }, "--stale-budget 0s: must be positive"},
+		{func(o *Options) { o.Forward = "ebpf" }, `--forward "ebpf": want proxy or kernel`},
+		{func(o *Options) { o.Forward, o.DevMode = "kernel", true }, "--forward kernel: dev mode has no nftables"},
 	}
 	for _, tc := range tests {
 		o := defaults()

@@ -3,44 +3,22 @@ package policy
 import (
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/sys/unix"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
-
-// inNS runs f on a thread inside ns. Sockets made there stay in ns after f
-// returns. The thread is never unlocked, so it exits with the goroutine
-// instead of going back to the pool in the wrong namespace.
-func inNS(t testing.TB, ns *netnstest.NS, f func()) {
-	t.Helper()
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(ns.FD, unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		f()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("enter namespace %s: %v", ns.Name, err)
-	}
-}
 
 // listen accepts and closes connections on addr inside ns until the test ends.
 func listen(t testing.TB, ns *netnstest.NS, addr string) {
 	t.Helper()
 	var ln net.Listener
 	var err error
-	inNS(t, ns, func() { ln, err = net.Listen("tcp", addr) })
+	ns.Do(t, func() { ln, err = net.Listen("tcp", addr) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +40,7 @@ func connects(t testing.TB, ns *netnstest.NS, addr string, timeout time.Duration
 	t.Helper()
 	var c net.Conn
 	var err error
-	inNS(t, ns, func() { c, err = net.DialTimeout("tcp", addr, timeout) })
+	ns.Do(t, func() { c, err = net.DialTimeout("tcp", addr, timeout) })
 	if err != nil {
 		return false
 	}

@@ -17,12 +17,18 @@ type Source interface {
 	Changed() <-chan struct{}
 	Loaded() bool
 	Stale() bool
+	// Lag and StaleBudget time kernel forwarding's heartbeats.
+	Lag() time.Duration
+	StaleBudget() time.Duration
 }
 
 // Interceptor steers traffic for the redirected VIP:ports to the proxy and
 // fences off the rest of the cluster CIDR. *NFT is the production one.
 type Interceptor interface {
 	Sync(cidr netip.Prefix, rs []Redirect) error
+	// Heartbeat keeps kernel forwarding (Redirects with Endpoints) on for
+	// ttl more; without heartbeats it stops, and the guard refuses.
+	Heartbeat(ttl time.Duration) error
 	Close() error
 }
 
@@ -84,7 +90,12 @@ func (d *Dataplane) Proxy() *Proxy { return d.proxy }
 
 func (d *Dataplane) run(ctx context.Context) {
 	defer close(d.done)
-	var retry <-chan time.Time
+	var retry, beat <-chan time.Time
+	if d.kernel() {
+		t := time.NewTicker(heartbeatInterval(d.src.StaleBudget()))
+		defer t.Stop()
+		beat = t.C
+	}
 	for {
 		changed := d.src.Changed()
 		if d.src.Loaded() {
@@ -99,10 +110,36 @@ func (d *Dataplane) run(ctx context.Context) {
 		select {
 		case <-changed:
 		case <-retry:
+		case <-beat:
+			if err := d.heartbeat(); err != nil {
+				d.log.Error("dataplane: kernel forwarding heartbeat failed", "err", err)
+			}
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+func (d *Dataplane) kernel() bool { return d.icpt != nil && d.proxy.cfg.Kernel }
+
+// heartbeatInterval refreshes ten times per stale budget, at most once a
+// second, so the kernel's deadline tracks the View's lag closely.
+func heartbeatInterval(budget time.Duration) time.Duration {
+	return min(max(budget/10, 50*time.Millisecond), time.Second)
+}
+
+// heartbeat extends kernel forwarding to the moment the View would turn
+// stale if it heard nothing more: what is left of the stale budget. A stale
+// View sends none, so forwarding lapses with it (and with runed itself).
+func (d *Dataplane) heartbeat() error {
+	if _, ok := d.Applied(); !ok {
+		return nil
+	}
+	left := d.src.StaleBudget() - d.src.Lag()
+	if left <= 0 {
+		return nil
+	}
+	return d.icpt.Heartbeat(left)
 }
 
 func (d *Dataplane) apply(s *cluster.Snapshot) error {
@@ -115,6 +152,9 @@ func (d *Dataplane) apply(s *cluster.Snapshot) error {
 		err = fmt.Errorf("the cluster network is not bootstrapped yet (no CIDR at seq %d)", s.Seq)
 	default:
 		err = d.icpt.Sync(t.CIDR, rs)
+	}
+	if err == nil && d.kernel() && !d.src.Stale() {
+		err = d.icpt.Heartbeat(d.src.StaleBudget() - d.src.Lag())
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

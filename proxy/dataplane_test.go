@@ -45,6 +45,9 @@ func (f *fakeSource) publish(s *cluster.Snapshot) {
 func (f *fakeSource) Loaded() bool { return true }
 func (f *fakeSource) Stale() bool  { return false }
 
+func (f *fakeSource) Lag() time.Duration         { return 0 }
+func (f *fakeSource) StaleBudget() time.Duration { return 30 * time.Second }
+
 type fakeInterceptor struct {
 	fail   atomic.Bool
 	syncs  atomic.Int32
@@ -58,6 +61,8 @@ func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
 	}
 	return nil
 }
+
+func (f *fakeInterceptor) Heartbeat(time.Duration) error { return nil }
 
 func (f *fakeInterceptor) Close() error { f.closed.Store(true); return nil }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/google/nftables"
@@ -39,15 +40,25 @@ func (c *NFTConfig) setDefaults() {
 	}
 }
 
-// NFT steers VIP traffic into the proxy with nftables:
+// NFT steers VIP traffic into the proxy, or in kernel forwarding mode
+// straight to an endpoint, with nftables:
 //
 //	table ip rune {
 //	  map svc_tcp { type ipv4_addr . inet_service : inet_service }   # VIP . port : proxy port
 //	  map svc_udp { ... }
+//	  map svc_tcp_pick { type ipv4_addr . inet_service : verdict }   # kernel forwarding:
+//	                                            # VIP . port : goto pick-<number of endpoints>
+//	  map svc_tcp_ep { type ipv4_addr . inet_service . mark : ipv4_addr . inet_service }
+//	                                            # VIP . port . i : endpoint i
+//	  set alive { type mark; flags timeout }     # one element, refreshed by Heartbeat
+//	  chain pick-3 { dnat to ip daddr . tcp dport . numgen random mod 3 map @svc_tcp_ep }
 //	  chain prerouting { type nat hook prerouting priority dstnat   # from containers
+//	    meta l4proto tcp ip saddr != 127.0.0.0/8 1 @alive ip daddr . tcp dport vmap @svc_tcp_pick
 //	    meta l4proto tcp redirect to ip daddr . tcp dport map @svc_tcp
 //	    meta l4proto udp redirect to ip daddr . udp dport map @svc_udp }
 //	  chain output { type nat hook output priority -100 ... }       # from the host
+//	  chain postrouting { type nat hook postrouting priority srcnat
+//	    ct original ip daddr <CIDR> masquerade }   # kernel-forwarded: replies come back through us
 //	}
 //	table ip rune_guard {   # priority dstnat+10, after the redirect
 //	  chain prerouting/output { ip daddr <CIDR> meta l4proto tcp reject with tcp reset
@@ -55,18 +66,25 @@ func (c *NFTConfig) setDefaults() {
 //	}
 //
 // plus a route <CIDR> dev lo src 127.0.0.1, so host processes can connect to VIPs without
-// a default route. Dispatch is one map lookup whatever the number of
-// services, and a change touches only the map elements that differ.
+// a default route. Dispatch is two hash lookups whatever the number of
+// services, and a change touches only the map elements that differ. The
+// pick chains are per endpoint count, not per service: a commit revalidates
+// every chain a verdict map can reach, so thousands of per-service chains
+// would make each change cost milliseconds per thousand services.
 type NFT struct {
 	cfg  NFTConfig
 	conn *nftables.Conn
 
 	table *nftables.Table
 	maps  map[cluster.Protocol]*nftables.Set
+	pick  *nftables.Set // VIP . port : goto pick-N
+	eps   *nftables.Set // VIP . port . i : endpoint
+	alive *nftables.Set
+	picks map[int]bool // the pick-N chains that exist
 	cidr  netip.Prefix
-	// installed mirrors the map elements in the kernel; nil forces a full
-	// reinstall (first sync, or after a failed transaction left it unknown).
-	installed map[redirectKey]uint16
+	// installed mirrors what is in the kernel; nil forces a full reinstall
+	// (first sync, or after a failed transaction left it unknown).
+	installed map[redirectKey]Redirect
 }
 
 type redirectKey struct {
@@ -86,7 +104,7 @@ func NewNFT(cfg NFTConfig) (*NFT, error) {
 
 // Sync makes the kernel steer exactly rs. The first call (and any after a
 // CIDR change or a failure) replaces the tables in one transaction; later
-// calls add and delete only the map elements that changed.
+// calls change only the elements and forwarding chains that differ.
 func (n *NFT) Sync(cidr netip.Prefix, rs []Redirect) (err error) {
 	start := time.Now()
 	defer func() {
@@ -96,9 +114,12 @@ func (n *NFT) Sync(cidr netip.Prefix, rs []Redirect) (err error) {
 			n.installed = nil
 		}
 	}()
-	want := make(map[redirectKey]uint16, len(rs))
+	want := make(map[redirectKey]Redirect, len(rs))
 	for _, r := range rs {
-		want[redirectKey{r.Protocol, r.VIP}] = r.Port
+		if r.Endpoints != nil && r.Protocol != cluster.TCP {
+			return fmt.Errorf("nftables: %s %s: kernel forwarding is for TCP only", r.Protocol, r.VIP)
+		}
+		want[redirectKey{r.Protocol, r.VIP}] = r
 	}
 	if n.installed == nil || cidr != n.cidr {
 		if err := n.install(cidr, want); err != nil {
@@ -109,7 +130,7 @@ func (n *NFT) Sync(cidr netip.Prefix, rs []Redirect) (err error) {
 	return n.update(want)
 }
 
-func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]uint16) error {
+func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]Redirect) error {
 	if !cidr.IsValid() || !cidr.Addr().Is4() {
 		return fmt.Errorf("nftables: cluster CIDR %v is not an IPv4 prefix", cidr)
 	}
@@ -124,17 +145,41 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]uint16) error {
 	}
 
 	t := replaceTable(n.conn, n.cfg.Table)
-	maps := map[cluster.Protocol]*nftables.Set{}
-	for _, proto := range []cluster.Protocol{cluster.TCP, cluster.UDP} {
-		s := &nftables.Set{
-			Table: t, Name: "svc_" + string(proto), IsMap: true, Concatenation: true,
-			KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
-			DataType: nftables.TypeInetService,
+	vipPort := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	n.table = t
+	n.maps = map[cluster.Protocol]*nftables.Set{}
+	n.pick = &nftables.Set{Table: t, Name: "svc_tcp_pick", IsMap: true, Concatenation: true, KeyType: vipPort, DataType: nftables.TypeVerdict}
+	n.eps = &nftables.Set{
+		Table: t, Name: "svc_tcp_ep", IsMap: true, Concatenation: true,
+		KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService, nftables.TypeMark),
+		DataType: vipPort,
+	}
+	n.alive = &nftables.Set{Table: t, Name: "alive", KeyType: nftables.TypeMark, HasTimeout: true}
+	n.picks = map[int]bool{}
+	for _, s := range []*nftables.Set{n.pick, n.eps, n.alive} {
+		if err := n.conn.AddSet(s, nil); err != nil {
+			return fmt.Errorf("nftables: set %s: %w", s.Name, err)
 		}
+	}
+	var pick, eps []nftables.SetElement
+	for _, r := range want {
+		if r.Endpoints != nil {
+			n.ensurePick(len(r.Endpoints))
+			pick = append(pick, pickElement(r))
+			eps = append(eps, epElements(r)...)
+		}
+	}
+	for s, elems := range map[*nftables.Set][]nftables.SetElement{n.pick: pick, n.eps: eps} {
+		if err := nftconn.InChunks(n.conn.SetAddElements, s, elems); err != nil {
+			return fmt.Errorf("nftables: map %s: %w", s.Name, err)
+		}
+	}
+	for _, proto := range []cluster.Protocol{cluster.TCP, cluster.UDP} {
+		s := &nftables.Set{Table: t, Name: "svc_" + string(proto), IsMap: true, Concatenation: true, KeyType: vipPort, DataType: nftables.TypeInetService}
 		var elems []nftables.SetElement
-		for k, port := range want {
-			if k.proto == proto {
-				elems = append(elems, element(k.vip, port))
+		for k, r := range want {
+			if k.proto == proto && r.Port != 0 {
+				elems = append(elems, element(r))
 			}
 		}
 		if err := n.conn.AddSet(s, nil); err != nil {
@@ -143,21 +188,27 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]uint16) error {
 		if err := nftconn.InChunks(n.conn.SetAddElements, s, elems); err != nil {
 			return fmt.Errorf("nftables: map %s: %w", s.Name, err)
 		}
-		maps[proto] = s
+		n.maps[proto] = s
 	}
 	for _, hook := range []*nftables.ChainHook{nftables.ChainHookPrerouting, nftables.ChainHookOutput} {
 		ch := n.conn.AddChain(&nftables.Chain{
 			Name: hookName(hook), Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: hook, Priority: nftables.ChainPriorityNATDest,
 		})
+		n.conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: n.dispatchExprs()})
 		for _, proto := range []cluster.Protocol{cluster.TCP, cluster.UDP} {
-			n.conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: redirectExprs(proto, maps[proto])})
+			n.conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: redirectExprs(proto, n.maps[proto])})
 		}
 	}
+	post := n.conn.AddChain(&nftables.Chain{
+		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+	})
+	n.conn.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: masqueradeExprs(cidr)})
 	if err := n.conn.Flush(); err != nil {
 		return fmt.Errorf("nftables: install tables %s and %s for %s: %w", n.cfg.Table, n.cfg.GuardTable, cidr, err)
 	}
-	n.table, n.maps, n.cidr, n.installed = t, maps, cidr, want
+	n.cidr, n.installed = cidr, want
 	return nil
 }
 
@@ -171,39 +222,143 @@ func replaceTable(c *nftables.Conn, name string) *nftables.Table {
 	return c.AddTable(t)
 }
 
-func (n *NFT) update(want map[redirectKey]uint16) error {
-	add := map[cluster.Protocol][]nftables.SetElement{}
-	del := map[cluster.Protocol][]nftables.SetElement{}
+func (n *NFT) update(want map[redirectKey]Redirect) error {
+	del, add := map[*nftables.Set][]nftables.SetElement{}, map[*nftables.Set][]nftables.SetElement{}
 	for k, old := range n.installed {
-		if port, ok := want[k]; !ok || port != old {
-			del[k.proto] = append(del[k.proto], element(k.vip, old))
+		r, ok := want[k]
+		if old.Port != 0 && (!ok || r.Port != old.Port) {
+			del[n.maps[k.proto]] = append(del[n.maps[k.proto]], element(old))
+		}
+		if old.Endpoints != nil && (!ok || !slices.Equal(old.Endpoints, r.Endpoints)) {
+			if !ok || len(old.Endpoints) != len(r.Endpoints) {
+				del[n.pick] = append(del[n.pick], pickElement(old))
+			}
+			del[n.eps] = append(del[n.eps], epElements(old)...)
 		}
 	}
-	for k, port := range want {
-		if old, ok := n.installed[k]; !ok || old != port {
-			add[k.proto] = append(add[k.proto], element(k.vip, port))
+	for k, r := range want {
+		old, ok := n.installed[k]
+		if r.Port != 0 && (!ok || old.Port != r.Port) {
+			add[n.maps[k.proto]] = append(add[n.maps[k.proto]], element(r))
+		}
+		if r.Endpoints != nil && (!ok || !slices.Equal(old.Endpoints, r.Endpoints)) {
+			if !ok || len(old.Endpoints) != len(r.Endpoints) {
+				n.ensurePick(len(r.Endpoints))
+				add[n.pick] = append(add[n.pick], pickElement(r))
+			}
+			add[n.eps] = append(add[n.eps], epElements(r)...)
 		}
 	}
-	if len(add) == 0 && len(del) == 0 {
+	if len(del)+len(add) == 0 {
 		return nil
 	}
-	// Deletes first: a changed element is deleted and re-added in the same
-	// transaction, so no packet sees it missing.
-	for proto, elems := range del {
-		if err := nftconn.InChunks(n.conn.SetDeleteElements, n.maps[proto], elems); err != nil {
+	// Deletes first, all in one transaction: a changed element is deleted
+	// and re-added, and no packet sees it missing.
+	for s, elems := range del {
+		if err := nftconn.InChunks(n.conn.SetDeleteElements, s, elems); err != nil {
 			return err
 		}
 	}
-	for proto, elems := range add {
-		if err := nftconn.InChunks(n.conn.SetAddElements, n.maps[proto], elems); err != nil {
+	for s, elems := range add {
+		if err := nftconn.InChunks(n.conn.SetAddElements, s, elems); err != nil {
 			return err
 		}
 	}
 	if err := n.conn.Flush(); err != nil {
-		return fmt.Errorf("nftables: update maps of table %s: %w", n.cfg.Table, err)
+		return fmt.Errorf("nftables: update table %s: %w", n.cfg.Table, err)
 	}
 	n.installed = want
 	return nil
+}
+
+// Heartbeat keeps kernel forwarding on for ttl more. The interception
+// stops forwarding new connections to endpoints by itself once the
+// heartbeats stop (runed killed, or its View stuck), so a node never keeps
+// sending traffic on a picture of the cluster older than the stale budget;
+// the guard then refuses them.
+func (n *NFT) Heartbeat(ttl time.Duration) error {
+	if n.alive == nil || n.installed == nil {
+		return fmt.Errorf("nftables: heartbeat before the table is installed")
+	}
+	n.conn.FlushSet(n.alive)
+	if err := n.conn.SetAddElements(n.alive, []nftables.SetElement{{Key: aliveKey, Timeout: max(ttl, time.Millisecond)}}); err != nil {
+		return err
+	}
+	if err := n.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables: refresh set %s of table %s: %w", n.alive.Name, n.cfg.Table, err)
+	}
+	return nil
+}
+
+// aliveKey is the one element of the alive set.
+var aliveKey = binary.BigEndian.AppendUint32(nil, 1)
+
+// ensurePick queues the chain that picks one of count endpoints, once:
+// dnat to ip daddr . tcp dport . numgen random mod count map @svc_tcp_ep.
+// It stays until the next reinstall, unused or not: there are only as
+// many as distinct endpoint counts.
+func (n *NFT) ensurePick(count int) {
+	if n.picks[count] {
+		return
+	}
+	n.picks[count] = true
+	ch := n.conn.AddChain(&nftables.Chain{Name: pickChain(count), Table: n.table})
+	n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Numgen{Register: 10, Modulus: uint32(count), Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: n.eps.Name, SetID: n.eps.ID},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
+	}})
+}
+
+func pickChain(count int) string { return fmt.Sprintf("pick-%d", count) }
+
+// pickElement encodes VIP . port : goto pick-<number of endpoints>.
+func pickElement(r Redirect) nftables.SetElement {
+	return nftables.SetElement{Key: vipKey(r.VIP), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: pickChain(len(r.Endpoints))}}
+}
+
+// epElements encodes VIP . port . i : endpoint i. The index is typed a
+// mark because, like numgen's output, marks are in host order (and nft can
+// list it, which a bare integer field in a concatenation defeats).
+func epElements(r Redirect) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(r.Endpoints))
+	key := vipKey(r.VIP)
+	for i, ep := range r.Endpoints {
+		out[i] = nftables.SetElement{Key: binary.NativeEndian.AppendUint32(slices.Clone(key), uint32(i)), Val: vipKey(ep)}
+	}
+	return out
+}
+
+// dispatchExprs: meta l4proto tcp, ip saddr != 127.0.0.0/8, the alive
+// element present, then ip daddr . tcp dport vmap @svc_tcp_pick. A miss
+// falls through to the redirect rules. Host processes connecting from
+// 127.0.0.1 (the source the CIDR route pins) go to the proxy: a packet from
+// a loopback address may not be routed out of another interface after DNAT.
+func (n *NFT) dispatchExprs() []expr.Any {
+	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		maskExpr(loopback), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(loopback)},
+		&expr.Immediate{Register: 1, Data: aliveKey},
+		&expr.Lookup{SourceRegister: 1, SetName: n.alive.Name, SetID: n.alive.ID},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: n.pick.Name, SetID: n.pick.ID},
+	}
+}
+
+// masqueradeExprs: ct original ip daddr <CIDR> masquerade. A kernel-forwarded
+// connection's replies must come back through this node to be un-DNATed,
+// even when client and endpoint share a bridge; the proxy's own connections
+// leave from the node too, so endpoints see the same source either way.
+// Policy is not affected: the forward filter sees the client's address
+// before postrouting rewrites it.
+func masqueradeExprs(cidr netip.Prefix) []expr.Any {
+	return append([]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0}}, append(inCIDR(cidr), &expr.Masq{})...)
 }
 
 // Close removes the interception table. The guard stays (see NFTConfig).
@@ -243,16 +398,19 @@ func hookName(h *nftables.ChainHook) string {
 	return "prerouting"
 }
 
-// element encodes VIP . port : proxy port. Concatenated keys pad each field
-// to a 4-byte register.
-func element(vip netip.AddrPort, port uint16) nftables.SetElement {
+// element encodes VIP . port : proxy port.
+func element(r Redirect) nftables.SetElement {
+	return nftables.SetElement{Key: vipKey(r.VIP), Val: binary.BigEndian.AppendUint16(nil, r.Port)}
+}
+
+// vipKey encodes VIP . port; concatenated keys pad each field to a 4-byte
+// register.
+func vipKey(vip netip.AddrPort) []byte {
 	key := make([]byte, 8)
 	a := vip.Addr().As4()
 	copy(key, a[:])
 	binary.BigEndian.PutUint16(key[4:], vip.Port())
-	val := make([]byte, 2)
-	binary.BigEndian.PutUint16(val, port)
-	return nftables.SetElement{Key: key, Val: val}
+	return key
 }
 
 // redirectExprs: meta l4proto P redirect to ip daddr . P dport map @svc_P.
@@ -271,14 +429,7 @@ func redirectExprs(proto cluster.Protocol, m *nftables.Set) []expr.Any {
 // reset and everything else ICMP port unreachable, so clients fail at once
 // (connection refused) instead of hanging, and pings to a VIP get no echo.
 func guardExprs(cidr netip.Prefix, tcp bool) []expr.Any {
-	network := cidr.Masked().Addr().As4()
-	m := make([]byte, 4)
-	binary.BigEndian.PutUint32(m, ^uint32(0)<<(32-cidr.Bits()))
-	e := []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: m, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]},
-	}
+	e := append([]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}}, inCIDR(cidr)...)
 	if tcp {
 		return append(e,
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -287,6 +438,22 @@ func guardExprs(cidr netip.Prefix, tcp bool) []expr.Any {
 			&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 	}
 	return append(e, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})
+}
+
+// inCIDR matches when register 1 holds an address inside cidr.
+func inCIDR(cidr netip.Prefix) []expr.Any {
+	return []expr.Any{maskExpr(cidr), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: prefixAddr(cidr)}}
+}
+
+// maskExpr keeps the network bits of prefix p in register 1.
+func maskExpr(p netip.Prefix) expr.Any {
+	m := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-p.Bits()))
+	return &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: m, Xor: make([]byte, 4)}
+}
+
+func prefixAddr(p netip.Prefix) []byte {
+	a := p.Masked().Addr().As4()
+	return a[:]
 }
 
 func l4proto(p cluster.Protocol) byte {

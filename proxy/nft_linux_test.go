@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/proxy/netnstest"
@@ -21,9 +26,9 @@ func TestNFTInstallUpdateClose(t *testing.T) {
 	}
 	vip := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 	rs := []Redirect{
-		{cluster.TCP, vip("10.96.0.10:80"), 15001},
-		{cluster.TCP, vip("10.96.0.11:443"), 15001},
-		{cluster.UDP, vip("10.96.0.10:53"), 40000},
+		{cluster.TCP, vip("10.96.0.10:80"), 15001, nil},
+		{cluster.TCP, vip("10.96.0.11:443"), 15001, nil},
+		{cluster.UDP, vip("10.96.0.10:53"), 40000, nil},
 	}
 	if err := n.Sync(cidr, rs); err != nil {
 		t.Fatal(err)
@@ -47,9 +52,9 @@ func TestNFTInstallUpdateClose(t *testing.T) {
 
 	// One element changes port, one goes, one comes: only those are touched.
 	rs = []Redirect{
-		{cluster.TCP, vip("10.96.0.10:80"), 15002},
-		{cluster.TCP, vip("10.96.0.12:8080"), 15002},
-		{cluster.UDP, vip("10.96.0.10:53"), 40000},
+		{cluster.TCP, vip("10.96.0.10:80"), 15002, nil},
+		{cluster.TCP, vip("10.96.0.12:8080"), 15002, nil},
+		{cluster.UDP, vip("10.96.0.10:53"), 40000, nil},
 	}
 	if err := n.Sync(cidr, rs); err != nil {
 		t.Fatal(err)
@@ -90,7 +95,7 @@ func TestNFTLargeMaps(t *testing.T) {
 	redirects := func(count int) []Redirect {
 		rs := make([]Redirect, count)
 		for i := range rs {
-			rs[i] = Redirect{cluster.TCP, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), 80), 15001}
+			rs[i] = Redirect{cluster.TCP, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), 80), 15001, nil}
 		}
 		return rs
 	}
@@ -102,5 +107,131 @@ func TestNFTLargeMaps(t *testing.T) {
 		if got := strings.Count(ns.Run(t, "nft", "list", "map", "ip", "rune", "svc_tcp"), ": 15001"); got != count {
 			t.Errorf("map holds %d elements; want %d", got, count)
 		}
+	}
+}
+
+// Kernel forwarding inside one namespace: connections from a non-loopback
+// source are DNATed across the endpoints, endpoint changes apply in place,
+// a port can move between the kernel and the proxy, and without heartbeats
+// forwarding lapses and the guard refuses.
+func TestNFTKernelForwarding(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "dp-kfwd")
+	// Addresses of their own on lo, so the client's source is not loopback
+	// (those connections are left to the proxy).
+	client := netip.MustParseAddr("192.0.2.1")
+	var eps []netip.AddrPort
+	for _, a := range []string{"192.0.2.1", "192.0.2.11", "192.0.2.12", "192.0.2.13"} {
+		ns.Run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
+		if a == client.String() {
+			continue
+		}
+		ep := netip.AddrPortFrom(netip.MustParseAddr(a), 8080)
+		eps = append(eps, ep)
+		var ln net.Listener
+		var err error
+		ns.Do(t, func() { ln, err = net.Listen("tcp", ep.String()) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				io.WriteString(c, ep.Addr().String())
+				c.Close()
+			}
+		}()
+	}
+	vip := netip.MustParseAddrPort("10.96.0.10:80")
+	dial := func() (string, error) {
+		var b []byte
+		var err error
+		ns.Do(t, func() {
+			d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0)), Timeout: time.Second}
+			var c net.Conn
+			if c, err = d.Dial("tcp", vip.String()); err == nil {
+				b, err = io.ReadAll(c)
+				c.Close()
+			}
+		})
+		return string(b), err
+	}
+	counts := func(n int) map[string]int {
+		got := map[string]int{}
+		for range n {
+			name, err := dial()
+			if err != nil {
+				t.Fatalf("through %s: %v", vip, err)
+			}
+			got[name]++
+		}
+		return got
+	}
+
+	n, err := NewNFT(NFTConfig{NetNS: ns.FD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	cidr := netip.MustParsePrefix("10.96.0.0/16")
+	sync := func(rs ...Redirect) {
+		t.Helper()
+		if err := n.Sync(cidr, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync(Redirect{Protocol: cluster.TCP, VIP: vip, Endpoints: eps})
+	if err := n.Heartbeat(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got := counts(90)
+	for _, ep := range eps {
+		if got[ep.Addr().String()] < 15 {
+			t.Errorf("endpoint %s got %d of 90 connections: %v", ep, got[ep.Addr().String()], got)
+		}
+	}
+	// nft itself can list what we programmed (operators will).
+	rules := ns.Run(t, "nft", "list", "table", "ip", "rune")
+	for _, want := range []string{"10.96.0.10 . 80 : goto pick-3", "10.96.0.10 . 80 . 0x00000002 : 192.0.2.13 . 8080", "numgen random mod 3 map @svc_tcp_ep", "masquerade"} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("table ip rune lacks %q:\n%s", want, rules)
+		}
+	}
+
+	// Endpoints change: only their map elements change.
+	sync(Redirect{Protocol: cluster.TCP, VIP: vip, Endpoints: eps[2:]})
+	if got := counts(10); got[eps[2].Addr().String()] != 10 {
+		t.Errorf("after the change want all on %s, got %v", eps[2], got)
+	}
+
+	// To the proxy and back: the DNAT elements go, then come again.
+	sync(Redirect{Protocol: cluster.TCP, VIP: vip, Port: 15001})
+	rules = ns.Run(t, "nft", "list", "table", "ip", "rune")
+	if strings.Contains(rules, "192.0.2.1") || !strings.Contains(rules, "10.96.0.10 . 80 : 15001") {
+		t.Errorf("moved to the proxy, the table reads:\n%s", rules)
+	}
+	sync(Redirect{Protocol: cluster.TCP, VIP: vip, Endpoints: eps[:1]})
+	if got := counts(5); got[eps[0].Addr().String()] != 5 {
+		t.Errorf("back in the kernel want all on %s, got %v", eps[0], got)
+	}
+
+	// Heartbeats stop: forwarding lapses and the guard refuses at once.
+	if err := n.Heartbeat(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if _, err := dial(); !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("after the last heartbeat lapsed want a quick refusal, got %v after %v", err, time.Since(start))
+	}
+	if err := n.Heartbeat(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(); err != nil {
+		t.Errorf("after a new heartbeat: %v", err)
 	}
 }

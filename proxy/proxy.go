@@ -29,6 +29,11 @@ type Config struct {
 	InterceptAddr netip.AddrPort
 	// DevAddr is the loopback address dev-mode listeners bind. Default 127.0.0.1.
 	DevAddr netip.Addr
+	// Kernel hands TCP service ports without an ingress policy to the kernel:
+	// nftables DNATs each new connection to a random ready endpoint, and the
+	// bytes never pass through the proxy (full throughput, no sockets held).
+	// The proxy keeps UDP and policed TCP ports. Intercept mode only.
+	Kernel bool
 	// Stale reports whether the data behind the table is past the stale
 	// budget; new connections are refused while it does. Nil: never stale.
 	Stale func() bool
@@ -102,11 +107,14 @@ type routes struct {
 }
 
 // Redirect tells the interceptor to steer Protocol traffic for VIP to the
-// local port where the proxy listens for it.
+// local port where the proxy listens for it and, when Endpoints is set
+// (kernel forwarding, TCP only), to DNAT it to one of them instead wherever
+// the kernel can. Port 0 means no redirect.
 type Redirect struct {
-	Protocol cluster.Protocol
-	VIP      netip.AddrPort
-	Port     uint16
+	Protocol  cluster.Protocol
+	VIP       netip.AddrPort
+	Port      uint16
+	Endpoints []netip.AddrPort
 }
 
 // Proxy forwards connections for the service ports of the latest Table.
@@ -335,6 +343,12 @@ func (p *Proxy) redirects(rt *routes) []Redirect {
 			continue
 		}
 		port := p.InterceptPort()
+		if p.cfg.Kernel && k.proto == cluster.TCP && !r.sp.Policed {
+			// The proxy stays behind the DNAT for what it cannot take:
+			// host processes connecting from a loopback address.
+			out = append(out, Redirect{Protocol: k.proto, VIP: k.addr, Port: port, Endpoints: r.sp.Endpoints})
+			continue
+		}
 		if k.proto == cluster.UDP {
 			f, ok := p.fronts[k]
 			if !ok {

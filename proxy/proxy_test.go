@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -251,5 +252,43 @@ func TestPortForwardOnlyOnLoopback(t *testing.T) {
 	}
 	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 81, netip.MustParseAddrPort("127.0.0.1:0")); err == nil {
 		t.Error("port-forward to a port the service lacks should fail")
+	}
+}
+
+// In kernel mode a TCP port without an ingress policy is handed to the
+// kernel (with the proxy behind it for loopback-sourced host connections);
+// policed TCP ports, UDP, and ports without endpoints are not.
+func TestKernelModeRedirects(t *testing.T) {
+	p, err := New(Config{Kernel: true, InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ep := netip.MustParseAddrPort("10.1.0.2:8080")
+	open, policed, empty := tcpPort("open", 80, ep), tcpPort("policed", 81, ep), tcpPort("empty", 82)
+	policed.Policed = true
+	udp := tcpPort("dns", 53, ep)
+	udp.Protocol = cluster.UDP
+	got := map[uint16]Redirect{}
+	for _, r := range p.Update(&Table{Ports: []ServicePort{open, policed, empty, udp}}) {
+		got[r.VIP.Port()] = r
+	}
+	for _, tc := range []struct {
+		port   uint16
+		kernel bool
+	}{{80, true}, {81, false}, {53, false}} {
+		r, ok := got[tc.port]
+		switch {
+		case !ok:
+			t.Errorf("port %d: no redirect", tc.port)
+		case (r.Endpoints != nil) != tc.kernel || r.Port == 0:
+			t.Errorf("port %d: %+v; want kernel forwarding %v and a proxy port", tc.port, r, tc.kernel)
+		}
+	}
+	if _, ok := got[82]; ok {
+		t.Errorf("a port without endpoints got a redirect (the guard refuses it): %+v", got[82])
+	}
+	if r := got[80]; !slices.Equal(r.Endpoints, []netip.AddrPort{ep}) {
+		t.Errorf("kernel endpoints %v", r.Endpoints)
 	}
 }

@@ -17,6 +17,10 @@ type ServicePort struct {
 	// Name is the port's name in the spec ("" when unnamed).
 	Name      string
 	Endpoints []netip.AddrPort
+	// Policed is set when the service has an ingress policy. Such ports stay
+	// on the proxy in kernel forwarding mode: only the proxy knows every
+	// peer's identity, host processes included.
+	Policed bool
 }
 
 // Table is everything the data plane needs to know about the cluster: the
@@ -52,6 +56,7 @@ func TableFrom(s *cluster.Snapshot) *Table {
 				Protocol: protocolOf(p.Protocol),
 				VIP:      netip.AddrPortFrom(rec.VIP, uint16(p.Port)),
 				Name:     p.Name,
+				Policed:  rec.Spec.NetworkPolicy != nil && rec.Spec.NetworkPolicy.HasIngress,
 			}
 			sp.Endpoints = endpointsFor(eps, sp)
 			t.Ports = append(t.Ports, sp)
@@ -65,7 +70,7 @@ func TableFrom(s *cluster.Snapshot) *Table {
 
 // same reports whether two service ports route identically.
 func (a *ServicePort) same(b *ServicePort) bool {
-	if a.Service != b.Service || a.Protocol != b.Protocol || a.VIP != b.VIP || a.Name != b.Name || len(a.Endpoints) != len(b.Endpoints) {
+	if a.Service != b.Service || a.Protocol != b.Protocol || a.VIP != b.VIP || a.Name != b.Name || a.Policed != b.Policed || len(a.Endpoints) != len(b.Endpoints) {
 		return false
 	}
 	for i := range a.Endpoints {

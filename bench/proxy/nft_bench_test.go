@@ -6,6 +6,7 @@ package proxybench
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/runenet/runenet/cluster"
@@ -38,57 +39,86 @@ func table() *proxy.Table {
 	return t
 }
 
-func redirects(n int) []proxy.Redirect {
-	rs := make([]proxy.Redirect, n)
-	for i := range rs {
-		rs[i] = proxy.Redirect{Protocol: cluster.TCP, VIP: vip(i), Port: 15001}
+// redirectsFor is what the proxy asks the interception to install for
+// table(): in proxy mode one map element per service port; in kernel mode
+// also a forwarding chain with a DNAT rule per endpoint.
+func redirectsFor(b *testing.B, kernel bool) []proxy.Redirect {
+	p, err := proxy.New(proxy.Config{Kernel: kernel, InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
 	}
-	return rs
+	defer p.Close()
+	return p.Update(table())
 }
 
-// BenchmarkNFTInstall: programming 10,000 services from scratch (what a
-// start does), in one transaction.
+var modes = []struct {
+	name   string
+	kernel bool
+}{{"proxy", false}, {"kernel", true}}
+
+// BenchmarkNFTInstall: programming 10,000 services × 3 endpoints from
+// scratch (what a start does), in one transaction.
 func BenchmarkNFTInstall(b *testing.B) {
 	netnstest.RequireRoot(b)
 	ns := netnstest.New(b, "dp-bench")
-	rs := redirects(services)
-	for b.Loop() {
-		n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := n.Sync(cidr, rs); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		n.Close()
-		b.StartTimer()
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) {
+			rs := redirectsFor(b, m.kernel)
+			for b.Loop() {
+				n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := n.Sync(cidr, rs); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				n.Close()
+				b.StartTimer()
+			}
+		})
 	}
 }
 
 // BenchmarkNFTOneChange: with 10,000 services installed, one service
-// appears or disappears (one map element added or deleted).
+// appears or disappears; in kernel mode also one endpoint of one service
+// changes (its forwarding chain is refilled).
 func BenchmarkNFTOneChange(b *testing.B) {
 	netnstest.RequireRoot(b)
 	ns := netnstest.New(b, "dp-bench")
-	n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	full, less := redirects(services), redirects(services-1)
-	if err := n.Sync(cidr, full); err != nil {
-		b.Fatal(err)
-	}
-	i := 0
-	for b.Loop() {
-		rs := less
-		if i%2 == 1 {
-			rs = full
+	for _, m := range modes {
+		full := redirectsFor(b, m.kernel)
+		moved := slices.Clone(full)
+		if m.kernel {
+			moved[0].Endpoints = slices.Clone(moved[0].Endpoints)
+			moved[0].Endpoints[0] = netip.AddrPortFrom(moved[0].Endpoints[0].Addr(), 9090)
 		}
-		i++
-		if err := n.Sync(cidr, rs); err != nil {
-			b.Fatal(err)
+		changes := map[string][]proxy.Redirect{"service": full[:len(full)-1]}
+		if m.kernel {
+			changes["endpoint"] = moved
+		}
+		for what, other := range changes {
+			b.Run(m.name+"/"+what, func(b *testing.B) {
+				n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer n.Close()
+				if err := n.Sync(cidr, full); err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					rs := other
+					if i%2 == 1 {
+						rs = full
+					}
+					i++
+					if err := n.Sync(cidr, rs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

@@ -37,12 +37,14 @@ type config struct {
 	ejectBase, ejectMax time.Duration
 	udpIdleTimeout      time.Duration
 	table, guardTable   string
+	kernel              bool
 }
 
 func (cfg *config) dataplane() proxy.DataplaneConfig {
 	return proxy.DataplaneConfig{
 		Proxy: proxy.Config{
 			Dev:            cfg.node.DevMode,
+			Kernel:         cfg.kernel,
 			InterceptAddr:  netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.listen),
 			DialTimeout:    cfg.dialTimeout,
 			DialAttempts:   cfg.dialAttempts,
@@ -80,12 +82,16 @@ func setup(c *caddy.Controller) error {
 //	    udp_idle_timeout DURATION # default 60s
 //	    table NAME                # default rune
 //	    guard_table NAME          # default rune_guard
+//	    forward proxy|kernel      # how TCP is forwarded; default proxy
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
 	c.Next() // "dataplane"
-	if err := nodeopt.Block(c, &cfg.node, map[string]int{"listen": 1, "dial_timeout": 1, "dial_attempts": 1, "eject": 2, "udp_idle_timeout": 1, "table": 1, "guard_table": 1}, cfg.set); err != nil {
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"forward": 1, "listen": 1, "dial_timeout": 1, "dial_attempts": 1, "eject": 2, "udp_idle_timeout": 1, "table": 1, "guard_table": 1}, cfg.set); err != nil {
 		return nil, err
+	}
+	if cfg.kernel && cfg.node.DevMode {
+		return nil, c.Err("forward kernel: dev mode has no nftables to forward with")
 	}
 	return cfg, nil
 }
@@ -93,6 +99,13 @@ func parse(c *caddy.Controller) (*config, error) {
 func (cfg *config) set(opt string, args []string) error {
 	var err error
 	switch opt {
+	case "forward":
+		switch args[0] {
+		case "proxy", "kernel":
+			cfg.kernel = args[0] == "kernel"
+		default:
+			return fmt.Errorf("%q: want proxy or kernel", args[0])
+		}
 	case "listen":
 		port, perr := strconv.ParseUint(args[0], 10, 16)
 		if perr != nil {

@@ -32,26 +32,39 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestParseForwardKernel(t *testing.T) {
+	cfg, err := parse(caddy.NewTestController("dns", "dataplane {\nforward kernel\n}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.dataplane().Proxy.Kernel {
+		t.Errorf("forward kernel not set: %+v", cfg)
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	cfg, err := parse(caddy.NewTestController("dns", `dataplane`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.node.DataDir != DefaultDataDir || cfg.node.DevMode || cfg.listen != 0 {
+	if cfg.node.DataDir != DefaultDataDir || cfg.node.DevMode || cfg.listen != 0 || cfg.kernel {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }
 
 func TestParseErrors(t *testing.T) {
 	for input, want := range map[string]string{
-		`dataplane extra`:                        "takes no arguments",
-		"dataplane {\nbogus 1\n}":                `unknown property "bogus"`,
-		"dataplane {\nlisten 70000\n}":           "want a port number",
-		"dataplane {\neject 10s 1s\n}":           "below base",
-		"dataplane {\ndial_timeout -1s\n}":       "positive duration",
-		"dataplane {\ncluster_cidr fd00::/64\n}": "only IPv4",
-		"dataplane {\ndev_mode yes\n}":           "takes 0 argument",
-		"dataplane\ndataplane":                   "only be used once",
+		`dataplane extra`:                          "takes no arguments",
+		"dataplane {\nbogus 1\n}":                  `unknown property "bogus"`,
+		"dataplane {\nlisten 70000\n}":             "want a port number",
+		"dataplane {\neject 10s 1s\n}":             "below base",
+		"dataplane {\ndial_timeout -1s\n}":         "positive duration",
+		"dataplane {\ncluster_cidr fd00::/64\n}":   "only IPv4",
+		"dataplane {\ndev_mode yes\n}":             "takes 0 argument",
+		"dataplane\ndataplane":                     "only be used once",
+		"dataplane {\nforward ebpf\n}":             "want proxy or kernel",
+		"dataplane {\nforward\n}":                  "takes 1 argument",
+		"dataplane {\ndev_mode\nforward kernel\n}": "dev mode has no nftables",
 	} {
 		_, err := parse(caddy.NewTestController("dns", input))
 		if err == nil || !strings.Contains(err.Error(), want) {

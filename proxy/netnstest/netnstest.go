@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,4 +93,29 @@ func Link(tb testing.TB, a *NS, aAddr string, b *NS, bAddr string) (aIf, bIf str
 	b.Run(tb, "ip", "addr", "add", bAddr, "dev", bIf)
 	b.Run(tb, "ip", "link", "set", bIf, "up")
 	return aIf, bIf
+}
+
+// Do runs f on the calling goroutine's thread moved into ns, then moves the
+// thread back. Sockets made in f stay in ns. f may call tb.Fatal.
+func (ns *NS) Do(tb testing.TB, f func()) {
+	tb.Helper()
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatal(err)
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(ns.FD, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatalf("setns %s: %v", ns.Name, err)
+	}
+	defer func() {
+		// A thread that cannot go back stays locked, so the runtime retires
+		// it with this goroutine rather than reusing it in the namespace.
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	f()
 }

@@ -79,11 +79,18 @@ func dpNode() error {
 	if err := cluster.Bootstrap(ctx, lg, netip.MustParsePrefix(dpCIDR)); err != nil {
 		return err
 	}
-	view := cluster.NewView(lg, cluster.ViewOptions{})
+	// RUNE_DP_KERNEL selects kernel forwarding, with a short stale budget
+	// so the test can watch its heartbeats lapse.
+	kernel := os.Getenv("RUNE_DP_KERNEL") != ""
+	var budget time.Duration
+	if kernel {
+		budget = kernelStaleBudget
+	}
+	view := cluster.NewView(lg, cluster.ViewOptions{StaleBudget: budget})
 	go view.Run(ctx)
 	ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
 	dp, err := proxy.Start(view, proxy.DataplaneConfig{Proxy: proxy.Config{
-		Dev: os.Getenv("RUNE_DP_DEV") != "", DialTimeout: time.Second,
+		Dev: os.Getenv("RUNE_DP_DEV") != "", Kernel: kernel, DialTimeout: time.Second,
 	}})
 	if err != nil {
 		return err
@@ -373,6 +380,12 @@ func (h *helper) next(t *testing.T, role string) string {
 	}
 	t.Fatalf("%s helper exited without a result", role)
 	return ""
+}
+
+// kill ends the helper at once (SIGKILL): no clean shutdown.
+func (h *helper) kill() {
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
 }
 
 // stop closes stdin (servers shut down gracefully on it) and waits.

@@ -23,6 +23,9 @@ type dpCluster struct {
 	nodeProc     *helper
 }
 
+// kernelStaleBudget is the node's stale budget with kernel forwarding.
+const kernelStaleBudget = 2 * time.Second
+
 // nodeEnv is added to the node helper's environment.
 func newDPCluster(t *testing.T, dev bool, nBackends int, nodeEnv ...string) *dpCluster {
 	t.Helper()
@@ -100,8 +103,16 @@ func httpRequests(t *testing.T, ns *netnstest.NS, url string, n int) requests {
 	return r
 }
 
-func TestDataplaneInterception(t *testing.T) {
-	c := newDPCluster(t, false, 3)
+func TestDataplaneInterception(t *testing.T) { testInterception(t) }
+
+// TestDataplaneKernelForwarding runs the same checks with TCP forwarded by
+// the kernel (nftables DNAT) instead of the proxy, then the one behaviour of
+// its own: forwarding outlives runed only until the stale budget runs out.
+func TestDataplaneKernelForwarding(t *testing.T) { testInterception(t, "RUNE_DP_KERNEL=1") }
+
+func testInterception(t *testing.T, nodeEnv ...string) {
+	kernel := len(nodeEnv) > 0
+	c := newDPCluster(t, false, 3, nodeEnv...)
 	var all []string
 	var gen0 []*helper
 	for i := range 3 {
@@ -209,6 +220,38 @@ func TestDataplaneInterception(t *testing.T) {
 			t.Errorf("%d failed requests (%q), %d ok", res.Failed, res.Errors, res.OK)
 		}
 	})
+	if kernel {
+		t.Run("TCPIsDNATedNotProxied", func(t *testing.T) {
+			rules := c.node.Run(t, "nft", "list", "table", "ip", "rune")
+			for _, want := range []string{vip + " . 80 : goto pick-3", vip + " . 80 . 0x00000002 : 10.1.", "vmap @svc_tcp_pick", "masquerade"} {
+				if !strings.Contains(rules, want) {
+					t.Errorf("table ip rune lacks %q:\n%s", want, rules)
+				}
+			}
+		})
+		t.Run("ForwardingLapsesWithTheStaleBudget", func(t *testing.T) {
+			// runed dies without cleaning up: new connections keep going
+			// until the budget is spent, then the guard refuses. (The
+			// replacement backends ended with the subtest above.)
+			for i := range 3 {
+				c.startBackend(t, i, 1)
+			}
+			c.nodeProc.kill()
+			killed := time.Now()
+			if r := httpRequests(t, c.client, vipHTTP, 3); len(r.Errors) > 0 {
+				t.Errorf("right after runed died: %q", r.Errors)
+			}
+			if time.Since(killed) > kernelStaleBudget/2 {
+				t.Fatalf("the requests took %v, too long to tell forwarding outlived runed", time.Since(killed))
+			}
+			time.Sleep(time.Until(killed.Add(kernelStaleBudget + 200*time.Millisecond)))
+			r := httpRequests(t, c.client, vipHTTP, 1)
+			if len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "connection refused") || r.MaxErrMs > 1000 {
+				t.Errorf("past the stale budget want a quick refusal, got %q after %dms (answers %v)", r.Errors, r.MaxErrMs, r.Names)
+			}
+		})
+		return
+	}
 	t.Run("CleanShutdownLeavesOnlyTheGuard", func(t *testing.T) {
 		c.nodeProc.stop()
 		tables := c.node.Run(t, "nft", "list", "tables")

@@ -11,44 +11,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 
 	"github.com/runenet/runenet/proxy/netnstest"
 
 	"github.com/runenet/runenet/internal/testkit"
 )
-
-// inNS runs f on an OS thread switched into ns. Sockets f creates stay in ns
-// for good, so servers started in f keep serving there afterwards.
-func inNS(t testing.TB, ns *netnstest.NS, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer unix.Close(orig)
-	if err := unix.Setns(ns.FD, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("setns %s: %v", ns.Name, err)
-	}
-	defer func() {
-		// A thread that cannot go back stays locked, so the runtime retires
-		// it with this goroutine rather than reusing it in the namespace.
-		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	f()
-}
 
 // dnsNode is a runed running inside its own network namespace.
 type dnsNode struct {
@@ -205,7 +178,7 @@ func (n *dnsNode) ask(t testing.TB, proto, name string, qtype uint16) *dns.Msg {
 // queryIn sends m to the DNS server at addr from inside ns over proto.
 func queryIn(t testing.TB, ns *netnstest.NS, addr, proto string, m *dns.Msg) (r *dns.Msg, err error) {
 	t.Helper()
-	inNS(t, ns, func() {
+	ns.Do(t, func() {
 		c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
 		r, _, err = c.Exchange(m, addr)
 	})
@@ -247,7 +220,7 @@ func (n *dnsNode) httpGet(t *testing.T, url string) (int, string) {
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-			inNS(t, n.ns, func() { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr) })
+			n.ns.Do(t, func() { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr) })
 			return conn, err
 		},
 	}}
@@ -289,7 +262,7 @@ func startUpstream(t *testing.T, ns *netnstest.NS) {
 		w.WriteMsg(m)
 	})
 	var servers []*dns.Server
-	inNS(t, ns, func() {
+	ns.Do(t, func() {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:53")
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,8 @@
 // Command vipproxy runs the data plane with a fixed table, for benchmarks:
 // each -map VIP:PORT=BACKEND:PORT becomes a service port, intercepted with
-// nftables in the current network namespace. It prints "ready" once the
-// interception is installed and removes it (guard included) when stdin
+// nftables in the current network namespace; with -kernel, TCP is forwarded
+// by the kernel (nftables DNAT) as with runed --forward kernel. It prints
+// "ready" once the interception is installed and removes it (guard included) when stdin
 // closes. Run it only inside a namespace made for the benchmark.
 package main
 
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/proxy"
@@ -27,6 +29,7 @@ func main() {
 	var ms maps
 	flag.Var(&ms, "map", "VIP:PORT=BACKEND:PORT (repeatable)")
 	cidr := flag.String("cidr", "10.96.0.0/16", "cluster CIDR")
+	kernel := flag.Bool("kernel", false, "forward TCP in the kernel (nftables DNAT)")
 	flag.Parse()
 	prefix := netip.MustParsePrefix(*cidr)
 	t := &proxy.Table{CIDR: prefix}
@@ -42,7 +45,7 @@ func main() {
 			Endpoints: []netip.AddrPort{netip.MustParseAddrPort(be)},
 		})
 	}
-	p, err := proxy.New(proxy.Config{})
+	p, err := proxy.New(proxy.Config{Kernel: *kernel})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -51,6 +54,10 @@ func main() {
 		log.Fatal(err)
 	}
 	if err := nft.Sync(prefix, p.Update(t)); err != nil {
+		log.Fatal(err)
+	}
+	// The table never changes here, so one heartbeat covers the run.
+	if err := nft.Heartbeat(24 * time.Hour); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("ready")
