@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Data plane benchmarks, side by side in one run (docs/benchmarks.md, "Data plane"):
-#   - wrk HTTP keep-alive and new connections per second: through a VIP (nftables
-#     redirect + runed's proxy) vs the same backend direct vs HAProxy (TCP mode);
+#   - wrk HTTP keep-alive and new connections per second from a "container"
+#     namespace, routed through a node namespace to a backend namespace: the
+#     backend direct vs HAProxy (TCP mode) on the node vs a VIP in proxy mode
+#     (nftables redirect + runed's proxy) vs a VIP in kernel mode (nftables DNAT);
 #   - bulk TCP throughput through each;
-#   - 10,000 idle connections held through the VIP: memory and fds per connection;
+#   - idle connections held through the VIP in each mode: memory, fds and
+#     conntrack entries per connection;
 #   - nftables programming: 10,000 services x 3 endpoints, then one change.
-# Everything runs inside a network namespace this script creates and deletes:
-# traffic stays on that namespace's loopback and the host's ruleset is untouched.
+# Everything runs inside network namespaces this script creates and deletes:
+# traffic stays between them and the host's ruleset is untouched.
 # Needs root. DURATION (default 10s) sets each wrk/bulk run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,24 +25,44 @@ IDLE=$(( ($(ulimit -n) - 500) / 2 )) # headroom: listeners, pooled splice pipes
 IDLE=$(( IDLE < 10000 ? IDLE : 10000 ))
 
 NS=runebench-$$
+NODE=$NS-node CTR=$NS-ctr BE=$NS-be
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	ip netns del "$NS" 2>/dev/null || true
+	for ns in "$NODE" "$CTR" "$BE"; do ip netns del "$ns" 2>/dev/null || true; done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 go build -o "$WORK/" ./bench/proxy/backend ./bench/proxy/vipproxy ./bench/proxy/loadgen
-ip netns add "$NS"
-X=(ip netns exec "$NS")
-"${X[@]}" ip link set lo up
+# A node routing between a "container" (the client) and a backend, as in
+# production: ctr 10.0.0.2 -- 10.0.0.1 node 10.1.0.1 -- 10.1.0.2 backend.
+for ns in "$NODE" "$CTR" "$BE"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip link add rbn0 netns "$NODE" type veth peer name rbc0 netns "$CTR"
+ip link add rbn1 netns "$NODE" type veth peer name rbb0 netns "$BE"
+ip -n "$NODE" addr add 10.0.0.1/24 dev rbn0
+ip -n "$NODE" addr add 10.1.0.1/24 dev rbn1
+ip -n "$CTR" addr add 10.0.0.2/24 dev rbc0
+ip -n "$BE" addr add 10.1.0.2/24 dev rbb0
+for l in "$NODE rbn0" "$NODE rbn1" "$CTR rbc0" "$BE rbb0"; do set -- $l; ip -n "$1" link set "$2" up; done
+ip -n "$CTR" route add default via 10.0.0.1
+ip -n "$BE" route add default via 10.1.0.1
+ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=1
+XN=(ip netns exec "$NODE") XC=(ip netns exec "$CTR") XB=(ip netns exec "$BE")
 
-# Backend: HTTP on :8080, a streaming source on :9000.
-"${X[@]}" "$WORK/backend" -http 127.0.0.1:8080 -source 127.0.0.1:9000 &
-PIDS+=($!)
+# Backends: HTTP answering "ok" and a streaming source, one pair of ports
+# per target, so that no target's connections meet the TIME_WAITs another
+# target's left behind on the backend (its server closes first).
+declare -A HTTP BULK
+i=0
+for t in direct haproxy vip vip-kernel; do
+	"${XB[@]}" "$WORK/backend" -http 10.1.0.2:$((8080 + i)) -source 10.1.0.2:$((9000 + i)) &
+	PIDS+=($!)
+	HTTP[$t]=10.1.0.2:$((8080 + i)) BULK[$t]=10.1.0.2:$((9000 + i))
+	i=$((i + 1))
+done
 
 cat >"$WORK/haproxy.cfg" <<CFG
 global
@@ -51,60 +74,86 @@ defaults
 	timeout client 1m
 	timeout server 1m
 listen http
-	bind 127.0.0.1:8081
-	server s1 127.0.0.1:8080
+	bind 10.0.0.1:8081
+	server s1 ${HTTP[haproxy]}
 listen bulk
-	bind 127.0.0.1:9001
-	server s1 127.0.0.1:9000
+	bind 10.0.0.1:9001
+	server s1 ${BULK[haproxy]}
 CFG
-"${X[@]}" haproxy -db -f "$WORK/haproxy.cfg" &
+"${XN[@]}" haproxy -db -f "$WORK/haproxy.cfg" &
 PIDS+=($!)
 
-# runed's data plane: VIP 10.96.0.10 ports 80 and 9000 → the backend.
-mkfifo "$WORK/vip.in"
-"${X[@]}" "$WORK/vipproxy" -map 10.96.0.10:80=127.0.0.1:8080 -map 10.96.0.10:9000=127.0.0.1:9000 <"$WORK/vip.in" >"$WORK/vip.out" &
-VIPPID=$!
-PIDS+=($VIPPID)
-exec 3>"$WORK/vip.in"
-until grep -q ready "$WORK/vip.out"; do sleep 0.1; done
-sleep 0.5
+# runed's data plane on the node: VIP 10.96.0.10 ports 80 and 9000 → the
+# backend, in proxy mode (nftables redirect + the L4 proxy) or kernel mode
+# (nftables DNAT). One at a time: both own table ip rune.
+VIPPID=
+start_vip() { # TARGET [vipproxy flags]
+	local t=$1
+	shift
+	mkfifo "$WORK/vip.in"
+	"${XN[@]}" "$WORK/vipproxy" "$@" -map "10.96.0.10:80=${HTTP[$t]}" -map "10.96.0.10:9000=${BULK[$t]}" <"$WORK/vip.in" >"$WORK/vip.out" &
+	VIPPID=$!
+	PIDS+=($VIPPID)
+	exec 3>"$WORK/vip.in"
+	until grep -q ready "$WORK/vip.out" 2>/dev/null; do sleep 0.1; done
+	sleep 0.5
+}
+stop_vip() {
+	exec 3>&-
+	wait "$VIPPID" || true
+	rm -f "$WORK/vip.in" "$WORK/vip.out"
+}
 
-declare -A HTTP=([direct]=127.0.0.1:8080 [vip]=10.96.0.10:80 [haproxy]=127.0.0.1:8081)
-declare -A BULK=([direct]=127.0.0.1:9000 [vip]=10.96.0.10:9000 [haproxy]=127.0.0.1:9001)
-ORDER=(direct vip haproxy)
 
-rps() { "${X[@]}" wrk "$@" | awk '/Requests\/sec/ {print $2}'; }
+rps() { "${XC[@]}" wrk "$@" | awk '/Requests\/sec/ {print $2}'; }
+# run TARGET HTTP BULK: every load against one target, from the container.
+run() {
+	printf '%-11s keep-alive %s req/s\n' "$1" "$(rps -t1 -c50 -d"$DURATION" "http://$2/")"
+	printf '%-11s close      %s conn/s\n' "$1" "$(rps -t1 -c50 -d"$DURATION" -H 'Connection: close' "http://$2/")"
+	printf '%-11s bulk       %s\n' "$1" "$("${XC[@]}" "$WORK/loadgen" bulk -addr "$3" -duration "$DURATION")"
+}
 
-echo "== wrk -t1 -c50 -d$DURATION, keep-alive (req/s)"
-for t in "${ORDER[@]}"; do printf '%-8s %s\n' "$t" "$(rps -t1 -c50 -d"$DURATION" "http://${HTTP[$t]}/")"; done
-echo "== wrk -t1 -c50 -d$DURATION, Connection: close (new connections/s)"
-for t in "${ORDER[@]}"; do printf '%-8s %s\n' "$t" "$(rps -t1 -c50 -d"$DURATION" -H 'Connection: close' "http://${HTTP[$t]}/")"; done
-echo "== bulk, one connection for $DURATION"
-for t in "${ORDER[@]}"; do printf '%-8s %s\n' "$t" "$("${X[@]}" "$WORK/loadgen" bulk -addr "${BULK[$t]}" -duration "$DURATION")"; done
-
-echo "== $IDLE idle connections through the VIP (fd limit $(ulimit -n))"
-sleep 2 # let connections from the runs above finish
 rss() { awk '/VmRSS/ {print $2}' "/proc/$VIPPID/status"; }
 fds() { ls "/proc/$VIPPID/fd" | wc -l; }
-tcpmem() { "${X[@]}" awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print $(i+1)}' /proc/net/sockstat; }
-rss0=$(rss) fd0=$(fds) mem0=$(tcpmem)
-mkfifo "$WORK/idle.in"
-"${X[@]}" "$WORK/loadgen" idle -addr 10.96.0.10:80 -n "$IDLE" <"$WORK/idle.in" >"$WORK/idle.out" &
-IDLEPID=$!
-PIDS+=($IDLEPID)
-exec 4>"$WORK/idle.in"
-until grep -q held "$WORK/idle.out"; do sleep 0.2; done
-sleep 2
-rss1=$(rss) fd1=$(fds) mem1=$(tcpmem)
-echo "held: $(cat "$WORK/idle.out")"
-echo "proxy RSS: ${rss0} kB -> ${rss1} kB = $(((rss1 - rss0) * 1024 / IDLE)) bytes per connection"
-echo "proxy fds: ${fd0} -> ${fd1} = $(((fd1 - fd0) / IDLE)) per connection"
-echo "kernel TCP buffer pages (namespace, all sockets): ${mem0} -> ${mem1}"
-exec 4>&-
-wait "$IDLEPID"
+# Established connections the node tracks from the container to the VIP.
+conntrack() { "${XN[@]}" grep -c 'ESTABLISHED src=10.0.0.2 dst=10.96.0.10 sport=[0-9]* dport=80 ' /proc/net/nf_conntrack || true; }
+# idle N: hold N idle connections through the VIP, report what they cost
+# the proxy process and the node's connection tracking.
+idle() {
+	local n=$1
+	sleep 2 # let connections from the runs above finish
+	local rss0 fd0 ct0 rss1 fd1 ct1
+	rss0=$(rss) fd0=$(fds) ct0=$(conntrack)
+	mkfifo "$WORK/idle.in"
+	"${XC[@]}" "$WORK/loadgen" idle -addr 10.96.0.10:80 -n "$n" <"$WORK/idle.in" >"$WORK/idle.out" &
+	local pid=$!
+	PIDS+=($pid)
+	exec 4>"$WORK/idle.in"
+	until grep -q held "$WORK/idle.out"; do sleep 0.2; done
+	sleep 2
+	rss1=$(rss) fd1=$(fds) ct1=$(conntrack)
+	echo "held: $(cat "$WORK/idle.out")"
+	echo "proxy RSS: ${rss0} kB -> ${rss1} kB = $(((rss1 - rss0) * 1024 / n)) bytes per connection"
+	echo "proxy fds: ${fd0} -> ${fd1} = $(((fd1 - fd0) / n)) per connection"
+	echo "node conntrack entries, established to the VIP: ${ct0} -> ${ct1} ($(awk '/^nf_conntrack / {print $4}' /proc/slabinfo) bytes each)"
+	exec 4>&-
+	wait "$pid"
+	rm -f "$WORK/idle.in" "$WORK/idle.out"
+}
 
-exec 3>&-
-wait "$VIPPID"
+echo "== wrk -t1 -c50 -d$DURATION from the container; bulk: one connection for $DURATION"
+run direct "${HTTP[direct]}" "${BULK[direct]}"
+run haproxy 10.0.0.1:8081 10.0.0.1:9001
+start_vip vip
+run vip 10.96.0.10:80 10.96.0.10:9000
+echo "== $IDLE idle connections through the VIP, proxy mode (fd limit $(ulimit -n))"
+idle "$IDLE"
+stop_vip
+start_vip vip-kernel -kernel
+run vip-kernel 10.96.0.10:80 10.96.0.10:9000
+echo "== 10000 idle connections through the VIP, kernel mode"
+idle 10000
+stop_vip
 
 echo "== nftables programming (Go benchmarks, in a namespace of their own)"
 go test -run '^$' -bench 'NFT|ProxyUpdate' -benchtime 20x ./bench/proxy/ | grep -E '^Benchmark'
