@@ -233,10 +233,19 @@ func (p *Proxy) Update(t *Table) []Redirect {
 		}
 		rt.byFront[k] = r
 	}
+	var gone []metricsKey
 	for _, r := range old.all {
 		if r.gen != p.gen {
 			p.release(r)
+			gone = append(gone, metricsKey{r.sp.Service, r.sp.Protocol})
 		}
+	}
+	if len(gone) > 0 {
+		keep := make(map[metricsKey]bool, len(rt.all))
+		for _, r := range rt.all {
+			keep[metricsKey{r.sp.Service, r.sp.Protocol}] = true
+		}
+		forgetMetrics(gone, keep)
 	}
 	p.routes.Store(rt)
 	clashes = append(clashes, p.reconcileFronts(rt)...)

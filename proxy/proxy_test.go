@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 func TestBalancesAcrossEndpoints(t *testing.T) {
@@ -290,5 +292,60 @@ func TestKernelModeRedirects(t *testing.T) {
 	}
 	if r := got[80]; !slices.Equal(r.Endpoints, []netip.AddrPort{ep}) {
 		t.Errorf("kernel endpoints %v", r.Endpoints)
+	}
+}
+
+// A deleted service's series leave /metrics; a service that stays keeps
+// its own, and a recast service counts from scratch on live series.
+func TestDeletedServiceMetricsForgotten(t *testing.T) {
+	b := startBackend(t, "a")
+	p := devProxy(t, Config{})
+	gone, kept := tcpPort("metrics-gone", freePort(t, p.cfg.DevAddr), b.addr()), tcpPort("metrics-kept", freePort(t, p.cfg.DevAddr), b.addr())
+	p.Update(&Table{Ports: []ServicePort{gone, kept}})
+	for _, sp := range []ServicePort{gone, kept} {
+		c, err := dialVia(t, netip.AddrPortFrom(p.cfg.DevAddr, sp.VIP.Port()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.echo(t, "hi")
+		c.Close()
+	}
+	series := func(svc string) int {
+		t.Helper()
+		mfs, err := prometheus.DefaultGatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "service" && l.GetValue() == svc {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	if series("metrics-gone") == 0 || series("metrics-kept") == 0 {
+		t.Fatalf("no series before the delete: gone %d, kept %d", series("metrics-gone"), series("metrics-kept"))
+	}
+	p.Update(&Table{Ports: []ServicePort{kept}})
+	if n := series("metrics-gone"); n != 0 {
+		t.Errorf("%d series of the deleted service remain", n)
+	}
+	if series("metrics-kept") == 0 {
+		t.Error("the remaining service lost its series")
+	}
+	p.Update(&Table{Ports: []ServicePort{gone, kept}})
+	c, err := dialVia(t, netip.AddrPortFrom(p.cfg.DevAddr, gone.VIP.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.echo(t, "again")
+	c.Close()
+	if got := testkit.Metric(t, "rune_proxy_connections_total", map[string]string{"service": "metrics-gone", "result": "ok"}); got != 1 {
+		t.Errorf("recast service: %v ok connections exported, want 1", got)
 	}
 }
