@@ -119,7 +119,20 @@ func (e *Engine) compile(s *cluster.Snapshot, prev *Tables) *Tables {
 	t := compile(s, s.Seq, e.node, prev)
 	compileSeconds.Observe(time.Since(start).Seconds())
 	localInstances.Set(float64(t.LocalInstances()))
+	if prev != nil {
+		forgetDeleted(prev, s)
+	}
 	return t
+}
+
+// forgetDeleted drops the drop counters of policy-bearing services that no
+// longer exist, so a deleted service leaves /metrics.
+func forgetDeleted(prev *Tables, s *cluster.Snapshot) {
+	for n := range prev.services {
+		if _, ok := s.Service(n); !ok {
+			drops.DeletePartialMatch(prometheus.Labels{"service": n.Name, "namespace": n.Namespace})
+		}
+	}
 }
 
 // Tables returns the current rule tables (for listing and `policy check`).

@@ -208,3 +208,32 @@ func TestCompileReusesUnchangedPolicies(t *testing.T) {
 		t.Errorf("web → api:8080 after the port move: %+v", v)
 	}
 }
+
+// A deleted service's drop counters leave /metrics.
+func TestDeletedServiceDropsForgotten(t *testing.T) {
+	c := newTestCluster(t, cluster.ViewOptions{})
+	e := webAndOtherEngine(t, c)
+	v := e.Ingress(otherIP, apiName, 8080, cluster.TCP)
+	if v.Allowed {
+		t.Fatalf("other → api allowed: %+v", v)
+	}
+	counter := func() float64 {
+		return testutil.ToFloat64(drops.WithLabelValues(apiName.Name, apiName.Namespace, v.Policy, v.Reason))
+	}
+	e.CountDrop(v)
+	if n := counter(); n != 1 {
+		t.Fatalf("drop counter %v after one drop", n)
+	}
+	seq, err := c.Ctl.DeleteService(context.Background(), apiName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(); n != 0 {
+		t.Errorf("the deleted service's drop counter reads %v; want it gone (a fresh 0)", n)
+	}
+}
