@@ -60,13 +60,16 @@ type Options struct {
 
 // Timeouts that bound what a slow or idle client can hold. There is no
 // overall read or write timeout: uploads, downloads, streams and WebSockets
-// may legitimately last long.
-const (
+// may legitimately last long. Variables so that tests can shorten them.
+var (
 	readHeaderTimeout = 10 * time.Second // also bounds the TLS handshake
 	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-	dialTimeout       = 5 * time.Second
-	shutdownTimeout   = 5 * time.Second
+)
+
+const (
+	maxHeaderBytes  = 64 << 10
+	dialTimeout     = 5 * time.Second
+	shutdownTimeout = 5 * time.Second
 	// statusRefresh re-derives certificate states while nothing else
 	// changes, so expiry shows up in status and metrics.
 	statusRefresh = 30 * time.Second
@@ -93,6 +96,7 @@ type Ingress struct {
 	table     atomic.Pointer[table]
 	policy    atomic.Pointer[policy.Engine] // nil: no network policy on this node
 	pool      sync.Map                      // backend address → *backend, kept across tables
+	dialer    *net.Dialer
 	transport *http.Transport
 	bufPool   bufferPool
 
@@ -111,7 +115,7 @@ type Ingress struct {
 	bound    atomic.Bool
 	httpLn   net.Listener
 	httpsLn  net.Listener
-	servers  []*http.Server
+	fronts   []*front
 	cancel   context.CancelFunc
 	runDone  chan struct{}
 	serveErr chan error
@@ -156,22 +160,15 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 			return nil, fmt.Errorf("acme ca_root %s: no PEM certificate found in it", f)
 		}
 	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	i.dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	// For what the fast path (fastpath.go) hands to net/http: HTTP/2 and
+	// upgrades.
 	i.transport = &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if v, ok := i.pool.Load(addr); ok {
-				switch b := v.(*backend); {
-				case err == nil:
-					b.dialSucceeded()
-				case ctx.Err() == nil: // the client giving up says nothing about the backend
-					b.dialFailed(time.Now())
-				}
-			}
-			return c, err
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return i.dialBackend(ctx, addr)
 		},
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   maxIdleConnsPerBackend,
+		IdleConnTimeout:       idleConnTimeout,
 		ExpectContinueTimeout: time.Second,
 		// Pass the backend's encoding through untouched instead of having
 		// the transport ask for gzip and decompress it again.
@@ -206,15 +203,26 @@ func (i *Ingress) Start() error {
 	i.cancel = cancel
 	i.setupCertmagic()
 
-	httpsSrv := i.newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serve(w, r, false) }))
-	httpsSrv.TLSConfig = &tls.Config{GetCertificate: i.getCertificate, MinVersion: tls.VersionTLS12}
+	httpsSrv := i.newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil { // handed over by the fast path
+			r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+		}
+		i.serve(w, r, false)
+	}))
+	// Listing h2 makes httpsSrv.Serve set up HTTP/2 for the connections that
+	// negotiated it. The fast path handshakes with its own copy: net/http
+	// edits the one it is given.
+	httpsSrv.TLSConfig = &tls.Config{GetCertificate: i.getCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	fastTLS := httpsSrv.TLSConfig.Clone()
 	// The challenge handler answers HTTP-01 from storage, so a challenge
 	// started by another edge node is answered here too.
 	httpSrv := i.newServer(i.issuer.HTTPChallengeHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serve(w, r, true) })))
-	i.servers = []*http.Server{httpSrv, httpsSrv}
-	i.serveErr = make(chan error, 2)
-	go func() { i.serveErr <- httpSrv.Serve(i.httpLn) }()
-	go func() { i.serveErr <- httpsSrv.ServeTLS(i.httpsLn, "", "") }()
+	i.fronts = []*front{newFront(i, i.httpLn, nil, httpSrv), newFront(i, i.httpsLn, fastTLS, httpsSrv)}
+	i.serveErr = make(chan error, 2*len(i.fronts))
+	for _, f := range i.fronts {
+		go func() { i.serveErr <- f.srv.Serve(f.handoff) }()
+		go func() { i.serveErr <- f.serve() }()
+	}
 
 	i.rebuild(ctx)
 	i.bound.Store(true)
@@ -231,6 +239,7 @@ func (i *Ingress) newServer(h http.Handler) *http.Server {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          i.errLog,
+		ConnContext:       connContext,
 	}
 }
 
@@ -280,16 +289,20 @@ func (i *Ingress) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	var errs []error
-	for _, s := range i.servers {
-		errs = append(errs, s.Shutdown(ctx))
+	for _, f := range i.fronts {
+		errs = append(errs, f.shutdown(ctx), f.srv.Shutdown(ctx))
 	}
-	for range i.servers {
+	for range 2 * len(i.fronts) {
 		if err := <-i.serveErr; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
 	}
 	i.cache.Stop()
 	i.transport.CloseIdleConnections()
+	i.pool.Range(func(_, v any) bool {
+		v.(*backend).closeIdle(time.Time{}, true)
+		return true
+	})
 	return errors.Join(errs...)
 }
 
@@ -373,10 +386,12 @@ func (i *Ingress) rebuild(ctx context.Context) {
 	}
 	i.secrets = secrets
 	i.table.Store(t)
-	i.pool.Range(func(k, _ any) bool {
+	idleCutoff := now.Add(-idleConnTimeout)
+	i.pool.Range(func(k, v any) bool {
 		if !used[k.(string)] {
 			i.pool.Delete(k)
 		}
+		v.(*backend).closeIdle(idleCutoff, !used[k.(string)])
 		return true
 	})
 
@@ -485,61 +500,96 @@ func (i *Ingress) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return nil, fmt.Errorf("%s is exposed without TLS", host)
 }
 
-// serve handles one request on either listener.
+// verdict is what the edge does with a request.
+type verdict int
+
+const (
+	verdictProxy verdict = iota
+	verdictNotFound
+	verdictStale
+	verdictForbidden
+	verdictRedirect
+)
+
+// admission is admit's decision.
+type admission struct {
+	rt      *route // nil for verdictNotFound
+	verdict verdict
+	// For verdictForbidden: the engine and verdict to count the drop with,
+	// once the 403 is answered (nil engine: nothing to count).
+	engine *policy.Engine
+	policy policy.Verdict
+}
+
+// admit decides what the edge does with a request for host (normalized by
+// requestHost) from client, arriving on the plain HTTP listener or the TLS
+// one. Both serving paths ask it: serve, and the fast path, which forwards
+// only verdictProxy requests itself.
+func (i *Ingress) admit(host string, client netip.AddrPort, plain bool) admission {
+	rt := i.table.Load().lookup(host)
+	switch {
+	case rt == nil:
+		return admission{verdict: verdictNotFound}
+	case i.view.Stale():
+		// Fail closed: routes may point at endpoints that are gone.
+		return admission{rt: rt, verdict: verdictStale}
+	}
+	if e := i.policy.Load(); e != nil {
+		// Edge traffic has no service identity, so only CIDR peers can
+		// allow it (see policy.Engine.Edge).
+		if !client.IsValid() {
+			return admission{rt: rt, verdict: verdictForbidden} // unknowable client: fail closed
+		}
+		if v := e.Edge(client.Addr().Unmap(), rt.service, rt.port); !v.Allowed {
+			return admission{rt: rt, verdict: verdictForbidden, engine: e, policy: v}
+		}
+	}
+	if plain && rt.tlsMode != TLSNone && rt.certReady() {
+		return admission{rt: rt, verdict: verdictRedirect}
+	}
+	return admission{rt: rt, verdict: verdictProxy}
+}
+
+// serve handles one request on either listener, for what the fast path
+// hands over (see fastpath.go).
 func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	sw := &statusWriter{ResponseWriter: w}
 	host := requestHost(r.Host)
-	rt := i.table.Load().lookup(host)
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	a := i.admit(host, client, plain)
 	label := "unknown" // not the Host header: clients must not be able to mint label values
-	switch {
-	case rt == nil:
+	if a.rt != nil {
+		label = a.rt.host
+	}
+	switch a.verdict {
+	case verdictNotFound:
 		http.NotFound(sw, r)
-	case i.view.Stale():
-		// Fail closed: routes may point at endpoints that are gone.
-		label = rt.host
+	case verdictStale:
 		http.Error(sw, "ingress routing state is stale", http.StatusServiceUnavailable)
-	case i.deniedByPolicy(r, rt):
-		label = rt.host
+	case verdictForbidden:
+		if a.engine != nil {
+			a.engine.CountDrop(a.policy)
+		}
 		http.Error(sw, "forbidden by the service's network policy", http.StatusForbidden)
-	case plain && rt.tlsMode != TLSNone && rt.certReady():
-		label = rt.host
+	case verdictRedirect:
 		http.Redirect(sw, r, i.httpsURL(host, r), http.StatusPermanentRedirect)
 	default:
-		label = rt.host
-		b := pick(rt.backends, time.Now().UnixNano())
+		b := pick(a.rt.backends, time.Now().UnixNano())
 		if b == nil {
-			http.Error(sw, fmt.Sprintf("no ready endpoints for service %s", rt.service), http.StatusServiceUnavailable)
+			http.Error(sw, fmt.Sprintf("no ready endpoints for service %s", a.rt.service), http.StatusServiceUnavailable)
 			break
 		}
 		b.inflight.Add(1)
 		b.proxy.ServeHTTP(sw, r)
 		b.inflight.Add(-1)
 	}
-	ingressRequests.WithLabelValues(label, strconv.Itoa(sw.status())).Inc()
+	var count requestCounter
+	count.inc(label, sw.status())
 }
 
 // SetPolicy makes the ingress judge requests by e (nil: allow all). The
 // netpolicy directive publishes its engine through policy.Default.
 func (i *Ingress) SetPolicy(e *policy.Engine) { i.policy.Store(e) }
-
-// deniedByPolicy applies the exposed service's ingress policy to the client:
-// edge traffic has no service identity, so only CIDR peers can allow it (see
-// policy.Engine.Edge).
-func (i *Ingress) deniedByPolicy(r *http.Request, rt *route) bool {
-	e := i.policy.Load()
-	if e == nil {
-		return false
-	}
-	client, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return true // unknowable client: fail closed
-	}
-	v := e.Edge(client.Addr().Unmap(), rt.service, rt.port)
-	if !v.Allowed {
-		e.CountDrop(v)
-	}
-	return !v.Allowed
-}
 
 func (i *Ingress) httpsURL(host string, r *http.Request) string {
 	if port := i.httpsLn.Addr().(*net.TCPAddr).Port; port != 443 {

@@ -1,6 +1,8 @@
 package ingress
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,4 +31,20 @@ func setCertGauge(t *table) {
 	for state, n := range counts {
 		acmeCertificates.WithLabelValues(state).Set(n)
 	}
+}
+
+// requestCounter counts requests in rune_ingress_requests_total. It keeps
+// the last series it counted in: a keep-alive connection mostly repeats it,
+// and finding a series by its label values hashes and allocates.
+type requestCounter struct {
+	host   string
+	status int
+	c      prometheus.Counter
+}
+
+func (rc *requestCounter) inc(host string, status int) {
+	if rc.c == nil || rc.status != status || rc.host != host {
+		rc.host, rc.status, rc.c = host, status, ingressRequests.WithLabelValues(host, strconv.Itoa(status))
+	}
+	rc.c.Inc()
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func (i *Ingress) newBackend(addr string) *backend {
-	b := &backend{}
+	b := &backend{addr: addr}
 	target := &url.URL{Scheme: "http", Host: addr}
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -72,7 +72,8 @@ func (s *statusWriter) status() int {
 	return s.code
 }
 
-// bufferPool reuses ReverseProxy's copy buffers across requests.
+// bufferPool reuses copy buffers across requests, ReverseProxy's and the
+// fast path's.
 type bufferPool struct{ p sync.Pool }
 
 const copyBufferSize = 32 << 10

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
 
@@ -22,16 +23,7 @@ func listen(t testing.TB, ns *netnstest.NS, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) { c.Close() })
 }
 
 // connects reports whether a TCP connect from ns to addr completes within

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // backend is a loopback TCP server that greets each connection with its name
@@ -30,23 +31,14 @@ func startBackend(t *testing.T, name string) *backend {
 		t.Fatal(err)
 	}
 	b := &backend{name: name, ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.hits++
-			b.mu.Unlock()
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "%s\n", name)
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		b.mu.Lock()
+		b.hits++
+		b.mu.Unlock()
+		fmt.Fprintf(c, "%s\n", name)
+		io.Copy(c, c)
+	})
 	return b
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
 
@@ -134,17 +135,10 @@ func TestNFTKernelForwarding(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				io.WriteString(c, ep.Addr().String())
-				c.Close()
-			}
-		}()
+		testkit.Serve(t, ln, func(c net.Conn) {
+			io.WriteString(c, ep.Addr().String())
+			c.Close()
+		})
 	}
 	vip := netip.MustParseAddrPort("10.96.0.10:80")
 	dial := func() (string, error) {

@@ -5,7 +5,8 @@
 # against the same loopback backend answering "ok".
 # Everything runs inside a network namespace this script creates and deletes,
 # so traffic stays on that namespace's loopback. Needs root.
-# DURATION (default 10s), THREADS (1), CONNS (50) tune each wrk run.
+# DURATION (default 10s), THREADS (1), CONNS (50) tune each wrk run;
+# EDGE_ARGS adds flags to the edge (e.g. "-cpuprofile /tmp/edge.prof").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
@@ -40,7 +41,7 @@ mkdir -p "/etc/netns/$NS" && echo "127.0.0.1 $HOST plain.$HOST" >"/etc/netns/$NS
 "${X[@]}" "$WORK/backend" -http :8080 -source 127.0.0.1:9000 &
 PIDS+=($!)
 "${X[@]}" "$WORK/edge" -data-dir "$WORK/log" -host "$HOST" -backend 127.0.0.1:8080 \
-	-http 127.0.0.1:8081 -https 127.0.0.1:8443 -cert-out "$WORK/cert.pem" &
+	-http 127.0.0.1:8081 -https 127.0.0.1:8443 -cert-out "$WORK/cert.pem" ${EDGE_ARGS:-} &
 PIDS+=($!)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=$HOST" \
 	-addext "subjectAltName=DNS:$HOST" -keyout "$WORK/other.key" -out "$WORK/other.pem" 2>/dev/null

@@ -1,12 +1,13 @@
 // Package testkit is what this module's tests share: a real control plane
-// to test against, reading the metrics registry the way /metrics would, and
-// a buffer child processes can write to from two pipes.
+// to test against, reading the metrics registry the way /metrics would, a
+// buffer child processes can write to from two pipes, and a server loop.
 package testkit
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -106,4 +107,19 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Serve accepts connections on ln until the test ends (then closes it),
+// handing each to handle on a goroutine of its own.
+func Serve(tb testing.TB, ln net.Listener, handle func(net.Conn)) {
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
 }

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ func main() {
 	httpAddr := flag.String("http", "127.0.0.1:8081", "ingress HTTP address")
 	httpsAddr := flag.String("https", "127.0.0.1:8443", "ingress HTTPS address")
 	certOut := flag.String("cert-out", "", "if set, write the self-signed certificate here (PEM) for clients")
+	cpuProfile := flag.String("cpuprofile", "", "if set, write a CPU profile of the whole run here (on SIGINT/SIGTERM)")
 	flag.Parse()
 	be, err := netip.ParseAddrPort(*backend)
 	if err != nil || *dataDir == "" {
@@ -104,6 +106,17 @@ func main() {
 	}
 	if err := ing.Start(); err != nil {
 		log.Fatal(err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	log.Printf("edge ingress serving %s (HTTPS) and plain.%s (HTTP) on %s and %s", *host, *host, *httpAddr, *httpsAddr)
 	<-ctx.Done()
