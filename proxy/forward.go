@@ -33,7 +33,7 @@ func (p *Proxy) PortForward(svc cluster.NamespacedName, port uint16, local netip
 	if _, ok := p.routes.Load().byPort[key]; !ok {
 		return nil, fmt.Errorf("port-forward: service %s has no TCP port %d", svc, port)
 	}
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(local))
+	ln, err := listenTCP("tcp", local)
 	if err != nil {
 		return nil, fmt.Errorf("port-forward %s:%d: %w", svc, port, err)
 	}

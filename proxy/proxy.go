@@ -147,13 +147,13 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.setDefaults()
 	p := &Proxy{
 		cfg:       cfg,
-		dialer:    net.Dialer{Timeout: cfg.DialTimeout},
+		dialer:    net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
 		endpoints: map[netip.AddrPort]*registered{},
 		fronts:    map[frontKey]front{},
 	}
 	p.routes.Store(&routes{byFront: map[frontKey]*route{}, byPort: map[portKey]*route{}})
 	if !cfg.Dev {
-		ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(cfg.InterceptAddr))
+		ln, err := listenTCP("tcp4", cfg.InterceptAddr)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: listen for intercepted TCP on %s: %w", cfg.InterceptAddr, err)
 		}
@@ -331,7 +331,7 @@ func (p *Proxy) openFront(k frontKey) (front, error) {
 		}
 		return p.listenUDP(bind, resolve)
 	}
-	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(k.addr))
+	ln, err := listenTCP("tcp4", k.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"log"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ func main() {
 	flag.Var(&ms, "map", "VIP:PORT=BACKEND:PORT (repeatable)")
 	cidr := flag.String("cidr", "10.96.0.0/16", "cluster CIDR")
 	kernel := flag.Bool("kernel", false, "forward TCP in the kernel (nftables DNAT)")
+	cpuProfile := flag.String("cpuprofile", "", "if set, write a CPU profile of the run here")
 	flag.Parse()
 	prefix := netip.MustParsePrefix(*cidr)
 	t := &proxy.Table{CIDR: prefix}
@@ -59,6 +61,14 @@ func main() {
 	// The table never changes here, so one heartbeat covers the run.
 	if err := nft.Heartbeat(24 * time.Hour); err != nil {
 		log.Fatal(err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
