@@ -68,6 +68,11 @@ func Start(src Source, cfg DataplaneConfig) (*Dataplane, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
+	if cfg.Proxy.Kernel && !cfg.Proxy.Dev && cfg.Interceptor == nil && cfg.NFT.NetNS == 0 {
+		if err := checkForwarding(); err != nil {
+			return nil, err
+		}
+	}
 	p, err := New(cfg.Proxy)
 	if err != nil {
 		return nil, err

@@ -229,3 +229,21 @@ func TestNFTKernelForwarding(t *testing.T) {
 		t.Errorf("after a new heartbeat: %v", err)
 	}
 }
+
+// Kernel forwarding refuses to start on a node that does not forward IPv4,
+// naming the sysctl, rather than leave containers' connections hanging.
+func TestKernelForwardingNeedsIPForward(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "dp-fwd")
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{{"0", false}, {"1", true}} {
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward="+tc.value)
+		var err error
+		ns.Do(t, func() { err = checkForwarding() })
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "sysctl -w net.ipv4.ip_forward=1")) {
+			t.Errorf("ip_forward=%s: %v", tc.value, err)
+		}
+	}
+}

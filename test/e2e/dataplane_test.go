@@ -24,7 +24,7 @@ type dpCluster struct {
 }
 
 // kernelStaleBudget is the node's stale budget with kernel forwarding.
-const kernelStaleBudget = 2 * time.Second
+const kernelStaleBudget = 3 * time.Second
 
 // nodeEnv is added to the node helper's environment.
 func newDPCluster(t *testing.T, dev bool, nBackends int, nodeEnv ...string) *dpCluster {
@@ -33,6 +33,9 @@ func newDPCluster(t *testing.T, dev bool, nBackends int, nodeEnv ...string) *dpC
 	c := &dpCluster{node: netnstest.New(t, "dp-node"), client: netnstest.New(t, "dp-ctr")}
 	netnstest.Link(t, c.node, "10.0.0.1/24", c.client, "10.0.0.2/24")
 	c.client.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
+	// The node routes between its containers (kernel forwarding and direct
+	// container-IP traffic need it; runed refuses kernel forwarding without).
+	c.node.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	for i := 1; i <= nBackends; i++ {
 		b := netnstest.New(t, "dp-be")
 		_, bIf := netnstest.Link(t, c.node, fmt.Sprintf("10.1.%d.1/24", i), b, fmt.Sprintf("10.1.%d.2/24", i))

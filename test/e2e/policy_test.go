@@ -47,7 +47,6 @@ func TestPolicyEnforcement(t *testing.T) {
 	netnstest.Link(t, c.node, "10.2.0.1/24", other, "10.2.0.2/24")
 	other.Run(t, "ip", "route", "add", "default", "via", "10.2.0.1")
 	c.backends[0].Run(t, "ip", "route", "add", "default", "via", "10.1.1.1")
-	c.node.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	c.startBackend(t, 0, 0)
 	apiIP := backendAddr(0, 0)
 
