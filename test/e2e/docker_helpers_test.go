@@ -154,13 +154,16 @@ func dockerInstances(s *cluster.Snapshot, ns, service string) map[string]cluster
 func dockerInstanceID(containerID string) string { return dockersrc.IDPrefix + containerID[:12] }
 
 // runIn runs a command inside a container's network namespace, from the
-// host (so with the host's binaries and root's privileges there).
-func (e *dockerEnv) runIn(id string, args ...string) {
+// host (so with the host's binaries and root's privileges there), and
+// returns its output.
+func (e *dockerEnv) runIn(id string, args ...string) string {
 	e.t.Helper()
 	pid := docker(e.t, "inspect", "-f", "{{.State.Pid}}", id)
-	if out, err := exec.Command("nsenter", append([]string{"-t", pid, "-n", "--"}, args...)...).CombinedOutput(); err != nil {
+	out, err := exec.Command("nsenter", append([]string{"-t", pid, "-n", "--"}, args...)...).CombinedOutput()
+	if err != nil {
 		e.t.Fatalf("in container %.12s: %s: %v\n%s", id, strings.Join(args, " "), err, out)
 	}
+	return string(out)
 }
 
 // ipOn is a container's address on network.
@@ -183,16 +186,16 @@ type dockerRuned struct {
 	log      *testkit.SyncBuffer
 }
 
-// startDockerRuned renders runed's own Corefile from its flags for a DNS
-// listener on the node container's address on each of its networks.
-func startDockerRuned(t *testing.T, env *dockerEnv, node string, dnsAddrs ...netip.Addr) *dockerRuned {
+// startDockerRuned renders runed's own Corefile from its flags (flags plus a
+// DNS listener on the node container's address on each of its networks).
+func startDockerRuned(t *testing.T, env *dockerEnv, node string, flags []string, dnsAddrs ...netip.Addr) *dockerRuned {
 	t.Helper()
 	dir := t.TempDir()
 	r := &dockerRuned{t: t, bin: buildBinary(t, "./cmd/runed"), corefile: filepath.Join(dir, "Corefile"),
 		pid: docker(t, "inspect", "-f", "{{.State.Pid}}", node)}
 	data := filepath.Join(dir, "data")
-	args := []string{"--print-corefile", "--data-dir", data, "--node-name", "node1", "--docker",
-		"--dns-addr", dnsAddrs[0].String() + ":53"}
+	args := append([]string{"--print-corefile", "--data-dir", data, "--node-name", "node1", "--docker",
+		"--dns-addr", dnsAddrs[0].String() + ":53"}, flags...)
 	for _, a := range dnsAddrs[1:] {
 		args = append(args, "--dns-bind", a.String()) // one listener per container network
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,14 +142,22 @@ func dockerEndpointIPs(s *cluster.Snapshot, ns, svc string) []string {
 // embedded DNS) and one on the default bridge (queries go to runed
 // directly). Each client routes the cluster CIDR to the node container, so
 // VIP interception happens only in the node container's namespace.
-func TestDockerFullPath(t *testing.T) {
+func TestDockerFullPath(t *testing.T) { testDockerFullPath(t) }
+
+// TestDockerFullPathKernelForwarding: the same with runed --forward kernel,
+// where the node container DNATs the clients' connections to api containers
+// (one client shares their network, one comes from another bridge) and
+// masquerades them so the replies come back through it.
+func TestDockerFullPathKernelForwarding(t *testing.T) { testDockerFullPath(t, "--forward", "kernel") }
+
+func testDockerFullPath(t *testing.T, runedFlags ...string) {
 	netnstest.RequireRoot(t) // nsenter into the containers' namespaces
 	env := newDockerEnv(t)
 	ns := dockerimg.RandomName("e2e")
 	node := env.run(dockerimg.RandomName("rune-e2e-node"), "--no-healthcheck")
 	docker(t, "network", "connect", "bridge", node)
 	nodeIP, nodeBridgeIP := env.ip(node), env.ipOn(node, "bridge")
-	r := startDockerRuned(t, env, node, nodeIP, nodeBridgeIP)
+	r := startDockerRuned(t, env, node, runedFlags, nodeIP, nodeBridgeIP)
 	ctx := context.Background()
 	var files []api.CastFile
 	for _, svc := range []string{"api", "web"} {
@@ -219,6 +228,16 @@ func TestDockerFullPath(t *testing.T) {
 		}
 	}
 	expect("both api containers", host1, host2)
+	if slices.Contains(runedFlags, "kernel") {
+		// The answers came through DNAT, not the proxy: the node's
+		// endpoint map holds both api containers.
+		eps := env.runIn(node, "nft", "list", "map", "ip", "rune", "svc_tcp_ep")
+		for _, c := range []string{api1, api2} {
+			if ip := env.ip(c).String(); !strings.Contains(eps, ip+" . 8080") {
+				t.Errorf("kernel forwarding: api container %s missing from the node's endpoint map:\n%s", ip, eps)
+			}
+		}
+	}
 
 	// An unhealthy container stops receiving traffic, and gets it back.
 	docker(t, "exec", api1, dockerimg.Binary, "sick")
