@@ -184,7 +184,7 @@ func TestNFTKernelForwarding(t *testing.T) {
 	}
 	got := counts(90)
 	for _, ep := range eps {
-		if got[ep.Addr().String()] < 15 {
+		if got[ep.Addr().String()] < 10 { // 30 expected; 10 is 4.5 sd below
 			t.Errorf("endpoint %s got %d of 90 connections: %v", ep, got[ep.Addr().String()], got)
 		}
 	}
