@@ -171,26 +171,26 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 {{- end}}
 	# Opens this node's runtime (store, cluster view, API) and answers from it.
 	# Past stale_budget of lag behind the log it answers SERVFAIL (fail closed).
-	# The node settings (data_dir, cluster_cidr, ...) must read the same in
-	# every block below: they share one runtime.
+	# The data-path directives below use the runtime it opens.
 	rune {
 {{- template "node" .}}
 		ttl 5
 	}
 	# The data plane: VIP interception{{if not .DevMode}} (nftables){{end}} and the L4 proxy.
-	dataplane {
-{{- template "node" .}}
 {{- if eq .Forward "kernel"}}
+	dataplane {
 		forward kernel
-{{- end}}
 	}
+{{- else}}
+	dataplane
+{{- end}}
 	# Network policy: compiled rule tables judged by the proxy on every new
 	# connection{{if not .DevMode}}, and nftables filter chains for direct container-IP traffic{{end}}.
 	netpolicy
 {{- if eq .NodeRole "edge"}}
 	# Edge node: HTTP/HTTPS ingress on {{if .DevMode}}:8080/:8443{{else}}:80/:443{{end}} with ACME certificates.
+{{- if or .ACMEEmail .ACMECA .ACMECARoot}}
 	ingress {
-{{- template "node" .}}
 {{- if .ACMEEmail}}
 		acme_email {{.ACMEEmail}}
 {{- end}}
@@ -201,6 +201,9 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 		acme_ca_root {{.ACMECARoot}}
 {{- end}}
 	}
+{{- else}}
+	ingress
+{{- end}}
 {{- end}}
 	# SERVFAIL with EDE "Not Ready" until the data path can carry traffic,
 	# so no client is handed a VIP that would hang.

@@ -30,16 +30,16 @@ func TestRender(t *testing.T) {
 		{"production", func(*Options) {}, []string{
 			"rune:53 10.96.0.0/16:53 {\n\tbind 127.0.0.123\n",
 			"\trune {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t\tttl 5\n\t}\n",
-			"\tdataplane {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t}\n",
+			"\tdataplane\n\t# Network policy",
 			"\trunegate\n", "\tprometheus 127.0.0.1:9100\n", "\tready 127.0.0.1:8181\n",
 			".:53 {\n\tbind 127.0.0.123\n\tforward . /etc/resolv.conf\n\tcache 30\n\tloop\n",
 		}, []string{"\tdev_mode", "api ", "node_name", "ingress", "Dev mode"}},
 		{"dev mode edge", func(o *Options) { o.DevMode, o.NodeRole, o.DataDir = true, RoleEdge, "/home/u/.local/state/rune" }, []string{
-			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t}\n\t# Network policy", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
-			"ingress on :8080/:8443", "\tingress {\n\t\tdata_dir /home/u/.local/state/rune\n",
+			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t\tttl 5\n\t}\n\t# The data plane", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
+			"ingress on :8080/:8443", "\tingress\n\t# SERVFAIL",
 		}, []string{"(nftables)"}},
-		{"kernel forwarding", func(o *Options) { o.Forward = "kernel" }, []string{"\tdataplane {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t\tforward kernel\n\t}\n"}, nil},
-		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress {\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode", "acme_", "vip_hold"}},
+		{"kernel forwarding", func(o *Options) { o.Forward = "kernel" }, []string{"\tdataplane {\n\t\tforward kernel\n\t}\n"}, nil},
+		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode", "acme_", "vip_hold"}},
 		{"acme and vip hold", func(o *Options) {
 			o.NodeRole, o.ACMEEmail, o.ACMECA, o.ACMECARoot, o.VIPHold = RoleEdge, "ops@example.com", "staging", "/etc/rune/roots.pem", 10*time.Minute
 		}, []string{"\t\tacme_email ops@example.com\n\t\tacme_ca staging\n\t\tacme_ca_root /etc/rune/roots.pem\n\t}", "\t\tvip_hold 10m0s\n"}, nil},

@@ -9,7 +9,11 @@ package corefile
 //     .rune name while the data path is not ready;
 //   - rune where CoreDNS puts kubernetes: after cache and hosts, so an
 //     operator may choose to cache or override cluster names, and before
-//     forward, so .rune never leaks upstream.
+//     forward, so .rune never leaks upstream;
+//   - the data-path subsystems (dataplane, netpolicy, ingress) right after
+//     rune: they answer no queries and only register the readiness checks
+//     runegate waits on, and they attach to the node runtime the rune
+//     block opens, so their setup must come after its.
 var Directives = []string{
 	"root",
 	"metadata",
@@ -34,12 +38,6 @@ var Directives = []string{
 	"loadbalance",
 	"rewrite",
 	"acl",
-	// The data-path subsystems, before runegate: they register the readiness
-	// checks runegate waits on and answer no queries themselves. netpolicy
-	// attaches to the runtime dataplane opens, so it follows it.
-	"dataplane",
-	"netpolicy",
-	"ingress",
 	"runegate",
 	"cache",
 	"header",
@@ -48,6 +46,9 @@ var Directives = []string{
 	"transfer",
 	"hosts",
 	"rune",
+	"dataplane",
+	"netpolicy",
+	"ingress",
 	"file",
 	"loop",
 	"forward",

@@ -21,16 +21,12 @@ import (
 
 func init() { plugin.Register("dataplane", setup) }
 
-// DefaultDataDir matches the rune directive's default, so that both open the
-// same node runtime without repeating it.
-const DefaultDataDir = "/var/lib/rune"
-
 // config is one parsed `dataplane` block: the node runtime to attach to
 // (the same settings as the rune block, so both share one runtime) and the
 // data plane's own tuning. It is comparable, so a reload can tell whether
 // the settings changed.
 type config struct {
-	node                node.Config
+	node                node.Config // nodeopt.Defaults(): the rune block's runtime
 	listen              uint16
 	dialTimeout         time.Duration
 	dialAttempts        int
@@ -40,10 +36,11 @@ type config struct {
 	kernel              bool
 }
 
-func (cfg *config) dataplane() proxy.DataplaneConfig {
+// dataplane is the data plane's configuration on a node in dev mode or not.
+func (cfg *config) dataplane(dev bool) proxy.DataplaneConfig {
 	return proxy.DataplaneConfig{
 		Proxy: proxy.Config{
-			Dev:            cfg.node.DevMode,
+			Dev:            dev,
 			Kernel:         cfg.kernel,
 			InterceptAddr:  netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.listen),
 			DialTimeout:    cfg.dialTimeout,
@@ -68,7 +65,7 @@ func setup(c *caddy.Controller) error {
 // parse reads
 //
 //	dataplane {
-//	    data_dir DIR              # node runtime: same values as the rune block
+//	    data_dir DIR              # node runtime: normally none (the rune block's); else as there
 //	    cluster_cidr CIDR
 //	    api ADDR
 //	    token TOKEN
@@ -85,7 +82,7 @@ func setup(c *caddy.Controller) error {
 //	    forward proxy|kernel      # how TCP is forwarded; default proxy
 //	}
 func parse(c *caddy.Controller) (*config, error) {
-	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
+	cfg := &config{node: nodeopt.Defaults()}
 	c.Next() // "dataplane"
 	if err := nodeopt.Block(c, &cfg.node, map[string]int{"forward": 1, "listen": 1, "dial_timeout": 1, "dial_attempts": 1, "eject": 2, "udp_idle_timeout": 1, "table": 1, "guard_table": 1}, cfg.set); err != nil {
 		return nil, err

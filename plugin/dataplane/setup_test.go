@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 )
 
 func TestParse(t *testing.T) {
@@ -23,7 +25,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp := cfg.dataplane()
+	dp := cfg.dataplane(cfg.node.DevMode)
 	if cfg.node.DataDir != "/tmp/rune" || !dp.Proxy.Dev || dp.Proxy.InterceptAddr.Port() != 15001 ||
 		dp.Proxy.DialTimeout != 500*time.Millisecond || dp.Proxy.DialAttempts != 2 ||
 		dp.Proxy.EjectBase != 2*time.Second || dp.Proxy.EjectMax != time.Minute ||
@@ -37,7 +39,7 @@ func TestParseForwardKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.dataplane().Proxy.Kernel {
+	if !cfg.dataplane(false).Proxy.Kernel {
 		t.Errorf("forward kernel not set: %+v", cfg)
 	}
 }
@@ -47,7 +49,8 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.node.DataDir != DefaultDataDir || cfg.node.DevMode || cfg.listen != 0 || cfg.kernel {
+	// No node settings: the block attaches to the rune block's runtime.
+	if cfg.node != nodeopt.Defaults() || cfg.listen != 0 || cfg.kernel {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }

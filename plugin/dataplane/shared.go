@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
 	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
@@ -21,11 +22,15 @@ type running struct {
 }
 
 func start(cfg config) (subsystem.Running, error) {
-	rt, err := node.Acquire(cfg.node)
+	rt, err := nodeopt.Runtime(cfg.node)
 	if err != nil {
 		return nil, err
 	}
-	dp, err := proxy.Start(rt.View(), cfg.dataplane())
+	dev := rt.Config().DevMode
+	if cfg.kernel && dev {
+		return nil, errors.Join(errors.New("forward kernel: dev mode has no nftables to forward with"), rt.Release())
+	}
+	dp, err := proxy.Start(rt.View(), cfg.dataplane(dev))
 	if err != nil {
 		return nil, errors.Join(err, rt.Release())
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/coredns/caddy"
@@ -23,9 +22,6 @@ import (
 
 func init() { plugin.Register("ingress", setup) }
 
-// DefaultDataDir matches the rune directive's, so both open the same runtime.
-const DefaultDataDir = "/var/lib/rune"
-
 // config is one parsed `ingress` block; comparable, so a reload can tell
 // whether the settings changed.
 type config struct {
@@ -37,13 +33,13 @@ type config struct {
 	acmeCARoot string
 }
 
-func (cfg *config) options() ingress.Options {
+func (cfg *config) options(dev bool) ingress.Options {
 	http, https := cfg.http, cfg.https
 	if http == "" {
-		http = map[bool]string{false: ":80", true: ":8080"}[cfg.node.DevMode]
+		http = map[bool]string{false: ":80", true: ":8080"}[dev]
 	}
 	if https == "" {
-		https = map[bool]string{false: ":443", true: ":8443"}[cfg.node.DevMode]
+		https = map[bool]string{false: ":443", true: ":8443"}[dev]
 	}
 	return ingress.Options{
 		HTTPAddr: http, HTTPSAddr: https,
@@ -77,7 +73,7 @@ func setup(c *caddy.Controller) error {
 //	    acme_ca_root FILE     # extra PEM roots for the ACME server's HTTPS
 //	}
 func parse(c *caddy.Controller) (*config, error) {
-	cfg := &config{node: node.Config{DataDir: DefaultDataDir, ClusterCIDR: node.DefaultClusterCIDR, StaleBudget: 30 * time.Second}}
+	cfg := &config{node: nodeopt.Defaults()}
 	c.Next() // "ingress"
 	if err := nodeopt.Block(c, &cfg.node, map[string]int{"http": 1, "https": 1, "acme_email": 1, "acme_ca": 1, "acme_ca_root": 1}, cfg.set); err != nil {
 		return nil, err
@@ -127,11 +123,11 @@ type running struct {
 }
 
 func start(cfg config) (subsystem.Running, error) {
-	rt, err := node.Acquire(cfg.node)
+	rt, err := nodeopt.Runtime(cfg.node)
 	if err != nil {
 		return nil, err
 	}
-	ing, err := ingress.New(rt.Log(), rt.View(), cfg.options())
+	ing, err := ingress.New(rt.Log(), rt.View(), cfg.options(rt.Config().DevMode))
 	if err == nil {
 		err = ing.Start()
 	}

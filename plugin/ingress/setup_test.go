@@ -19,7 +19,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := cfg.options()
+	o := cfg.options(cfg.node.DevMode)
 	if cfg.node.DataDir != "/tmp/rune" || o.HTTPAddr != "127.0.0.1:8081" || o.HTTPSAddr != ":443" ||
 		o.ACME.Email != "ops@example.com" || o.ACME.CA != certmagic.LetsEncryptStagingCA || o.ACME.CARootsFile != "/dev/null" {
 		t.Errorf("parsed %+v, options %+v", cfg, o)
@@ -27,11 +27,11 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseDevModeDefaults(t *testing.T) {
-	cfg, err := parse(caddy.NewTestController("dns", "ingress {\ndev_mode\n}"))
+	cfg, err := parse(caddy.NewTestController("dns", "ingress"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := cfg.options(); o.HTTPAddr != ":8080" || o.HTTPSAddr != ":8443" || o.ACME.CA != "" {
+	if o := cfg.options(true); o.HTTPAddr != ":8080" || o.HTTPSAddr != ":8443" || o.ACME.CA != "" {
 		t.Errorf("dev mode options %+v", o)
 	}
 }

@@ -25,7 +25,7 @@ type running struct {
 func start(cfg config) (subsystem.Running, error) {
 	rt, err := node.Attach(cfg.dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w (netpolicy attaches to the runtime that the dataplane or rune directive opens; in runed's directive order it follows dataplane)", err)
+		return nil, fmt.Errorf("%w (netpolicy attaches to the runtime the rune directive opens; in runed's directive order it follows rune)", err)
 	}
 	nodeCfg := rt.Config()
 	opts := policy.EngineOptions{Poll: cfg.poll}

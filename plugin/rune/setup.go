@@ -13,7 +13,6 @@ import (
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/corefile"
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 )
@@ -131,14 +130,7 @@ func (cfg *config) set(opt string, args []string) error {
 }
 
 func parse(c *caddy.Controller) (*config, error) {
-	cfg := &config{
-		node: node.Config{
-			DataDir:     corefile.DefaultDataDir,
-			ClusterCIDR: corefile.DefaultClusterCIDR,
-			StaleBudget: corefile.DefaultStaleBudget,
-		},
-		ttl: DefaultTTL,
-	}
+	cfg := &config{node: nodeopt.Defaults(), ttl: DefaultTTL}
 	c.Next() // "rune"
 	if args := c.RemainingArgs(); len(args) > 0 {
 		return nil, c.Errf("rune takes no zones (it answers for %s and the cluster CIDR's reverse zones), got %q", Zone, strings.Join(args, " "))

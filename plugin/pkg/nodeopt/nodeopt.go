@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/corefile"
 	"github.com/runenet/runenet/node"
 )
 
@@ -70,4 +71,21 @@ func Set(cfg *node.Config, opt string, args []string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// Defaults are the node settings a block starts from, as runed's flags
+// render them.
+func Defaults() node.Config {
+	return node.Config{DataDir: corefile.DefaultDataDir, ClusterCIDR: corefile.DefaultClusterCIDR, StaleBudget: corefile.DefaultStaleBudget}
+}
+
+// Runtime opens what a dataplane or ingress block uses: the runtime the rune
+// block opened when the block names no node settings of its own (cfg is
+// Defaults()), or else the runtime for cfg, which must then match the rune
+// block's. Pair it with Release.
+func Runtime(cfg node.Config) (*node.Runtime, error) {
+	if cfg == Defaults() {
+		return node.Attach("")
+	}
+	return node.Acquire(cfg)
 }
