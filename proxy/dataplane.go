@@ -116,6 +116,9 @@ func (d *Dataplane) run(ctx context.Context) {
 		case <-changed:
 		case <-retry:
 		case <-beat:
+			if _, ok := d.Applied(); !ok {
+				break
+			}
 			if err := d.heartbeat(); err != nil {
 				d.log.Error("dataplane: kernel forwarding heartbeat failed", "err", err)
 			}
@@ -137,14 +140,25 @@ func heartbeatInterval(budget time.Duration) time.Duration {
 // stale if it heard nothing more: what is left of the stale budget. A stale
 // View sends none, so forwarding lapses with it (and with runed itself).
 func (d *Dataplane) heartbeat() error {
-	if _, ok := d.Applied(); !ok {
-		return nil
-	}
 	left := d.src.StaleBudget() - d.src.Lag()
 	if left <= 0 {
 		return nil
 	}
-	return d.icpt.Heartbeat(left)
+	err := d.icpt.Heartbeat(left)
+	if err != nil {
+		heartbeatErrors.Inc()
+	}
+	return err
+}
+
+func countKernel(rs []Redirect) int {
+	n := 0
+	for _, r := range rs {
+		if r.Endpoints != nil {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *Dataplane) apply(s *cluster.Snapshot) error {
@@ -158,8 +172,11 @@ func (d *Dataplane) apply(s *cluster.Snapshot) error {
 	default:
 		err = d.icpt.Sync(t.CIDR, rs)
 	}
-	if err == nil && d.kernel() && !d.src.Stale() {
-		err = d.icpt.Heartbeat(d.src.StaleBudget() - d.src.Lag())
+	if err == nil && d.kernel() {
+		kernelPorts.Set(float64(countKernel(rs)))
+		if !d.src.Stale() {
+			err = d.heartbeat()
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

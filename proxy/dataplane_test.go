@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -9,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
+	"github.com/runenet/runenet/orderedlog"
 )
 
 type fakeSource struct {
@@ -49,9 +54,9 @@ func (f *fakeSource) Lag() time.Duration         { return 0 }
 func (f *fakeSource) StaleBudget() time.Duration { return 30 * time.Second }
 
 type fakeInterceptor struct {
-	fail   atomic.Bool
-	syncs  atomic.Int32
-	closed atomic.Bool
+	fail, failBeats atomic.Bool
+	syncs, beats    atomic.Int32
+	closed          atomic.Bool
 }
 
 func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
@@ -62,7 +67,13 @@ func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
 	return nil
 }
 
-func (f *fakeInterceptor) Heartbeat(time.Duration) error { return nil }
+func (f *fakeInterceptor) Heartbeat(time.Duration) error {
+	f.beats.Add(1)
+	if f.failBeats.Load() {
+		return errors.New("beat failed")
+	}
+	return nil
+}
 
 func (f *fakeInterceptor) Close() error { f.closed.Store(true); return nil }
 
@@ -114,4 +125,35 @@ func TestDataplaneNotReadyWithoutNetwork(t *testing.T) {
 	}
 	defer d.Close()
 	eventually(t, "a sync attempt", func() bool { _, why := d.Ready(); return strings.Contains(why, "not bootstrapped") })
+}
+
+// With kernel forwarding the data plane reports how many ports the kernel
+// carries, refreshes the deadline after a sync and on its own, and counts
+// refreshes that fail.
+func TestDataplaneKernelHeartbeats(t *testing.T) {
+	c := testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{StaleBudget: 500 * time.Millisecond})
+	c.Cast(t, `
+service:
+  name: api
+  ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: udp}]
+`)
+	seq, err := c.Ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "api-1", Service: "api", Namespace: "default", Node: "n1", IP: netip.MustParseAddr("10.1.0.2"), Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	icpt := &fakeInterceptor{}
+	d, err := Start(c.View, DataplaneConfig{Proxy: Config{Kernel: true, InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")}, Interceptor: icpt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	eventually(t, "the instance applied", func() bool { s, _ := d.Applied(); return s >= seq })
+	if got := testutil.ToFloat64(kernelPorts); got != 1 {
+		t.Errorf("rune_proxy_kernel_ports = %v, want 1 (TCP 80; UDP stays on the proxy)", got)
+	}
+	beats := icpt.beats.Load()
+	eventually(t, "heartbeats between changes", func() bool { return icpt.beats.Load() > beats+2 })
+	errs := testutil.ToFloat64(heartbeatErrors)
+	icpt.failBeats.Store(true)
+	eventually(t, "a failed heartbeat counted", func() bool { return testutil.ToFloat64(heartbeatErrors) > errs })
 }

@@ -53,6 +53,14 @@ var (
 		Name: "rune_nftables_sync_errors_total",
 		Help: "nftables transactions that failed; the next sync reinstalls the whole table.",
 	})
+	kernelPorts = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "rune_proxy_kernel_ports",
+		Help: "Kernel forwarding: TCP service ports the kernel forwards (nftables DNAT) rather than the proxy.",
+	})
+	heartbeatErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "rune_proxy_kernel_heartbeat_errors_total",
+		Help: "Kernel forwarding: failed refreshes of its deadline; forwarding stops when the deadline passes.",
+	})
 )
 
 // portMetrics holds one service port's resolved metric children, so the
