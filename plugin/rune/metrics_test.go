@@ -8,11 +8,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
-	_ "github.com/runenet/runenet/plugin/runegate" // its metrics are linted here too
+	// Their metrics are linted here too.
+	_ "github.com/runenet/runenet/plugin/dataplane"
+	_ "github.com/runenet/runenet/plugin/ingress"
+	_ "github.com/runenet/runenet/plugin/netpolicy"
+	_ "github.com/runenet/runenet/plugin/runegate"
 )
 
 // TestMetricsLint runs client_golang's promlint over every rune_* metric
-// registered in this binary: ours, runegate's and the cluster View's.
+// registered in this binary: ours, the other directives' (data plane,
+// policy, ingress, runegate) and the cluster View's.
 func TestMetricsLint(t *testing.T) {
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
