@@ -12,7 +12,9 @@ import (
 // ejection state survive table swaps; a connection keeps its *endpoint until
 // it ends, which is what lets removed endpoints drain.
 type endpoint struct {
-	addr     netip.AddrPort
+	addr netip.AddrPort
+	// dial is addr as the dialer takes it, formatted once.
+	dial     string
 	active   atomic.Int64
 	failures atomic.Int32
 	// ejectedUntil (unix nanos) keeps the endpoint out of rotation after a

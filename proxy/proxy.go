@@ -269,7 +269,7 @@ func (p *Proxy) newRoute(sp *ServicePort) *route {
 	for _, a := range sp.Endpoints {
 		e := p.endpoints[a]
 		if e == nil {
-			e = &registered{endpoint: &endpoint{addr: a}}
+			e = &registered{endpoint: &endpoint{addr: a, dial: a.String()}}
 			p.endpoints[a] = e
 		}
 		e.refs++

@@ -87,15 +87,6 @@ func listenTCP(network string, addr netip.AddrPort) (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
-// dialEndpoint connects to addr without going through an address string:
-// no formatting, parsing or resolver path per connection.
-func (p *Proxy) dialEndpoint(proto cluster.Protocol, addr netip.AddrPort) (net.Conn, error) {
-	if proto == cluster.UDP {
-		return p.dialer.DialUDP(context.Background(), "udp4", netip.AddrPort{}, addr)
-	}
-	return p.dialer.DialTCP(context.Background(), "tcp4", netip.AddrPort{}, addr)
-}
-
 // reset refuses a connection with an RST, so the client fails at once
 // instead of waiting for a timeout.
 func reset(c *net.TCPConn) {
@@ -145,6 +136,10 @@ func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
 		r.m.noEndpoints.Inc()
 		return nil, nil
 	}
+	network := "tcp4"
+	if r.sp.Protocol == cluster.UDP {
+		network = "udp4"
+	}
 	var triedBuf [4]*endpoint
 	tried := triedBuf[:0]
 	for range p.cfg.DialAttempts {
@@ -155,7 +150,10 @@ func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
 		}
 		// Counted before the connect completes, so concurrent picks see it.
 		ep.active.Add(1)
-		c, err := p.dialEndpoint(r.sp.Protocol, ep.addr)
+		// By string: Dialer.DialTCP's netip form binds to its (empty) local
+		// address first, a bind(2) per connection that also takes the
+		// ephemeral port the slow way.
+		c, err := p.dialer.Dial(network, ep.dial)
 		if err == nil {
 			ep.succeeded()
 			r.m.ok.Inc()
