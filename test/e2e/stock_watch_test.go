@@ -109,18 +109,18 @@ func TestStockWatchLoad(t *testing.T) {
 	}()
 
 	// Paced, not as fast as possible: the bar is a sustained rate. One
-	// controller writes a batch at a time (propose, then wait for its own
-	// View), which this machine caps below 1,000/s; several controllers on
-	// the log, as several writers would be, reach it through Badger's group
-	// commit. They flip disjoint instances, so their preconditions never
-	// conflict.
+	// controller, as in runed, with concurrent callers (as API clients
+	// would be): a caller waits for its batch to be durable and applied,
+	// which one at a time caps below 1,000/s here; instance writes of
+	// different services share Badger's group commits. They flip disjoint
+	// instances, so their preconditions never conflict.
 	const writers = 8
 	first := lg.Tail()
 	start = time.Now()
 	total := int(stockLoadFor.Seconds() * stockLoadRate)
 	errs := make(chan error, writers)
+	wctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
 	for w := range writers {
-		wctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
 		go func() {
 			for i := w; i < total; i += writers {
 				if d := time.Until(start.Add(time.Duration(i) * time.Second / stockLoadRate)); d > 0 {
