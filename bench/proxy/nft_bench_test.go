@@ -4,12 +4,17 @@
 package proxybench
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
+	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
@@ -137,5 +142,78 @@ func BenchmarkProxyUpdate(b *testing.B) {
 	for b.Loop() {
 		t.Ports[0].Endpoints[0] = netip.AddrPortFrom(t.Ports[0].Endpoints[0].Addr(), t.Ports[0].Endpoints[0].Port()^1)
 		p.Update(t)
+	}
+}
+
+// BenchmarkApplyOneChange: the whole path of one endpoint change with
+// 10,000 services × 3 endpoints, from the write to "applied": the
+// controller's durable write, the View, the data plane's table (TableFrom,
+// the proxy's swap) and nftables. TableFrom alone is measured too.
+func BenchmarkApplyOneChange(b *testing.B) {
+	netnstest.RequireRoot(b)
+	ctx := context.Background()
+	c := testkit.NewCluster(b, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})
+	docs := make([]string, services)
+	for i := range docs {
+		docs[i] = fmt.Sprintf("service:\n  name: svc%d\n  ports: [{name: http, port: 80}]\n", i)
+	}
+	c.Cast(b, docs...)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < services*3; i += 16 {
+				in := cluster.Instance{ID: fmt.Sprintf("svc%d-%d", i/3, i%3), Service: fmt.Sprintf("svc%d", i/3), Namespace: "default",
+					Node: "n1", IP: netip.AddrFrom4([4]byte{10, byte(200 + i%3), byte(i / 3 >> 8), byte(i / 3)}), Ready: true}
+				if _, err := c.Ctl.RegisterInstance(ctx, in); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The part of each change that rebuilds the data plane's table from the
+	// whole snapshot.
+	b.Run("TableFrom", func(b *testing.B) {
+		s := c.View.Snapshot()
+		for b.Loop() {
+			proxy.TableFrom(s)
+		}
+	})
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) {
+			ns := netnstest.New(b, "dp-apply")
+			dp, err := proxy.Start(c.View, proxy.DataplaneConfig{
+				Proxy: proxy.Config{Kernel: m.kernel, InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")},
+				NFT:   proxy.NFTConfig{NetNS: ns.FD},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dp.Close()
+			waitApplied(b, dp, c.Log.Tail())
+			i := 0
+			for b.Loop() {
+				i++
+				seq, err := c.Ctl.SetInstanceReady(ctx, "svc0-0", i%2 == 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				waitApplied(b, dp, seq)
+			}
+		})
+	}
+}
+
+func waitApplied(b *testing.B, dp *proxy.Dataplane, seq uint64) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if s, ok := dp.Applied(); ok && s >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("seq %d not applied in 30s", seq)
+		}
+		time.Sleep(20 * time.Microsecond)
 	}
 }
