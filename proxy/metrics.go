@@ -101,29 +101,20 @@ func metricsFor(svc cluster.NamespacedName, proto cluster.Protocol) *portMetrics
 	return actual.(*portMetrics)
 }
 
-// forgetMetrics drops the series of service ports that are gone, so a
-// deleted service leaves /metrics instead of lingering at its last values.
-// keep lists what is still routed. Connections still draining on a
-// forgotten port update children no longer exported.
-func forgetMetrics(gone []metricsKey, keep map[metricsKey]bool) {
-	keepSvc := map[cluster.NamespacedName]bool{}
-	for k := range keep {
-		keepSvc[k.svc] = true
-	}
-	for _, k := range gone {
-		if keep[k] {
-			continue
-		}
-		portMetricsCache.Delete(k)
-		l := prometheus.Labels{"service": k.svc.Name, "namespace": k.svc.Namespace, "protocol": string(k.proto)}
-		connectionsTotal.DeletePartialMatch(l)
-		activeConnections.DeletePartialMatch(l)
-		bytesTotal.DeletePartialMatch(l)
-		if !keepSvc[k.svc] {
-			delete(l, "protocol")
-			dialFailures.DeletePartialMatch(l)
-			ejections.DeletePartialMatch(l)
-		}
+// forgetMetrics drops the series of a service port that is gone, so a
+// deleted service leaves /metrics instead of lingering at its last values;
+// lastOfService also drops its per-service series. Connections still
+// draining on it update children no longer exported.
+func forgetMetrics(k metricsKey, lastOfService bool) {
+	portMetricsCache.Delete(k)
+	l := prometheus.Labels{"service": k.svc.Name, "namespace": k.svc.Namespace, "protocol": string(k.proto)}
+	connectionsTotal.DeletePartialMatch(l)
+	activeConnections.DeletePartialMatch(l)
+	bytesTotal.DeletePartialMatch(l)
+	if lastOfService {
+		delete(l, "protocol")
+		dialFailures.DeletePartialMatch(l)
+		ejections.DeletePartialMatch(l)
 	}
 }
 

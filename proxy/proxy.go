@@ -130,6 +130,9 @@ type Proxy struct {
 	closed    bool
 	gen       uint64
 	endpoints map[netip.AddrPort]*registered
+	// routesOf counts the routes of each service and protocol, so the
+	// metric series of one that is gone can be dropped without a scan.
+	routesOf  map[metricsKey]int
 	intercept *net.TCPListener   // intercept mode only
 	fronts    map[frontKey]front // UDP sockets (intercept) or all listeners (dev)
 	clashes   []string
@@ -149,6 +152,7 @@ func New(cfg Config) (*Proxy, error) {
 		cfg:       cfg,
 		dialer:    net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
 		endpoints: map[netip.AddrPort]*registered{},
+		routesOf:  map[metricsKey]int{},
 		fronts:    map[frontKey]front{},
 	}
 	p.routes.Store(&routes{byFront: map[frontKey]*route{}, byPort: map[portKey]*route{}})
@@ -233,19 +237,10 @@ func (p *Proxy) Update(t *Table) []Redirect {
 		}
 		rt.byFront[k] = r
 	}
-	var gone []metricsKey
 	for _, r := range old.all {
 		if r.gen != p.gen {
 			p.release(r)
-			gone = append(gone, metricsKey{r.sp.Service, r.sp.Protocol})
 		}
-	}
-	if len(gone) > 0 {
-		keep := make(map[metricsKey]bool, len(rt.all))
-		for _, r := range rt.all {
-			keep[metricsKey{r.sp.Service, r.sp.Protocol}] = true
-		}
-		forgetMetrics(gone, keep)
 	}
 	p.routes.Store(rt)
 	clashes = append(clashes, p.reconcileFronts(rt)...)
@@ -263,6 +258,7 @@ type registered struct {
 // route that lists the same address.
 func (p *Proxy) newRoute(sp *ServicePort) *route {
 	r := &route{sp: *sp, m: metricsFor(sp.Service, sp.Protocol), eps: make([]*endpoint, 0, len(sp.Endpoints))}
+	p.routesOf[metricsKey{sp.Service, sp.Protocol}]++
 	// Own copy: the next update compares against it, whatever the caller
 	// does with its table.
 	r.sp.Endpoints = slices.Clone(sp.Endpoints)
@@ -278,8 +274,11 @@ func (p *Proxy) newRoute(sp *ServicePort) *route {
 	return r
 }
 
-// release forgets a route's endpoints once no route lists them. Connections
-// still on such an endpoint keep their pointer and finish normally.
+// release forgets a route's endpoints once no route lists them, and its
+// service's metric series once no route of that service and protocol is
+// left (an updated route is made before the old one is released, so only a
+// deleted service port gets there). Connections still on such an endpoint
+// keep their pointer and finish normally.
 func (p *Proxy) release(r *route) {
 	for _, e := range r.eps {
 		if reg := p.endpoints[e.addr]; reg != nil && reg.endpoint == e {
@@ -287,6 +286,15 @@ func (p *Proxy) release(r *route) {
 				delete(p.endpoints, e.addr)
 			}
 		}
+	}
+	k := metricsKey{r.sp.Service, r.sp.Protocol}
+	if p.routesOf[k]--; p.routesOf[k] == 0 {
+		delete(p.routesOf, k)
+		other := metricsKey{k.svc, cluster.TCP}
+		if k.proto == cluster.TCP {
+			other.proto = cluster.UDP
+		}
+		forgetMetrics(k, p.routesOf[other] == 0)
 	}
 }
 
@@ -344,6 +352,7 @@ func (p *Proxy) redirects(rt *routes) []Redirect {
 		return nil
 	}
 	out := make([]Redirect, 0, len(rt.byFront))
+	tcpPort := p.InterceptPort()
 	for k, r := range rt.byFront {
 		if len(r.eps) == 0 {
 			// Left to the guard, which refuses at the first packet: a
@@ -351,7 +360,7 @@ func (p *Proxy) redirects(rt *routes) []Redirect {
 			// its connect succeeded.
 			continue
 		}
-		port := p.InterceptPort()
+		port := tcpPort
 		if p.cfg.Kernel && k.proto == cluster.TCP && !r.sp.Policed {
 			// The proxy stays behind the DNAT for what it cannot take:
 			// host processes connecting from a loopback address.
