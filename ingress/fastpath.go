@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/runenet/runenet/balance"
 )
 
 // The HTTP/1.1 fast path. Profiles of the ingress built on net/http,
@@ -462,7 +464,7 @@ func (fc *fastConn) proxy(rt *route) (status int, keep bool) {
 	replayable := !hasBody && idempotent(req.method)
 	dials, resent := 0, false
 	for {
-		b := pick(rt.backends, time.Now().UnixNano())
+		b := balance.Pick(rt.backends, nil, time.Now().UnixNano())
 		bc, reused, err := fc.f.i.backendConn(b, !replayable)
 		if err != nil {
 			fc.f.i.logger.Debug("proxying to backend failed", "backend", b.addr, "host", rt.host, "error", err)

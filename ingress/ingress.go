@@ -27,6 +27,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/runenet/runenet/balance"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/policy"
@@ -574,7 +575,7 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	case verdictRedirect:
 		http.Redirect(sw, r, i.httpsURL(host, r), http.StatusPermanentRedirect)
 	default:
-		b := pick(a.rt.backends, time.Now().UnixNano())
+		b := balance.Pick(a.rt.backends, nil, time.Now().UnixNano())
 		if b == nil {
 			http.Error(sw, fmt.Sprintf("no ready endpoints for service %s", a.rt.service), http.StatusServiceUnavailable)
 			break

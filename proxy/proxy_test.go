@@ -86,29 +86,6 @@ func TestFailedDialRetriedAndEjected(t *testing.T) {
 	}
 }
 
-func TestEjectionBackOffExpires(t *testing.T) {
-	e := &endpoint{}
-	now := time.Now().UnixNano()
-	if !e.failed(now, 10*time.Millisecond, time.Second) {
-		t.Fatal("first failure should eject")
-	}
-	if !e.ejected(now + int64(5*time.Millisecond)) {
-		t.Error("should be ejected within the back-off")
-	}
-	if e.ejected(now + int64(11*time.Millisecond)) {
-		t.Error("should be back after the back-off")
-	}
-	e.failed(now, 10*time.Millisecond, time.Second)
-	if !e.ejected(now + int64(15*time.Millisecond)) {
-		t.Error("second consecutive failure should double the back-off")
-	}
-	e.succeeded()
-	e.failed(now, 10*time.Millisecond, time.Second)
-	if e.ejected(now + int64(11*time.Millisecond)) {
-		t.Error("a success should reset the back-off to its base")
-	}
-}
-
 func TestEndpointRemovalDrains(t *testing.T) {
 	p := devProxy(t, Config{})
 	a, b := startBackend(t, "a"), startBackend(t, "b")

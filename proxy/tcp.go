@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/runenet/runenet/balance"
 	"github.com/runenet/runenet/cluster"
 )
 
@@ -144,7 +145,7 @@ func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
 	tried := triedBuf[:0]
 	for range p.cfg.DialAttempts {
 		now := time.Now().UnixNano()
-		ep := pick(r.eps, tried, now)
+		ep := balance.Pick(r.eps, tried, now)
 		if ep == nil {
 			break
 		}
@@ -155,13 +156,13 @@ func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
 		// ephemeral port the slow way.
 		c, err := p.dialer.Dial(network, ep.dial)
 		if err == nil {
-			ep.succeeded()
+			ep.Succeeded()
 			r.m.ok.Inc()
 			return c, ep
 		}
 		ep.active.Add(-1)
 		r.m.dialFailures.Inc()
-		if ep.failed(now, p.cfg.EjectBase, p.cfg.EjectMax) {
+		if ep.Failed(now, p.cfg.EjectBase, p.cfg.EjectMax) {
 			r.m.ejections.Inc()
 		}
 		p.cfg.Logger.Debug("proxy: connect to endpoint failed; ejected", "service", r.sp.Service, "endpoint", ep.addr, "err", err)

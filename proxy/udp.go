@@ -151,7 +151,7 @@ func (f *udpFront) replies(key netip.AddrPort, s *udpSession) {
 			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, s.last.Load())) < idle {
 				continue // the client sent something meanwhile
 			}
-			if errors.Is(err, syscall.ECONNREFUSED) && s.ep.failed(time.Now().UnixNano(), f.p.cfg.EjectBase, f.p.cfg.EjectMax) {
+			if errors.Is(err, syscall.ECONNREFUSED) && s.ep.Failed(time.Now().UnixNano(), f.p.cfg.EjectBase, f.p.cfg.EjectMax) {
 				s.r.m.ejections.Inc()
 			}
 			break
