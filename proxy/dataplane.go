@@ -174,9 +174,7 @@ func (d *Dataplane) apply(s *cluster.Snapshot) error {
 	}
 	if err == nil && d.kernel() {
 		kernelPorts.Set(float64(countKernel(rs)))
-		if !d.src.Stale() {
-			err = d.heartbeat()
-		}
+		err = d.heartbeat()
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
