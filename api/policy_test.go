@@ -11,7 +11,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/policy"
 )
 
@@ -45,7 +45,7 @@ service:
 // cluster holding policyDocs and two instances on node n1.
 func policyServer(t *testing.T, withEngine bool) *Client {
 	t.Helper()
-	k := testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})
+	k := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
 	k.Cast(t, policyDocs)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -14,13 +14,14 @@ import (
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/readiness"
 )
 
 // serve runs the API over a real Badger log on addr and returns a client.
-func serve(t *testing.T, addr, token string) (*Client, *orderedlog.BadgerLog) {
+func serve(t *testing.T, addr, token string) (*Client, *badger.Log) {
 	t.Helper()
-	k := testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})
+	k := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
 	l, err := Listen(addr, token)
 	if err != nil {
 		t.Fatal(err)

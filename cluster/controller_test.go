@@ -13,10 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 type testNode struct {
-	log  *orderedlog.BadgerLog
+	log  *badger.Log
 	view *View
 	ctl  *Controller
 	now  time.Time
@@ -36,9 +37,9 @@ func (n *testNode) advance(d time.Duration) {
 }
 
 // openLog opens a real Badger log in dir, closed with the test.
-func openLog(t testing.TB, dir string) *orderedlog.BadgerLog {
+func openLog(t testing.TB, dir string) *badger.Log {
 	t.Helper()
-	lg, err := orderedlog.OpenBadger(dir, orderedlog.BadgerOptions{})
+	lg, err := badger.Open(dir, badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func openLog(t testing.TB, dir string) *orderedlog.BadgerLog {
 }
 
 // startNode runs a View and a Controller over lg, as runed does.
-func startNode(t testing.TB, lg *orderedlog.BadgerLog, opts ViewOptions) *testNode {
+func startNode(t testing.TB, lg *badger.Log, opts ViewOptions) *testNode {
 	t.Helper()
 	n := &testNode{log: lg, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	n.view = NewView(lg, opts)
@@ -121,7 +122,7 @@ func TestCastAllocatesStableVIPs(t *testing.T) {
 
 func TestVIPsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	lg, err := orderedlog.OpenBadger(dir, orderedlog.BadgerOptions{})
+	lg, err := badger.Open(dir, badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 const crashChildEnv = "RUNE_CLUSTER_CRASH_CHILD_DIR"
@@ -26,7 +26,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		return // only meaningful as the child of TestCastSurvivesSIGKILL
 	}
-	lg, err := orderedlog.OpenBadger(dir, orderedlog.BadgerOptions{})
+	lg, err := badger.Open(dir, badger.Options{})
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(3)
@@ -131,7 +131,7 @@ func drain(ch <-chan string) []string {
 // checkStore reopens the store and checks it against what was acknowledged.
 func checkStore(t *testing.T, dir string, vips map[string]netip.Addr, run int) {
 	t.Helper()
-	lg, err := orderedlog.OpenBadger(dir, orderedlog.BadgerOptions{})
+	lg, err := badger.Open(dir, badger.Options{})
 	if err != nil {
 		t.Fatalf("run %d: reopen: %v", run, err)
 	}

@@ -17,10 +17,7 @@ import (
 
 // Source is what a View reads: the OrderedLog itself in runed, or runed's
 // watch API from a remote process (a stock CoreDNS with plugin/rune).
-type Source interface {
-	ListFunc(ctx context.Context, prefix string, fn func(orderedlog.KV) error) (uint64, error)
-	Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, error)
-}
+type Source = orderedlog.Follower
 
 // ViewOptions tune a View.
 type ViewOptions struct {

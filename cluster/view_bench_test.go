@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 // populate writes n services with 3 ready instances each straight into lg, in
@@ -60,7 +61,7 @@ func populate(tb testing.TB, lg orderedlog.Log, n int) {
 //
 //	go test ./cluster -run '^$' -bench ViewLoad100k -benchtime 3x
 func BenchmarkViewLoad100k(b *testing.B) {
-	lg, err := orderedlog.OpenBadger(b.TempDir(), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(b.TempDir(), badger.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 // node is a single-node control plane as runed runs it: a real Badger log, a
@@ -30,7 +30,7 @@ type node struct{ *testkit.Cluster }
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	return &node{testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})}
+	return &node{testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})}
 }
 
 // cast casts one service whose instances listen on targetPort, exposing host

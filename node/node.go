@@ -21,6 +21,7 @@ import (
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/dockersrc"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/readiness"
 )
@@ -163,7 +164,7 @@ func open(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	lg, err := orderedlog.OpenBadger(filepath.Join(cfg.DataDir, "store"), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(filepath.Join(cfg.DataDir, "store"), badger.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}

@@ -1,8 +1,10 @@
 // Package orderedlog is the seam every networking write goes through: a totally
 // ordered, durable log of atomic batches of key operations, plus the key/value
-// state those batches produce. Badger backs it today; Raft replaces it later
-// without any subsystem noticing, so nothing outside this package may depend on
-// how a backend stores things.
+// state those batches produce. This package holds only the interface and its
+// types; the backends live below it (orderedlog/badger on one machine, a
+// replicated one next to it), so no subsystem depends on how, or where, a
+// backend stores things, and nothing outside orderedlog/ imports a storage or
+// consensus library (scripts/check_orderedlog_seam.sh).
 package orderedlog
 
 import (
@@ -120,13 +122,44 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Unwrap() error { return ErrConflict }
 
-// Log is the seam. Implementations must be safe for concurrent use.
-type Log interface {
+// Proposer is what a writer needs.
+type Proposer interface {
 	// Propose appends one atomic batch and returns its seq once it is durable.
 	// If any precondition fails nothing is applied and the error wraps
 	// ErrConflict (as *ConflictError). Concurrent proposals may be committed
 	// together, but each keeps its own seq.
 	Propose(ctx context.Context, ops []Op) (uint64, error)
+}
+
+// Lister is a consistent listing of the state.
+type Lister interface {
+	// ListFunc streams a listing of every key under prefix to fn, in key
+	// order, consistent as of the returned seq; an error from fn stops it.
+	// KV.Value is only valid during the call. A cold start reads the whole
+	// store this way while it decodes, instead of holding it all twice.
+	ListFunc(ctx context.Context, prefix string, fn func(KV) error) (uint64, error)
+}
+
+// Watcher follows the log.
+type Watcher interface {
+	// Watch delivers every batch with Seq >= from, in order, then follows new
+	// ones, interleaved with heartbeats. from == 0 means "from the current
+	// tail + 1" (only new batches). The channel closes when ctx ends, the log
+	// closes, or after an Err event.
+	Watch(ctx context.Context, from uint64) (<-chan Event, error)
+}
+
+// Follower is what a materialized view of the log needs: list once, then
+// watch from the listed seq + 1 (and list again after ErrCompacted). It is
+// also all a remote process gets over runed's watch API.
+type Follower interface {
+	Lister
+	Watcher
+}
+
+// Reader reads the applied state.
+type Reader interface {
+	Lister
 
 	// Get returns a key's current value, whether it exists, and the seq the
 	// read reflects.
@@ -136,20 +169,16 @@ type Log interface {
 	// returned seq.
 	List(ctx context.Context, prefix string) ([]KV, uint64, error)
 
-	// ListFunc streams the same consistent listing to fn, in key order, and
-	// returns the seq it reflects; an error from fn stops it. KV.Value is
-	// only valid during the call. A cold start reads the whole store this
-	// way while it decodes, instead of holding it all twice.
-	ListFunc(ctx context.Context, prefix string, fn func(KV) error) (uint64, error)
-
-	// Watch delivers every batch with Seq >= from, in order, then follows new
-	// ones, interleaved with heartbeats. from == 0 means "from the current
-	// tail + 1" (only new batches). The channel closes when ctx ends, the log
-	// closes, or after an Err event.
-	Watch(ctx context.Context, from uint64) (<-chan Event, error)
-
 	// Tail is the seq of the last committed batch (0 for an empty log).
 	Tail() uint64
+}
+
+// Log is the seam: everything a backend provides. Implementations must be
+// safe for concurrent use.
+type Log interface {
+	Proposer
+	Reader
+	Watcher
 
 	// Compact drops log entries with Seq <= upTo (the key/value state stays).
 	Compact(ctx context.Context, upTo uint64) error

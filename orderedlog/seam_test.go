@@ -41,15 +41,19 @@ func writeTree(t *testing.T, files map[string]string) string {
 	return root
 }
 
-// A tree that respects the seam: Badger and raw prefixes inside orderedlog/,
-// key builders in cluster/keys.go, prefixes in tests and comments.
+// A tree that respects the seam: Badger, bolt and Raft in the backends below
+// orderedlog/, raw prefixes in orderedlog/, key builders in cluster/keys.go,
+// prefixes in tests and comments, backends imported by name.
 func cleanTree() map[string]string {
 	return map[string]string{
-		"orderedlog/badger.go": "package orderedlog\n\nimport \"github.com/dgraph-io/badger/v4\"\n\nvar _ = badger.DefaultOptions\nvar k = \"network/vips/\"\n",
-		"cluster/keys.go":      "package cluster\n\nfunc VIPKey(s string) string { return \"network/vips/\" + s }\n",
-		"cluster/view_test.go": "package cluster\n\nvar k = \"endpoints/api\"\n",
-		"api/server.go":        "package api\n\n// stores under \"policy/<ns>/<name>\" via cluster.PolicyKey\nvar route = \"/v1/policy/\"\n",
-		"proxy/proxy.go":       "package proxy\n\nimport \"github.com/runenet/runenet/orderedlog\"\n\nvar _ orderedlog.Log\n",
+		"orderedlog/log.go":           "package orderedlog\n\nvar k = \"network/vips/\"\n",
+		"orderedlog/badger/badger.go": "package badger\n\nimport badgerdb \"github.com/dgraph-io/badger/v4\"\n\nvar _ = badgerdb.DefaultOptions\n",
+		"orderedlog/raft/store.go":    "package raft\n\nimport (\n\t\"github.com/hashicorp/raft\"\n\traftboltdb \"github.com/hashicorp/raft-boltdb/v2\"\n\tbolt \"go.etcd.io/bbolt\"\n)\n",
+		"node/node.go":                "package node\n\nimport \"github.com/runenet/runenet/orderedlog/badger\"\n\nvar _ = badger.Open\n",
+		"cluster/keys.go":             "package cluster\n\nfunc VIPKey(s string) string { return \"network/vips/\" + s }\n",
+		"cluster/view_test.go":        "package cluster\n\nvar k = \"endpoints/api\"\n",
+		"api/server.go":               "package api\n\n// stores under \"policy/<ns>/<name>\" via cluster.PolicyKey\nvar route = \"/v1/policy/\"\n",
+		"proxy/proxy.go":              "package proxy\n\nimport \"github.com/runenet/runenet/orderedlog\"\n\nvar _ orderedlog.Log\n",
 	}
 }
 
@@ -65,17 +69,23 @@ func TestSeamCheckFindsViolations(t *testing.T) {
 	files["proxy/x_test.go"] = "package proxy\n\nimport _ \"github.com/dgraph-io/badger/v4\"\n"
 	files["api/x.go"] = "package api\n\nfunc k() string {\n\treturn \"endpoints/foo\"\n}\n"
 	files["policy/rules.go"] = "package policy\n\nvar k = `local_instances/` + \"x\"\n"
+	files["node/raft.go"] = "package node\n\nimport \"github.com/hashicorp/raft\"\n"
+	files["cluster/store.go"] = "package cluster\n\nimport (\n\t\"context\"\n\trb \"github.com/hashicorp/raft-boltdb/v2\"\n)\n"
+	files["ingress/bolt.go"] = "package ingress\n\nimport \"go.etcd.io/bbolt\"\n"
+	files["api/bolt_test.go"] = "package api\n\nimport \"github.com/boltdb/bolt\"\n"
+	files["orderedlog/raw.go"] = "package orderedlog\n\nimport \"github.com/dgraph-io/badger/v4\"\n"
 	out, ok := runSeamCheck(t, writeTree(t, files))
 	if ok {
 		t.Fatalf("violations not detected:\n%s", out)
 	}
-	for _, want := range []string{"proxy/x.go:5:", "proxy/x_test.go:3:", "api/x.go:4:", "policy/rules.go:3:"} {
+	for _, want := range []string{"proxy/x.go:5:", "proxy/x_test.go:3:", "api/x.go:4:", "policy/rules.go:3:",
+		"node/raft.go:3:", "cluster/store.go:5:", "ingress/bolt.go:3:", "api/bolt_test.go:3:", "orderedlog/raw.go:3:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output does not name %s:\n%s", want, out)
 		}
 	}
 	for _, line := range strings.Split(out, "\n") {
-		for _, allowed := range []string{"orderedlog/", "cluster/", "api/server.go", "proxy/proxy.go"} {
+		for _, allowed := range []string{"orderedlog/log.go", "orderedlog/badger/", "orderedlog/raft/", "cluster/keys.go", "cluster/view_test.go", "api/server.go", "proxy/proxy.go", "node/node.go"} {
 			if strings.HasPrefix(line, allowed) {
 				t.Errorf("output blames allowed file %s: %s", allowed, line)
 			}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 // testCluster is a real single-node control plane: Badger log, View and
@@ -17,7 +17,7 @@ type testCluster struct{ *testkit.Cluster }
 
 func newTestCluster(tb testing.TB, opts cluster.ViewOptions) *testCluster {
 	tb.Helper()
-	return &testCluster{testkit.NewCluster(tb, "10.96.0.0/16", orderedlog.BadgerOptions{HeartbeatInterval: 20 * time.Millisecond}, opts)}
+	return &testCluster{testkit.NewCluster(tb, "10.96.0.0/16", badger.Options{HeartbeatInterval: 20 * time.Millisecond}, opts)}
 }
 
 // instance registers a ready instance of ns/svc at ip on node.

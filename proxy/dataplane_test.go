@@ -14,7 +14,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 type fakeSource struct {
@@ -131,7 +131,7 @@ func TestDataplaneNotReadyWithoutNetwork(t *testing.T) {
 // carries, refreshes the deadline after a sync and on its own, and counts
 // refreshes that fail.
 func TestDataplaneKernelHeartbeats(t *testing.T) {
-	c := testkit.NewCluster(t, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{StaleBudget: 500 * time.Millisecond})
+	c := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{StaleBudget: 500 * time.Millisecond})
 	c.Cast(t, `
 service:
   name: api

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/policy"
 
 	"github.com/runenet/runenet/internal/testkit"
@@ -25,7 +25,7 @@ import (
 func policyCluster(t *testing.T, docs []string, instances map[string]string) *cluster.View {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(t.TempDir(), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Enforces the OrderedLog seam (DESIGN.md, "Data flow"): only orderedlog/ may
-# touch Badger, and the protected key prefixes are spelled out only in
+# Enforces the OrderedLog seam (DESIGN.md, "Data flow"): only the backends
+# below orderedlog/ may touch a storage or consensus library (Badger, bolt,
+# Raft) — not the rest of the repo and not the interface package
+# orderedlog/ itself — and the protected key prefixes are spelled out only in
 # orderedlog/ and cluster/keys.go, the one place that builds keys for
 # everyone else, so every write to them has to go through Propose.
 #
@@ -27,9 +29,16 @@ mapfile -d '' all < <(find . \( -type d \( -name vendor -o -name testdata -o -na
 	-o -type f -name '*.go' -print0 | sort -z)
 outside=() # every Go file outside orderedlog/
 literal=() # ... and not a test or cluster/keys.go
+iface=()   # the interface package: orderedlog/*.go
 for f in "${all[@]}"; do
 	f=${f#./}
-	case $f in orderedlog/*) continue ;; esac
+	case $f in
+	orderedlog/*/*) continue ;;
+	orderedlog/*)
+		iface+=("$f")
+		continue
+		;;
+	esac
 	outside+=("$f")
 	case $f in *_test.go | cluster/keys.go) continue ;; esac
 	literal+=("$f")
@@ -43,9 +52,17 @@ report() { # grep -n output ("file:line:text") and the problem
 	done
 }
 
+# An import line (single or in a block, with or without a name) of a library
+# only a backend may use: Badger, bolt (both module paths) and hashicorp/raft
+# with its stores (raft-boltdb, ...).
+backend_libs='^[[:space:]]*(import[[:space:]]+)?([A-Za-z_.][A-Za-z0-9_]*[[:space:]]+)?"(github\.com/dgraph-io/badger|go\.etcd\.io/bbolt|github\.com/boltdb/bolt|github\.com/hashicorp/raft)'
 if ((${#outside[@]} > 0)); then
-	report "imports Badger; only orderedlog/ may (use orderedlog.Log instead)" \
-		< <(grep -HnE '"github\.com/dgraph-io/badger' -- "${outside[@]}" || true)
+	report "imports a storage or consensus library (Badger, bolt, Raft); only the backends below orderedlog/ may (use orderedlog.Log instead)" \
+		< <(grep -HnE "$backend_libs" -- "${outside[@]}" || true)
+fi
+if ((${#iface[@]} > 0)); then
+	report "the interface package imports a storage or consensus library; that belongs in a backend below orderedlog/" \
+		< <(grep -HnE "$backend_libs" -- "${iface[@]}" || true)
 fi
 # A string literal starting with a protected prefix means a key built by
 # hand. Whole-line comments are skipped.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
@@ -152,7 +152,7 @@ func BenchmarkProxyUpdate(b *testing.B) {
 func BenchmarkApplyOneChange(b *testing.B) {
 	netnstest.RequireRoot(b)
 	ctx := context.Background()
-	c := testkit.NewCluster(b, "10.96.0.0/16", orderedlog.BadgerOptions{}, cluster.ViewOptions{})
+	c := testkit.NewCluster(b, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
 	docs := make([]string, services)
 	for i := range docs {
 		docs[i] = fmt.Sprintf("service:\n  name: svc%d\n  ports: [{name: http, port: 80}]\n", i)

@@ -15,22 +15,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 // Cluster is a node's control plane over a real Badger log in a temp dir:
 // bootstrapped, its View running, and a Controller. Everything stops with
 // the test.
 type Cluster struct {
-	Log  *orderedlog.BadgerLog
+	Log  *badger.Log
 	View *cluster.View
 	Ctl  *cluster.Controller
 }
 
 // NewCluster opens the log with lopts, bootstraps cidr and runs a View with vopts.
-func NewCluster(tb testing.TB, cidr string, lopts orderedlog.BadgerOptions, vopts cluster.ViewOptions) *Cluster {
+func NewCluster(tb testing.TB, cidr string, lopts badger.Options, vopts cluster.ViewOptions) *Cluster {
 	tb.Helper()
-	lg, err := orderedlog.OpenBadger(tb.TempDir(), lopts)
+	lg, err := badger.Open(tb.TempDir(), lopts)
 	if err != nil {
 		tb.Fatal(err)
 	}

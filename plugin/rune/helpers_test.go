@@ -11,7 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 // testCluster is a real single-node control plane (Badger log, View,
@@ -24,7 +24,7 @@ type testCluster struct {
 func newCluster(t testing.TB, cidr string, budget time.Duration) *testCluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(t.TempDir(), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

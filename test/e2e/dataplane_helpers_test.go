@@ -26,7 +26,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
@@ -71,7 +71,7 @@ type nodeCmd struct {
 // a cast) once the data plane has applied the resulting batch.
 func dpNode() error {
 	ctx := context.Background()
-	lg, err := orderedlog.OpenBadger(os.Getenv("RUNE_DP_DIR"), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(os.Getenv("RUNE_DP_DIR"), badger.Options{})
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/dockersrc"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/test/dockerimg"
 
 	"github.com/runenet/runenet/internal/testkit"
@@ -88,7 +88,7 @@ func (e *dockerEnv) ip(id string) netip.Addr {
 // dockerNode is the control plane of one runed, as far as the Docker source
 // needs it: a Badger log, its View and controller, and the source.
 type dockerNode struct {
-	log  *orderedlog.BadgerLog
+	log  *badger.Log
 	view *cluster.View
 	ctl  *cluster.Controller
 	stop func()
@@ -99,7 +99,7 @@ type dockerNode struct {
 func startDockerNode(t *testing.T, dir, node string) *dockerNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	lg, err := orderedlog.OpenBadger(dir, orderedlog.BadgerOptions{})
+	lg, err := badger.Open(dir, badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

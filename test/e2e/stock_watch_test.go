@@ -13,7 +13,7 @@ import (
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/readiness"
 
 	"github.com/runenet/runenet/internal/testkit"
@@ -172,9 +172,9 @@ func TestStockWatchLoad(t *testing.T) {
 
 // stockServeAPI runs what runed runs behind its API — a Badger log, its View
 // and controller, all returned — and serves the API on loopback TCP with a token.
-func stockServeAPI(t *testing.T, ctx context.Context) (*orderedlog.BadgerLog, *cluster.View, *cluster.Controller, string) {
+func stockServeAPI(t *testing.T, ctx context.Context) (*badger.Log, *cluster.View, *cluster.Controller, string) {
 	t.Helper()
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(t.TempDir(), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/ingress"
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 func main() {
@@ -44,7 +44,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	lg, err := orderedlog.OpenBadger(*dataDir, orderedlog.BadgerOptions{})
+	lg, err := badger.Open(*dataDir, badger.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}

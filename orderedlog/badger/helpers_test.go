@@ -1,7 +1,6 @@
-package orderedlog
+package badger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -11,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	badgerdb "github.com/dgraph-io/badger/v4"
+	"github.com/runenet/runenet/orderedlog"
 )
 
 // quietLogger keeps Badger's warnings out of test output unless -v.
@@ -22,20 +22,20 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func openTestLog(t testing.TB, dir string, opts BadgerOptions) *BadgerLog {
+func openTestLog(t testing.TB, dir string, opts Options) *Log {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
-	l, err := OpenBadger(dir, opts)
+	l, err := Open(dir, opts)
 	if err != nil {
-		t.Fatalf("OpenBadger(%s): %v", dir, err)
+		t.Fatalf("Open(%s): %v", dir, err)
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
 }
 
-func mustPropose(t testing.TB, l Log, ops ...Op) uint64 {
+func mustPropose(t testing.TB, l orderedlog.Log, ops ...orderedlog.Op) uint64 {
 	t.Helper()
 	seq, err := l.Propose(context.Background(), ops)
 	if err != nil {
@@ -47,9 +47,9 @@ func mustPropose(t testing.TB, l Log, ops ...Op) uint64 {
 // collect reads batch events until it has seen seq `until`, failing on gaps,
 // duplicates, Err events, an early close or a timeout. from is the first seq
 // expected (0: whatever comes first).
-func collect(t testing.TB, ch <-chan Event, from, until uint64, timeout time.Duration) []*Batch {
+func collect(t testing.TB, ch <-chan orderedlog.Event, from, until uint64, timeout time.Duration) []*orderedlog.Batch {
 	t.Helper()
-	var got []*Batch
+	var got []*orderedlog.Batch
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	next := from
@@ -80,23 +80,9 @@ func collect(t testing.TB, ch <-chan Event, from, until uint64, timeout time.Dur
 	return got
 }
 
-// sameOps compares op lists treating nil and empty values alike.
-func sameOps(a, b []Op) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x.Type != y.Type || x.Key != y.Key || x.HasPrecondition != y.HasPrecondition || x.Rev != y.Rev || !bytes.Equal(x.Value, y.Value) {
-			return false
-		}
-	}
-	return true
-}
-
 // opsChecksum fingerprints a batch's content; the crash test's child prints
 // it so the parent can check acknowledged batches byte for byte.
-func opsChecksum(ops []Op) uint32 {
+func opsChecksum(ops []orderedlog.Op) uint32 {
 	h := crc32.NewIEEE()
 	var buf []byte
 	for _, op := range ops {
@@ -117,11 +103,11 @@ func opsChecksum(ops []Op) uint32 {
 
 // logSeqs lists the seqs of the log entries physically present, bypassing
 // the code under test.
-func logSeqs(t testing.TB, l *BadgerLog) []uint64 {
+func logSeqs(t testing.TB, l *Log) []uint64 {
 	t.Helper()
 	var seqs []uint64
-	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{nsLog}})
+	err := l.db.View(func(txn *badgerdb.Txn) error {
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: []byte{nsLog}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			seqs = append(seqs, binary.BigEndian.Uint64(it.Item().Key()[1:]))

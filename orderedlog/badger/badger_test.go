@@ -1,7 +1,6 @@
-package orderedlog
+package badger
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,17 +10,21 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/internal/codec"
+	"github.com/runenet/runenet/orderedlog/logtest"
 )
 
 func TestGetListReflectSeq(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	ctx := context.Background()
 
 	if _, found, seq, err := l.Get(ctx, "services/a"); err != nil || found || seq != 0 {
 		t.Fatalf("Get on empty log = found %v seq %d err %v, want absent at seq 0", found, seq, err)
 	}
-	s1 := mustPropose(t, l, Put("services/b", val("b1")), Put("services/a", val("a1")), Put("network/cidr", val("10.96.0.0/16")))
-	s2 := mustPropose(t, l, Put("services/b", val("b2")), Put("services/c", nil))
+	s1 := mustPropose(t, l, orderedlog.Put("services/b", val("b1")), orderedlog.Put("services/a", val("a1")), orderedlog.Put("network/cidr", val("10.96.0.0/16")))
+	s2 := mustPropose(t, l, orderedlog.Put("services/b", val("b2")), orderedlog.Put("services/c", nil))
 	if s1 != 1 || s2 != 2 {
 		t.Fatalf("seqs = %d, %d; want 1, 2", s1, s2)
 	}
@@ -39,8 +42,8 @@ func TestGetListReflectSeq(t *testing.T) {
 	if err != nil || seq != 2 {
 		t.Fatalf("List: seq %d err %v", seq, err)
 	}
-	want := []KV{{"services/a", []byte("a1"), 1}, {"services/b", []byte("b2"), 2}, {"services/c", []byte{}, 2}}
-	if !sameKVs(kvs, want) {
+	want := []orderedlog.KV{{Key: "services/a", Value: []byte("a1"), Rev: 1}, {Key: "services/b", Value: []byte("b2"), Rev: 2}, {Key: "services/c", Value: []byte{}, Rev: 2}}
+	if !logtest.SameKVs(kvs, want) {
 		t.Fatalf("List(services/) = %v, want %v", kvs, want)
 	}
 	all, _, _ := l.List(ctx, "")
@@ -51,28 +54,22 @@ func TestGetListReflectSeq(t *testing.T) {
 		t.Fatalf("List(policy/) = %v, want nothing", none)
 	}
 
-	s3 := mustPropose(t, l, Delete("services/a"))
+	s3 := mustPropose(t, l, orderedlog.Delete("services/a"))
 	if _, found, seq, _ := l.Get(ctx, "services/a"); found || seq != s3 {
 		t.Fatalf("deleted key still found (seq %d)", seq)
 	}
 	// A deleted key is absent again, so an allocation may take it.
-	mustPropose(t, l, PutIf("services/a", val("a2"), 0))
-}
-
-func sameKVs(a, b []KV) bool {
-	return slices.EqualFunc(a, b, func(x, y KV) bool {
-		return x.Key == y.Key && x.Rev == y.Rev && bytes.Equal(x.Value, y.Value)
-	})
+	mustPropose(t, l, orderedlog.PutIf("services/a", val("a2"), 0))
 }
 
 func TestCompareAndSet(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	ctx := context.Background()
 
-	vip := mustPropose(t, l, PutIf("network/vips/api", val("10.96.0.2"), 0))
-	_, err := l.Propose(ctx, []Op{PutIf("network/vips/api", val("10.96.0.3"), 0)})
-	var ce *ConflictError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrConflict) {
+	vip := mustPropose(t, l, orderedlog.PutIf("network/vips/api", val("10.96.0.2"), 0))
+	_, err := l.Propose(ctx, []orderedlog.Op{orderedlog.PutIf("network/vips/api", val("10.96.0.3"), 0)})
+	var ce *orderedlog.ConflictError
+	if !errors.As(err, &ce) || !errors.Is(err, orderedlog.ErrConflict) {
 		t.Fatalf("second allocation err = %v, want *ConflictError wrapping ErrConflict", err)
 	}
 	if ce.Key != "network/vips/api" || ce.WantRev != 0 || ce.ActualRev != vip || ce.BatchOpIdx != 0 {
@@ -82,8 +79,8 @@ func TestCompareAndSet(t *testing.T) {
 	// Atomicity: the failing op is last; the puts before it must not apply
 	// and no seq may be consumed.
 	tail := l.Tail()
-	_, err = l.Propose(ctx, []Op{Put("endpoints/api/1", val("x")), Delete("network/vips/api"), DeleteIf("network/vips/api", vip+7)})
-	if !errors.Is(err, ErrConflict) || errors.As(err, &ce) && ce.BatchOpIdx != 2 {
+	_, err = l.Propose(ctx, []orderedlog.Op{orderedlog.Put("endpoints/api/1", val("x")), orderedlog.Delete("network/vips/api"), orderedlog.DeleteIf("network/vips/api", vip+7)})
+	if !errors.Is(err, orderedlog.ErrConflict) || errors.As(err, &ce) && ce.BatchOpIdx != 2 {
 		t.Fatalf("err = %v, want conflict at op 2", err)
 	}
 	if l.Tail() != tail {
@@ -95,43 +92,43 @@ func TestCompareAndSet(t *testing.T) {
 	if kv, found, _, _ := l.Get(ctx, "network/vips/api"); !found || string(kv.Value) != "10.96.0.2" {
 		t.Fatal("delete of a rejected batch was applied")
 	}
-	if seq := mustPropose(t, l, Put("endpoints/api/2", val("y"))); seq != tail+1 {
+	if seq := mustPropose(t, l, orderedlog.Put("endpoints/api/2", val("y"))); seq != tail+1 {
 		t.Fatalf("seq after rejected batch = %d, want %d", seq, tail+1)
 	}
 
 	// Check guards a key without writing it.
-	seq := mustPropose(t, l, Check("network/vips/api", vip), Put("endpoints/api/3", val("z")))
+	seq := mustPropose(t, l, orderedlog.Check("network/vips/api", vip), orderedlog.Put("endpoints/api/3", val("z")))
 	if kv, _, _, _ := l.Get(ctx, "network/vips/api"); kv.Rev != vip {
 		t.Fatalf("Check changed the checked key's rev to %d", kv.Rev)
 	}
-	if _, err := l.Propose(ctx, []Op{Check("endpoints/api/3", seq-1), Put("endpoints/api/4", nil)}); !errors.Is(err, ErrConflict) {
+	if _, err := l.Propose(ctx, []orderedlog.Op{orderedlog.Check("endpoints/api/3", seq-1), orderedlog.Put("endpoints/api/4", nil)}); !errors.Is(err, orderedlog.ErrConflict) {
 		t.Fatalf("stale Check err = %v, want ErrConflict", err)
 	}
 
 	// Preconditions see the state before the batch, not the batch's own ops.
-	if _, err := l.Propose(ctx, []Op{Put("policy/p", val("1")), PutIf("policy/p", val("2"), 0)}); err != nil {
+	if _, err := l.Propose(ctx, []orderedlog.Op{orderedlog.Put("policy/p", val("1")), orderedlog.PutIf("policy/p", val("2"), 0)}); err != nil {
 		t.Fatalf("precondition should be judged before the batch: %v", err)
 	}
 	if kv, _, _, _ := l.Get(ctx, "policy/p"); string(kv.Value) != "2" {
 		t.Fatalf("later op on the same key should win, got %q", kv.Value)
 	}
 	cur, _, _, _ := l.Get(ctx, "policy/p")
-	mustPropose(t, l, DeleteIf("policy/p", cur.Rev))
+	mustPropose(t, l, orderedlog.DeleteIf("policy/p", cur.Rev))
 	if _, found, _, _ := l.Get(ctx, "policy/p"); found {
 		t.Fatal("DeleteIf with the right rev did not delete")
 	}
 }
 
 func TestInvalidBatches(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
-	for _, ops := range [][]Op{
+	l := openTestLog(t, t.TempDir(), Options{})
+	for _, ops := range [][]orderedlog.Op{
 		nil,
-		{Put("", val("x"))},
-		{{Type: OpCheck, Key: "a"}},
+		{orderedlog.Put("", val("x"))},
+		{{Type: orderedlog.OpCheck, Key: "a"}},
 		{{Type: 9, Key: "a"}},
-		{Put(string(make([]byte, MaxKeyLen+1)), nil)},
+		{orderedlog.Put(string(make([]byte, orderedlog.MaxKeyLen+1)), nil)},
 	} {
-		if _, err := l.Propose(context.Background(), ops); !errors.Is(err, ErrInvalidBatch) {
+		if _, err := l.Propose(context.Background(), ops); !errors.Is(err, orderedlog.ErrInvalidBatch) {
 			t.Errorf("Propose(%v) err = %v, want ErrInvalidBatch", ops, err)
 		}
 	}
@@ -144,17 +141,17 @@ func TestInvalidBatches(t *testing.T) {
 // with; none of them may disturb metadata or the log.
 func TestUserKeysCannotReachInternalKeys(t *testing.T) {
 	dir := t.TempDir()
-	l := openTestLog(t, dir, BadgerOptions{})
+	l := openTestLog(t, dir, Options{})
 	keys := []string{string(metaTail), string(metaFloor), "\x02\x00\x00\x00\x00\x00\x00\x00\x01", "\x01x", "\xff"}
 	for _, k := range keys {
-		mustPropose(t, l, Put(k, val("user")))
+		mustPropose(t, l, orderedlog.Put(k, val("user")))
 	}
 	all, seq, err := l.List(context.Background(), "")
 	if err != nil || seq != uint64(len(keys)) || len(all) != len(keys) {
 		t.Fatalf("List(\"\") = %d keys at seq %d (err %v), want %d keys at seq %d", len(all), seq, err, len(keys), len(keys))
 	}
 	l.Close()
-	l = openTestLog(t, dir, BadgerOptions{})
+	l = openTestLog(t, dir, Options{})
 	if l.Tail() != uint64(len(keys)) {
 		t.Fatalf("tail after reopen = %d, want %d", l.Tail(), len(keys))
 	}
@@ -163,12 +160,12 @@ func TestUserKeysCannotReachInternalKeys(t *testing.T) {
 
 func TestReopenRecoversState(t *testing.T) {
 	dir := t.TempDir()
-	l := openTestLog(t, dir, BadgerOptions{})
-	var want [][]Op
+	l := openTestLog(t, dir, Options{})
+	var want [][]orderedlog.Op
 	for i := range 30 {
-		ops := []Op{Put(fmt.Sprintf("endpoints/s%d", i%4), val("v%d", i))}
+		ops := []orderedlog.Op{orderedlog.Put(fmt.Sprintf("endpoints/s%d", i%4), val("v%d", i))}
 		if i%3 == 0 {
-			ops = append(ops, Delete(fmt.Sprintf("endpoints/s%d", (i+1)%4)))
+			ops = append(ops, orderedlog.Delete(fmt.Sprintf("endpoints/s%d", (i+1)%4)))
 		}
 		mustPropose(t, l, ops...)
 		want = append(want, ops)
@@ -178,12 +175,12 @@ func TestReopenRecoversState(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l = openTestLog(t, dir, BadgerOptions{})
+	l = openTestLog(t, dir, Options{})
 	if l.Tail() != 30 {
 		t.Fatalf("tail after reopen = %d, want 30", l.Tail())
 	}
 	after, seq, _ := l.List(context.Background(), "")
-	if seq != 30 || !sameKVs(before, after) {
+	if seq != 30 || !logtest.SameKVs(before, after) {
 		t.Fatalf("state after reopen (seq %d) = %v, want %v", seq, after, before)
 	}
 	ch, err := l.Watch(context.Background(), 1)
@@ -191,11 +188,11 @@ func TestReopenRecoversState(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, b := range collect(t, ch, 1, 30, 5*time.Second) {
-		if !sameOps(b.Ops, want[i]) || b.Time.IsZero() {
+		if !logtest.SameOps(b.Ops, want[i]) || b.Time.IsZero() {
 			t.Fatalf("batch %d after reopen = %v at %v, want %v", b.Seq, b.Ops, b.Time, want[i])
 		}
 	}
-	if seq := mustPropose(t, l, Put("services/x", nil)); seq != 31 {
+	if seq := mustPropose(t, l, orderedlog.Put("services/x", nil)); seq != 31 {
 		t.Fatalf("first seq after reopen = %d, want 31", seq)
 	}
 }
@@ -203,10 +200,10 @@ func TestReopenRecoversState(t *testing.T) {
 // A caller reusing its value buffer after Propose must not change what
 // watchers see.
 func TestCommittedBatchIsImmutable(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	ch, _ := l.Watch(context.Background(), 1)
 	buf := []byte("first")
-	mustPropose(t, l, Put("services/a", buf))
+	mustPropose(t, l, orderedlog.Put("services/a", buf))
 	copy(buf, "XXXXX")
 	if b := collect(t, ch, 1, 1, 5*time.Second)[0]; string(b.Ops[0].Value) != "first" {
 		t.Fatalf("watcher saw %q, want %q", b.Ops[0].Value, "first")
@@ -214,7 +211,7 @@ func TestCommittedBatchIsImmutable(t *testing.T) {
 }
 
 func TestConcurrentProposalsGetDistinctContiguousSeqs(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	const workers, each = 16, 40
 	var (
 		mu   sync.Mutex
@@ -224,7 +221,7 @@ func TestConcurrentProposalsGetDistinctContiguousSeqs(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
-				seq, err := l.Propose(context.Background(), []Op{Put(fmt.Sprintf("endpoints/w%d/%d", w, i), val("x"))})
+				seq, err := l.Propose(context.Background(), []orderedlog.Op{orderedlog.Put(fmt.Sprintf("endpoints/w%d/%d", w, i), val("x"))})
 				if err != nil {
 					t.Error(err)
 					return
@@ -245,12 +242,12 @@ func TestConcurrentProposalsGetDistinctContiguousSeqs(t *testing.T) {
 // group: each must see the ones before it, and a conflicting one is dropped
 // alone without consuming a seq.
 func TestGroupCommitAppliesInOrder(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	group := []*proposal{
-		newProposal([]Op{PutIf("network/vips/a", val("1"), 0)}),
-		newProposal([]Op{PutIf("network/vips/a", val("2"), 0)}), // sees the first: conflict
-		newProposal([]Op{PutIf("network/vips/a", val("3"), 1), Put("services/x", nil)}),
-		newProposal([]Op{Check("services/x", 2), Put("services/y", nil)}),
+		newProposal([]orderedlog.Op{orderedlog.PutIf("network/vips/a", val("1"), 0)}),
+		newProposal([]orderedlog.Op{orderedlog.PutIf("network/vips/a", val("2"), 0)}), // sees the first: conflict
+		newProposal([]orderedlog.Op{orderedlog.PutIf("network/vips/a", val("3"), 1), orderedlog.Put("services/x", nil)}),
+		newProposal([]orderedlog.Op{orderedlog.Check("services/x", 2), orderedlog.Put("services/y", nil)}),
 	}
 	l.commitGroup(group)
 	wantSeq := []uint64{1, 0, 2, 3}
@@ -259,7 +256,7 @@ func TestGroupCommitAppliesInOrder(t *testing.T) {
 			t.Errorf("proposal %d seq = %d (err %v), want %d", i, p.seq, p.err, wantSeq[i])
 		}
 	}
-	var ce *ConflictError
+	var ce *orderedlog.ConflictError
 	if !errors.As(group[1].err, &ce) || ce.ActualRev != 1 {
 		t.Fatalf("proposal 1 err = %v, want conflict with actual rev 1", group[1].err)
 	}
@@ -269,9 +266,9 @@ func TestGroupCommitAppliesInOrder(t *testing.T) {
 	checkContiguous(t, logSeqs(t, l), 1, 3)
 }
 
-func newProposal(ops []Op) *proposal {
+func newProposal(ops []orderedlog.Op) *proposal {
 	p := &proposal{ops: ops, done: make(chan struct{})}
-	p.enc, p.own = encodeBatch(ops)
+	p.enc, p.own = codec.Encode(ops)
 	return p
 }
 
@@ -280,21 +277,21 @@ func newProposal(ops []Op) *proposal {
 func TestGroupSplitsWhenTransactionTooBig(t *testing.T) {
 	dir := t.TempDir()
 	// A 1 MiB memtable caps a transaction at ~150 KiB / ~1600 entries.
-	l := openTestLog(t, dir, BadgerOptions{MemTableSize: 1 << 20})
-	bulk := func(tag string, n int) []Op {
-		ops := make([]Op, n)
+	l := openTestLog(t, dir, Options{MemTableSize: 1 << 20})
+	bulk := func(tag string, n int) []orderedlog.Op {
+		ops := make([]orderedlog.Op, n)
 		for i := range ops {
-			ops[i] = Put(fmt.Sprintf("endpoints/%s/%04d", tag, i), val("%s-%d", tag, i))
+			ops[i] = orderedlog.Put(fmt.Sprintf("endpoints/%s/%04d", tag, i), val("%s-%d", tag, i))
 		}
 		return ops
 	}
 	group := []*proposal{
 		newProposal(bulk("a", 600)),
 		newProposal(bulk("b", 600)),
-		newProposal(append(bulk("c", 600), PutIf("network/vips/v", val("c"), 0))),
-		newProposal([]Op{PutIf("network/vips/v", val("d"), 0)}), // must see c, across the split
+		newProposal(append(bulk("c", 600), orderedlog.PutIf("network/vips/v", val("c"), 0))),
+		newProposal([]orderedlog.Op{orderedlog.PutIf("network/vips/v", val("d"), 0)}), // must see c, across the split
 		newProposal(bulk("huge", 5000)),
-		newProposal(append(bulk("e", 600), Check("network/vips/v", 3))),
+		newProposal(append(bulk("e", 600), orderedlog.Check("network/vips/v", 3))),
 	}
 	l.commitGroup(group)
 	wantSeq := []uint64{1, 2, 3, 0, 0, 4}
@@ -303,7 +300,7 @@ func TestGroupSplitsWhenTransactionTooBig(t *testing.T) {
 			t.Errorf("proposal %d seq = %d (err %v), want %d", i, p.seq, p.err, wantSeq[i])
 		}
 	}
-	if !errors.Is(group[3].err, ErrConflict) {
+	if !errors.Is(group[3].err, orderedlog.ErrConflict) {
 		t.Errorf("proposal 3 err = %v, want ErrConflict", group[3].err)
 	}
 	if !errors.Is(group[4].err, ErrBatchTooLarge) {
@@ -318,17 +315,17 @@ func TestGroupSplitsWhenTransactionTooBig(t *testing.T) {
 		}
 	}
 	l.Close()
-	l = openTestLog(t, dir, BadgerOptions{MemTableSize: 1 << 20})
+	l = openTestLog(t, dir, Options{MemTableSize: 1 << 20})
 	if l.Tail() != 4 {
 		t.Fatalf("tail after reopen = %d, want 4", l.Tail())
 	}
 }
 
 func TestCanceledProposeAppliesNothing(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.Propose(ctx, []Op{Put("services/a", nil)}); !errors.Is(err, context.Canceled) {
+	if _, err := l.Propose(ctx, []orderedlog.Op{orderedlog.Put("services/a", nil)}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if l.Tail() != 0 {
@@ -337,8 +334,8 @@ func TestCanceledProposeAppliesNothing(t *testing.T) {
 }
 
 func TestClosedLogRefusesWork(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
-	mustPropose(t, l, Put("services/a", nil))
+	l := openTestLog(t, t.TempDir(), Options{})
+	mustPropose(t, l, orderedlog.Put("services/a", nil))
 	ch, _ := l.Watch(context.Background(), 0)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -346,19 +343,19 @@ func TestClosedLogRefusesWork(t *testing.T) {
 	for range ch {
 	}
 	ctx := context.Background()
-	if _, err := l.Propose(ctx, []Op{Put("services/b", nil)}); !errors.Is(err, ErrClosed) {
+	if _, err := l.Propose(ctx, []orderedlog.Op{orderedlog.Put("services/b", nil)}); !errors.Is(err, orderedlog.ErrClosed) {
 		t.Errorf("Propose after Close: %v", err)
 	}
-	if _, _, _, err := l.Get(ctx, "services/a"); !errors.Is(err, ErrClosed) {
+	if _, _, _, err := l.Get(ctx, "services/a"); !errors.Is(err, orderedlog.ErrClosed) {
 		t.Errorf("Get after Close: %v", err)
 	}
-	if _, _, err := l.List(ctx, ""); !errors.Is(err, ErrClosed) {
+	if _, _, err := l.List(ctx, ""); !errors.Is(err, orderedlog.ErrClosed) {
 		t.Errorf("List after Close: %v", err)
 	}
-	if _, err := l.Watch(ctx, 1); !errors.Is(err, ErrClosed) {
+	if _, err := l.Watch(ctx, 1); !errors.Is(err, orderedlog.ErrClosed) {
 		t.Errorf("Watch after Close: %v", err)
 	}
-	if err := l.Compact(ctx, 1); !errors.Is(err, ErrClosed) {
+	if err := l.Compact(ctx, 1); !errors.Is(err, orderedlog.ErrClosed) {
 		t.Errorf("Compact after Close: %v", err)
 	}
 	if err := l.Close(); err != nil {
@@ -366,45 +363,23 @@ func TestClosedLogRefusesWork(t *testing.T) {
 	}
 }
 
-func TestEncodingRoundTrip(t *testing.T) {
-	ops := []Op{
-		Put("services/a", val("v")),
-		PutIf("network/vips/a", nil, 0),
-		Delete("endpoints/x"),
-		DeleteIf("endpoints/y", 1<<40),
-		Check("policy/p", 7),
-	}
-	enc, own := encodeBatch(ops)
-	now := time.Unix(1700000000, 123)
-	stampTime(enc, now)
-	b, err := decodeBatch(9, enc)
-	if err != nil || b.Seq != 9 || !b.Time.Equal(now) || !sameOps(b.Ops, ops) || !sameOps(own, ops) {
-		t.Fatalf("round trip = %+v, %v", b, err)
-	}
-	for cut := range len(enc) {
-		if _, err := decodeBatch(9, enc[:cut]); err == nil {
-			t.Fatalf("decoding %d of %d bytes succeeded", cut, len(enc))
-		}
-	}
-}
-
 // Badger creates a value-log and a memtable file on every open; a crash
 // before it sizes them leaves empty files that must not brick the node.
 func TestOpenAfterCrashDuringOpen(t *testing.T) {
 	dir := t.TempDir()
-	l := openTestLog(t, dir, BadgerOptions{})
-	mustPropose(t, l, Put("network/vips/a", val("10.96.0.2")))
+	l := openTestLog(t, dir, Options{})
+	mustPropose(t, l, orderedlog.Put("network/vips/a", val("10.96.0.2")))
 	l.Close()
 	for _, name := range []string{"000099.vlog", "00099.mem"} {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l = openTestLog(t, dir, BadgerOptions{})
+	l = openTestLog(t, dir, Options{})
 	if kv, found, seq, err := l.Get(context.Background(), "network/vips/a"); err != nil || !found || string(kv.Value) != "10.96.0.2" || seq != 1 {
 		t.Fatalf("after reopen: %+v found %v seq %d err %v", kv, found, seq, err)
 	}
-	if seq := mustPropose(t, l, Put("services/a", nil)); seq != 2 {
+	if seq := mustPropose(t, l, orderedlog.Put("services/a", nil)); seq != 2 {
 		t.Fatalf("seq = %d, want 2", seq)
 	}
 }

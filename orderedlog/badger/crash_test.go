@@ -1,4 +1,4 @@
-package orderedlog
+package badger
 
 import (
 	"bufio"
@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/orderedlog"
 )
 
 const (
@@ -26,7 +28,7 @@ const (
 	pairA        = "crash/pair/a"
 	pairB        = "crash/pair/b"
 	counterKey   = "crash/counter"
-	vipPrefix    = PrefixNetwork + "vips/"
+	vipPrefix    = orderedlog.PrefixNetwork + "vips/"
 )
 
 // The acceptance test for durability and atomicity: a child process (this
@@ -45,12 +47,12 @@ func TestCrashSafety(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
-	m := &crashModel{state: map[string]KV{}, allocations: map[string]string{}, acked: map[uint64]uint32{}}
+	m := &crashModel{state: map[string]orderedlog.KV{}, allocations: map[string]string{}, acked: map[uint64]uint32{}}
 	start := time.Now()
 	const rounds = 24
 	for round := range rounds {
 		acks, stderr := runAndKill(t, dir, round, rng)
-		l := openTestLog(t, dir, BadgerOptions{KeepEntries: -1})
+		l := openTestLog(t, dir, Options{KeepEntries: -1})
 		m.verify(t, l, round, acks, stderr)
 		// Compact now and then, only up to what the model has already
 		// folded, so later rounds check contiguity above a floor.
@@ -135,7 +137,7 @@ func runAndKill(t *testing.T, dir string, round int, rng *rand.Rand) ([]ack, str
 }
 
 func crashChild(dir string, run int) {
-	l, err := OpenBadger(dir, BadgerOptions{KeepEntries: -1, Logger: quietLogger()})
+	l, err := Open(dir, Options{KeepEntries: -1, Logger: quietLogger()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
@@ -161,7 +163,7 @@ func crashChild(dir string, run int) {
 						continue
 					}
 				}
-				if !errors.Is(err, ErrConflict) {
+				if !errors.Is(err, orderedlog.ErrConflict) {
 					fmt.Fprintln(os.Stderr, "propose:", err)
 					os.Exit(3)
 				}
@@ -174,17 +176,17 @@ func crashChild(dir string, run int) {
 // crashBatch builds a multi-op batch: the pair keys (always written
 // together), a few per-worker keys of random size, sometimes a delete, a CAS
 // increment of a shared counter, and sometimes a once-only VIP allocation.
-func crashBatch(ctx context.Context, l Log, rng *rand.Rand, tag string) ([]Op, error) {
-	ops := []Op{Put(pairA, []byte(tag)), Put(pairB, []byte(tag))}
+func crashBatch(ctx context.Context, l orderedlog.Log, rng *rand.Rand, tag string) ([]orderedlog.Op, error) {
+	ops := []orderedlog.Op{orderedlog.Put(pairA, []byte(tag)), orderedlog.Put(pairB, []byte(tag))}
 	for range 1 + rng.IntN(3) {
 		v := make([]byte, rng.IntN(2048))
 		for i := range v {
 			v[i] = byte(rng.Uint32())
 		}
-		ops = append(ops, Put(fmt.Sprintf("crash/k%d", rng.IntN(40)), v))
+		ops = append(ops, orderedlog.Put(fmt.Sprintf("crash/k%d", rng.IntN(40)), v))
 	}
 	if rng.IntN(4) == 0 {
-		ops = append(ops, Delete(fmt.Sprintf("crash/k%d", rng.IntN(40))))
+		ops = append(ops, orderedlog.Delete(fmt.Sprintf("crash/k%d", rng.IntN(40))))
 	}
 	if rng.IntN(2) == 0 {
 		kv, _, _, err := l.Get(ctx, counterKey)
@@ -192,10 +194,10 @@ func crashBatch(ctx context.Context, l Log, rng *rand.Rand, tag string) ([]Op, e
 			return nil, err
 		}
 		n, _ := strconv.Atoi(string(kv.Value))
-		ops = append(ops, PutIf(counterKey, []byte(strconv.Itoa(n+1)), kv.Rev))
+		ops = append(ops, orderedlog.PutIf(counterKey, []byte(strconv.Itoa(n+1)), kv.Rev))
 	}
 	if rng.IntN(5) == 0 {
-		ops = append(ops, PutIf(fmt.Sprintf("%ss%d", vipPrefix, rng.IntN(60)), []byte(tag), 0))
+		ops = append(ops, orderedlog.PutIf(fmt.Sprintf("%ss%d", vipPrefix, rng.IntN(60)), []byte(tag), 0))
 	}
 	return ops, nil
 }
@@ -204,13 +206,13 @@ func crashBatch(ctx context.Context, l Log, rng *rand.Rand, tag string) ([]Op, e
 // from every batch up to tail, and what must never change.
 type crashModel struct {
 	tail        uint64
-	state       map[string]KV
+	state       map[string]orderedlog.KV
 	counter     int // committed counter increments
 	allocations map[string]string
 	acked       map[uint64]uint32
 }
 
-func (m *crashModel) verify(t *testing.T, l *BadgerLog, round int, acks []ack, stderr string) {
+func (m *crashModel) verify(t *testing.T, l *Log, round int, acks []ack, stderr string) {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -255,11 +257,11 @@ func (m *crashModel) verify(t *testing.T, l *BadgerLog, round int, acks []ack, s
 	if err != nil || seq != tail {
 		fail("List: seq %d (tail %d), err %v", seq, tail, err)
 	}
-	got := make(map[string]KV, len(kvs))
+	got := make(map[string]orderedlog.KV, len(kvs))
 	for _, kv := range kvs {
 		got[kv.Key] = kv
 	}
-	if !maps.EqualFunc(got, m.state, func(a, b KV) bool { return a.Rev == b.Rev && bytes.Equal(a.Value, b.Value) }) {
+	if !maps.EqualFunc(got, m.state, func(a, b orderedlog.KV) bool { return a.Rev == b.Rev && bytes.Equal(a.Value, b.Value) }) {
 		fail("state differs from the fold of the log: a batch was applied partially or not logged")
 	}
 	if a, b := got[pairA], got[pairB]; a.Rev != b.Rev || !bytes.Equal(a.Value, b.Value) {
@@ -283,7 +285,7 @@ func (m *crashModel) verify(t *testing.T, l *BadgerLog, round int, acks []ack, s
 // apply folds one committed batch into the model, first checking that its
 // preconditions really held: a committed CAS against the wrong revision
 // would be a lost update.
-func (m *crashModel) apply(t *testing.T, fail func(string, ...any), b *Batch) {
+func (m *crashModel) apply(t *testing.T, fail func(string, ...any), b *orderedlog.Batch) {
 	t.Helper()
 	for _, op := range b.Ops {
 		if op.HasPrecondition && m.state[op.Key].Rev != op.Rev {
@@ -292,12 +294,12 @@ func (m *crashModel) apply(t *testing.T, fail func(string, ...any), b *Batch) {
 	}
 	for _, op := range b.Ops {
 		switch op.Type {
-		case OpPut:
-			m.state[op.Key] = KV{Key: op.Key, Value: op.Value, Rev: b.Seq}
+		case orderedlog.OpPut:
+			m.state[op.Key] = orderedlog.KV{Key: op.Key, Value: op.Value, Rev: b.Seq}
 			if op.Key == counterKey {
 				m.counter++
 			}
-		case OpDelete:
+		case orderedlog.OpDelete:
 			delete(m.state, op.Key)
 		}
 	}

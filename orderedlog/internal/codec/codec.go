@@ -1,10 +1,15 @@
-package orderedlog
+// Package codec is the one binary form of a batch that the OrderedLog
+// backends share: Badger stores it as a log entry, Raft replicates it, so a
+// batch means the same bytes on every backend.
+package codec
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/runenet/runenet/orderedlog"
 )
 
 // A log entry is stored as:
@@ -21,17 +26,17 @@ const (
 	flagPrecondition = 1 << 0
 )
 
-// encodeBatch encodes ops and returns the encoding together with a copy of ops
+// Encode encodes ops and returns the encoding together with a copy of ops
 // whose values alias the encoding, so the committed Batch handed to watchers
 // cannot be changed by a caller reusing its value buffers.
-func encodeBatch(ops []Op) ([]byte, []Op) {
+func Encode(ops []orderedlog.Op) ([]byte, []orderedlog.Op) {
 	size := timeLen + binary.MaxVarintLen64
 	for _, op := range ops {
 		size += 2 + 3*binary.MaxVarintLen64 + len(op.Key) + len(op.Value)
 	}
 	buf := make([]byte, timeLen, size)
 	buf = binary.AppendUvarint(buf, uint64(len(ops)))
-	own := make([]Op, len(ops))
+	own := make([]orderedlog.Op, len(ops))
 	for i, op := range ops {
 		var flags byte
 		if op.HasPrecondition {
@@ -43,8 +48,8 @@ func encodeBatch(ops []Op) ([]byte, []Op) {
 		}
 		buf = binary.AppendUvarint(buf, uint64(len(op.Key)))
 		buf = append(buf, op.Key...)
-		own[i] = Op{Type: op.Type, Key: op.Key, HasPrecondition: op.HasPrecondition, Rev: op.Rev}
-		if op.Type == OpPut {
+		own[i] = orderedlog.Op{Type: op.Type, Key: op.Key, HasPrecondition: op.HasPrecondition, Rev: op.Rev}
+		if op.Type == orderedlog.OpPut {
 			buf = binary.AppendUvarint(buf, uint64(len(op.Value)))
 			start := len(buf)
 			buf = append(buf, op.Value...)
@@ -54,22 +59,24 @@ func encodeBatch(ops []Op) ([]byte, []Op) {
 	return buf, own
 }
 
-func stampTime(enc []byte, t time.Time) {
+// StampTime sets the commit time of an encoded batch.
+func StampTime(enc []byte, t time.Time) {
 	binary.BigEndian.PutUint64(enc[:timeLen], uint64(t.UnixNano()))
 }
 
-var errCorrupt = errors.New("orderedlog: corrupt log entry")
+// ErrCorrupt: a stored or received batch does not decode.
+var ErrCorrupt = errors.New("orderedlog: corrupt log entry")
 
-// decodeBatch decodes a log entry. The returned op values alias data, so data
+// Decode decodes a log entry. The returned op values alias data, so data
 // must not be reused by the caller.
-func decodeBatch(seq uint64, data []byte) (*Batch, error) {
+func Decode(seq uint64, data []byte) (*orderedlog.Batch, error) {
 	corrupt := func(what string) error {
-		return fmt.Errorf("%w %d: %s; the data directory is damaged, restore it from a backup", errCorrupt, seq, what)
+		return fmt.Errorf("%w %d: %s; the data directory is damaged, restore it from a backup", ErrCorrupt, seq, what)
 	}
 	if len(data) < timeLen {
 		return nil, corrupt("short header")
 	}
-	b := &Batch{Seq: seq, Time: time.Unix(0, int64(binary.BigEndian.Uint64(data)))}
+	b := &orderedlog.Batch{Seq: seq, Time: time.Unix(0, int64(binary.BigEndian.Uint64(data)))}
 	p := timeLen
 	uvarint := func() (uint64, bool) {
 		v, n := binary.Uvarint(data[p:])
@@ -85,13 +92,13 @@ func decodeBatch(seq uint64, data []byte) (*Batch, error) {
 	if !ok || count > uint64(len(data)-p)/3 {
 		return nil, corrupt("bad op count")
 	}
-	b.Ops = make([]Op, count)
+	b.Ops = make([]orderedlog.Op, count)
 	for i := range b.Ops {
 		if len(data)-p < 2 {
 			return nil, corrupt("truncated op")
 		}
 		op := &b.Ops[i]
-		op.Type, op.HasPrecondition = OpType(data[p]), data[p+1]&flagPrecondition != 0
+		op.Type, op.HasPrecondition = orderedlog.OpType(data[p]), data[p+1]&flagPrecondition != 0
 		p += 2
 		if op.HasPrecondition {
 			if op.Rev, ok = uvarint(); !ok {
@@ -104,7 +111,7 @@ func decodeBatch(seq uint64, data []byte) (*Batch, error) {
 		}
 		op.Key = string(data[p : p+int(n)])
 		p += int(n)
-		if op.Type == OpPut {
+		if op.Type == orderedlog.OpPut {
 			n, ok := uvarint()
 			if !ok || n > uint64(len(data)-p) {
 				return nil, corrupt("bad value length")

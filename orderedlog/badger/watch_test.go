@@ -1,4 +1,4 @@
-package orderedlog
+package badger
 
 import (
 	"context"
@@ -7,22 +7,25 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/logtest"
 )
 
 // proposeVaried writes n batches of mixed shapes and returns their ops by
 // seq (index 0 unused).
-func proposeVaried(t *testing.T, l Log, n int) [][]Op {
+func proposeVaried(t *testing.T, l orderedlog.Log, n int) [][]orderedlog.Op {
 	t.Helper()
-	want := make([][]Op, 1, n+1)
+	want := make([][]orderedlog.Op, 1, n+1)
 	for i := 1; i <= n; i++ {
-		ops := []Op{Put(fmt.Sprintf("endpoints/s%d/%d", i%7, i%3), val("%d-%s", i, make([]byte, i%50)))}
+		ops := []orderedlog.Op{orderedlog.Put(fmt.Sprintf("endpoints/s%d/%d", i%7, i%3), val("%d-%s", i, make([]byte, i%50)))}
 		switch i % 4 {
 		case 1:
-			ops = append(ops, Delete(fmt.Sprintf("endpoints/s%d/%d", (i+1)%7, 0)))
+			ops = append(ops, orderedlog.Delete(fmt.Sprintf("endpoints/s%d/%d", (i+1)%7, 0)))
 		case 2:
-			ops = append(ops, PutIf(fmt.Sprintf("network/vips/v%d", i), val("10.96.0.%d", i%250), 0))
+			ops = append(ops, orderedlog.PutIf(fmt.Sprintf("network/vips/v%d", i), val("10.96.0.%d", i%250), 0))
 		case 3:
-			ops = append(ops, Check("services/absent", 0), Put("services/counter", val("%d", i)))
+			ops = append(ops, orderedlog.Check("services/absent", 0), orderedlog.Put("services/counter", val("%d", i)))
 		}
 		if seq := mustPropose(t, l, ops...); seq != uint64(i) {
 			t.Fatalf("seq = %d, want %d", seq, i)
@@ -37,11 +40,11 @@ func TestWatchReplaysFromEverySeq(t *testing.T) {
 	dir := t.TempDir()
 	// A ring smaller than the log makes early starts read the disk and
 	// switch to the ring on the way.
-	opts := BadgerOptions{RecentBatches: 64, WatchBuffer: 8}
+	opts := Options{RecentBatches: 64, WatchBuffer: 8}
 	l := openTestLog(t, dir, opts)
 	want := proposeVaried(t, l, n)
 
-	check := func(l *BadgerLog, stage string) {
+	check := func(l *Log, stage string) {
 		for from := uint64(1); from <= n; from++ {
 			ctx, cancel := context.WithCancel(context.Background())
 			ch, err := l.Watch(ctx, from)
@@ -51,7 +54,7 @@ func TestWatchReplaysFromEverySeq(t *testing.T) {
 			got := collect(t, ch, from, n, 10*time.Second)
 			cancel()
 			for _, b := range got {
-				if !sameOps(b.Ops, want[b.Seq]) {
+				if !logtest.SameOps(b.Ops, want[b.Seq]) {
 					t.Fatalf("%s: watch from %d: batch %d = %v, want %v", stage, from, b.Seq, b.Ops, want[b.Seq])
 				}
 			}
@@ -66,17 +69,17 @@ func TestWatchReplaysFromEverySeq(t *testing.T) {
 // Watchers started while proposers run must see every batch exactly once,
 // whether they start in the past, at the tail, or race the committer.
 func TestWatchWhileProposing(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{RecentBatches: 32, WatchBuffer: 4})
+	l := openTestLog(t, t.TempDir(), Options{RecentBatches: 32, WatchBuffer: 4})
 	const workers, each = 4, 150
 	var (
 		mu      sync.Mutex
-		written = map[uint64][]Op{}
+		written = map[uint64][]orderedlog.Op{}
 		wg      sync.WaitGroup
 	)
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
-				ops := []Op{Put(fmt.Sprintf("endpoints/w%d/%d", w, i%5), val("%d.%d", w, i))}
+				ops := []orderedlog.Op{orderedlog.Put(fmt.Sprintf("endpoints/w%d/%d", w, i%5), val("%d.%d", w, i))}
 				seq, err := l.Propose(context.Background(), ops)
 				if err != nil {
 					t.Error(err)
@@ -90,7 +93,7 @@ func TestWatchWhileProposing(t *testing.T) {
 	}
 
 	type watcher struct {
-		ch           <-chan Event
+		ch           <-chan orderedlog.Event
 		firstMin     uint64 // the first seq delivered must lie in [firstMin, firstMax]
 		firstMax     uint64
 		slowConsumer bool
@@ -126,7 +129,7 @@ func TestWatchWhileProposing(t *testing.T) {
 			if w.firstMin > final {
 				return // it joined after the last write (a fast machine): nothing to deliver
 			}
-			var got []*Batch
+			var got []*orderedlog.Batch
 			timeout := time.After(20 * time.Second)
 			for len(got) == 0 || got[len(got)-1].Seq < final {
 				select {
@@ -155,7 +158,7 @@ func TestWatchWhileProposing(t *testing.T) {
 				t.Errorf("watcher %d started at %d, want within [%d, %d]", i, first, w.firstMin, w.firstMax)
 			}
 			for _, b := range got {
-				if !sameOps(b.Ops, written[b.Seq]) {
+				if !logtest.SameOps(b.Ops, written[b.Seq]) {
 					t.Errorf("watcher %d: batch %d = %v, want %v", i, b.Seq, b.Ops, written[b.Seq])
 					return
 				}
@@ -166,12 +169,12 @@ func TestWatchWhileProposing(t *testing.T) {
 }
 
 func TestWatchHeartbeatReportsTail(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{HeartbeatInterval: 20 * time.Millisecond})
+	l := openTestLog(t, t.TempDir(), Options{HeartbeatInterval: 20 * time.Millisecond})
 	for range 3 {
-		mustPropose(t, l, Put("services/a", nil))
+		mustPropose(t, l, orderedlog.Put("services/a", nil))
 	}
 	ch, _ := l.Watch(context.Background(), 0)
-	next := func() Event {
+	next := func() orderedlog.Event {
 		t.Helper()
 		select {
 		case ev := <-ch:
@@ -179,7 +182,7 @@ func TestWatchHeartbeatReportsTail(t *testing.T) {
 		case <-time.After(2 * time.Second):
 			t.Fatal("no event within 2s")
 		}
-		return Event{}
+		return orderedlog.Event{}
 	}
 	start := time.Now()
 	if ev := next(); ev.Batch != nil || ev.Err != nil || ev.Tail != 3 {
@@ -188,7 +191,7 @@ func TestWatchHeartbeatReportsTail(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("heartbeat took %v with a 20ms interval", d)
 	}
-	mustPropose(t, l, Put("services/a", nil))
+	mustPropose(t, l, orderedlog.Put("services/a", nil))
 	for {
 		ev := next()
 		if ev.Batch != nil {
@@ -203,24 +206,24 @@ func TestWatchHeartbeatReportsTail(t *testing.T) {
 	}
 }
 
-func expectCompacted(t *testing.T, l Log, from uint64) {
+func expectCompacted(t *testing.T, l orderedlog.Log, from uint64) {
 	t.Helper()
 	ch, err := l.Watch(context.Background(), from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []Event
+	var evs []orderedlog.Event
 	for ev := range ch {
 		evs = append(evs, ev)
 	}
-	if len(evs) != 1 || !errors.Is(evs[0].Err, ErrCompacted) || evs[0].Batch != nil {
+	if len(evs) != 1 || !errors.Is(evs[0].Err, orderedlog.ErrCompacted) || evs[0].Batch != nil {
 		t.Fatalf("Watch(%d) events = %+v, want exactly one ErrCompacted then close", from, evs)
 	}
 }
 
 func TestCompaction(t *testing.T) {
 	dir := t.TempDir()
-	opts := BadgerOptions{KeepEntries: -1, RecentBatches: 8}
+	opts := Options{KeepEntries: -1, RecentBatches: 8}
 	l := openTestLog(t, dir, opts)
 	ctx := context.Background()
 	want := proposeVaried(t, l, 50)
@@ -236,10 +239,10 @@ func TestCompaction(t *testing.T) {
 	expectCompacted(t, l, 10)
 	expectCompacted(t, l, 30)
 	ch, _ := l.Watch(ctx, 31)
-	if got := collect(t, ch, 31, 50, 5*time.Second); !sameOps(got[0].Ops, want[31]) {
+	if got := collect(t, ch, 31, 50, 5*time.Second); !logtest.SameOps(got[0].Ops, want[31]) {
 		t.Fatalf("batch 31 after compaction = %v", got[0].Ops)
 	}
-	if after, _, _ := l.List(ctx, ""); !sameKVs(after, state) {
+	if after, _, _ := l.List(ctx, ""); !logtest.SameKVs(after, state) {
 		t.Fatal("compaction changed the key/value state")
 	}
 	if err := l.Compact(ctx, 20); err != nil {
@@ -262,16 +265,16 @@ func TestCompaction(t *testing.T) {
 		t.Fatalf("tail after full compaction + reopen = %d, want 50", l.Tail())
 	}
 	ch, _ = l.Watch(ctx, 51)
-	if seq := mustPropose(t, l, Put("services/z", nil)); seq != 51 {
+	if seq := mustPropose(t, l, orderedlog.Put("services/z", nil)); seq != 51 {
 		t.Fatalf("seq after full compaction = %d, want 51", seq)
 	}
 	collect(t, ch, 51, 51, 5*time.Second)
 }
 
 func TestAutoCompaction(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{KeepEntries: 20})
+	l := openTestLog(t, t.TempDir(), Options{KeepEntries: 20})
 	for i := range 100 {
-		mustPropose(t, l, Put("services/a", val("%d", i)))
+		mustPropose(t, l, orderedlog.Put("services/a", val("%d", i)))
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for l.Tail()-l.floor.Load() > 22 {
@@ -288,12 +291,12 @@ func TestAutoCompaction(t *testing.T) {
 // A watcher that never reads must not slow writers down, and must still get
 // everything, in order, once it does read.
 func TestSlowWatcherDoesNotBlockPropose(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{RecentBatches: 8, WatchBuffer: 1})
+	l := openTestLog(t, t.TempDir(), Options{RecentBatches: 8, WatchBuffer: 1})
 	ch, _ := l.Watch(context.Background(), 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for i := range 300 {
-		if _, err := l.Propose(ctx, []Op{Put("endpoints/a", val("%d", i))}); err != nil {
+		if _, err := l.Propose(ctx, []orderedlog.Op{orderedlog.Put("endpoints/a", val("%d", i))}); err != nil {
 			t.Fatalf("Propose %d with a stalled watcher: %v", i, err)
 		}
 	}
@@ -304,21 +307,21 @@ func TestSlowWatcherDoesNotBlockPropose(t *testing.T) {
 }
 
 func TestWatchFromTheFutureWaits(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{HeartbeatInterval: 10 * time.Millisecond})
-	mustPropose(t, l, Put("services/a", nil))
+	l := openTestLog(t, t.TempDir(), Options{HeartbeatInterval: 10 * time.Millisecond})
+	mustPropose(t, l, orderedlog.Put("services/a", nil))
 	ch, _ := l.Watch(context.Background(), 4)
 	for range 3 {
-		mustPropose(t, l, Put("services/a", nil))
+		mustPropose(t, l, orderedlog.Put("services/a", nil))
 	}
 	collect(t, ch, 4, 4, 5*time.Second)
 }
 
 func TestWatchClosesOnCancelAndClose(t *testing.T) {
-	l := openTestLog(t, t.TempDir(), BadgerOptions{})
+	l := openTestLog(t, t.TempDir(), Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	canceled, _ := l.Watch(ctx, 0)
 	other, _ := l.Watch(context.Background(), 0)
-	drained := func(ch <-chan Event) bool {
+	drained := func(ch <-chan orderedlog.Event) bool {
 		timeout := time.After(5 * time.Second)
 		for {
 			select {

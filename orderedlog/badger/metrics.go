@@ -1,4 +1,4 @@
-package orderedlog
+package badger
 
 import (
 	"log/slog"

@@ -1,4 +1,4 @@
-package orderedlog
+package badger
 
 import (
 	"context"
@@ -10,19 +10,21 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/runenet/runenet/orderedlog"
 )
 
 // benchOps is a typical endpoint update: the endpoint record plus the local
 // instance row, ~150 bytes.
-func benchOps(worker int, i int64) []Op {
-	return []Op{
-		Put(fmt.Sprintf("endpoints/default/svc%d/inst%d", i%200, worker), val(`{"ip":"172.17.0.%d","port":8080,"node":"node-1","ready":true}`, i%250)),
-		Put(fmt.Sprintf("local_instances/node-1/%d-%d", worker, i%50), val(`{"svc":"svc%d"}`, i%200)),
+func benchOps(worker int, i int64) []orderedlog.Op {
+	return []orderedlog.Op{
+		orderedlog.Put(fmt.Sprintf("endpoints/default/svc%d/inst%d", i%200, worker), val(`{"ip":"172.17.0.%d","port":8080,"node":"node-1","ready":true}`, i%250)),
+		orderedlog.Put(fmt.Sprintf("local_instances/node-1/%d-%d", worker, i%50), val(`{"svc":"svc%d"}`, i%200)),
 	}
 }
 
 // proposeN has `proposers` goroutines propose n durable batches in total.
-func proposeN(b *testing.B, l Log, proposers, n int, each func(seq uint64)) {
+func proposeN(b *testing.B, l orderedlog.Log, proposers, n int, each func(seq uint64)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range proposers {
@@ -60,7 +62,7 @@ func commitCount(b *testing.B) uint64 {
 func BenchmarkProposeDurable(b *testing.B) {
 	for _, proposers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			l := openTestLog(b, b.TempDir(), BadgerOptions{})
+			l := openTestLog(b, b.TempDir(), Options{})
 			commitsBefore := commitCount(b)
 			b.ResetTimer()
 			start := time.Now()
@@ -75,7 +77,7 @@ func BenchmarkProposeDurable(b *testing.B) {
 func BenchmarkWatchLatency(b *testing.B) {
 	for _, proposers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			l := openTestLog(b, b.TempDir(), BadgerOptions{})
+			l := openTestLog(b, b.TempDir(), Options{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			ch, err := l.Watch(ctx, 0)

@@ -1,4 +1,4 @@
-package orderedlog
+package badger
 
 import (
 	"bytes"
@@ -15,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	badgerdb "github.com/dgraph-io/badger/v4"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/internal/codec"
 )
 
 // Badger key layout. The first byte is a namespace that no user key can
@@ -34,20 +36,12 @@ var (
 	metaFloor = []byte{nsMeta, 'f'}
 )
 
-// MaxKeyLen bounds user keys; Badger refuses keys much above 64 KiB.
-const MaxKeyLen = 60000
+// ErrBatchTooLarge: a single batch exceeds what one Badger transaction
+// holds; split it or raise Options.MemTableSize.
+var ErrBatchTooLarge = errors.New("orderedlog: batch too large for one transaction")
 
-var (
-	// ErrInvalidBatch: Propose was given ops that can never apply (empty
-	// batch, empty or oversized key, unknown op type).
-	ErrInvalidBatch = errors.New("orderedlog: invalid batch")
-	// ErrBatchTooLarge: a single batch exceeds what one Badger transaction
-	// holds; split it or raise BadgerOptions.MemTableSize.
-	ErrBatchTooLarge = errors.New("orderedlog: batch too large for one transaction")
-)
-
-// BadgerOptions tunes a BadgerLog. The zero value gives the defaults.
-type BadgerOptions struct {
+// Options tunes a Log. The zero value gives the defaults.
+type Options struct {
 	// HeartbeatInterval is how often watchers get a heartbeat event.
 	// Default 200ms.
 	HeartbeatInterval time.Duration
@@ -72,7 +66,7 @@ type BadgerOptions struct {
 	Logger *slog.Logger
 }
 
-func (o BadgerOptions) withDefaults() BadgerOptions {
+func (o Options) withDefaults() Options {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = 200 * time.Millisecond
 	}
@@ -97,7 +91,7 @@ func (o BadgerOptions) withDefaults() BadgerOptions {
 	return o
 }
 
-// BadgerLog is the single-node Log, stored in one Badger directory.
+// Log is the single-node Log, stored in one Badger directory.
 //
 // All writes go through one committer goroutine: it takes every proposal
 // waiting at that moment, applies them in order inside one Badger
@@ -106,9 +100,9 @@ func (o BadgerOptions) withDefaults() BadgerOptions {
 // published tail and pull batches from an in-memory ring of recent batches
 // or, once they fall behind it, from disk, so a slow watcher costs Propose
 // nothing.
-type BadgerLog struct {
-	db   *badger.DB
-	opts BadgerOptions
+type Log struct {
+	db   *badgerdb.DB
+	opts Options
 
 	proposals chan *proposal // unbuffered: a send succeeding means the committer owns it
 	closing   chan struct{}
@@ -132,35 +126,35 @@ type BadgerLog struct {
 	floor     atomic.Uint64
 
 	ringMu   sync.RWMutex
-	ring     []*Batch // batch with seq s lives at ring[s%len(ring)]
-	ringLow  uint64   // lowest seq held; the ring holds [ringLow, published]
+	ring     []*orderedlog.Batch // batch with seq s lives at ring[s%len(ring)]
+	ringLow  uint64              // lowest seq held; the ring holds [ringLow, published]
 	ringHigh uint64
 
 	compactMu   sync.Mutex
 	compactWake chan struct{}
 }
 
-var _ Log = (*BadgerLog)(nil)
+var _ orderedlog.Log = (*Log)(nil)
 
 type proposal struct {
-	ops   []Op   // the caller's ops, only read
-	own   []Op   // ops with values aliasing enc, for the committed Batch
-	enc   []byte // encoded log entry
+	ops   []orderedlog.Op // the caller's ops, only read
+	own   []orderedlog.Op // ops with values aliasing enc, for the committed Batch
+	enc   []byte          // encoded log entry
 	seq   uint64
-	batch *Batch
+	batch *orderedlog.Batch
 	err   error
 	done  chan struct{}
 }
 
-// OpenBadger opens (creating if needed) the log stored in dir and recovers
+// Open opens (creating if needed) the log stored in dir and recovers
 // its tail and compaction floor.
-func OpenBadger(dir string, opts BadgerOptions) (*BadgerLog, error) {
+func Open(dir string, opts Options) (*Log, error) {
 	opts = opts.withDefaults()
 	registerMetrics(opts.Logger)
 	if err := removeUnbornFiles(dir, opts.Logger); err != nil {
 		return nil, err
 	}
-	bo := badger.DefaultOptions(dir).
+	bo := badgerdb.DefaultOptions(dir).
 		WithSyncWrites(true).
 		// The committer (state, new entries, tail) and Compact (old
 		// entries, floor) never write the same keys, so Badger's conflict
@@ -176,17 +170,17 @@ func OpenBadger(dir string, opts BadgerOptions) (*BadgerLog, error) {
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{opts.Logger})
-	db, err := badger.Open(bo)
+	db, err := badgerdb.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("orderedlog: opening badger in %s: %w", dir, err)
 	}
-	l := &BadgerLog{
+	l := &Log{
 		db:          db,
 		opts:        opts,
 		proposals:   make(chan *proposal),
 		closing:     make(chan struct{}),
 		committed:   make(chan struct{}),
-		ring:        make([]*Batch, opts.RecentBatches),
+		ring:        make([]*orderedlog.Batch, opts.RecentBatches),
 		compactWake: make(chan struct{}, 1),
 	}
 	if err := l.recover(); err != nil {
@@ -233,8 +227,8 @@ func removeUnbornFiles(dir string, logger *slog.Logger) error {
 	return nil
 }
 
-func (l *BadgerLog) recover() error {
-	return l.db.View(func(txn *badger.Txn) error {
+func (l *Log) recover() error {
+	return l.db.View(func(txn *badgerdb.Txn) error {
 		tail, err := readUint(txn, metaTail)
 		if err != nil {
 			return err
@@ -245,7 +239,7 @@ func (l *BadgerLog) recover() error {
 		}
 		// The last entry must be the tail unless compaction removed
 		// everything; anything else means the directory was tampered with.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{nsLog}, Reverse: true})
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: []byte{nsLog}, Reverse: true})
 		defer it.Close()
 		var last uint64
 		if it.Seek([]byte{nsLog, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); it.Valid() {
@@ -278,9 +272,9 @@ func logKey(seq uint64) []byte {
 
 func uintValue(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-func readUint(txn *badger.Txn, key []byte) (uint64, error) {
+func readUint(txn *badgerdb.Txn, key []byte) (uint64, error) {
 	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, badgerdb.ErrKeyNotFound) {
 		return 0, nil
 	}
 	if err != nil {
@@ -307,25 +301,6 @@ func decodeState(v []byte) (uint64, []byte, error) {
 	return rev, v[n:], nil
 }
 
-func validateOps(ops []Op) error {
-	if len(ops) == 0 {
-		return fmt.Errorf("%w: no ops", ErrInvalidBatch)
-	}
-	for i, op := range ops {
-		switch {
-		case op.Type != OpPut && op.Type != OpDelete && op.Type != OpCheck:
-			return fmt.Errorf("%w: op %d on %q has unknown type %v", ErrInvalidBatch, i, op.Key, op.Type)
-		case op.Key == "":
-			return fmt.Errorf("%w: op %d (%v) has an empty key", ErrInvalidBatch, i, op.Type)
-		case len(op.Key) > MaxKeyLen:
-			return fmt.Errorf("%w: op %d (%v) key is %d bytes, limit %d", ErrInvalidBatch, i, op.Type, len(op.Key), MaxKeyLen)
-		case op.Type == OpCheck && !op.HasPrecondition:
-			return fmt.Errorf("%w: op %d checks %q without a precondition; build it with Check", ErrInvalidBatch, i, op.Key)
-		}
-	}
-	return nil
-}
-
 // Propose appends ops as one atomic batch and returns its seq once it is
 // durable. Every precondition is evaluated against the state before the
 // batch; ops then apply in order, so a later op on the same key wins.
@@ -333,22 +308,22 @@ func validateOps(ops []Op) error {
 // ctx is honoured until the committer takes the proposal. After that Propose
 // waits for the outcome (one commit at most), so an error other than a
 // failed disk commit always means nothing was applied.
-func (l *BadgerLog) Propose(ctx context.Context, ops []Op) (uint64, error) {
+func (l *Log) Propose(ctx context.Context, ops []orderedlog.Op) (uint64, error) {
 	start := time.Now()
-	if err := validateOps(ops); err != nil {
+	if err := orderedlog.Validate(ops); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	p := &proposal{ops: ops, done: make(chan struct{})}
-	p.enc, p.own = encodeBatch(ops)
+	p.enc, p.own = codec.Encode(ops)
 	select {
 	case l.proposals <- p:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	case <-l.closing:
-		return 0, ErrClosed
+		return 0, orderedlog.ErrClosed
 	}
 	<-p.done
 	if p.err == nil {
@@ -357,7 +332,7 @@ func (l *BadgerLog) Propose(ctx context.Context, ops []Op) (uint64, error) {
 	return p.seq, p.err
 }
 
-func (l *BadgerLog) commitLoop() {
+func (l *Log) commitLoop() {
 	defer close(l.committed)
 	group := make([]*proposal, 0, l.opts.MaxGroupBatches)
 	for {
@@ -393,7 +368,7 @@ func (l *BadgerLog) commitLoop() {
 
 // commitGroup applies the group in order in as few transactions as Badger's
 // size limits allow, then answers every proposer.
-func (l *BadgerLog) commitGroup(group []*proposal) {
+func (l *Log) commitGroup(group []*proposal) {
 	before := l.tail
 	defer func() {
 		for _, p := range group {
@@ -421,7 +396,7 @@ func (l *BadgerLog) commitGroup(group []*proposal) {
 	for i := 0; i < len(group); {
 		p := group[i]
 		err := l.apply(txn, p, l.tail+uint64(len(l.inTxn))+1, now)
-		var conflict *ConflictError
+		var conflict *orderedlog.ConflictError
 		switch {
 		case err == nil:
 			l.inTxn = append(l.inTxn, p)
@@ -440,7 +415,7 @@ func (l *BadgerLog) commitGroup(group []*proposal) {
 		// commit those, and retry p in a fresh transaction of its own.
 		txn.Discard()
 		if len(l.inTxn) == 0 {
-			if errors.Is(err, badger.ErrTxnTooBig) {
+			if errors.Is(err, badgerdb.ErrTxnTooBig) {
 				p.err = fmt.Errorf("%w (%d ops)", ErrBatchTooLarge, len(p.ops))
 			} else {
 				p.err = fmt.Errorf("orderedlog: applying batch: %w", err)
@@ -471,7 +446,7 @@ func (l *BadgerLog) commitGroup(group []*proposal) {
 
 // apply writes p into txn as batch seq, or returns a *ConflictError having
 // written nothing.
-func (l *BadgerLog) apply(txn *badger.Txn, p *proposal, seq uint64, now time.Time) error {
+func (l *Log) apply(txn *badgerdb.Txn, p *proposal, seq uint64, now time.Time) error {
 	for i, op := range p.ops {
 		if !op.HasPrecondition {
 			continue
@@ -481,24 +456,24 @@ func (l *BadgerLog) apply(txn *badger.Txn, p *proposal, seq uint64, now time.Tim
 			return err
 		}
 		if rev != op.Rev {
-			return &ConflictError{Key: op.Key, WantRev: op.Rev, ActualRev: rev, BatchOpIdx: i}
+			return &orderedlog.ConflictError{Key: op.Key, WantRev: op.Rev, ActualRev: rev, BatchOpIdx: i}
 		}
 	}
 	for _, op := range p.ops {
 		var err error
 		switch op.Type {
-		case OpPut:
+		case orderedlog.OpPut:
 			v := make([]byte, 0, binary.MaxVarintLen64+len(op.Value))
 			v = binary.AppendUvarint(v, seq)
 			err = txn.Set(stateKey(op.Key), append(v, op.Value...))
-		case OpDelete:
+		case orderedlog.OpDelete:
 			err = txn.Delete(stateKey(op.Key))
 		}
 		if err != nil {
 			return err
 		}
 	}
-	stampTime(p.enc, now)
+	codec.StampTime(p.enc, now)
 	if err := txn.Set(logKey(seq), p.enc); err != nil {
 		return err
 	}
@@ -506,13 +481,13 @@ func (l *BadgerLog) apply(txn *badger.Txn, p *proposal, seq uint64, now time.Tim
 		return err
 	}
 	p.seq = seq
-	p.batch = &Batch{Seq: seq, Time: now, Ops: p.own}
+	p.batch = &orderedlog.Batch{Seq: seq, Time: now, Ops: p.own}
 	return nil
 }
 
-func currentRev(txn *badger.Txn, key string) (uint64, error) {
+func currentRev(txn *badgerdb.Txn, key string) (uint64, error) {
 	item, err := txn.Get(stateKey(key))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, badgerdb.ErrKeyNotFound) {
 		return 0, nil
 	}
 	if err != nil {
@@ -528,7 +503,7 @@ func currentRev(txn *badger.Txn, key string) (uint64, error) {
 }
 
 // commit makes l.inTxn durable and visible, or fails the log.
-func (l *BadgerLog) commit(txn *badger.Txn) {
+func (l *Log) commit(txn *badgerdb.Txn) {
 	defer txn.Discard()
 	accepted := l.inTxn
 	l.inTxn = l.inTxn[:0]
@@ -574,7 +549,7 @@ func (l *BadgerLog) commit(txn *badger.Txn) {
 
 // fail records a commit failure. Badger's state after one is not something
 // to keep writing on; the operator has to look at the disk and reopen.
-func (l *BadgerLog) fail(cause error) {
+func (l *Log) fail(cause error) {
 	if l.failed == nil {
 		l.failed = fmt.Errorf("orderedlog: commit failed, the log refuses writes until reopened: %w", cause)
 		l.opts.Logger.Error("orderedlog commit failed", "err", cause)
@@ -583,36 +558,36 @@ func (l *BadgerLog) fail(cause error) {
 
 // enter makes a read or compaction safe against Close; the caller must call
 // l.life.RUnlock when it returns nil.
-func (l *BadgerLog) enter() error {
+func (l *Log) enter() error {
 	l.life.RLock()
 	if l.closed {
 		l.life.RUnlock()
-		return ErrClosed
+		return orderedlog.ErrClosed
 	}
 	return nil
 }
 
 // Get returns key's value and revision, and the seq the read reflects.
-func (l *BadgerLog) Get(ctx context.Context, key string) (KV, bool, uint64, error) {
+func (l *Log) Get(ctx context.Context, key string) (orderedlog.KV, bool, uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return KV{}, false, 0, err
+		return orderedlog.KV{}, false, 0, err
 	}
 	if err := l.enter(); err != nil {
-		return KV{}, false, 0, err
+		return orderedlog.KV{}, false, 0, err
 	}
 	defer l.life.RUnlock()
 	var (
-		kv    KV
+		kv    orderedlog.KV
 		found bool
 		seq   uint64
 	)
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(func(txn *badgerdb.Txn) error {
 		var err error
 		if seq, err = readUint(txn, metaTail); err != nil {
 			return err
 		}
 		item, err := txn.Get(stateKey(key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		if errors.Is(err, badgerdb.ErrKeyNotFound) {
 			return nil
 		}
 		if err != nil {
@@ -621,20 +596,20 @@ func (l *BadgerLog) Get(ctx context.Context, key string) (KV, bool, uint64, erro
 		found = true
 		return item.Value(func(v []byte) error {
 			rev, val, err := decodeState(v)
-			kv = KV{Key: key, Value: bytes.Clone(val), Rev: rev}
+			kv = orderedlog.KV{Key: key, Value: bytes.Clone(val), Rev: rev}
 			return err
 		})
 	})
 	if err != nil {
-		return KV{}, false, 0, fmt.Errorf("orderedlog: get %q: %w", key, err)
+		return orderedlog.KV{}, false, 0, fmt.Errorf("orderedlog: get %q: %w", key, err)
 	}
 	return kv, found, seq, nil
 }
 
 // List returns every key under prefix in key order; "" lists every key.
-func (l *BadgerLog) List(ctx context.Context, prefix string) ([]KV, uint64, error) {
-	var kvs []KV
-	seq, err := l.ListFunc(ctx, prefix, func(kv KV) error {
+func (l *Log) List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error) {
+	var kvs []orderedlog.KV
+	seq, err := l.ListFunc(ctx, prefix, func(kv orderedlog.KV) error {
 		kv.Value = bytes.Clone(kv.Value)
 		kvs = append(kvs, kv)
 		return nil
@@ -645,7 +620,7 @@ func (l *BadgerLog) List(ctx context.Context, prefix string) ([]KV, uint64, erro
 	return kvs, seq, nil
 }
 
-func (l *BadgerLog) ListFunc(ctx context.Context, prefix string, fn func(KV) error) (uint64, error) {
+func (l *Log) ListFunc(ctx context.Context, prefix string, fn func(orderedlog.KV) error) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -655,12 +630,12 @@ func (l *BadgerLog) ListFunc(ctx context.Context, prefix string, fn func(KV) err
 	defer l.life.RUnlock()
 	var seq uint64
 	n := 0
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(func(txn *badgerdb.Txn) error {
 		var err error
 		if seq, err = readUint(txn, metaTail); err != nil {
 			return err
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: stateKey(prefix), PrefetchValues: true, PrefetchSize: 100})
+		it := txn.NewIterator(badgerdb.IteratorOptions{Prefix: stateKey(prefix), PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			if n++; n%1024 == 0 {
@@ -674,7 +649,7 @@ func (l *BadgerLog) ListFunc(ctx context.Context, prefix string, fn func(KV) err
 				if err != nil {
 					return err
 				}
-				return fn(KV{Key: string(item.Key()[1:]), Value: val, Rev: rev})
+				return fn(orderedlog.KV{Key: string(item.Key()[1:]), Value: val, Rev: rev})
 			})
 			if err != nil {
 				return err
@@ -689,12 +664,12 @@ func (l *BadgerLog) ListFunc(ctx context.Context, prefix string, fn func(KV) err
 }
 
 // Tail is the seq of the last durable batch.
-func (l *BadgerLog) Tail() uint64 { return l.published.Load() }
+func (l *Log) Tail() uint64 { return l.published.Load() }
 
 // Watch implements Log.Watch. Batches are read from the in-memory ring while
 // the watcher keeps up and from disk when it does not, so the watcher, not
 // the log, absorbs its slowness.
-func (l *BadgerLog) Watch(ctx context.Context, from uint64) (<-chan Event, error) {
+func (l *Log) Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, error) {
 	if err := l.enter(); err != nil {
 		return nil, err
 	}
@@ -702,7 +677,7 @@ func (l *BadgerLog) Watch(ctx context.Context, from uint64) (<-chan Event, error
 	if from == 0 {
 		from = l.published.Load() + 1
 	}
-	ch := make(chan Event, l.opts.WatchBuffer)
+	ch := make(chan orderedlog.Event, l.opts.WatchBuffer)
 	l.wg.Add(1)
 	go l.watch(ctx, from, ch)
 	return ch, nil
@@ -710,10 +685,10 @@ func (l *BadgerLog) Watch(ctx context.Context, from uint64) (<-chan Event, error
 
 const watchChunk = 256
 
-func (l *BadgerLog) watch(ctx context.Context, next uint64, ch chan<- Event) {
+func (l *Log) watch(ctx context.Context, next uint64, ch chan<- orderedlog.Event) {
 	defer l.wg.Done()
 	defer close(ch)
-	send := func(ev Event) bool {
+	send := func(ev orderedlog.Event) bool {
 		select {
 		case ch <- ev:
 			return true
@@ -723,27 +698,27 @@ func (l *BadgerLog) watch(ctx context.Context, next uint64, ch chan<- Event) {
 		return false
 	}
 	if next <= l.floor.Load() {
-		send(Event{Err: ErrCompacted})
+		send(orderedlog.Event{Err: orderedlog.ErrCompacted})
 		return
 	}
 	heartbeat := time.NewTicker(l.opts.HeartbeatInterval)
 	defer heartbeat.Stop()
-	buf := make([]*Batch, 0, watchChunk)
+	buf := make([]*orderedlog.Batch, 0, watchChunk)
 	for {
 		notify := *l.notify.Load()
 		tail := l.published.Load()
 		for next <= tail {
 			var err error
 			buf, err = l.batches(next, min(tail, next+watchChunk-1), buf[:0])
-			if errors.Is(err, ErrClosed) {
+			if errors.Is(err, orderedlog.ErrClosed) {
 				return // like any other watch ended by Close: no event
 			}
 			if err != nil {
-				send(Event{Err: err})
+				send(orderedlog.Event{Err: err})
 				return
 			}
 			for _, b := range buf {
-				if !send(Event{Batch: b, Tail: tail}) {
+				if !send(orderedlog.Event{Batch: b, Tail: tail}) {
 					return
 				}
 			}
@@ -752,7 +727,7 @@ func (l *BadgerLog) watch(ctx context.Context, next uint64, ch chan<- Event) {
 		select {
 		case <-notify:
 		case <-heartbeat.C:
-			if !send(Event{Tail: l.published.Load()}) {
+			if !send(orderedlog.Event{Tail: l.published.Load()}) {
 				return
 			}
 		case <-ctx.Done():
@@ -764,7 +739,7 @@ func (l *BadgerLog) watch(ctx context.Context, next uint64, ch chan<- Event) {
 }
 
 // batches appends batches from..to (to <= published tail) to buf.
-func (l *BadgerLog) batches(from, to uint64, buf []*Batch) ([]*Batch, error) {
+func (l *Log) batches(from, to uint64, buf []*orderedlog.Batch) ([]*orderedlog.Batch, error) {
 	l.ringMu.RLock()
 	if from >= l.ringLow {
 		n := uint64(len(l.ring))
@@ -779,15 +754,15 @@ func (l *BadgerLog) batches(from, to uint64, buf []*Batch) ([]*Batch, error) {
 		return buf, err
 	}
 	defer l.life.RUnlock()
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(func(txn *badgerdb.Txn) error {
 		floor, err := readUint(txn, metaFloor)
 		if err != nil {
 			return err
 		}
 		if from <= floor {
-			return ErrCompacted
+			return orderedlog.ErrCompacted
 		}
-		it := txn.NewIterator(badger.IteratorOptions{
+		it := txn.NewIterator(badgerdb.IteratorOptions{
 			Prefix:         []byte{nsLog},
 			PrefetchValues: true,
 			PrefetchSize:   int(min(to-from+1, 100)),
@@ -797,13 +772,13 @@ func (l *BadgerLog) batches(from, to uint64, buf []*Batch) ([]*Batch, error) {
 		for it.Seek(logKey(from)); it.Valid() && want <= to; it.Next() {
 			item := it.Item()
 			if seq := binary.BigEndian.Uint64(item.Key()[1:]); seq != want {
-				return fmt.Errorf("%w %d: missing (next is %d)", errCorrupt, want, seq)
+				return fmt.Errorf("%w %d: missing (next is %d)", codec.ErrCorrupt, want, seq)
 			}
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			b, err := decodeBatch(want, v)
+			b, err := codec.Decode(want, v)
 			if err != nil {
 				return err
 			}
@@ -811,11 +786,11 @@ func (l *BadgerLog) batches(from, to uint64, buf []*Batch) ([]*Batch, error) {
 			want++
 		}
 		if want <= to {
-			return fmt.Errorf("%w %d: missing", errCorrupt, want)
+			return fmt.Errorf("%w %d: missing", codec.ErrCorrupt, want)
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, ErrCompacted) {
+	if err != nil && !errors.Is(err, orderedlog.ErrCompacted) {
 		err = fmt.Errorf("orderedlog: reading log from %d: %w", from, err)
 	}
 	return buf, err
@@ -824,7 +799,7 @@ func (l *BadgerLog) batches(from, to uint64, buf []*Batch) ([]*Batch, error) {
 // Compact deletes log entries with Seq <= upTo. It works in chunks, each
 // deleting its entries and raising the recorded floor in one transaction, so
 // a crash leaves exactly the entries above the floor.
-func (l *BadgerLog) Compact(ctx context.Context, upTo uint64) error {
+func (l *Log) Compact(ctx context.Context, upTo uint64) error {
 	if err := l.enter(); err != nil {
 		return err
 	}
@@ -840,11 +815,11 @@ func (l *BadgerLog) Compact(ctx context.Context, upTo uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-l.closing:
-			return ErrClosed
+			return orderedlog.ErrClosed
 		default:
 		}
 		end := min(upTo, floor+chunk)
-		err := l.db.Update(func(txn *badger.Txn) error {
+		err := l.db.Update(func(txn *badgerdb.Txn) error {
 			for s := floor + 1; s <= end; s++ {
 				if err := txn.Delete(logKey(s)); err != nil {
 					return err
@@ -861,7 +836,7 @@ func (l *BadgerLog) Compact(ctx context.Context, upTo uint64) error {
 	return nil
 }
 
-func (l *BadgerLog) compactLoop() {
+func (l *Log) compactLoop() {
 	defer l.wg.Done()
 	keep := uint64(l.opts.KeepEntries)
 	for {
@@ -871,7 +846,7 @@ func (l *BadgerLog) compactLoop() {
 		case <-l.compactWake:
 		}
 		if tail := l.published.Load(); tail > keep {
-			if err := l.Compact(context.Background(), tail-keep); err != nil && !errors.Is(err, ErrClosed) {
+			if err := l.Compact(context.Background(), tail-keep); err != nil && !errors.Is(err, orderedlog.ErrClosed) {
 				l.opts.Logger.Error("orderedlog auto-compaction failed", "err", err)
 			}
 		}
@@ -880,7 +855,7 @@ func (l *BadgerLog) compactLoop() {
 
 // Close stops the committer (pending proposals get ErrClosed), ends every
 // watch and closes the database. Later calls return the first call's result.
-func (l *BadgerLog) Close() error {
+func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closing)
 		l.life.Lock()
