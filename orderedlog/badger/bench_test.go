@@ -12,14 +12,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/logtest"
 )
 
 // benchOps is a typical endpoint update: the endpoint record plus the local
 // instance row, ~150 bytes.
 func benchOps(worker int, i int64) []orderedlog.Op {
 	return []orderedlog.Op{
-		orderedlog.Put(fmt.Sprintf("endpoints/default/svc%d/inst%d", i%200, worker), val(`{"ip":"172.17.0.%d","port":8080,"node":"node-1","ready":true}`, i%250)),
-		orderedlog.Put(fmt.Sprintf("local_instances/node-1/%d-%d", worker, i%50), val(`{"svc":"svc%d"}`, i%200)),
+		orderedlog.Put(fmt.Sprintf("endpoints/default/svc%d/inst%d", i%200, worker), logtest.Val(`{"ip":"172.17.0.%d","port":8080,"node":"node-1","ready":true}`, i%250)),
+		orderedlog.Put(fmt.Sprintf("local_instances/node-1/%d-%d", worker, i%50), logtest.Val(`{"svc":"svc%d"}`, i%200)),
 	}
 }
 

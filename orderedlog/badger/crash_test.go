@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/logtest"
 )
 
 const (
@@ -225,7 +226,7 @@ func (m *crashModel) verify(t *testing.T, l *Log, round int, acks []ack, stderr 
 	if floor > m.tail {
 		fail("floor %d above the last verified seq %d", floor, m.tail)
 	}
-	checkContiguous(t, logSeqs(t, l), floor+1, tail)
+	logtest.CheckContiguous(t, logSeqs(t, l), floor+1, tail)
 
 	for _, a := range acks {
 		if a.seq <= m.tail || a.seq > tail {
@@ -244,7 +245,7 @@ func (m *crashModel) verify(t *testing.T, l *Log, round int, acks []ack, stderr 
 		if err != nil {
 			fail("watch: %v", err)
 		}
-		for _, b := range collect(t, ch, m.tail+1, tail, 10*time.Second) {
+		for _, b := range logtest.Collect(t, ch, m.tail+1, tail, 10*time.Second) {
 			if sum, ok := m.acked[b.Seq]; ok && sum != opsChecksum(b.Ops) {
 				fail("batch %d differs from what was acknowledged", b.Seq)
 			}
