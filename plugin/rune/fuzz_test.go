@@ -22,7 +22,8 @@ import (
 func FuzzChain(f *testing.F) {
 	c, rep := withServices(f, time.Minute)
 	for _, ac := range answerTests {
-		b, err := ac.resolve(f, rep).Msg().Pack()
+		req, _ := ac.request(f, rep)
+		b, err := req.Pack()
 		if err != nil {
 			f.Fatal(err)
 		}

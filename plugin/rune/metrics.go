@@ -10,7 +10,7 @@ import (
 var responses = func() [numResults]prometheus.Counter {
 	vec := promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "rune_dns_responses_total",
-		Help: "Replies of the rune plugin by result: answer, nodata, nxdomain, or servfail (not_loaded, stale) while failing closed.",
+		Help: "Replies of the rune plugin by result: answer, nodata, nxdomain, refused (a class other than IN, a zone transfer), or servfail (not_loaded, stale) while failing closed.",
 	}, []string{"result"})
 	var c [numResults]prometheus.Counter
 	for res, label := range [numResults]string{
@@ -19,6 +19,7 @@ var responses = func() [numResults]prometheus.Counter {
 		resultNXDomain:  "nxdomain",
 		resultNotLoaded: "not_loaded",
 		resultStale:     "stale",
+		resultRefused:   "refused",
 	} {
 		c[res] = vec.WithLabelValues(label)
 	}

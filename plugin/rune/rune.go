@@ -71,6 +71,7 @@ const (
 	resultNXDomain
 	resultNotLoaded
 	resultStale
+	resultRefused
 	numResults
 )
 
@@ -91,6 +92,20 @@ func (r *Rune) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg)
 	}
 	if zone == "" {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
+	}
+
+	// What no state changes is refused before the state is looked at, as
+	// BIND and Knot do: the zones exist in class IN only, and they are not
+	// offered for transfer (a listing of every service for any client).
+	switch q := req.Question[0]; {
+	case q.Qclass != dns.ClassINET:
+		responses[resultRefused].Inc()
+		return runegate.Error(w, req, dns.RcodeRefused, dns.ExtendedErrorCodeNotAuthoritative,
+			"rune: "+zone+" exists in class IN only")
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
+		responses[resultRefused].Inc()
+		return runegate.Error(w, req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited,
+			"rune: zone transfers of "+zone+" are not offered")
 	}
 
 	// Never NXDOMAIN for a name we have not loaded, never an answer from a
@@ -161,7 +176,7 @@ func (r *Rune) serveForward(snap *cluster.Snapshot, state *request.Request, qnam
 		return resultNXDomain
 	}
 	if rest == "" {
-		if q.Qtype != dns.TypeA {
+		if !asks(q.Qtype, dns.TypeA) {
 			return resultNoData
 		}
 		m.Answer = append(m.Answer, r.a(q.Name, r.address(e.Value)))
@@ -185,7 +200,7 @@ func (r *Rune) serveForward(snap *cluster.Snapshot, state *request.Request, qnam
 	if !ok {
 		return resultNXDomain
 	}
-	if q.Qtype != dns.TypeSRV {
+	if !asks(q.Qtype, dns.TypeSRV) {
 		return resultNoData
 	}
 	target := svc + "." + ns + "." + Zone
@@ -216,7 +231,7 @@ func (r *Rune) serveReverse(snap *cluster.Snapshot, state *request.Request, qnam
 	if !ok {
 		return resultNXDomain
 	}
-	if q.Qtype != dns.TypePTR {
+	if !asks(q.Qtype, dns.TypePTR) {
 		return resultNoData
 	}
 	m.Answer = append(m.Answer, &dns.PTR{
@@ -229,7 +244,7 @@ func (r *Rune) serveReverse(snap *cluster.Snapshot, state *request.Request, qnam
 // serveApex answers SOA and NS at a zone apex; other types are NODATA.
 func (r *Rune) serveApex(state *request.Request, zone string, seq uint64, m *dns.Msg) result {
 	switch state.QType() {
-	case dns.TypeSOA:
+	case dns.TypeSOA, dns.TypeANY:
 		// The serial is the log seq the snapshot reflects: it grows with
 		// every change, as secondaries expect.
 		m.Answer = append(m.Answer, r.soa(zone, seq))
@@ -249,17 +264,16 @@ func (r *Rune) serveApex(state *request.Request, zone string, seq uint64, m *dns
 // serveNameserver answers ns.dns.rune. with the address the query came in
 // on: that is the address that reached this server.
 func (r *Rune) serveNameserver(state *request.Request, name string, qtype uint16, section *[]dns.RR) result {
-	ip, err := netip.ParseAddr(state.LocalIP())
-	if err != nil {
+	ip, ok := localAddr(state)
+	if !ok {
 		return resultNoData
 	}
-	ip = ip.Unmap()
 	hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: r.TTL}
 	switch {
-	case qtype == dns.TypeA && ip.Is4():
+	case asks(qtype, dns.TypeA) && ip.Is4():
 		hdr.Rrtype = dns.TypeA
 		*section = append(*section, &dns.A{Hdr: hdr, A: ip.AsSlice()})
-	case qtype == dns.TypeAAAA && ip.Is6():
+	case asks(qtype, dns.TypeAAAA) && ip.Is6():
 		hdr.Rrtype = dns.TypeAAAA
 		*section = append(*section, &dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()})
 	default:
@@ -267,6 +281,37 @@ func (r *Rune) serveNameserver(state *request.Request, name string, qtype uint16
 	}
 	return resultAnswer
 }
+
+// localAddr is the address the query arrived on. A wildcard UDP socket (a
+// server block without bind) reports the unspecified address, and miekg/dns
+// keeps the packet's destination to itself; the address this host sends
+// from to the client stands in for it then: one of this host's, on the
+// route to the client, and one the wildcard socket listens on. It may
+// differ from the destination the client used when the host has several
+// addresses on that route (a query to 127.0.0.123 is answered 127.0.0.1).
+func localAddr(state *request.Request) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(state.LocalIP())
+	if ip = ip.Unmap(); err == nil && !ip.IsUnspecified() {
+		return ip, true
+	}
+	remote, err := netip.ParseAddr(state.IP())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	port, _ := strconv.Atoi(state.Port())
+	// Connecting a UDP socket sends nothing: it only asks the kernel for
+	// the route, and with it the source address.
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Unmap(), uint16(port))))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), true
+}
+
+// asks reports whether a query of qtype asks for records of type t: ANY is
+// answered with the one RRset the name has (RFC 8482), not every type.
+func asks(qtype, t uint16) bool { return qtype == t || qtype == dns.TypeANY }
 
 func (r *Rune) address(rec *cluster.ServiceRecord) netip.Addr {
 	if r.DevMode {

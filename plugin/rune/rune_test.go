@@ -2,6 +2,7 @@ package rune
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,8 +20,19 @@ import (
 type answerCase struct {
 	qname             string
 	qtype             uint16
+	qclass            uint16 // 0: IN
 	rcode             int
 	answer, ns, extra []string
+}
+
+// request is the query of c, and the test.Case its reply must match.
+func (c answerCase) request(t testing.TB, rep *strings.Replacer) (*dns.Msg, test.Case) {
+	tc := c.resolve(t, rep)
+	m := tc.Msg()
+	if c.qclass != 0 {
+		m.Question[0].Qclass = c.qclass
+	}
+	return m, tc
 }
 
 func (c answerCase) resolve(t testing.TB, rep *strings.Replacer) test.Case {
@@ -42,6 +54,7 @@ const (
 	soaRune = "rune. 5 IN SOA ns.dns.rune. hostmaster.rune. {serial} 7200 1800 86400 5"
 	soaRev  = "96.10.in-addr.arpa. 5 IN SOA ns.dns.rune. hostmaster.rune. {serial} 7200 1800 86400 5"
 	nx      = dns.RcodeNameError
+	refused = dns.RcodeRefused
 )
 
 var (
@@ -98,6 +111,32 @@ var answerTests = []answerCase{
 	{qname: "x.96.10.in-addr.arpa.", qtype: dns.TypePTR, rcode: nx, ns: nsRev},
 	{qname: "1.{api-rev}", qtype: dns.TypePTR, rcode: nx, ns: nsRev},
 	{qname: "96.10.in-addr.arpa.", qtype: dns.TypeSOA, answer: []string{soaRev}},
+	// ANY is answered with the RRset the name has (RFC 8482), never an
+	// empty NOERROR for a name that has one.
+	{qname: "api.default.rune.", qtype: dns.TypeANY, answer: []string{"api.default.rune. 5 IN A {api}"}},
+	{qname: "_http._tcp.api.default.rune.", qtype: dns.TypeANY,
+		answer: []string{"_http._tcp.api.default.rune. 5 IN SRV 0 100 8080 api.default.rune."},
+		extra:  []string{"api.default.rune. 5 IN A {api}"}},
+	{qname: "{api-rev}", qtype: dns.TypeANY, answer: []string{"{api-rev} 5 IN PTR api.default.rune."}},
+	{qname: "rune.", qtype: dns.TypeANY, answer: []string{soaRune}},
+	{qname: "96.10.in-addr.arpa.", qtype: dns.TypeANY, answer: []string{soaRev}},
+	{qname: "ns.dns.rune.", qtype: dns.TypeANY, answer: []string{"ns.dns.rune. 5 IN A 127.0.0.1"}},
+	{qname: "default.rune.", qtype: dns.TypeANY, ns: nsRune},
+	{qname: "nope.default.rune.", qtype: dns.TypeANY, rcode: nx, ns: nsRune},
+	// The zones exist in class IN only: other classes are REFUSED (as BIND
+	// and Knot answer), not IN records in a CH reply.
+	{qname: "api.default.rune.", qtype: dns.TypeA, qclass: dns.ClassCHAOS, rcode: refused},
+	{qname: "api.default.rune.", qtype: dns.TypeA, qclass: dns.ClassHESIOD, rcode: refused},
+	{qname: "api.default.rune.", qtype: dns.TypeA, qclass: dns.ClassANY, rcode: refused},
+	{qname: "rune.", qtype: dns.TypeSOA, qclass: dns.ClassCHAOS, rcode: refused},
+	{qname: "{api-rev}", qtype: dns.TypePTR, qclass: dns.ClassCHAOS, rcode: refused},
+	{qname: "nope.default.rune.", qtype: dns.TypeTXT, qclass: dns.ClassCHAOS, rcode: refused},
+	// No zone transfers.
+	{qname: "rune.", qtype: dns.TypeAXFR, rcode: refused},
+	{qname: "rune.", qtype: dns.TypeIXFR, rcode: refused},
+	{qname: "96.10.in-addr.arpa.", qtype: dns.TypeAXFR, rcode: refused},
+	{qname: "96.10.in-addr.arpa.", qtype: dns.TypeIXFR, rcode: refused},
+	{qname: "api.default.rune.", qtype: dns.TypeAXFR, rcode: refused},
 }
 
 func serve(r *Rune, req *dns.Msg) *dns.Msg {
@@ -110,11 +149,11 @@ func TestServeDNS(t *testing.T) {
 	c, rep := withServices(t, time.Minute)
 	r := c.handler()
 	for _, ac := range answerTests {
-		tc := ac.resolve(t, rep)
-		t.Run(dns.TypeToString[tc.Qtype]+" "+tc.Qname, func(t *testing.T) {
-			m := serve(r, tc.Msg())
-			if !m.Authoritative {
-				t.Error("reply is not authoritative")
+		req, tc := ac.request(t, rep)
+		t.Run(dns.ClassToString[req.Question[0].Qclass]+" "+dns.TypeToString[tc.Qtype]+" "+tc.Qname, func(t *testing.T) {
+			m := serve(r, req)
+			if m.Authoritative != (tc.Rcode != refused) {
+				t.Errorf("authoritative %v with rcode %s", m.Authoritative, dns.RcodeToString[m.Rcode])
 			}
 			if err := test.SortAndCheck(m, tc); err != nil {
 				t.Error(err)
@@ -134,6 +173,69 @@ func TestServeDNSPassesOtherNames(t *testing.T) {
 		rcode, _ := r.ServeDNS(context.Background(), rec, query(name, dns.TypeA, false))
 		if rcode != dns.RcodeNotAuth || rec.Msg != nil {
 			t.Errorf("%s: rcode %d, reply %v; want it passed to the next plugin", name, rcode, rec.Msg)
+		}
+	}
+	// Other classes and transfers of other zones are not ours to refuse.
+	for _, req := range []*dns.Msg{
+		{Question: []dns.Question{{Name: "version.bind.", Qtype: dns.TypeTXT, Qclass: dns.ClassCHAOS}}},
+		query("example.org.", dns.TypeAXFR, false),
+	} {
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		if rcode, _ := r.ServeDNS(context.Background(), rec, req); rcode != dns.RcodeNotAuth || rec.Msg != nil {
+			t.Errorf("%v: rcode %d, reply %v; want it passed to the next plugin", req.Question[0], rcode, rec.Msg)
+		}
+	}
+}
+
+// A refusal says why, in an Extended DNS Error, when the query had EDNS0.
+func TestRefusedCarriesEDE(t *testing.T) {
+	c, _ := withServices(t, time.Minute)
+	r := c.handler()
+	ch := query("api.default.rune.", dns.TypeA, true)
+	ch.Question[0].Qclass = dns.ClassCHAOS
+	for _, tc := range []struct {
+		req  *dns.Msg
+		code uint16
+		text string
+	}{
+		{ch, dns.ExtendedErrorCodeNotAuthoritative, "rune: rune. exists in class IN only"},
+		{query("96.10.in-addr.arpa.", dns.TypeAXFR, true), dns.ExtendedErrorCodeProhibited, "rune: zone transfers of 96.10.in-addr.arpa. are not offered"},
+	} {
+		m := serve(r, tc.req)
+		if e := ede(m); m.Rcode != refused || e == nil || e.InfoCode != tc.code || e.ExtraText != tc.text {
+			t.Errorf("%v: rcode %s, EDE %v; want REFUSED with EDE %d %q", tc.req.Question[0], dns.RcodeToString[m.Rcode], e, tc.code, tc.text)
+		}
+	}
+}
+
+// wildcardWriter is a reply writer of a socket bound to the unspecified
+// address (a server block without bind), as miekg/dns reports it over UDP.
+type wildcardWriter struct {
+	test.ResponseWriter
+	local string
+}
+
+func (w *wildcardWriter) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.ParseIP(w.local), Port: 53}
+}
+
+// Behind a wildcard listener the name server's address is this host's
+// address towards the client, never the unspecified address.
+func TestNameserverBehindWildcardListener(t *testing.T) {
+	c, rep := withServices(t, time.Minute)
+	r := c.handler()
+	for _, local := range []string{"::", "0.0.0.0", "::ffff:0.0.0.0"} {
+		for _, ac := range []answerCase{
+			{qname: "rune.", qtype: dns.TypeNS, answer: []string{"rune. 5 IN NS ns.dns.rune."}, extra: []string{"ns.dns.rune. 5 IN A 127.0.0.1"}},
+			{qname: "ns.dns.rune.", qtype: dns.TypeA, answer: []string{"ns.dns.rune. 5 IN A 127.0.0.1"}},
+			{qname: "ns.dns.rune.", qtype: dns.TypeAAAA, ns: nsRune},
+		} {
+			req, tc := ac.request(t, rep)
+			rec := dnstest.NewRecorder(&wildcardWriter{ResponseWriter: test.ResponseWriter{RemoteIP: "127.0.0.1"}, local: local})
+			r.ServeDNS(context.Background(), rec, req)
+			if err := test.SortAndCheck(rec.Msg, tc); err != nil {
+				t.Errorf("local %s: %s %s: %v\n%v", local, dns.TypeToString[tc.Qtype], tc.Qname, err, rec.Msg)
+			}
 		}
 	}
 }
