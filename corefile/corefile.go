@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -39,6 +40,13 @@ type Options struct {
 	// containers cannot reach 127.0.0.123 (it is their own loopback), so
 	// they need e.g. the Docker bridge's gateway address.
 	DNSBind []string
+	// DNSAllow lists more source networks (CIDRs) recursion is offered to,
+	// besides loopback, HostNetworks and the cluster CIDR.
+	DNSAllow []string
+	// HostNetworks are the networks of this host's interfaces, offered
+	// recursion as BIND's localnets are: the caller reads them (see
+	// InterfaceNetworks) so that Render stays a function of its input.
+	HostNetworks []netip.Prefix
 	// ACME settings of the edge ingress; empty: its defaults (Let's
 	// Encrypt production, no email, the system roots).
 	ACMEEmail, ACMECA, ACMECARoot string
@@ -101,6 +109,11 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("--dns-bind %q: want an IP address", a)
 		}
 	}
+	for _, c := range o.DNSAllow {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return fmt.Errorf("--dns-allow %q: want a CIDR such as 192.0.2.0/24", c)
+		}
+	}
 	if host, _, _ := net.SplitHostPort(o.DNSAddr); len(o.DNSBind) > 0 && host == "" {
 		return fmt.Errorf("--dns-bind needs --dns-addr with a host: with none DNS already listens on every address")
 	}
@@ -116,6 +129,37 @@ func (o *Options) Validate() error {
 		}
 	}
 	return nil
+}
+
+// InterfaceNetworks returns the networks of this host's interfaces (the
+// prefixes of their addresses), masked, without duplicates, sorted.
+func InterfaceNetworks() ([]netip.Prefix, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("interface addresses: %w", err)
+	}
+	var nets []netip.Prefix
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(n.IP)
+		ones, _ := n.Mask.Size()
+		if ip = ip.Unmap(); ip.Is4() && ones > 32 {
+			ones -= 96
+		}
+		if p := netip.PrefixFrom(ip, ones).Masked(); p.IsValid() && !ip.IsLoopback() {
+			nets = append(nets, p)
+		}
+	}
+	slices.SortFunc(nets, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return slices.Compact(nets), nil
 }
 
 // Render returns the Corefile for o, which must be valid.
@@ -223,6 +267,16 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 {{- if .Host}}
 	bind {{.Host}}{{range .DNSBind}} {{.}}{{end}}
 {{- end}}
+	# Not an open resolver: recursion only for loopback, the cluster CIDR,
+	# the networks of this host's interfaces (as BIND's allow-recursion
+	# { localhost; localnets; }) and --dns-allow; everyone else is REFUSED.
+	# runed renders the interface networks when it starts and again at every
+	# reload check (a new network is allowed within a minute); in a -conf
+	# Corefile they are the ones written here. .rune names stay open.
+	acl {
+		allow net 127.0.0.0/8 ::1/128 {{.ClusterCIDR}}{{range .HostNetworks}} {{.}}{{end}}{{range .DNSAllow}} {{.}}{{end}}
+		block
+	}
 	forward . /etc/resolv.conf
 	cache 30
 	loop

@@ -2,6 +2,9 @@ package corefile
 
 import (
 	"bytes"
+	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +35,13 @@ func TestRender(t *testing.T) {
 			"\trune {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t\tttl 5\n\t}\n",
 			"\tdataplane\n\t# Network policy",
 			"\trunegate\n", "\tprometheus 127.0.0.1:9100\n", "\tready 127.0.0.1:8181\n",
-			".:53 {\n\tbind 127.0.0.123\n\tforward . /etc/resolv.conf\n\tcache 30\n\tloop\n",
+			".:53 {\n\tbind 127.0.0.123\n",
+			"\tacl {\n\t\tallow net 127.0.0.0/8 ::1/128 10.96.0.0/16\n\t\tblock\n\t}\n\tforward . /etc/resolv.conf\n\tcache 30\n\tloop\n",
 		}, []string{"\tdev_mode", "api ", "node_name", "ingress", "Dev mode"}},
+		{"recursion", func(o *Options) {
+			o.HostNetworks = []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fe80::/64")}
+			o.DNSAllow = []string{"198.51.100.0/24", "2001:db8::/32"}
+		}, []string{"\t\tallow net 127.0.0.0/8 ::1/128 10.96.0.0/16 172.17.0.0/16 fe80::/64 198.51.100.0/24 2001:db8::/32\n\t\tblock\n"}, nil},
 		{"dev mode edge", func(o *Options) { o.DevMode, o.NodeRole, o.DataDir = true, RoleEdge, "/home/u/.local/state/rune" }, []string{
 			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t\tttl 5\n\t}\n\t# The data plane", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
 			"ingress on :8080/:8443", "\tingress\n\t# SERVFAIL",
@@ -47,7 +55,7 @@ func TestRender(t *testing.T) {
 			o.DNSAddr, o.MetricsAddr, o.APIAddr, o.NodeName = ":5353", "0.0.0.0:9153", "tcp://127.0.0.1:7070", "n1"
 			o.ClusterCIDR, o.StaleBudget = "100.64.0.0/12", 5*time.Second
 		}, []string{
-			"rune:5353 100.64.0.0/12:5353 {\n\t# Opens", ".:5353 {\n\tforward", "prometheus 0.0.0.0:9153",
+			"rune:5353 100.64.0.0/12:5353 {\n\t# Opens", ".:5353 {\n\t# Not an open resolver", "prometheus 0.0.0.0:9153",
 			"api tcp://127.0.0.1:7070\n", "node_name n1\n", "stale_budget 5s\n",
 		}, []string{"bind"}},
 		{"docker", func(o *Options) { o.Docker, o.DNSBind = "default", []string{"172.17.0.1"} }, []string{"\t\tdocker\n", "\tbind 127.0.0.123 172.17.0.1\n"}, nil},
@@ -102,12 +110,41 @@ func TestValidate(t *testing.T) {
 		{func(o *Options) { o.StaleBudget = 0 }, "--stale-budget 0s: must be positive"},
 		{func(o *Options) { o.Forward = "ebpf" }, `--forward "ebpf": want proxy or kernel`},
 		{func(o *Options) { o.Forward, o.DevMode = "kernel", true }, "--forward kernel: dev mode has no nftables"},
+		{func(o *Options) { o.DNSAllow = []string{"10.1.2.3"} }, `--dns-allow "10.1.2.3": want a CIDR`},
+		{func(o *Options) { o.DNSAllow = []string{"10.1.2.0/24", "any"} }, `--dns-allow "any": want a CIDR`},
 	}
 	for _, tc := range tests {
 		o := defaults()
 		tc.edit(&o)
 		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("error %v, want %q", err, tc.err)
+		}
+	}
+}
+
+// The host's networks: every address of a non-loopback interface lies in
+// one, each once, masked and in order.
+func TestInterfaceNetworks(t *testing.T) {
+	nets, err := InterfaceNetworks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(nets, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) }) || len(slices.Compact(slices.Clone(nets))) != len(nets) {
+		t.Errorf("networks %v: not sorted, or with duplicates", nets)
+	}
+	for _, p := range nets {
+		if p != p.Masked() || p.Addr().IsLoopback() {
+			t.Errorf("networks %v: %s is unmasked or loopback", nets, p)
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.(*net.IPNet).IP)
+		if ip = ip.Unmap(); !ip.IsLoopback() && !slices.ContainsFunc(nets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			t.Errorf("address %s of this host is in none of %v", a, nets)
 		}
 	}
 }

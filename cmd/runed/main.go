@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/coredns/caddy"
@@ -70,7 +71,7 @@ type runedFlags struct {
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "forward", "acme-email", "acme-ca", "acme-ca-root", "docker", "docker-host", "dns-bind"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "forward", "acme-email", "acme-ca", "acme-ca-root", "docker", "docker-host", "dns-bind", "dns-allow"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -93,6 +94,10 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.StringVar(&f.opts.Docker, "docker-host", "", "Docker Engine address for --docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	fs.Func("dns-bind", "another address DNS listens on, e.g. the Docker bridge gateway so containers can reach runed (repeatable)", func(v string) error {
 		f.opts.DNSBind = append(f.opts.DNSBind, v)
+		return nil
+	})
+	fs.Func("dns-allow", "a network (CIDR) offered recursion besides loopback, the cluster CIDR and this host's interface networks; others are REFUSED for names outside .rune (repeatable)", func(v string) error {
+		f.opts.DNSAllow = append(f.opts.DNSAllow, v)
 		return nil
 	})
 	fs.BoolVar(&f.print, "print-corefile", false, "print the Corefile these flags render and exit")
@@ -129,39 +134,83 @@ func (f *runedFlags) finish(fs *flag.FlagSet) error {
 	return f.opts.Validate()
 }
 
+// parse parses runed's command line into fs, which holds CoreDNS's flags,
+// and returns runed's flags and the arguments to leave to coremain.Run: it
+// parses its command line again, and a repeatable flag (--dns-bind) would
+// collect every value twice. So it gets only CoreDNS's own flags back, plain
+// values that parse to the same thing twice; runed's are parsed once, here.
+func parse(fs *flag.FlagSet, args []string) (*runedFlags, []string, error) {
+	core := map[string]bool{}
+	fs.VisitAll(func(fl *flag.Flag) { core[fl.Name] = true })
+	f := register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := f.finish(fs); err != nil {
+		return nil, nil, err
+	}
+	var coreArgs []string
+	fs.Visit(func(fl *flag.Flag) {
+		if core[fl.Name] {
+			coreArgs = append(coreArgs, "-"+fl.Name+"="+fl.Value.String())
+		}
+	})
+	return f, coreArgs, nil
+}
+
+// render renders the Corefile of f with this host's networks as they are
+// now.
+func (f *runedFlags) render() ([]byte, error) {
+	o := f.opts
+	var err error
+	if o.HostNetworks, err = corefile.InterfaceNetworks(); err != nil {
+		return nil, err
+	}
+	return corefile.Render(o), nil
+}
+
 func main() {
 	fs := flag.CommandLine // coremain registered its flags (-conf, -plugins, ...) here
-	f := register(fs)
-	// Parse once ourselves so a bad flag is one line and exit status 2;
-	// coremain.Run parses the same arguments again.
+	// Parse ourselves so a bad flag is one line and exit status 2.
 	fs.Init(os.Args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	err := fs.Parse(os.Args[1:])
+	f, coreArgs, err := parse(fs, os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(os.Stdout)
 		fmt.Println("Usage: runed [flags]   (without -conf the Corefile is rendered from the flags)")
 		fs.PrintDefaults()
 		return
 	}
-	if err == nil {
-		err = f.finish(fs)
+	if err == nil && f.print {
+		var out []byte
+		if out, err = f.render(); err == nil {
+			os.Stdout.Write(out)
+			return
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runed: %v\n", err)
 		os.Exit(2)
 	}
-	if f.print {
-		os.Stdout.Write(corefile.Render(f.opts))
-		return
-	}
 	if fs.Lookup("conf").Value.String() == "" {
+		// Called at start and again at every check of the reload directive,
+		// which restarts the server when the rendering changed: that is
+		// how a network added to the host after start-up gets recursion.
+		var bindOnce sync.Once
 		caddy.RegisterCaddyfileLoader("flags", caddy.LoaderFunc(func(serverType string) (caddy.Input, error) {
-			if err := checkBind(f.opts.DNSAddr); err != nil {
+			var err error
+			bindOnce.Do(func() { err = checkBind(f.opts.DNSAddr) })
+			if err != nil {
 				return nil, err
 			}
-			return caddy.CaddyfileInput{Contents: corefile.Render(f.opts), Filepath: "<runed flags>", ServerTypeName: serverType}, nil
+			contents, err := f.render()
+			if err != nil {
+				return nil, err
+			}
+			return caddy.CaddyfileInput{Contents: contents, Filepath: "<runed flags>", ServerTypeName: serverType}, nil
 		}))
 	}
+	os.Args = append(os.Args[:1], coreArgs...)
 	coremain.Run()
 }
 

@@ -33,15 +33,44 @@ func TestDirectivesMatchPlugins(t *testing.T) {
 	}
 }
 
-func parseFlags(args ...string) (*runedFlags, error) {
+// coreFlags is a flag set holding flags as coremain registers them.
+func coreFlags() *flag.FlagSet {
 	fs := flag.NewFlagSet("runed", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.String("conf", "", "CoreDNS's -conf")
-	f := register(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	fs.String("pidfile", "", "CoreDNS's -pidfile")
+	fs.Bool("quiet", false, "CoreDNS's -quiet")
+	return fs
+}
+
+func parseFlags(args ...string) (*runedFlags, error) {
+	f, _, err := parse(coreFlags(), args)
+	return f, err
+}
+
+// coremain.Run parses the command line again: it must get CoreDNS's flags
+// only, so runed's are parsed once and a repeatable one keeps each value once.
+func TestCoreDNSGetsOnlyItsFlags(t *testing.T) {
+	fs := coreFlags()
+	f, coreArgs, err := parse(fs, []string{"--dns-bind", "172.17.0.1", "-pidfile", "/run/runed.pid", "--dns-allow", "192.0.2.0/24", "--dns-bind=172.18.0.1", "-quiet", "--data-dir", "/d"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return f, f.finish(fs)
+	if want := []string{"-pidfile=/run/runed.pid", "-quiet=true"}; !slices.Equal(coreArgs, want) {
+		t.Errorf("arguments left to coremain %q, want %q", coreArgs, want)
+	}
+	if err := fs.Parse(coreArgs); err != nil { // as coremain.Run does
+		t.Fatal(err)
+	}
+	if want := []string{"172.17.0.1", "172.18.0.1"}; !slices.Equal(f.opts.DNSBind, want) {
+		t.Errorf("--dns-bind after coremain's parse: %q, want %q", f.opts.DNSBind, want)
+	}
+	if want := []string{"192.0.2.0/24"}; !slices.Equal(f.opts.DNSAllow, want) {
+		t.Errorf("--dns-allow after coremain's parse: %q, want %q", f.opts.DNSAllow, want)
+	}
+	if fs.Lookup("pidfile").Value.String() != "/run/runed.pid" || f.opts.DataDir != "/d" {
+		t.Errorf("-pidfile %s, --data-dir %s after coremain's parse", fs.Lookup("pidfile").Value, f.opts.DataDir)
+	}
 }
 
 func TestFlags(t *testing.T) {
@@ -66,6 +95,11 @@ func TestFlags(t *testing.T) {
 		{[]string{"--node-role", "core"}, nil, `--node-role "core"`},
 		{[]string{"--stale-budget", "soon"}, nil, `invalid value "soon" for flag -stale-budget`},
 		{[]string{"--dns-addr", "127.0.0.123"}, nil, `--dns-addr "127.0.0.123": want host:port`},
+		{[]string{"--dns-allow", "198.51.100.0/24", "--dns-allow", "2001:db8::/32"}, func(o corefile.Options) bool {
+			return slices.Equal(o.DNSAllow, []string{"198.51.100.0/24", "2001:db8::/32"})
+		}, ""},
+		{[]string{"--dns-allow", "everyone"}, nil, `--dns-allow "everyone": want a CIDR`},
+		{[]string{"-conf", "Corefile", "--dns-allow", "198.51.100.0/24"}, nil, "--dns-allow renders the Corefile"},
 	}
 	for _, tc := range tests {
 		f, err := parseFlags(tc.args...)
