@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,8 +32,10 @@ type dnsNode struct {
 	dataDir  string
 	api      []string // the rune CLI's flags to reach runed's API
 	corefile string
-	cmd      *exec.Cmd
-	log      *testkit.SyncBuffer
+	// flags, when set, start runed from these flags instead of -conf corefile.
+	flags []string
+	cmd   *exec.Cmd
+	log   *testkit.SyncBuffer
 }
 
 const dnsAddr = "127.0.0.123:53"
@@ -42,26 +45,10 @@ const dnsAddr = "127.0.0.123:53"
 // and writes runed's own default Corefile (--print-corefile) for it.
 func newDNSNode(t *testing.T) *dnsNode {
 	t.Helper()
-	netnstest.RequireRoot(t)
-	n := &dnsNode{
-		runed: buildBinary(t, "./cmd/runed"),
-		rune:  buildBinary(t, "./cmd/rune"),
-		ns:    netnstest.New(t, "rune-e2e-dns"),
-	}
-	dir := t.TempDir()
-	n.dataDir = filepath.Join(dir, "data")
-	n.api = []string{"--api", "unix://" + filepath.Join(n.dataDir, "runed.sock")}
-	n.corefile = filepath.Join(dir, "Corefile")
-
-	etc := filepath.Join("/etc/netns", n.ns.Name)
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startUpstream(t, n.ns)
+	n := newNode(t, "rune-e2e-dns")
+	n.corefile = filepath.Join(filepath.Dir(n.dataDir), "Corefile")
+	writeResolvConf(t, n.ns, "127.0.0.1")
+	startUpstream(t, n.ns, "127.0.0.1:53")
 
 	out, err := exec.Command(n.runed, "--print-corefile", "--data-dir", n.dataDir, "--stale-budget", "2s").Output()
 	if err != nil {
@@ -70,6 +57,35 @@ func newDNSNode(t *testing.T) *dnsNode {
 	// Reload as often as the reload plugin allows, so the test need not wait.
 	n.writeCorefile(t, strings.Replace(string(out), "\treload\n", "\treload 2s 1s\n", 1))
 	return n
+}
+
+// newNode is a namespace for a runed, with the binaries built and a data
+// directory whose API socket the CLI is pointed at.
+func newNode(t *testing.T, prefix string) *dnsNode {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	n := &dnsNode{
+		runed:   buildBinary(t, "./cmd/runed"),
+		rune:    buildBinary(t, "./cmd/rune"),
+		ns:      netnstest.New(t, prefix),
+		dataDir: filepath.Join(t.TempDir(), "data"),
+	}
+	n.api = []string{"--api", "unix://" + filepath.Join(n.dataDir, "runed.sock")}
+	return n
+}
+
+// writeResolvConf points ns's /etc/resolv.conf at nameserver (ip netns exec
+// bind-mounts /etc/netns/NAME/ over /etc).
+func writeResolvConf(t *testing.T, ns *netnstest.NS, nameserver string) {
+	t.Helper()
+	etc := filepath.Join("/etc/netns", ns.Name)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+nameserver+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (n *dnsNode) writeCorefile(t *testing.T, s string) {
@@ -91,11 +107,16 @@ func (n *dnsNode) editCorefile(t *testing.T, old, new string) {
 	n.writeCorefile(t, strings.Replace(string(b), old, new, 1))
 }
 
-// start runs runed -conf inside the namespace; it is stopped when the test ends.
+// start runs runed -conf (or from n.flags) inside the namespace; it is
+// stopped when the test ends.
 func (n *dnsNode) start(t *testing.T) {
 	t.Helper()
 	n.log = &testkit.SyncBuffer{}
-	n.cmd = n.ns.Command(n.runed, "-conf", n.corefile)
+	args := n.flags
+	if args == nil {
+		args = []string{"-conf", n.corefile}
+	}
+	n.cmd = n.ns.Command(append([]string{n.runed}, args...)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -178,21 +199,39 @@ func (n *dnsNode) ask(t testing.TB, proto, name string, qtype uint16) *dns.Msg {
 // queryIn sends m to the DNS server at addr from inside ns over proto.
 func queryIn(t testing.TB, ns *netnstest.NS, addr, proto string, m *dns.Msg) (r *dns.Msg, err error) {
 	t.Helper()
-	ns.Do(t, func() {
-		c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
-		r, _, err = c.Exchange(m, addr)
-	})
+	return queryFrom(t, ns, netip.Addr{}, addr, proto, m)
+}
+
+// queryFrom is queryIn from the source address src (the kernel's choice
+// when src is the zero Addr).
+func queryFrom(t testing.TB, ns *netnstest.NS, src netip.Addr, addr, proto string, m *dns.Msg) (r *dns.Msg, err error) {
+	t.Helper()
+	c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
+	if src.IsValid() {
+		local := net.Addr(net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		if proto == "tcp" {
+			local = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+		}
+		c.Dialer = &net.Dialer{Timeout: c.Timeout, LocalAddr: local}
+	}
+	ns.Do(t, func() { r, _, err = c.Exchange(m, addr) })
 	return r, err
 }
 
 // askIn is queryIn for name/qtype with EDNS0 (as dig sends it), failing the test on error.
 func askIn(t testing.TB, ns *netnstest.NS, addr, proto, name string, qtype uint16) *dns.Msg {
 	t.Helper()
+	return askFrom(t, ns, netip.Addr{}, addr, proto, name, qtype)
+}
+
+// askFrom is askIn from the source address src (see queryFrom).
+func askFrom(t testing.TB, ns *netnstest.NS, src netip.Addr, addr, proto, name string, qtype uint16) *dns.Msg {
+	t.Helper()
 	m := new(dns.Msg).SetQuestion(name, qtype)
 	m.SetEdns0(1232, false)
-	r, err := queryIn(t, ns, addr, proto, m)
+	r, err := queryFrom(t, ns, src, addr, proto, m)
 	if err != nil {
-		t.Fatalf("%s: %s %s over %s: %v", addr, dns.TypeToString[qtype], name, proto, err)
+		t.Fatalf("%s from %v: %s %s over %s: %v", addr, src, dns.TypeToString[qtype], name, proto, err)
 	}
 	return r
 }
@@ -239,10 +278,10 @@ const (
 	bigTXTs   = 40 // big.example.org. TXT: too large for 512 bytes over UDP
 )
 
-// startUpstream serves example.org. on 127.0.0.1:53 (UDP and TCP) inside ns:
-// A for any name below it, many TXT records at big.example.org., NXDOMAIN
+// startUpstream serves example.org. on addr (UDP and TCP) inside ns: A for
+// any name below it, many TXT records at big.example.org., NXDOMAIN
 // otherwise.
-func startUpstream(t *testing.T, ns *netnstest.NS) {
+func startUpstream(t *testing.T, ns *netnstest.NS, addr string) {
 	t.Helper()
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg).SetReply(r)
@@ -263,11 +302,11 @@ func startUpstream(t *testing.T, ns *netnstest.NS) {
 	})
 	var servers []*dns.Server
 	ns.Do(t, func() {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:53")
+		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:53")
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/runenet/runenet/proxy/netnstest"
+)
+
+// The addresses of resolverNet.
+const (
+	bindIP       = "192.0.2.53"  // on the node's loopback, a --dns-bind address
+	nodeLocalIP  = "10.0.1.1"    // the node on the local client's network (/24)
+	localIP      = "10.0.1.2"    // the local client
+	nodeRemoteIP = "203.0.113.1" // the node towards the remote client (/32: no shared network)
+	remoteIP     = "198.51.100.7"
+	allowedIP    = "198.51.100.99" // the remote client's second address, given to --dns-allow
+	upstreamIP   = "10.0.3.2"      // the resolver the node's resolv.conf names
+)
+
+// resolverNet is a runed node's namespace with the clients a resolver
+// meets around it, each in its own namespace: one on a network of the node's
+// interfaces, one whose sources lie on none of them, and the upstream the
+// node forwards to.
+type resolverNet struct {
+	node                    *dnsNode
+	local, remote, upstream *netnstest.NS
+}
+
+func newResolverNet(t *testing.T) *resolverNet {
+	t.Helper()
+	n := newNode(t, "rune-e2e-rsv")
+	r := &resolverNet{node: n, local: netnstest.New(t, "rune-e2e-lcl"), remote: netnstest.New(t, "rune-e2e-rmt"), upstream: netnstest.New(t, "rune-e2e-up")}
+	netnstest.Link(t, n.ns, nodeLocalIP+"/24", r.local, localIP+"/24")
+	nodeIf, remoteIf := netnstest.Link(t, n.ns, nodeRemoteIP+"/32", r.remote, remoteIP+"/32")
+	r.remote.Run(t, "ip", "addr", "add", allowedIP+"/32", "dev", remoteIf)
+	r.remote.Run(t, "ip", "route", "add", nodeRemoteIP+"/32", "dev", remoteIf)
+	n.ns.Run(t, "ip", "route", "add", "198.51.100.0/24", "dev", nodeIf)
+	netnstest.Link(t, n.ns, "10.0.3.1/24", r.upstream, upstreamIP+"/24")
+	n.ns.Run(t, "ip", "addr", "add", bindIP+"/32", "dev", "lo")
+	writeResolvConf(t, n.ns, upstreamIP)
+	startUpstream(t, r.upstream, upstreamIP+":53")
+	return r
+}
+
+
+// client is where a query comes from: a namespace and, optionally, the
+// source address to send from.
+type client struct {
+	name string
+	ns   *netnstest.NS
+	src  netip.Addr
+}
+
+func (r *resolverNet) clients() (node, local, remote, allowed client) {
+	return client{"node", r.node.ns, netip.Addr{}},
+		client{"local network", r.local, netip.Addr{}},
+		client{"remote", r.remote, netip.MustParseAddr(remoteIP)},
+		client{"remote, --dns-allow", r.remote, netip.MustParseAddr(allowedIP)}
+}
+
+// checkRecursion asks addr for a name outside .rune from c: the test
+// upstream's answer when allow, else REFUSED.
+func checkRecursion(t *testing.T, c client, addr string, allow bool) {
+	t.Helper()
+	for _, proto := range []string{"udp", "tcp"} {
+		m := askFrom(t, c.ns, c.src, addr, proto, "www.example.org.", dns.TypeA)
+		got := m.Rcode == dns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.String() == upstreamA
+		if allow && !got || !allow && (m.Rcode != dns.RcodeRefused || len(m.Answer) != 0) {
+			t.Errorf("recursion for %s via %s over %s (want allowed: %v):\n%v", c.name, addr, proto, allow, m)
+		}
+	}
+}
+
+// checkServiceA asks addr for name's A record from c over UDP and TCP.
+func checkServiceA(t *testing.T, c client, addr, name, want string) {
+	t.Helper()
+	for _, proto := range []string{"udp", "tcp"} {
+		m := askFrom(t, c.ns, c.src, addr, proto, name, dns.TypeA)
+		if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != want {
+			t.Errorf("%s A from %s via %s over %s: want %s:\n%v", name, c.name, addr, proto, want, m)
+		}
+	}
+}
+
+// TestDNSFromFlags starts runed from its flags — every flag that renders
+// into the Corefile, between this run and the dev-mode one — rather than from
+// a printed Corefile, and checks it serves on every address it binds, and
+// recurses only for this host, its networks and --dns-allow.
+func TestDNSFromFlags(t *testing.T) {
+	r := newResolverNet(t)
+	n := r.node
+	dir := filepath.Dir(n.dataDir)
+	sock := "unix://" + filepath.Join(dir, "api.sock")
+	n.api = []string{"--api", sock}
+	// --forward kernel needs forwarding on (this namespace's own sysctl).
+	n.ns.Run(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	n.flags = []string{
+		"--node-role", "edge", "--node-name", "n1", "--data-dir", n.dataDir, "--cluster-cidr", "10.100.0.0/16",
+		"--dns-addr", dnsAddr, "--dns-bind", bindIP, "--dns-bind", nodeLocalIP, "--dns-bind", nodeRemoteIP,
+		"--dns-allow", allowedIP + "/32",
+		"--metrics-addr", "127.0.0.1:9100", "--ready-addr", "127.0.0.1:8181", "--api-addr", sock,
+		"--stale-budget", "5s", "--vip-hold", "10m", "--forward", "kernel",
+		// Nothing listens there: the ACME server is only asked once a
+		// service is exposed, the Docker Engine is retried in the background.
+		"--acme-email", "ops@example.com", "--acme-ca", "https://127.0.0.1:14000/dir", "--acme-ca-root", writeTestRoot(t, dir),
+		"--docker", "--docker-host", "unix://" + filepath.Join(dir, "docker.sock"),
+	}
+	devFlags := []string{"--dev-mode", "--data-dir", "DIR", "--dns-bind", bindIP}
+	checkEveryCorefileFlag(t, n.runed, append(slices.Clone(n.flags), devFlags...))
+
+	n.start(t)
+	n.waitSOA(t, 30*time.Second)
+	vip := n.cast(t, dnsServices)["default/api"]
+	if !netip.MustParsePrefix("10.100.0.0/16").Contains(netip.MustParseAddr(vip)) {
+		t.Fatalf("VIP %s is not from --cluster-cidr 10.100.0.0/16", vip)
+	}
+	n.waitAnswer(t, "api.default.rune.", 10*time.Second)
+	if code, _ := n.httpGet(t, "http://127.0.0.1:8181/ready"); code != 200 {
+		t.Errorf("/ready on --ready-addr: %d, want 200", code)
+	}
+	if code, body := n.httpGet(t, "http://127.0.0.1:9100/metrics"); code != 200 || !strings.Contains(body, `rune_dns_responses_total{result="answer"}`) {
+		t.Errorf("/metrics on --metrics-addr: %d, without rune_dns_responses_total", code)
+	}
+
+	node, local, remote, allowed := r.clients()
+	t.Run("every address serves .rune to everyone", func(t *testing.T) {
+		for _, q := range []struct {
+			c    client
+			addr string
+		}{{node, dnsAddr}, {node, bindIP + ":53"}, {local, nodeLocalIP + ":53"}, {remote, nodeRemoteIP + ":53"}, {allowed, nodeRemoteIP + ":53"}} {
+			checkServiceA(t, q.c, q.addr, "api.default.rune.", vip)
+		}
+	})
+	t.Run("recursion", func(t *testing.T) {
+		checkRecursion(t, node, dnsAddr, true)
+		checkRecursion(t, node, bindIP+":53", true)
+		checkRecursion(t, local, nodeLocalIP+":53", true)
+		checkRecursion(t, remote, nodeRemoteIP+":53", false)
+		checkRecursion(t, allowed, nodeRemoteIP+":53", true)
+	})
+
+	t.Run("dev mode", func(t *testing.T) {
+		d := newNode(t, "rune-e2e-dev")
+		writeResolvConf(t, d.ns, "127.0.0.1") // nothing there: no query leaves the namespace
+		d.ns.Run(t, "ip", "addr", "add", bindIP+"/32", "dev", "lo")
+		d.flags = slices.Clone(devFlags)
+		d.flags[slices.Index(d.flags, "DIR")] = d.dataDir
+		d.start(t)
+		d.waitSOA(t, 30*time.Second)
+		d.cast(t, dnsServices)
+		d.waitAnswer(t, "api.default.rune.", 10*time.Second)
+		for _, addr := range []string{dnsAddr, bindIP + ":53"} {
+			checkServiceA(t, client{"dev node", d.ns, netip.Addr{}}, addr, "api.default.rune.", "127.0.0.1")
+		}
+	})
+}
+
+// TestDNSWildcardListener runs runed on every address (--dns-addr :53): the
+// name server's address is the one a client reached, never the unspecified
+// address, and recursion stays closed to clients on none of the host's
+// networks — including networks added after start-up, once runed's reload
+// check has re-rendered its Corefile.
+func TestDNSWildcardListener(t *testing.T) {
+	r := newResolverNet(t)
+	n := r.node
+	n.flags = []string{"--data-dir", n.dataDir, "--dns-addr", ":53", "--dns-allow", allowedIP + "/32", "--stale-budget", "5s"}
+	n.start(t)
+	n.waitSOA(t, 30*time.Second)
+	vip := n.cast(t, dnsServices)["default/api"]
+	n.waitAnswer(t, "api.default.rune.", 10*time.Second)
+	node, local, remote, allowed := r.clients()
+
+	t.Run("name server address", func(t *testing.T) {
+		for _, q := range []struct {
+			c          client
+			addr, want string
+		}{{node, "127.0.0.1:53", "127.0.0.1"}, {local, nodeLocalIP + ":53", nodeLocalIP}, {remote, nodeRemoteIP + ":53", nodeRemoteIP}} {
+			for _, proto := range []string{"udp", "tcp"} {
+				m := askFrom(t, q.c.ns, q.c.src, q.addr, proto, "rune.", dns.TypeNS)
+				var glue []string
+				for _, rr := range m.Extra {
+					if rr.Header().Rrtype != dns.TypeOPT {
+						glue = append(glue, rr.String())
+					}
+				}
+				if want := []string{"ns.dns.rune.\t5\tIN\tA\t" + q.want}; len(m.Answer) != 1 || !slices.Equal(glue, want) {
+					t.Errorf("rune. NS from %s via %s over %s: glue %q, want %q", q.c.name, q.addr, proto, glue, want)
+				}
+				checkServiceA(t, q.c, q.addr, "ns.dns.rune.", q.want)
+			}
+		}
+	})
+	t.Run(".rune for everyone, recursion for local clients", func(t *testing.T) {
+		checkServiceA(t, local, nodeLocalIP+":53", "api.default.rune.", vip)
+		checkServiceA(t, remote, nodeRemoteIP+":53", "api.default.rune.", vip)
+		checkRecursion(t, node, "127.0.0.1:53", true)
+		checkRecursion(t, local, nodeLocalIP+":53", true)
+		checkRecursion(t, remote, nodeRemoteIP+":53", false)
+		checkRecursion(t, allowed, nodeRemoteIP+":53", true)
+	})
+	t.Run("network added after start-up", func(t *testing.T) {
+		late := client{"client on a network added later", netnstest.New(t, "rune-e2e-late"), netip.Addr{}}
+		netnstest.Link(t, n.ns, "10.0.4.1/24", late.ns, "10.0.4.2/24")
+		// The reload directive checks every 30s (plus up to 15s of jitter).
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			m := askIn(t, late.ns, "10.0.4.1:53", "udp", "www.example.org.", dns.TypeA)
+			if m.Rcode == dns.RcodeSuccess {
+				break
+			}
+			if m.Rcode != dns.RcodeRefused || time.Now().After(deadline) {
+				t.Fatalf("recursion from the new network within 90s: %v", m)
+			}
+			time.Sleep(time.Second)
+		}
+		checkRecursion(t, late, "10.0.4.1:53", true)
+		checkRecursion(t, remote, nodeRemoteIP+":53", false)
+	})
+}
+
+// checkEveryCorefileFlag fails unless args use every flag of runed's that
+// renders into the Corefile (all but CoreDNS's own and --print-corefile),
+// so a new flag is started from flags here too.
+func checkEveryCorefileFlag(t *testing.T, runed string, args []string) {
+	t.Helper()
+	out, err := exec.Command(runed, "-help").Output()
+	if err != nil {
+		t.Fatalf("runed -help: %v", err)
+	}
+	notRendered := []string{"conf", "plugins", "pidfile", "version", "quiet", "log-format", "dns.port", "p", "print-corefile"}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, ok := strings.CutPrefix(line, "  -")
+		if name, _, _ = strings.Cut(name, " "); !ok || slices.Contains(notRendered, name) {
+			continue
+		}
+		if !slices.Contains(args, "--"+name) {
+			t.Errorf("runed --%s is not among the flags this test starts runed with", name)
+		}
+	}
+}
+
+// writeTestRoot writes a self-signed CA certificate for --acme-ca-root.
+func writeTestRoot(t *testing.T, dir string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rune e2e root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "roots.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
