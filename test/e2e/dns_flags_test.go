@@ -58,7 +58,6 @@ func newResolverNet(t *testing.T) *resolverNet {
 	return r
 }
 
-
 // client is where a query comes from: a namespace and, optionally, the
 // source address to send from.
 type client struct {
