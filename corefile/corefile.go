@@ -153,12 +153,7 @@ func InterfaceNetworks() ([]netip.Prefix, error) {
 			nets = append(nets, p)
 		}
 	}
-	slices.SortFunc(nets, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	slices.SortFunc(nets, netip.Prefix.Compare)
 	return slices.Compact(nets), nil
 }
 

@@ -129,7 +129,7 @@ func TestInterfaceNetworks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.IsSortedFunc(nets, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) }) || len(slices.Compact(slices.Clone(nets))) != len(nets) {
+	if !slices.IsSortedFunc(nets, netip.Prefix.Compare) || len(slices.Compact(slices.Clone(nets))) != len(nets) {
 		t.Errorf("networks %v: not sorted, or with duplicates", nets)
 	}
 	for _, p := range nets {
