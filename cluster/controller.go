@@ -136,6 +136,9 @@ func (c *Controller) Cast(ctx context.Context, files []SourceFile) ([]CastResult
 		if s.Network == nil {
 			return nil, errorf(KindConflict, "the cluster network is not bootstrapped yet")
 		}
+		if err := hostTaken(s, svcs); err != nil {
+			return nil, err
+		}
 		now := c.opts.Now().UTC()
 		taken := map[netip.Addr]bool{}
 		var ops []orderedlog.Op
@@ -187,6 +190,34 @@ func (c *Controller) Cast(ctx context.Context, files []SourceFile) ([]CastResult
 	vipAllocations.Add(float64(allocated))
 	countPublished(published)
 	return results, seq, nil
+}
+
+// hostTaken refuses a cast that would give an expose.host to a second
+// service: the ingress routes a host to one service only, and which one
+// would depend on their names. ParseFiles has refused two in the cast
+// itself. A service already holding the host keeps it, so either of two that
+// a store written before this check holds can still be cast.
+func hostTaken(s *Snapshot, svcs []Service) error {
+	casting := make(map[NamespacedName]bool, len(svcs))
+	for i := range svcs {
+		casting[svcs[i].key()] = true
+	}
+	for i := range svcs {
+		x, n := svcs[i].Expose, svcs[i].key()
+		if x == nil {
+			continue
+		}
+		claims := s.HostClaims(x.Host)
+		if slices.Contains(claims, n) {
+			continue
+		}
+		for _, o := range claims {
+			if !casting[o] { // one being cast is moving to another host
+				return errorf(KindConflict, "service %s: expose.host %s is already exposed by service %s; a host can route to one service only (remove it from %s first)", n, x.Host, o, o)
+			}
+		}
+	}
+	return nil
 }
 
 func (c *Controller) policyOps(s *Snapshot, n NamespacedName, p *NetworkPolicy) []orderedlog.Op {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -26,7 +27,8 @@ type Snapshot struct {
 
 	services   pmap[NamespacedName, Entry[ServiceRecord]]
 	byVIP      pmap[netip.Addr, NamespacedName]
-	namespaces pmap[string, int] // services per namespace
+	byHost     pmap[string, []NamespacedName] // expose.host → its services, sorted; one unless a store predates the check
+	namespaces pmap[string, int]              // services per namespace
 	endpoints  pmap[NamespacedName, Entry[Endpoints]]
 	policies   pmap[NamespacedName, Entry[NetworkPolicy]]
 	instances  pmap[string, Entry[Instance]] // by instance id
@@ -46,6 +48,14 @@ func (s *Snapshot) ServiceByVIP(ip netip.Addr) (Entry[ServiceRecord], bool) {
 		return Entry[ServiceRecord]{}, false
 	}
 	return s.services.Get(n)
+}
+
+// HostClaims lists the services whose expose.host is host, sorted by name.
+// Casts keep it to one; a store written before they checked may hold more,
+// and the ingress routes the host to the first.
+func (s *Snapshot) HostClaims(host string) []NamespacedName {
+	owners, _ := s.byHost.Get(host)
+	return owners
 }
 
 // NamespaceExists reports whether any service lives in ns (DNS uses it to
@@ -139,18 +149,21 @@ func (s *Snapshot) RangeServices(f func(Entry[ServiceRecord]) bool) {
 func (svc *Service) key() NamespacedName { return NamespacedName{svc.Namespace, svc.Name} }
 func (e *Endpoints) key() NamespacedName { return NamespacedName{e.Namespace, e.Service} }
 
-func lessName(a, b NamespacedName) bool {
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
+func compareName(a, b NamespacedName) int {
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
 	}
-	return a.Name < b.Name
+	return strings.Compare(a.Name, b.Name)
 }
+
+func lessName(a, b NamespacedName) bool { return compareName(a, b) < 0 }
 
 // snapshotEditor applies log operations to produce the next Snapshot.
 type snapshotEditor struct {
 	next       Snapshot
 	services   *pmapEditor[NamespacedName, Entry[ServiceRecord]]
 	byVIP      *pmapEditor[netip.Addr, NamespacedName]
+	byHost     *pmapEditor[string, []NamespacedName]
 	namespaces *pmapEditor[string, int]
 	endpoints  *pmapEditor[NamespacedName, Entry[Endpoints]]
 	policies   *pmapEditor[NamespacedName, Entry[NetworkPolicy]]
@@ -165,6 +178,7 @@ func (s *Snapshot) edit() *snapshotEditor {
 		next:       Snapshot{Seq: s.Seq, Network: s.Network, NetworkRev: s.NetworkRev},
 		services:   s.services.edit(),
 		byVIP:      s.byVIP.edit(),
+		byHost:     s.byHost.edit(),
 		namespaces: s.namespaces.edit(),
 		endpoints:  s.endpoints.edit(),
 		policies:   s.policies.edit(),
@@ -181,6 +195,7 @@ func newSnapshotEditor(counts map[recordKind]int) *snapshotEditor {
 	return &snapshotEditor{
 		services:   newPmapEditor[NamespacedName, Entry[ServiceRecord]](counts[recService]),
 		byVIP:      newPmapEditor[netip.Addr, NamespacedName](counts[recService]),
+		byHost:     newPmapEditor[string, []NamespacedName](0),
 		namespaces: newPmapEditor[string, int](0),
 		endpoints:  newPmapEditor[NamespacedName, Entry[Endpoints]](counts[recEndpoints]),
 		policies:   newPmapEditor[NamespacedName, Entry[NetworkPolicy]](counts[recPolicy]),
@@ -195,6 +210,7 @@ func (e *snapshotEditor) done() *Snapshot {
 	n := e.next
 	n.services = e.services.done()
 	n.byVIP = e.byVIP.done()
+	n.byHost = e.byHost.done()
 	n.namespaces = e.namespaces.done()
 	n.endpoints = e.endpoints.done()
 	n.policies = e.policies.done()
@@ -307,6 +323,11 @@ func (e *snapshotEditor) insert(r record, rev uint64) {
 		if rec.VIP.IsValid() {
 			e.byVIP.Set(rec.VIP, r.name)
 		}
+		if x := rec.Spec.Expose; x != nil && x.Host != "" {
+			owners, _ := e.byHost.Get(x.Host)
+			i, _ := slices.BinarySearchFunc(owners, r.name, compareName)
+			e.byHost.Set(x.Host, slices.Insert(slices.Clip(owners), i, r.name)) // a copy: snapshots share the old slice
+		}
 		c, _ := e.namespaces.Get(r.name.Namespace)
 		e.namespaces.Set(r.name.Namespace, c+1)
 	case recEndpoints:
@@ -352,6 +373,14 @@ func (e *snapshotEditor) removeService(n NamespacedName) {
 	}
 	if cur, ok := e.byVIP.Get(old.Value.VIP); ok && cur == n {
 		e.byVIP.Delete(old.Value.VIP)
+	}
+	if x := old.Value.Spec.Expose; x != nil && x.Host != "" {
+		owners, _ := e.byHost.Get(x.Host)
+		if rest := slices.DeleteFunc(slices.Clone(owners), func(o NamespacedName) bool { return o == n }); len(rest) > 0 {
+			e.byHost.Set(x.Host, rest)
+		} else {
+			e.byHost.Delete(x.Host)
+		}
 	}
 	e.services.Delete(n)
 	if c, _ := e.namespaces.Get(n.Namespace); c <= 1 {

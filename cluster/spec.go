@@ -106,7 +106,9 @@ func ParseFiles(files []SourceFile) ([]Service, error) {
 		}
 	}
 	first := make(map[NamespacedName]FieldError, len(services))
-	for _, l := range services {
+	exposed := map[string]*located{} // expose.host → the first service exposing it
+	for i := range services {
+		l := &services[i]
 		if truncated {
 			break
 		}
@@ -122,6 +124,19 @@ func ParseFiles(files []SourceFile) ([]Service, error) {
 			continue
 		}
 		first[key] = l.at
+		if l.svc.Expose == nil || l.svc.Expose.Host == "" {
+			continue
+		}
+		// The ingress can route a host to one service only.
+		if prev, dup := exposed[l.svc.Expose.Host]; dup {
+			e := l.hostAt
+			e.Msg = fmt.Sprintf("host %s of service %s is already exposed by service %s (%s:%d:%d); a host can route to one service only",
+				quote(l.svc.Expose.Host), key, prev.svc.key(), prev.hostAt.File, prev.hostAt.Line, prev.hostAt.Column)
+			errs = append(errs, &e)
+			truncated = len(errs) >= maxErrors
+			continue
+		}
+		exposed[l.svc.Expose.Host] = l
 	}
 	if truncated {
 		errs = append(errs, &FieldError{Msg: fmt.Sprintf("too many errors; stopped after %d", len(errs))})
@@ -136,10 +151,12 @@ func ParseFiles(files []SourceFile) ([]Service, error) {
 	return out, nil
 }
 
-// located is a decoded service and where it is named, for duplicate reports.
+// located is a decoded service and where it is named and its expose.host
+// set, for duplicate reports.
 type located struct {
-	svc Service
-	at  FieldError
+	svc    Service
+	at     FieldError
+	hostAt FieldError
 	// named is whether the name and namespace decoded; a defaulted namespace
 	// standing in for a broken one would report phantom duplicates.
 	named bool
@@ -251,10 +268,11 @@ func (d *decoder) service(n *yaml.Node, path string) located {
 		field{"expose", func(n *yaml.Node, path string) { s.Expose = d.expose(n, path) }},
 	)
 	d.validate(&s, path)
-	at := d.locate(path + ".name")
+	at, hostAt := d.locate(path+".name"), d.locate(path+".expose.host")
 	return located{
-		svc:   s,
-		at:    FieldError{File: d.file, Line: at.Line, Column: at.Column, Path: path + ".name"},
+		svc:    s,
+		at:     FieldError{File: d.file, Line: at.Line, Column: at.Column, Path: path + ".name"},
+		hostAt: FieldError{File: d.file, Line: hostAt.Line, Column: hostAt.Column, Path: path + ".expose.host"},
 		named: s.Name != "" && d.clean(path+".name") && d.clean(path+".namespace"),
 	}
 }

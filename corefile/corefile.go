@@ -50,6 +50,10 @@ type Options struct {
 	// ACME settings of the edge ingress; empty: its defaults (Let's
 	// Encrypt production, no email, the system roots).
 	ACMEEmail, ACMECA, ACMECARoot string
+	// IngressHTTP and IngressHTTPS are the edge ingress's listen
+	// addresses; empty: its defaults (:80/:443, dev mode 127.0.0.1:8080 and
+	// 127.0.0.1:8443).
+	IngressHTTP, IngressHTTPS string
 }
 
 // Defaults for runed's flags.
@@ -92,6 +96,17 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("%s %q: want host:port, e.g. %s", a.flag, a.addr, DefaultDNSAddr)
 		}
 	}
+	for _, a := range []struct{ flag, addr, eg string }{{"--ingress-http", o.IngressHTTP, ":8080"}, {"--ingress-https", o.IngressHTTPS, ":8443"}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q: want [host]:port, e.g. %s (every address)", a.flag, a.addr, a.eg)
+		}
+		if o.NodeRole != RoleEdge {
+			return fmt.Errorf("%s: only an edge node runs the ingress; add --node-role=edge (or --dev-mode)", a.flag)
+		}
+	}
 	if o.APIAddr != "" && !strings.HasPrefix(o.APIAddr, "unix://") && !strings.HasPrefix(o.APIAddr, "tcp://") {
 		return fmt.Errorf("--api-addr %q: want unix:///path/to/runed.sock or tcp://host:port", o.APIAddr)
 	}
@@ -123,7 +138,7 @@ func (o *Options) Validate() error {
 	if o.VIPHold < 0 {
 		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
 	}
-	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}, {"--acme-email", o.ACMEEmail}, {"--acme-ca", o.ACMECA}, {"--acme-ca-root", o.ACMECARoot}} {
+	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}, {"--acme-email", o.ACMEEmail}, {"--acme-ca", o.ACMECA}, {"--acme-ca-root", o.ACMECARoot}, {"--ingress-http", o.IngressHTTP}, {"--ingress-https", o.IngressHTTPS}} {
 		if strings.ContainsAny(v.val, " \t\n\"{}#") {
 			return fmt.Errorf("%s %q: must not contain spaces, quotes, braces or #", v.flag, v.val)
 		}
@@ -227,9 +242,15 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 	# connection{{if not .DevMode}}, and nftables filter chains for direct container-IP traffic{{end}}.
 	netpolicy
 {{- if eq .NodeRole "edge"}}
-	# Edge node: HTTP/HTTPS ingress on {{if .DevMode}}:8080/:8443{{else}}:80/:443{{end}} with ACME certificates.
-{{- if or .ACMEEmail .ACMECA .ACMECARoot}}
+	# Edge node: HTTP/HTTPS ingress on {{with .IngressHTTP}}{{.}}{{else}}{{if .DevMode}}127.0.0.1:8080{{else}}:80{{end}}{{end}} and {{with .IngressHTTPS}}{{.}}{{else}}{{if .DevMode}}127.0.0.1:8443{{else}}:443{{end}}{{end}} with ACME certificates.
+{{- if or .ACMEEmail .ACMECA .ACMECARoot .IngressHTTP .IngressHTTPS}}
 	ingress {
+{{- if .IngressHTTP}}
+		http {{.IngressHTTP}}
+{{- end}}
+{{- if .IngressHTTPS}}
+		https {{.IngressHTTPS}}
+{{- end}}
 {{- if .ACMEEmail}}
 		acme_email {{.ACMEEmail}}
 {{- end}}

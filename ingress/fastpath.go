@@ -64,6 +64,7 @@ type front struct {
 	i       *Ingress
 	ln      net.Listener
 	tlsConf *tls.Config // nil on the plain HTTP listener
+	hsts    []byte      // the Strict-Transport-Security field line for responses; nil for none
 	srv     *http.Server
 	handoff *connQueue // srv serves the connections put here
 
@@ -242,6 +243,7 @@ type fastConn struct {
 	proto    string // for X-Forwarded-Proto
 	clientIP string // for X-Forwarded-For
 	client   netip.AddrPort
+	sni      string      // the TLS handshake's server name; "" on the plain listener
 	idle     atomic.Bool // waiting for a request: shutdown may close it
 	deadline time.Time   // the read deadline last set on c
 
@@ -278,7 +280,7 @@ func (fc *fastConn) run() {
 			fc.f.handoff.put(tc)
 			return
 		}
-		fc.c, fc.proto = tc, "https"
+		fc.c, fc.proto, fc.sni = tc, "https", tc.ConnectionState().ServerName
 	}
 	fc.br = bufio.NewReaderSize(fc.c, fastBufSize)
 	fc.bw = bufio.NewWriterSize(fc.c, fastBufSize)
@@ -429,9 +431,9 @@ func (fc *fastConn) forward() (keep, handoff bool) {
 	if plain && string(req.method) == "GET" && len(req.target) > 1 && (req.target[1] == '.' || req.target[1] == '%') {
 		return false, true
 	}
-	a := fc.f.i.admit(fc.routeHost(req.host), fc.client, plain)
+	a := fc.f.i.admit(fc.routeHost(req.host), fc.sni, fc.client, plain)
 	if a.verdict != verdictProxy || len(a.rt.backends) == 0 {
-		return false, true // serve answers: 404, 503, 403, redirect
+		return false, true // serve answers: 404, 503, 403, redirect, 421
 	}
 	status, keep := fc.proxy(a.rt)
 	// Counted before the last flush, so that a client that has the whole
@@ -663,6 +665,9 @@ func (fc *fastConn) writeResponseHead(resp *responseHead, chunked, closing bool)
 		w.Write(resp.status[4:])
 	}
 	w.WriteString("\r\n")
+	if resp.code >= 200 {
+		w.Write(fc.f.hsts) // first, so that it wins over a backend's (see HSTS)
+	}
 	writeFields(w, resp.fields)
 	if !resp.date && resp.code >= 200 {
 		// A proxy adds the Date an origin left out (RFC 9110 6.6.1), as
@@ -710,6 +715,7 @@ func (fc *fastConn) writeError(code int, closing bool) int {
 	fc.bw.WriteByte(' ')
 	fc.bw.WriteString(http.StatusText(code))
 	fc.bw.WriteString("\r\n")
+	fc.bw.Write(fc.f.hsts)
 	fc.bw.Write(dateField(time.Now()))
 	fc.bw.WriteString("Content-Length: 0\r\n")
 	if closing {

@@ -56,7 +56,9 @@ type Options struct {
 	// ":443"; dev mode uses ":8080" and ":8443".
 	HTTPAddr, HTTPSAddr string
 	ACME                ACMEOptions
-	Logger              *slog.Logger
+	// HSTS, when set, is sent on HTTPS responses (see HSTS).
+	HSTS   *HSTS
+	Logger *slog.Logger
 }
 
 // Timeouts that bound what a slow or idle client can hold. There is no
@@ -93,6 +95,7 @@ type Ingress struct {
 	logger *slog.Logger
 	errLog *log.Logger // net/http's own complaints (client hang-ups, bad requests): debug only
 	roots  *x509.CertPool
+	hsts   string // the Strict-Transport-Security value; "" for none
 
 	table     atomic.Pointer[table]
 	policy    atomic.Pointer[policy.Engine] // nil: no network policy on this node
@@ -143,10 +146,17 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	var hsts string
+	if opts.HSTS != nil {
+		if err := opts.HSTS.Validate(); err != nil {
+			return nil, fmt.Errorf("hsts: %w", err)
+		}
+		hsts = opts.HSTS.value()
+	}
 	i := &Ingress{
 		log: log, view: view, opts: opts, logger: opts.Logger.With("subsystem", "ingress"),
 		managed: map[string]bool{}, secrets: map[string]cachedSecret{}, certErrs: map[string]string{},
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), hsts: hsts,
 	}
 	i.errLog = slog.NewLogLogger(i.logger.Handler(), slog.LevelDebug)
 	if f := opts.ACME.CARootsFile; f != "" {
@@ -213,12 +223,16 @@ func (i *Ingress) Start() error {
 	// Listing h2 makes httpsSrv.Serve set up HTTP/2 for the connections that
 	// negotiated it. The fast path handshakes with its own copy: net/http
 	// edits the one it is given.
-	httpsSrv.TLSConfig = &tls.Config{GetCertificate: i.getCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	httpsSrv.TLSConfig = i.serverTLSConfig()
 	fastTLS := httpsSrv.TLSConfig.Clone()
 	// The challenge handler answers HTTP-01 from storage, so a challenge
 	// started by another edge node is answered here too.
 	httpSrv := i.newServer(i.issuer.HTTPChallengeHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serve(w, r, true) })))
-	i.fronts = []*front{newFront(i, i.httpLn, nil, httpSrv), newFront(i, i.httpsLn, fastTLS, httpsSrv)}
+	httpsFront := newFront(i, i.httpsLn, fastTLS, httpsSrv)
+	if i.hsts != "" {
+		httpsFront.hsts = []byte("Strict-Transport-Security: " + i.hsts + "\r\n")
+	}
+	i.fronts = []*front{newFront(i, i.httpLn, nil, httpSrv), httpsFront}
 	i.serveErr = make(chan error, 2*len(i.fronts))
 	for _, f := range i.fronts {
 		go func() { i.serveErr <- f.srv.Serve(f.handoff) }()
@@ -482,12 +496,14 @@ func sampleName(host string) string {
 
 // getCertificate serves only hosts that have a route with TLS; anything else
 // fails the handshake, so probing with arbitrary SNI (or none) reveals no
-// other host's certificate.
+// other host's certificate. A name without a route gets no certificate and
+// no error, which makes crypto/tls answer with the unrecognized_name alert
+// (RFC 6066 section 3) rather than internal_error.
 func (i *Ingress) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	host := requestHost(hello.ServerName)
 	r := i.table.Load().lookup(host)
 	if r == nil {
-		return nil, fmt.Errorf("no route for server name %q", hello.ServerName)
+		return nil, nil
 	}
 	switch r.tlsMode {
 	case TLSManual:
@@ -510,6 +526,7 @@ const (
 	verdictStale
 	verdictForbidden
 	verdictRedirect
+	verdictMisdirected // 421: the Host is not the TLS connection's route (see misdirected)
 )
 
 // admission is admit's decision.
@@ -523,12 +540,15 @@ type admission struct {
 }
 
 // admit decides what the edge does with a request for host (normalized by
-// requestHost) from client, arriving on the plain HTTP listener or the TLS
-// one. Both serving paths ask it: serve, and the fast path, which forwards
-// only verdictProxy requests itself.
-func (i *Ingress) admit(host string, client netip.AddrPort, plain bool) admission {
-	rt := i.table.Load().lookup(host)
+// requestHost) from client, arriving on the plain HTTP listener or on the TLS
+// one with the handshake's serverName. Both serving paths ask it: serve, and
+// the fast path, which forwards only verdictProxy requests itself.
+func (i *Ingress) admit(host, serverName string, client netip.AddrPort, plain bool) admission {
+	t := i.table.Load()
+	rt := t.lookup(host)
 	switch {
+	case !plain && t.misdirected(serverName, rt):
+		return admission{rt: rt, verdict: verdictMisdirected}
 	case rt == nil:
 		return admission{verdict: verdictNotFound}
 	case i.view.Stale():
@@ -557,12 +577,27 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	sw := &statusWriter{ResponseWriter: w}
 	host := requestHost(r.Host)
 	client, _ := netip.ParseAddrPort(r.RemoteAddr)
-	a := i.admit(host, client, plain)
+	var serverName string
+	if r.TLS != nil {
+		serverName = r.TLS.ServerName
+	}
+	a := i.admit(host, serverName, client, plain)
 	label := "unknown" // not the Host header: clients must not be able to mint label values
 	if a.rt != nil {
 		label = a.rt.host
 	}
+	// Set before proxying: ReverseProxy adds the backend's fields after it.
+	if !plain && i.hsts != "" && a.verdict != verdictMisdirected {
+		sw.Header().Set("Strict-Transport-Security", i.hsts)
+	}
+	var count requestCounter
+	defer func() { count.inc(label, sw.status()) }() // also when ReverseProxy aborts with http.ErrAbortHandler
 	switch a.verdict {
+	case verdictMisdirected:
+		if r.ProtoMajor == 1 {
+			sw.Header().Set("Connection", "close") // the client retries on a new connection
+		}
+		http.Error(sw, "misdirected request: this TLS connection was made for another host", http.StatusMisdirectedRequest)
 	case verdictNotFound:
 		http.NotFound(sw, r)
 	case verdictStale:
@@ -581,11 +616,9 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 			break
 		}
 		b.inflight.Add(1)
+		defer b.inflight.Add(-1)
 		b.proxy.ServeHTTP(sw, r)
-		b.inflight.Add(-1)
 	}
-	var count requestCounter
-	count.inc(label, sw.status())
 }
 
 // SetPolicy makes the ingress judge requests by e (nil: allow all). The

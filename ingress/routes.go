@@ -74,9 +74,11 @@ func requestHost(h string) string {
 	return h
 }
 
-// buildTable derives routes from every service's expose block. When two
-// services claim the same host the first in namespace/name order keeps it,
-// so a later cast cannot hijack a host that is already serving.
+// buildTable derives routes from every service's expose block. Casts refuse
+// a host that another service exposes (see cluster.Snapshot.HostClaims); in a
+// store written before they did, two services may claim one host, and the
+// first in namespace/name order keeps it, so every edge node routes it alike
+// whatever the order the services were cast in.
 func buildTable(snap *cluster.Snapshot, backendFor func(addr string) *backend) *table {
 	t := &table{exact: map[string]*route{}, wildcards: map[string]*route{}}
 	for _, e := range snap.Services("") {

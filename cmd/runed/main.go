@@ -71,7 +71,7 @@ type runedFlags struct {
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "forward", "acme-email", "acme-ca", "acme-ca-root", "docker", "docker-host", "dns-bind", "dns-allow"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -90,6 +90,8 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.StringVar(&f.opts.ACMEEmail, "acme-email", "", "edge: contact email for the ACME account")
 	fs.StringVar(&f.opts.ACMECA, "acme-ca", "", "edge: ACME directory URL, or production / staging (Let's Encrypt; default production)")
 	fs.StringVar(&f.opts.ACMECARoot, "acme-ca-root", "", "edge: PEM file of extra roots to trust for the ACME server (a private or test CA)")
+	fs.StringVar(&f.opts.IngressHTTP, "ingress-http", "", "edge: ingress HTTP listen address (default :80; with --dev-mode 127.0.0.1:8080, loopback only: :8080 exposes it to the network)")
+	fs.StringVar(&f.opts.IngressHTTPS, "ingress-https", "", "edge: ingress HTTPS listen address (default :443; with --dev-mode 127.0.0.1:8443, loopback only: :8443 exposes it to the network)")
 	fs.BoolVar(&f.docker, "docker", false, "take this node's instances from the local Docker Engine (containers labelled rune.service)")
 	fs.StringVar(&f.opts.Docker, "docker-host", "", "Docker Engine address for --docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	fs.Func("dns-bind", "another address DNS listens on, e.g. the Docker bridge gateway so containers can reach runed (repeatable)", func(v string) error {

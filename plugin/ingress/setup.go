@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/coredns/caddy"
@@ -31,20 +32,29 @@ type config struct {
 	acmeEmail  string
 	acmeCA     string
 	acmeCARoot string
+	hsts       ingress.HSTS
+	hstsSet    bool // false: no Strict-Transport-Security
 }
 
 func (cfg *config) options(dev bool) ingress.Options {
+	// Dev mode runs on a laptop, where everything else listens on loopback:
+	// exposing its services to the LAN takes an explicit http/https.
 	http, https := cfg.http, cfg.https
 	if http == "" {
-		http = map[bool]string{false: ":80", true: ":8080"}[dev]
+		http = map[bool]string{false: ":80", true: "127.0.0.1:8080"}[dev]
 	}
 	if https == "" {
-		https = map[bool]string{false: ":443", true: ":8443"}[dev]
+		https = map[bool]string{false: ":443", true: "127.0.0.1:8443"}[dev]
 	}
-	return ingress.Options{
+	o := ingress.Options{
 		HTTPAddr: http, HTTPSAddr: https,
 		ACME: ingress.ACMEOptions{Email: cfg.acmeEmail, CA: cfg.acmeCA, CARootsFile: cfg.acmeCARoot},
 	}
+	if cfg.hstsSet {
+		h := cfg.hsts
+		o.HSTS = &h
+	}
+	return o
 }
 
 func setup(c *caddy.Controller) error {
@@ -66,16 +76,17 @@ func setup(c *caddy.Controller) error {
 //	    stale_budget DURATION
 //	    node_name NAME
 //	    dev_mode
-//	    http ADDR             # default :80 (dev_mode :8080)
-//	    https ADDR            # default :443 (dev_mode :8443)
+//	    http ADDR             # default :80 (dev_mode 127.0.0.1:8080)
+//	    https ADDR            # default :443 (dev_mode 127.0.0.1:8443)
 //	    acme_email EMAIL
 //	    acme_ca URL|production|staging   # default production (Let's Encrypt)
 //	    acme_ca_root FILE     # extra PEM roots for the ACME server's HTTPS
+//	    hsts MAX_AGE [include_subdomains] [preload]
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{node: nodeopt.Defaults()}
 	c.Next() // "ingress"
-	if err := nodeopt.Block(c, &cfg.node, map[string]int{"http": 1, "https": 1, "acme_email": 1, "acme_ca": 1, "acme_ca_root": 1}, cfg.set); err != nil {
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"http": 1, "https": 1, "acme_email": 1, "acme_ca": 1, "acme_ca_root": 1, "hsts": -1}, cfg.set); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -108,8 +119,35 @@ func (cfg *config) set(opt string, args []string) error {
 			return err
 		}
 		cfg.acmeCARoot = args[0]
+	case "hsts":
+		h, err := parseHSTS(args)
+		if err != nil {
+			return err
+		}
+		cfg.hsts, cfg.hstsSet = h, true
 	}
 	return nil
+}
+
+// parseHSTS reads `MAX_AGE [include_subdomains] [preload]`, MAX_AGE a
+// duration such as 8760h (one year).
+func parseHSTS(args []string) (ingress.HSTS, error) {
+	age, err := time.ParseDuration(args[0])
+	if err != nil {
+		return ingress.HSTS{}, fmt.Errorf("max-age %q: want a duration such as 8760h (one year) or 0 to withdraw the policy", args[0])
+	}
+	h := ingress.HSTS{MaxAge: age}
+	for _, a := range args[1:] {
+		switch {
+		case a == "include_subdomains" && !h.IncludeSubDomains:
+			h.IncludeSubDomains = true
+		case a == "preload" && !h.Preload:
+			h.Preload = true
+		default:
+			return ingress.HSTS{}, fmt.Errorf("%q: want include_subdomains or preload, each at most once", a)
+		}
+	}
+	return h, h.Validate()
 }
 
 // instance is the process's one ingress: :80 and :443 can be bound once.

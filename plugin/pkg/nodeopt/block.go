@@ -9,8 +9,8 @@ import (
 // Block parses the rest of a directive's block, after its name: no
 // arguments on the directive line, node options into cfg (nil: the
 // directive takes none), every other option checked against arity (how many
-// arguments it takes) and handed to set, and the directive once per server
-// block. Errors carry the Corefile's file and line.
+// arguments it takes; -n: at least n) and handed to set, and the directive
+// once per server block. Errors carry the Corefile's file and line.
 func Block(c *caddy.Controller, cfg *node.Config, arity map[string]int, set func(opt string, args []string) error) error {
 	name := c.Val()
 	if args := c.RemainingArgs(); len(args) > 0 {
@@ -31,7 +31,9 @@ func Block(c *caddy.Controller, cfg *node.Config, arity map[string]int, set func
 		switch {
 		case !ok:
 			return c.Errf("unknown property %q", opt)
-		case len(args) != want:
+		case want < 0 && len(args) < -want:
+			return c.Errf("%s takes at least %d argument(s), got %d", opt, -want, len(args))
+		case want >= 0 && len(args) != want:
 			return c.Errf("%s takes %d argument(s), got %d", opt, want, len(args))
 		}
 		if err := set(opt, args); err != nil {
