@@ -273,7 +273,7 @@ func (d *decoder) service(n *yaml.Node, path string) located {
 		svc:    s,
 		at:     FieldError{File: d.file, Line: at.Line, Column: at.Column, Path: path + ".name"},
 		hostAt: FieldError{File: d.file, Line: hostAt.Line, Column: hostAt.Column, Path: path + ".expose.host"},
-		named: s.Name != "" && d.clean(path+".name") && d.clean(path+".namespace"),
+		named:  s.Name != "" && d.clean(path+".name") && d.clean(path+".namespace"),
 	}
 }
 
