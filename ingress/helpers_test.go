@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -58,7 +59,14 @@ func (n *node) addInstance(t *testing.T, svc, id, ip string) {
 
 func startIngress(t *testing.T, n *node, acme ACMEOptions) *Ingress {
 	t.Helper()
-	ing, err := New(n.Log, n.View, Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", ACME: acme})
+	return startIngressWith(t, n, Options{ACME: acme})
+}
+
+// startIngressWith starts an ingress with opts on loopback ports.
+func startIngressWith(t *testing.T, n *node, opts Options) *Ingress {
+	t.Helper()
+	opts.HTTPAddr, opts.HTTPSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	ing, err := New(n.Log, n.View, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,13 +186,20 @@ func (ca *testCA) pool() *x509.CertPool {
 	return p
 }
 
-// issue returns a PEM certificate and key for names (DNS names or IPs).
+// issue returns a PEM certificate and ECDSA P-256 key for names (DNS names
+// or IPs).
 func (ca *testCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca.issueFor(t, key, notAfter, names...)
+}
+
+// issueFor is issue for a given key.
+func (ca *testCA) issueFor(t *testing.T, key crypto.Signer, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
 		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: notAfter,
@@ -197,7 +212,7 @@ func (ca *testCA) issue(t *testing.T, notAfter time.Time, names ...string) (cert
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -502,19 +502,15 @@ func sampleName(host string) string {
 func (i *Ingress) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	host := requestHost(hello.ServerName)
 	r := i.table.Load().lookup(host)
-	if r == nil {
+	switch {
+	case r == nil || r.tlsMode == TLSNone:
 		return nil, nil
-	}
-	switch r.tlsMode {
-	case TLSManual:
-		if r.cert != nil {
-			return r.cert, nil
-		}
-		return nil, fmt.Errorf("%s: %s", host, r.certErr)
-	case TLSACME:
+	case r.tlsMode == TLSACME:
 		return i.magic.GetCertificate(hello)
+	case r.cert == nil:
+		return nil, fmt.Errorf("%s: %s", host, r.certErr)
 	}
-	return nil, fmt.Errorf("%s is exposed without TLS", host)
+	return r.cert, nil
 }
 
 // verdict is what the edge does with a request.

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,7 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,41 +20,20 @@ import (
 	"github.com/runenet/runenet/internal/testkit"
 )
 
-// pebbleVersion is the ACME test server the end-to-end tests run. It is not
-// a module dependency: it is built once from the module proxy into the user
-// cache directory and reused.
-const pebbleVersion = "v2.10.3"
-
-var pebbleBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-func pebbleBinary(t *testing.T) string {
+// toolBinary builds one of the module's `tool` dependencies (go.mod pins
+// their versions) and returns its path: `go tool -n` builds it into the build
+// cache from the module cache, without installing anything.
+func toolBinary(t *testing.T, name string) string {
 	t.Helper()
-	pebbleBuild.once.Do(func() {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			pebbleBuild.err = err
-			return
+	out, err := exec.Command("go", "tool", "-n", name).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
 		}
-		dir := filepath.Join(cache, "runenet", "pebble-"+pebbleVersion)
-		pebbleBuild.path = filepath.Join(dir, "pebble")
-		if _, err := os.Stat(pebbleBuild.path); err == nil {
-			return
-		}
-		cmd := exec.Command("go", "install", "github.com/letsencrypt/pebble/v2/cmd/pebble@"+pebbleVersion)
-		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=")
-		cmd.Dir = os.TempDir() // outside this module: pebble must not touch go.mod
-		if out, err := cmd.CombinedOutput(); err != nil {
-			pebbleBuild.err = fmt.Errorf("go install pebble@%s: %v\n%s", pebbleVersion, err, out)
-		}
-	})
-	if pebbleBuild.err != nil {
-		t.Fatal(pebbleBuild.err)
+		t.Fatalf("go tool -n %s: %v\n%s", name, err, stderr)
 	}
-	return pebbleBuild.path
+	return strings.TrimSpace(string(out))
 }
 
 // pebble is an ACME test server on loopback whose validation authority
@@ -88,7 +66,7 @@ func newPebble(t *testing.T, validity time.Duration) *pebble {
 
 func (p *pebble) start(t *testing.T, httpPort int) {
 	t.Helper()
-	bin := pebbleBinary(t)
+	bin := toolBinary(t, "pebble")
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           "127.0.0.1:" + p.acmePort,
 		"managementListenAddress": "127.0.0.1:" + p.mgmtPort,
