@@ -44,10 +44,13 @@ func TestRender(t *testing.T) {
 		}, []string{"\t\tallow net 127.0.0.0/8 ::1/128 10.96.0.0/16 172.17.0.0/16 fe80::/64 198.51.100.0/24 2001:db8::/32\n\t\tblock\n"}, nil},
 		{"dev mode edge", func(o *Options) { o.DevMode, o.NodeRole, o.DataDir = true, RoleEdge, "/home/u/.local/state/rune" }, []string{
 			"\t\tdev_mode\n\t\tttl 5\n", "\t\tdev_mode\n\t\tttl 5\n\t}\n\t# The data plane", "\tnetpolicy\n\t# Edge node", "data_dir /home/u/.local/state/rune\n",
-			"ingress on :8080/:8443", "\tingress\n\t# SERVFAIL",
+			"ingress on 127.0.0.1:8080 and 127.0.0.1:8443", "\tingress\n\t# SERVFAIL",
 		}, []string{"(nftables)"}},
 		{"kernel forwarding", func(o *Options) { o.Forward = "kernel" }, []string{"\tdataplane {\n\t\tforward kernel\n\t}\n"}, nil},
-		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress\n", ":80/:443", "(nftables)"}, []string{"\tdev_mode", "acme_", "vip_hold"}},
+		{"edge", func(o *Options) { o.NodeRole = RoleEdge }, []string{"\tingress\n", "ingress on :80 and :443", "(nftables)"}, []string{"\tdev_mode", "acme_", "vip_hold"}},
+		{"dev mode ingress on every address", func(o *Options) {
+			o.DevMode, o.NodeRole, o.IngressHTTP, o.IngressHTTPS = true, RoleEdge, ":8080", "0.0.0.0:8443"
+		}, []string{"ingress on :8080 and 0.0.0.0:8443", "\tingress {\n\t\thttp :8080\n\t\thttps 0.0.0.0:8443\n\t}\n"}, nil},
 		{"acme and vip hold", func(o *Options) {
 			o.NodeRole, o.ACMEEmail, o.ACMECA, o.ACMECARoot, o.VIPHold = RoleEdge, "ops@example.com", "staging", "/etc/rune/roots.pem", 10*time.Minute
 		}, []string{"\t\tacme_email ops@example.com\n\t\tacme_ca staging\n\t\tacme_ca_root /etc/rune/roots.pem\n\t}", "\t\tvip_hold 10m0s\n"}, nil},
@@ -112,6 +115,8 @@ func TestValidate(t *testing.T) {
 		{func(o *Options) { o.Forward, o.DevMode = "kernel", true }, "--forward kernel: dev mode has no nftables"},
 		{func(o *Options) { o.DNSAllow = []string{"10.1.2.3"} }, `--dns-allow "10.1.2.3": want a CIDR`},
 		{func(o *Options) { o.DNSAllow = []string{"10.1.2.0/24", "any"} }, `--dns-allow "any": want a CIDR`},
+		{func(o *Options) { o.NodeRole, o.IngressHTTP = RoleEdge, "8080" }, `--ingress-http "8080": want [host]:port`},
+		{func(o *Options) { o.IngressHTTPS = ":8443" }, "--ingress-https: only an edge node runs the ingress"},
 	}
 	for _, tc := range tests {
 		o := defaults()

@@ -100,6 +100,10 @@ func TestFlags(t *testing.T) {
 		}, ""},
 		{[]string{"--dns-allow", "everyone"}, nil, `--dns-allow "everyone": want a CIDR`},
 		{[]string{"-conf", "Corefile", "--dns-allow", "198.51.100.0/24"}, nil, "--dns-allow renders the Corefile"},
+		{[]string{"--dev-mode", "--ingress-http", ":8080", "--ingress-https", ":8443"}, func(o corefile.Options) bool {
+			return o.IngressHTTP == ":8080" && o.IngressHTTPS == ":8443"
+		}, ""},
+		{[]string{"-conf", "Corefile", "--ingress-http", ":8080"}, nil, "--ingress-http renders the Corefile"},
 	}
 	for _, tc := range tests {
 		f, err := parseFlags(tc.args...)
