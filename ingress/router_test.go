@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -162,22 +161,6 @@ func TestWebSocketThroughIngress(t *testing.T) {
 	waitFor(t, 2*time.Second, "the 101 to be counted", func() bool {
 		return testutil.ToFloat64(ingressRequests.WithLabelValues("ws.example.test", "101"))-before == 1
 	})
-}
-
-func TestUnknownServerNameFailsHandshake(t *testing.T) {
-	n := newNode(t)
-	port := startBackend(t, "plain", "127.0.0.1", 0)
-	ing := startIngress(t, n, ACMEOptions{})
-	n.cast(t, "plain", port, "plain.example.test", "")
-	waitRoute(t, ing, "plain.example.test", 0)
-	for _, sni := range []string{"", "nobody.example.test", "plain.example.test"} {
-		conn, err := tls.Dial("tcp", ing.HTTPSAddr().String(), &tls.Config{ServerName: sni, InsecureSkipVerify: true})
-		if err == nil {
-			names := conn.ConnectionState().PeerCertificates[0].DNSNames
-			conn.Close()
-			t.Errorf("SNI %q: handshake succeeded with a certificate for %v; want failure", sni, names)
-		}
-	}
 }
 
 // Edge traffic to an exposed service with an ingress policy has no service
