@@ -614,15 +614,15 @@ func TestFastPathOverTLS(t *testing.T) {
 			}
 		})
 	}
-	// A Host the SNI's route does not match is answered by net/http.
+	// A Host the SNI's route does not match is answered 421 by net/http.
 	conn, err := tls.Dial("tcp", ing.HTTPSAddr().String(), &tls.Config{ServerName: fastHost, RootCAs: ca.pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: other.example.test\r\n\r\n")
-	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 404 {
-		t.Errorf("unknown Host over TLS: %v %v, want 404", resp, err)
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("unknown Host over TLS: %v %v, want 421", resp, err)
 	}
 }
 
