@@ -81,14 +81,20 @@ func startIngressWith(t *testing.T, n *node, opts Options) *Ingress {
 // name and what the ingress forwarded.
 func startBackend(t *testing.T, name, ip string, port int) int {
 	t.Helper()
+	return startHandler(t, ip, port, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s host=%s path=%s xff=%s proto=%s xfh=%s", name, r.Host, r.URL.Path,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
+	}))
+}
+
+// startHandler serves h on ip:port (port 0 picks one) until the test ends.
+func startHandler(t *testing.T, ip string, port int, h http.Handler) int {
+	t.Helper()
 	ln, err := net.Listen("tcp4", net.JoinHostPort(ip, fmt.Sprint(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s host=%s path=%s xff=%s proto=%s xfh=%s", name, r.Host, r.URL.Path,
-			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
-	})}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().(*net.TCPAddr).Port

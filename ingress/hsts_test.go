@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,19 +16,12 @@ import (
 func TestHSTSOnEveryHTTPSResponse(t *testing.T) {
 	n := newNode(t)
 	ca := newTestCA(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	port := startHandler(t, "127.0.0.1", 0, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/own" {
 			w.Header().Set("Strict-Transport-Security", "max-age=1")
 		}
 		w.Write([]byte("ok"))
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
+	}))
 
 	ing := startIngressWith(t, n, Options{HSTS: &HSTS{MaxAge: 2 * 365 * 24 * time.Hour, IncludeSubDomains: true}})
 	const want = "max-age=63072000; includeSubDomains"

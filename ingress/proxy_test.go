@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // A backend that dies mid-body makes httputil.ReverseProxy abort the handler
@@ -23,21 +25,12 @@ func TestAbortedResponseKeepsCountersExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
-				}
-			}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
 		}
-	}()
+	})
 	ing := startIngress(t, n, ACMEOptions{})
 	certPEM, keyPEM := ca.issue(t, time.Now().Add(time.Hour), "cut.example.test")
 	exposeManual(t, n, ing, "cut", "cut.example.test", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, certPEM, keyPEM)
