@@ -53,7 +53,7 @@ type ACMEOptions struct {
 // Options configure an Ingress.
 type Options struct {
 	// HTTPAddr and HTTPSAddr are the listen addresses. Default ":80" and
-	// ":443"; dev mode uses ":8080" and ":8443".
+	// ":443"; dev mode uses "127.0.0.1:8080" and "127.0.0.1:8443".
 	HTTPAddr, HTTPSAddr string
 	ACME                ACMEOptions
 	// HSTS, when set, is sent on HTTPS responses (see HSTS).
