@@ -7,6 +7,9 @@ need=()
 command -v ip  >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v dig >/dev/null || need+=(dnsutils)
+# The ingress's h2spec test runs it in a mount namespace of its own.
+command -v unshare >/dev/null || need+=(util-linux)
+command -v mount >/dev/null || need+=(mount)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 	echo "missing test tools: ${need[*]} (install them, or run as root on Debian to have make do it)" >&2
