@@ -39,7 +39,10 @@ type Controller struct {
 	// writes to different services run together and share the log's group
 	// commits, and a big cast is never starved by instance churn.
 	clusterMu sync.RWMutex
-	serviceMu sync.Map // NamespacedName → *sync.Mutex
+	// serviceMu holds a service's lock only while someone uses it, so names
+	// that API calls merely mention do not pile up.
+	locksMu   sync.Mutex
+	serviceMu map[NamespacedName]*serviceLock
 }
 
 func NewController(log orderedlog.Log, view *View, opts ControllerOptions) *Controller {
@@ -49,7 +52,7 @@ func NewController(log orderedlog.Log, view *View, opts ControllerOptions) *Cont
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Controller{log: log, view: view, opts: opts}
+	return &Controller{log: log, view: view, opts: opts, serviceMu: map[NamespacedName]*serviceLock{}}
 }
 
 var (
@@ -183,12 +186,13 @@ func (c *Controller) Cast(ctx context.Context, files []SourceFile) ([]CastResult
 			}
 		}
 		return ops, nil
+	}, func() {
+		vipAllocations.Add(float64(allocated))
+		countPublished(published)
 	})
 	if err != nil {
 		return nil, 0, err
 	}
-	vipAllocations.Add(float64(allocated))
-	countPublished(published)
 	return results, seq, nil
 }
 
@@ -292,13 +296,20 @@ func (c *Controller) DeleteService(ctx context.Context, n NamespacedName) (uint6
 			ops = append(ops, orderedlog.PutIf(vipKey(held.IP), held.encode(), a.Rev))
 		}
 		for _, in := range s.Instances(n.Namespace, n.Name) {
-			ops = append(ops, orderedlog.DeleteIf(instanceKey(in.Value.Node, in.Value.ID), in.Rev))
+			ops = append(ops, deleteInstanceOps(in)...)
 		}
 		return ops, nil
+	}, func() {
+		// Under the cluster lock, so no instance write of the service can
+		// count into the series after it is gone.
+		endpointsPublished.DeleteLabelValues(n.Name, n.Namespace)
 	})
 }
 
 // RegisterInstance records a started instance (or replaces its record).
+// Every write is conditional: the record on the revision it was read at,
+// and a new id or IP by a claim that must not exist yet, so racing
+// registrations of one id or one IP leave exactly one owner.
 func (c *Controller) RegisterInstance(ctx context.Context, in Instance) (uint64, error) {
 	if err := validateInstance(&in); err != nil {
 		return 0, err
@@ -317,9 +328,22 @@ func (c *Controller) RegisterInstance(ctx context.Context, in Instance) (uint64,
 			return nil, errorf(KindConflict, "instance %s: ip %s is already registered to instance %s (%s/%s); deregister it first", in.ID, in.IP, other.Value.ID, other.Value.Namespace, other.Value.Service)
 		}
 		var ops []orderedlog.Op
+		var rev uint64 // of the record this write replaces at in's key
 		old, exists := s.Instance(in.ID)
-		if exists {
-			ops = append(ops, orderedlog.DeleteIf(instanceKey(old.Value.Node, old.Value.ID), old.Rev))
+		switch {
+		case !exists:
+			ops = append(ops, orderedlog.PutIf(instanceIDKey(in.ID), []byte(in.Node), 0), orderedlog.PutIf(instanceIPKey(in.IP), []byte(in.ID), 0))
+		default:
+			// The claims belong to the old record, which is changed only
+			// under a precondition, so rewriting them needs none of its own.
+			if old.Value.Node != in.Node {
+				ops = append(ops, orderedlog.DeleteIf(instanceKey(old.Value.Node, old.Value.ID), old.Rev), orderedlog.Put(instanceIDKey(in.ID), []byte(in.Node)))
+			} else {
+				rev = old.Rev
+			}
+			if old.Value.IP != in.IP {
+				ops = append(ops, orderedlog.Delete(instanceIPKey(old.Value.IP)), orderedlog.PutIf(instanceIPKey(in.IP), []byte(in.ID), 0))
+			}
 			if on := (NamespacedName{old.Value.Namespace, old.Value.Service}); on != n {
 				// Re-registered under another service: take it out of the old one's endpoints.
 				ep, _ := s.Endpoints(on)
@@ -329,18 +353,28 @@ func (c *Controller) RegisterInstance(ctx context.Context, in Instance) (uint64,
 			}
 		}
 		in.Updated = c.opts.Now().UTC()
-		ops = append(ops, orderedlog.Put(instanceKey(in.Node, in.ID), in.encode()))
+		ops = append(ops, orderedlog.PutIf(instanceKey(in.Node, in.ID), in.encode(), rev))
 		ep, _ := s.Endpoints(n)
 		if op, ok := endpointsOp(n, ep, readySet(in), nil); ok {
 			ops = append(ops, op)
 			published = true
 		}
 		return ops, nil
+	}, func() {
+		if published {
+			countPublished([]NamespacedName{n})
+		}
 	})
-	if err == nil && published {
-		countPublished([]NamespacedName{n})
-	}
 	return seq, err
+}
+
+// deleteInstanceOps removes an instance's record and its claims.
+func deleteInstanceOps(e Entry[Instance]) []orderedlog.Op {
+	return []orderedlog.Op{
+		orderedlog.DeleteIf(instanceKey(e.Value.Node, e.Value.ID), e.Rev),
+		orderedlog.Delete(instanceIDKey(e.Value.ID)),
+		orderedlog.Delete(instanceIPKey(e.Value.IP)),
+	}
 }
 
 // SetInstanceReady flips an instance's health; its service's endpoints follow.
@@ -367,7 +401,7 @@ func (c *Controller) changeInstance(ctx context.Context, id string, change func(
 	if cur, ok := c.view.Snapshot().Instance(id); ok {
 		lock = c.serviceLock(NamespacedName{cur.Value.Namespace, cur.Value.Service})
 	}
-	seq, err := c.update(ctx, lock, func(s *Snapshot) ([]orderedlog.Op, error) {
+	return c.update(ctx, lock, func(s *Snapshot) ([]orderedlog.Op, error) {
 		published = nil
 		cur, ok := s.Instance(id)
 		if !ok {
@@ -378,7 +412,7 @@ func (c *Controller) changeInstance(ctx context.Context, id string, change func(
 		var ops []orderedlog.Op
 		edit := func(a []EndpointAddress) []EndpointAddress { return withoutInstance(a, id) }
 		if change == nil {
-			ops = append(ops, orderedlog.DeleteIf(key, cur.Rev))
+			ops = append(ops, deleteInstanceOps(cur)...)
 		} else {
 			if !change(&in) {
 				return nil, nil
@@ -394,11 +428,11 @@ func (c *Controller) changeInstance(ctx context.Context, id string, change func(
 			published = &n
 		}
 		return ops, nil
+	}, func() {
+		if published != nil {
+			countPublished([]NamespacedName{*published})
+		}
 	})
-	if err == nil && published != nil {
-		countPublished([]NamespacedName{*published})
-	}
-	return seq, err
 }
 
 // readySet returns an edit that puts in into an address list if it is ready
@@ -453,32 +487,57 @@ func countPublished(ns []NamespacedName) {
 	}
 }
 
-// serviceLock is the lock of writers to one service's instances.
-func (c *Controller) serviceLock(n NamespacedName) sync.Locker {
-	l, _ := c.serviceMu.LoadOrStore(n, &sync.Mutex{})
-	return instanceLock{cluster: &c.clusterMu, service: l.(*sync.Mutex)}
+// serviceLock is the lock of writers to one service's instances; they hold
+// the cluster lock shared.
+type serviceLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters, under Controller.locksMu
 }
+
+func (c *Controller) serviceLock(n NamespacedName) sync.Locker { return instanceLock{c, n} }
 
 type instanceLock struct {
-	cluster *sync.RWMutex
-	service *sync.Mutex
+	c *Controller
+	n NamespacedName
 }
 
-func (l instanceLock) Lock()   { l.cluster.RLock(); l.service.Lock() }
-func (l instanceLock) Unlock() { l.service.Unlock(); l.cluster.RUnlock() }
+func (l instanceLock) Lock() {
+	l.c.clusterMu.RLock()
+	l.c.locksMu.Lock()
+	sl := l.c.serviceMu[l.n]
+	if sl == nil {
+		sl = &serviceLock{}
+		l.c.serviceMu[l.n] = sl
+	}
+	sl.refs++
+	l.c.locksMu.Unlock()
+	sl.mu.Lock()
+}
+
+func (l instanceLock) Unlock() {
+	l.c.locksMu.Lock()
+	sl := l.c.serviceMu[l.n]
+	if sl.refs--; sl.refs == 0 {
+		delete(l.c.serviceMu, l.n)
+	}
+	l.c.locksMu.Unlock()
+	sl.mu.Unlock()
+	l.c.clusterMu.RUnlock()
+}
 
 // update runs a read-compute-propose cycle on a View caught up with the log,
 // under lock, retrying when a precondition shows the state moved underneath
-// it; then it waits, without the lock, for the local View to apply the write.
-func (c *Controller) update(ctx context.Context, lock sync.Locker, compute func(*Snapshot) ([]orderedlog.Op, error)) (uint64, error) {
-	seq, wrote, err := c.propose(ctx, lock, compute)
+// it, and runs committed (still under lock) once a write is durable; then it
+// waits, without the lock, for the local View to apply the write.
+func (c *Controller) update(ctx context.Context, lock sync.Locker, compute func(*Snapshot) ([]orderedlog.Op, error), committed func()) (uint64, error) {
+	seq, wrote, err := c.propose(ctx, lock, compute, committed)
 	if wrote {
 		c.awaitApplied(ctx, seq)
 	}
 	return seq, err
 }
 
-func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func(*Snapshot) ([]orderedlog.Op, error)) (uint64, bool, error) {
+func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func(*Snapshot) ([]orderedlog.Op, error), committed func()) (uint64, bool, error) {
 	lock.Lock()
 	defer lock.Unlock()
 	const attempts = 8
@@ -495,6 +554,7 @@ func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func
 		}
 		seq, err := c.log.Propose(ctx, ops)
 		if err == nil {
+			committed()
 			return seq, true, nil
 		}
 		if !errors.Is(err, orderedlog.ErrConflict) {

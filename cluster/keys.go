@@ -12,6 +12,11 @@ import (
 const (
 	keyClusterNetwork = orderedlog.PrefixNetwork + "cluster"
 	prefixVIPs        = orderedlog.PrefixNetwork + "vips/"
+	// Claims make an instance id and an instance IP unique across the
+	// cluster: a registration creates them with a "must not exist"
+	// precondition, so two racing writers cannot both take one.
+	prefixInstanceIDs = orderedlog.PrefixNetwork + "instance-ids/"
+	prefixInstanceIPs = orderedlog.PrefixNetwork + "instance-ips/"
 )
 
 func serviceKey(n NamespacedName) string {
@@ -25,6 +30,8 @@ func vipKey(ip netip.Addr) string       { return prefixVIPs + ip.String() }
 func instanceKey(node, id string) string {
 	return orderedlog.PrefixLocalInstances + node + "/" + id
 }
+func instanceIDKey(id string) string     { return prefixInstanceIDs + id }
+func instanceIPKey(ip netip.Addr) string { return prefixInstanceIPs + ip.String() }
 
 // splitName parses "<prefix><ns>/<name>".
 func splitName(key, prefix string) (NamespacedName, bool) {

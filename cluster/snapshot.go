@@ -225,6 +225,7 @@ func (e *snapshotEditor) done() *Snapshot {
 type record struct {
 	kind  recordKind
 	name  NamespacedName // services, endpoints, policies
+	node  string         // instances
 	id    string         // instances
 	ip    netip.Addr     // VIP allocations
 	value any            // *ServiceRecord, *Endpoints, ... ; nil for a delete
@@ -267,11 +268,11 @@ func decodeRecord(key string, value []byte, del bool) (record, error) {
 	case strings.HasPrefix(key, orderedlog.PrefixPolicy):
 		err, target = named(recPolicy, orderedlog.PrefixPolicy), &NetworkPolicy{}
 	case strings.HasPrefix(key, orderedlog.PrefixLocalInstances):
-		_, id, ok := strings.Cut(strings.TrimPrefix(key, orderedlog.PrefixLocalInstances), "/")
-		if !ok || id == "" {
+		node, id, ok := strings.Cut(strings.TrimPrefix(key, orderedlog.PrefixLocalInstances), "/")
+		if !ok || node == "" || id == "" {
 			return r, fmt.Errorf("malformed instance key %q", key)
 		}
-		r.kind, r.id, target = recInstance, id, &Instance{}
+		r.kind, r.node, r.id, target = recInstance, node, id, &Instance{}
 	case strings.HasPrefix(key, prefixVIPs):
 		ip, perr := netip.ParseAddr(strings.TrimPrefix(key, prefixVIPs))
 		if perr != nil {
@@ -286,6 +287,9 @@ func decodeRecord(key string, value []byte, del bool) (record, error) {
 	}
 	if err := target.decode(value); err != nil {
 		return r, fmt.Errorf("decode %s: %w", key, err)
+	}
+	if in, ok := target.(*Instance); ok && (in.Node != r.node || in.ID != r.id) {
+		return r, fmt.Errorf("%s holds instance %s of node %s", key, in.ID, in.Node)
 	}
 	r.value = target
 	return r, nil
@@ -341,8 +345,13 @@ func (e *snapshotEditor) insert(r record, rev uint64) {
 			e.policies.Set(r.name, Entry[NetworkPolicy]{r.value.(*NetworkPolicy), rev})
 		}
 	case recInstance:
-		if old, ok := e.instances.Get(r.id); ok {
-			e.byIP.Delete(old.Value.IP)
+		// Instances are indexed by id, which the controller's claims keep
+		// unique across nodes; a delete of another node's key for the same
+		// id must not drop the record this index holds.
+		if old, ok := e.instances.Get(r.id); ok && (r.value != nil || old.Value.Node == r.node) {
+			if owner, _ := e.byIP.Get(old.Value.IP); owner == r.id {
+				e.byIP.Delete(old.Value.IP)
+			}
 			e.instances.Delete(r.id)
 		}
 		if r.value != nil {
