@@ -19,3 +19,7 @@ func dns1123LabelProblem(s string) string {
 	}
 	return ""
 }
+
+// NodeNameProblem says what is wrong with s as a node name, or "" when
+// nothing is: instances name their node, so it must be a DNS label.
+func NodeNameProblem(s string) string { return dns1123LabelProblem(s) }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,10 +64,26 @@ func (c *Config) setDefaults() error {
 	if c.StaleBudget <= 0 {
 		c.StaleBudget = 30 * time.Second
 	}
+	from := "node name"
 	if c.NodeName == "" {
-		c.NodeName, _ = os.Hostname()
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: cannot read the host name (%v); set --node-name (node_name in the Corefile)", err)
+		}
+		c.NodeName, from = nodeNameFromHost(host), fmt.Sprintf("node name (from the host name %q)", host)
+	}
+	if p := cluster.NodeNameProblem(c.NodeName); p != "" {
+		return fmt.Errorf("%s %q %s: set --node-name (node_name in the Corefile) to a DNS label such as node-1", from, c.NodeName, p)
 	}
 	return nil
+}
+
+// nodeNameFromHost makes a host name a node name the way the host is
+// usually called: its first label, lower-case ("Web-01.example.com" is
+// web-01), since instance records must name their node by a DNS label.
+func nodeNameFromHost(host string) string {
+	first, _, _ := strings.Cut(host, ".")
+	return strings.ToLower(first)
 }
 
 // Runtime is an open node.

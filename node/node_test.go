@@ -1,8 +1,13 @@
 package node
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/runenet/runenet/cluster"
 )
 
 func TestAcquireShareAttachRelease(t *testing.T) {
@@ -49,5 +54,41 @@ func TestBadConfigIsRefused(t *testing.T) {
 	}
 	if _, err := Acquire(Config{}); err == nil {
 		t.Fatal("no data dir accepted")
+	}
+}
+
+func TestNodeNameFromHostName(t *testing.T) {
+	for host, want := range map[string]string{
+		"web-01":                    "web-01",
+		"Web-01.Example.COM":        "web-01",
+		"node1.cluster.internal":    "node1",
+		"UPPER":                     "upper",
+		"trailing-dot.example.org.": "trailing-dot",
+	} {
+		if got := nodeNameFromHost(host); got != want {
+			t.Errorf("host %q: node name %q, want %q", host, got, want)
+		}
+	}
+}
+
+// A node name that instances could not name (explicit, or a host name that
+// does not normalize into a DNS label) stops the node before anything opens.
+func TestBadNodeNameIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, name := range []string{"Node_1", "web.example.com", "-x"} {
+		_, err := Acquire(Config{DataDir: dir, NodeName: name})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("node name %q", name)) || !strings.Contains(err.Error(), "--node-name") {
+			t.Errorf("node name %q: %v, want a refusal naming it and --node-name", name, err)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused node created its data directory (%v)", err)
+	}
+	c := Config{DataDir: dir}
+	if err := c.setDefaults(); err != nil {
+		t.Fatalf("default node name from this host: %v", err)
+	}
+	if p := cluster.NodeNameProblem(c.NodeName); p != "" {
+		t.Fatalf("the default node name %q %s", c.NodeName, p)
 	}
 }

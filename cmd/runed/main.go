@@ -77,7 +77,7 @@ func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
 	fs.BoolVar(&f.opts.DevMode, "dev-mode", false, "laptop mode: .rune answers 127.0.0.1, state in the user's state directory, implies --node-role=edge")
 	fs.StringVar(&f.opts.NodeRole, "node-role", "", `"" or "edge" (edge serves ingress); --dev-mode implies edge unless --node-role="" is given`)
-	fs.StringVar(&f.opts.NodeName, "node-name", "", "this node's name (default: the host name)")
+	fs.StringVar(&f.opts.NodeName, "node-name", "", "this node's name, a DNS label (default: the host name's first label, lower-cased)")
 	fs.StringVar(&f.opts.DataDir, "data-dir", "", "state directory (default "+corefile.DefaultDataDir+", with --dev-mode "+corefile.DevDataDir()+")")
 	fs.StringVar(&f.opts.ClusterCIDR, "cluster-cidr", corefile.DefaultClusterCIDR, "range service VIPs are allocated from (RFC 1918 or 100.64.0.0/10)")
 	fs.StringVar(&f.opts.DNSAddr, "dns-addr", corefile.DefaultDNSAddr, "DNS listen address (host:port; empty host: every address)")
