@@ -94,7 +94,10 @@ func (s *Server) policyRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
-	snap := s.View.Snapshot()
+	snap, ok := s.snapshot(w, r)
+	if !ok {
+		return
+	}
 	out := PolicyList{Seq: snap.Seq, Items: []PolicyItem{}}
 	for _, e := range snap.Services(r.URL.Query().Get("namespace")) {
 		n := cluster.NamespacedName{Namespace: e.Value.Spec.Namespace, Name: e.Value.Spec.Name}

@@ -35,6 +35,9 @@ type Server struct {
 	Policy func() Policy
 	// PortForwarder returns the node's proxy, nil when it runs none.
 	PortForwarder func() PortForwarder
+	// LoadWait bounds how long a read waits for the View's first load
+	// (right after a start) before answering 503. Default 5s.
+	LoadWait time.Duration
 }
 
 // Handler returns the API's routes.
@@ -131,8 +134,27 @@ func (s *Server) cast(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, CastResponse{Seq: seq, Results: res})
 }
 
+// snapshot is what reads answer from: the View's, once it has loaded. An
+// empty answer before that would tell a script its services are gone.
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) (*cluster.Snapshot, bool) {
+	wait := s.LoadWait
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	if err := s.View.WaitLoaded(ctx); err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	return s.View.Snapshot(), true
+}
+
 func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
-	snap := s.View.Snapshot()
+	snap, ok := s.snapshot(w, r)
+	if !ok {
+		return
+	}
 	out := ServiceList{Seq: snap.Seq, Items: []cluster.ServiceRecord{}}
 	for _, e := range snap.Services(r.URL.Query().Get("namespace")) {
 		out.Items = append(out.Items, *e.Value)
@@ -142,7 +164,11 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 	n := cluster.NamespacedName{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
-	e, ok := s.View.Snapshot().Service(n)
+	snap, ok := s.snapshot(w, r)
+	if !ok {
+		return
+	}
+	e, ok := snap.Service(n)
 	if !ok {
 		writeError(w, &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("service %q not found in namespace %q", n.Name, n.Namespace)})
 		return
@@ -156,7 +182,10 @@ func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
-	snap := s.View.Snapshot()
+	snap, ok := s.snapshot(w, r)
+	if !ok {
+		return
+	}
 	out := EndpointsList{Seq: snap.Seq, Items: []cluster.Endpoints{}}
 	for _, e := range snap.AllEndpoints(r.URL.Query().Get("namespace")) {
 		out.Items = append(out.Items, *e.Value)
@@ -165,7 +194,10 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
-	snap := s.View.Snapshot()
+	snap, ok := s.snapshot(w, r)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
 	out := InstanceList{Seq: snap.Seq, Items: []cluster.Instance{}}
 	for _, e := range snap.Instances(q.Get("namespace"), q.Get("service")) {
@@ -330,6 +362,8 @@ var kindNames = map[cluster.Kind]struct {
 	cluster.KindNotFound:  {"not_found", http.StatusNotFound},
 	cluster.KindConflict:  {"conflict", http.StatusConflict},
 	cluster.KindExhausted: {"exhausted", http.StatusInsufficientStorage},
+	cluster.KindNotReady:  {"not_ready", http.StatusServiceUnavailable},
+	cluster.KindNoSpace:   {"disk_full", http.StatusInsufficientStorage},
 }
 
 func writeError(w http.ResponseWriter, err error) {

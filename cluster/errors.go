@@ -14,6 +14,8 @@ const (
 	KindNotFound                  // the named object does not exist
 	KindConflict                  // the write raced with another and lost, or clashes with existing state
 	KindExhausted                 // no VIP left in the cluster CIDR
+	KindNotReady                  // the node has not loaded its state yet; retry
+	KindNoSpace                   // the node's disk is (nearly) full; writes resume once space is freed
 )
 
 // Error is a controller error an operator can act on.

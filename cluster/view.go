@@ -113,6 +113,23 @@ func (v *View) WaitFor(ctx context.Context, seq uint64) error {
 	}
 }
 
+// WaitLoaded blocks until the View has loaded the log once. Before that its
+// snapshot is empty, and an answer read from it would say that nothing
+// exists; a read that cannot wait gets a KindNotReady error instead.
+func (v *View) WaitLoaded(ctx context.Context) error {
+	for {
+		ch := v.Changed()
+		if v.Loaded() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &Error{Kind: KindNotReady, Msg: "not ready: the node is still loading its store; retry shortly (`rune status` shows when it is ready)", Err: ctx.Err()}
+		}
+	}
+}
+
 // PauseFor stops applying the log for d, as if the watch had stalled. It is
 // the fault injection behind `rune debug pause-watch`, used to show that
 // every consumer fails closed past the stale budget and recovers after.
@@ -124,6 +141,10 @@ func (v *View) paused() bool { return time.Now().UnixNano() < v.pausedTil.Load()
 
 func (v *View) publish(s *Snapshot) {
 	v.snap.Store(s)
+	v.notify()
+}
+
+func (v *View) notify() {
 	v.mu.Lock()
 	close(v.changed)
 	v.changed = make(chan struct{})
@@ -184,9 +205,11 @@ func (v *View) relist(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v.publish(s)
+	// Loaded before waiters wake, so WaitLoaded sees the load it woke for.
+	v.snap.Store(s)
 	v.markCurrent(s.Seq)
 	v.loaded.Store(true)
+	v.notify()
 	return nil
 }
 
