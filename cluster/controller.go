@@ -557,6 +557,9 @@ func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func
 			committed()
 			return seq, true, nil
 		}
+		if errors.Is(err, orderedlog.ErrNoSpace) {
+			return 0, false, &Error{Kind: KindNoSpace, Err: err}
+		}
 		if !errors.Is(err, orderedlog.ErrConflict) {
 			return 0, false, err
 		}

@@ -31,6 +31,7 @@ type Options struct {
 	APIAddr     string // "" for unix://DATA_DIR/runed.sock
 	StaleBudget time.Duration
 	VIPHold     time.Duration // 0: the default (1h)
+	DiskReserve string        // free space the store keeps (ParseSize); "": the default
 	// Forward is how the data plane moves TCP: "" or "proxy" (the L4
 	// proxy), or "kernel" (nftables DNAT for ports without an ingress policy).
 	Forward string
@@ -138,6 +139,9 @@ func (o *Options) Validate() error {
 	if o.VIPHold < 0 {
 		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
 	}
+	if _, err := ParseSize(o.DiskReserve); o.DiskReserve != "" && err != nil {
+		return fmt.Errorf("--disk-reserve %q: %v", o.DiskReserve, err)
+	}
 	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}, {"--acme-email", o.ACMEEmail}, {"--acme-ca", o.ACMECA}, {"--acme-ca-root", o.ACMECARoot}, {"--ingress-http", o.IngressHTTP}, {"--ingress-https", o.IngressHTTPS}} {
 		if strings.ContainsAny(v.val, " \t\n\"{}#") {
 			return fmt.Errorf("%s %q: must not contain spaces, quotes, braces or #", v.flag, v.val)
@@ -195,6 +199,9 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 		stale_budget {{.StaleBudget}}
 {{- if .VIPHold}}
 		vip_hold {{.VIPHold}}
+{{- end}}
+{{- if .DiskReserve}}
+		disk_reserve {{.DiskReserve}}
 {{- end}}
 {{- if eq .Docker "default"}}
 		docker

@@ -63,6 +63,7 @@ func TestRender(t *testing.T) {
 		}, []string{"bind"}},
 		{"docker", func(o *Options) { o.Docker, o.DNSBind = "default", []string{"172.17.0.1"} }, []string{"\t\tdocker\n", "\tbind 127.0.0.123 172.17.0.1\n"}, nil},
 		{"docker host", func(o *Options) { o.Docker = "tcp://127.0.0.1:2375" }, []string{"\t\tdocker tcp://127.0.0.1:2375\n"}, nil},
+		{"disk reserve", func(o *Options) { o.DiskReserve = "1GiB" }, []string{"\t\tstale_budget 30s\n\t\tdisk_reserve 1GiB\n"}, nil},
 		{"ipv6 bind", func(o *Options) { o.DNSAddr = "[::1]:53" }, []string{"\tbind ::1\n"}, nil},
 	}
 	for _, tc := range tests {
@@ -117,6 +118,7 @@ func TestValidate(t *testing.T) {
 		{func(o *Options) { o.DNSAllow = []string{"10.1.2.0/24", "any"} }, `--dns-allow "any": want a CIDR`},
 		{func(o *Options) { o.NodeRole, o.IngressHTTP = RoleEdge, "8080" }, `--ingress-http "8080": want [host]:port`},
 		{func(o *Options) { o.IngressHTTPS = ":8443" }, "--ingress-https: only an edge node runs the ingress"},
+		{func(o *Options) { o.DiskReserve = "1GB" }, `--disk-reserve "1GB": want a size such as 256MiB`},
 	}
 	for _, tc := range tests {
 		o := defaults()

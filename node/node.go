@@ -37,6 +37,10 @@ type Config struct {
 	HoldPeriod  time.Duration // VIP hold after delete; default 1h
 	DevMode     bool
 	NodeName    string // default the hostname
+	// DiskReserve is the free space (bytes) the store keeps on its
+	// filesystem, refusing writes below it; 0 is the default
+	// (orderedlog.DefaultDiskReserve), negative turns the guard off.
+	DiskReserve int64
 	// Docker, when set, makes this node's running containers labelled
 	// rune.service its instances: "default" for $DOCKER_HOST or the local
 	// socket, else an Engine address (unix:// or tcp://).
@@ -181,7 +185,7 @@ func open(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	lg, err := badger.Open(filepath.Join(cfg.DataDir, "store"), badger.Options{})
+	lg, err := badger.Open(filepath.Join(cfg.DataDir, "store"), badger.Options{DiskReserve: cfg.DiskReserve})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}

@@ -71,7 +71,7 @@ type runedFlags struct {
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -86,6 +86,7 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.StringVar(&f.opts.APIAddr, "api-addr", "", "API listen address, unix:///path or tcp://host:port (default unix://DATA_DIR/runed.sock)")
 	fs.DurationVar(&f.opts.StaleBudget, "stale-budget", corefile.DefaultStaleBudget, "lag behind the log past which answers fail closed")
 	fs.DurationVar(&f.opts.VIPHold, "vip-hold", 0, "how long a deleted service's VIP stays reserved for it (default 1h)")
+	fs.StringVar(&f.opts.DiskReserve, "disk-reserve", "", "free space the store keeps on its disk, refusing writes below it (e.g. 512MiB; 0: off; default 256MiB)")
 	fs.StringVar(&f.opts.Forward, "forward", "proxy", "how TCP to service VIPs is forwarded: proxy (L4 proxy: least-loaded balancing, retries, per-connection metrics) or kernel (nftables DNAT for ports without an ingress policy: full throughput, no sockets held)")
 	fs.StringVar(&f.opts.ACMEEmail, "acme-email", "", "edge: contact email for the ACME account")
 	fs.StringVar(&f.opts.ACMECA, "acme-ca", "", "edge: ACME directory URL, or production / staging (Let's Encrypt; default production)")

@@ -60,6 +60,16 @@ type Options struct {
 	// MemTableSize is Badger's memtable size. One transaction, and so the
 	// largest batch, may use 15% of it. Default 32 MiB.
 	MemTableSize int64
+	// ValueLogFileSize is the size of one Badger value-log file, the unit
+	// value-log GC reclaims. Default 64 MiB.
+	ValueLogFileSize int64
+	// GCInterval is how often value-log GC looks for space to reclaim.
+	// Default 10m; negative disables it.
+	GCInterval time.Duration
+	// DiskReserve is the free space (bytes) the log keeps on its
+	// filesystem: writes are refused with ErrNoSpace below it. Default
+	// orderedlog.DefaultDiskReserve; negative disables the guard.
+	DiskReserve int64
 	// Logger receives Badger's warnings and errors and auto-compaction
 	// failures; Badger's info chatter is logged at debug level.
 	// Default slog.Default().
@@ -85,6 +95,15 @@ func (o Options) withDefaults() Options {
 	if o.MemTableSize <= 0 {
 		o.MemTableSize = 32 << 20
 	}
+	if o.ValueLogFileSize <= 0 {
+		o.ValueLogFileSize = 64 << 20
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = 10 * time.Minute
+	}
+	if o.DiskReserve == 0 {
+		o.DiskReserve = orderedlog.DefaultDiskReserve
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -101,8 +120,9 @@ func (o Options) withDefaults() Options {
 // or, once they fall behind it, from disk, so a slow watcher costs Propose
 // nothing.
 type Log struct {
-	db   *badgerdb.DB
-	opts Options
+	db    *badgerdb.DB
+	opts  Options
+	space *orderedlog.DiskGuard
 
 	proposals chan *proposal // unbuffered: a send succeeding means the committer owns it
 	closing   chan struct{}
@@ -166,7 +186,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		WithValueThreshold(min(1<<20, opts.MemTableSize*15/100)).
 		WithNumMemtables(3).
 		WithBlockCacheSize(32 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{opts.Logger})
@@ -182,6 +202,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		committed:   make(chan struct{}),
 		ring:        make([]*orderedlog.Batch, opts.RecentBatches),
 		compactWake: make(chan struct{}, 1),
+		space:       orderedlog.NewDiskGuard(dir, uint64(max(opts.DiskReserve, 0)), opts.Logger),
 	}
 	if err := l.recover(); err != nil {
 		db.Close()
@@ -193,6 +214,10 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.KeepEntries > 0 {
 		l.wg.Add(1)
 		go l.compactLoop()
+	}
+	if opts.GCInterval > 0 {
+		l.wg.Add(1)
+		go l.gcLoop()
 	}
 	return l, nil
 }
@@ -387,6 +412,12 @@ func (l *Log) commitGroup(group []*proposal) {
 	if l.failed != nil {
 		for _, p := range group {
 			p.err = l.failed
+		}
+		return
+	}
+	if err := l.space.Check(groupBytes(group)); err != nil {
+		for _, p := range group {
+			p.err = err
 		}
 		return
 	}

@@ -114,7 +114,7 @@ func TestDNSFromFlags(t *testing.T) {
 		"--dns-addr", dnsAddr, "--dns-bind", bindIP, "--dns-bind", nodeLocalIP, "--dns-bind", nodeRemoteIP,
 		"--dns-allow", allowedIP + "/32",
 		"--metrics-addr", "127.0.0.1:9100", "--ready-addr", "127.0.0.1:8181", "--api-addr", sock,
-		"--stale-budget", "5s", "--vip-hold", "10m", "--forward", "kernel",
+		"--stale-budget", "5s", "--vip-hold", "10m", "--disk-reserve", "64MiB", "--forward", "kernel",
 		// Nothing listens there: the ACME server is only asked once a
 		// service is exposed, the Docker Engine is retried in the background.
 		"--acme-email", "ops@example.com", "--acme-ca", "https://127.0.0.1:14000/dir", "--acme-ca-root", writeTestRoot(t, dir),

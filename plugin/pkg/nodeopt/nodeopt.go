@@ -27,7 +27,7 @@ func Set(cfg *node.Config, opt string, args []string) (bool, error) {
 			cfg.Docker = "default"
 			return true, nil
 		}
-	case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "vip_hold":
+	case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "vip_hold", "disk_reserve":
 	default:
 		return false, nil
 	}
@@ -59,6 +59,15 @@ func Set(cfg *node.Config, opt string, args []string) (bool, error) {
 		cfg.Docker = args[0]
 	case "node_name":
 		cfg.NodeName = args[0]
+	case "disk_reserve":
+		n, err := corefile.ParseSize(args[0])
+		if err != nil {
+			return true, fmt.Errorf("disk_reserve %q: %v", args[0], err)
+		}
+		cfg.DiskReserve = n
+		if n == 0 {
+			cfg.DiskReserve = -1 // "0" turns the guard off; the zero Config means the default
+		}
 	case "stale_budget", "vip_hold":
 		d, err := time.ParseDuration(args[0])
 		if err != nil || d <= 0 {

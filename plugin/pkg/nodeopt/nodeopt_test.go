@@ -29,6 +29,11 @@ func TestSet(t *testing.T) {
 		{"stale_budget", []string{"-1s"}, true, "positive duration", nil},
 		{"vip_hold", []string{"10m"}, true, "", func(c node.Config) bool { return c.HoldPeriod == 10*time.Minute }},
 		{"node_name", []string{"n1"}, true, "", func(c node.Config) bool { return c.NodeName == "n1" }},
+		{"disk_reserve", []string{"512MiB"}, true, "", func(c node.Config) bool { return c.DiskReserve == 512<<20 }},
+		{"disk_reserve", []string{"65536"}, true, "", func(c node.Config) bool { return c.DiskReserve == 65536 }},
+		{"disk_reserve", []string{"0"}, true, "", func(c node.Config) bool { return c.DiskReserve < 0 }},
+		{"disk_reserve", []string{"1GB"}, true, "want a size such as 256MiB", nil},
+		{"disk_reserve", []string{"-1MiB"}, true, "want a size", nil},
 		{"ttl", []string{"5"}, false, "", nil},
 	} {
 		var cfg node.Config
