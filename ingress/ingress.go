@@ -400,7 +400,7 @@ func (i *Ingress) rebuild(ctx context.Context) {
 		}
 	}
 	i.secrets = secrets
-	i.table.Store(t)
+	forgetHosts(i.table.Swap(t), t)
 	idleCutoff := now.Add(-idleConnTimeout)
 	i.pool.Range(func(k, v any) bool {
 		if !used[k.(string)] {

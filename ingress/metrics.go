@@ -33,6 +33,24 @@ func setCertGauge(t *table) {
 	}
 }
 
+// forgetHosts drops the request series of hosts that old routed and cur
+// does not (their service was deleted or stopped exposing them), so the
+// metric does not keep every host it ever served.
+func forgetHosts(old, cur *table) {
+	if old == nil {
+		return
+	}
+	kept := make(map[string]bool, len(cur.ordered))
+	for _, r := range cur.ordered {
+		kept[r.host] = true
+	}
+	for _, r := range old.ordered {
+		if !kept[r.host] {
+			ingressRequests.DeletePartialMatch(prometheus.Labels{"host": r.host})
+		}
+	}
+}
+
 // requestCounter counts requests in rune_ingress_requests_total. It keeps
 // the last series it counted in: a keep-alive connection mostly repeats it,
 // and finding a series by its label values hashes and allocates.
