@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/internal/testseed"
 	"github.com/runenet/runenet/orderedlog/badger"
 )
 
@@ -71,6 +71,7 @@ func TestCastSurvivesSIGKILL(t *testing.T) {
 		t.Skip("kills and restarts a child process 20 times")
 	}
 	dir := t.TempDir()
+	rng := testseed.Rand(t)
 	vips := map[string]netip.Addr{} // every service ever acknowledged → its VIP
 	acked := 0
 	for run := 0; run < 20; run++ {
@@ -93,7 +94,7 @@ func TestCastSurvivesSIGKILL(t *testing.T) {
 		}()
 		// Let it get going, then kill it at a random point.
 		first := <-lines
-		time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond)
+		time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		for _, line := range append([]string{first}, drain(lines)...) {

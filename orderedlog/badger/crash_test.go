@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/internal/testseed"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/logtest"
 )
@@ -47,7 +48,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Skip("re-executes the test binary 24 times")
 	}
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	rng := testseed.Rand(t)
 	m := &crashModel{state: map[string]orderedlog.KV{}, allocations: map[string]string{}, acked: map[uint64]uint32{}}
 	start := time.Now()
 	const rounds = 24
