@@ -116,3 +116,35 @@ func checkInstanceOwners(t *testing.T, n *testNode) {
 		t.Fatalf("the live View and one rebuilt from the store disagree:\n live %v\n store %v", live, relisted)
 	}
 }
+
+// Deregistering an instance, moving it to another IP or deleting its service
+// releases its claims: the id and the IP can be registered again.
+func TestInstanceClaimsAreReleased(t *testing.T) {
+	n := newNode(t, "10.96.0.0/16")
+	ctx := context.Background()
+	cast(t, n, svcYAML("a", "default", ""), svcYAML("b", "default", ""))
+	ip1, ip2 := netip.MustParseAddr("172.16.9.1"), netip.MustParseAddr("172.16.9.2")
+	register := func(id, svc, node string, ip netip.Addr) {
+		t.Helper()
+		if _, err := n.ctl.RegisterInstance(ctx, Instance{ID: id, Service: svc, Node: node, IP: ip, Ready: true}); err != nil {
+			t.Fatalf("register %s (%s, %s, %s): %v", id, svc, node, ip, err)
+		}
+		checkInstanceOwners(t, n)
+	}
+	register("x", "a", "n1", ip1)
+	if _, err := n.ctl.DeregisterInstance(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	register("y", "a", "n1", ip1) // ip1 released by the deregistration
+	register("x", "b", "n2", ip2) // the id too
+	if _, err := n.ctl.RegisterInstance(ctx, Instance{ID: "y", Service: "a", Node: "n1", IP: ip2}); KindOf(err) != KindConflict {
+		t.Fatalf("taking another instance's ip: %v, want a conflict", err)
+	}
+	register("x", "b", "n1", netip.MustParseAddr("172.16.9.3")) // moves x's node and IP
+	register("z", "a", "n1", ip2)                               // ip2 released by the move
+	if _, err := n.ctl.DeleteService(ctx, NamespacedName{"default", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	cast(t, n, svcYAML("b", "default", ""))
+	register("x", "b", "n2", netip.MustParseAddr("172.16.9.3")) // id and ip released by the delete
+}

@@ -1,4 +1,4 @@
-package badger
+package badger_test
 
 import (
 	"bytes"
@@ -8,33 +8,15 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/internal/tmpfstest"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/orderedlog/logtest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // On a filesystem filling up, the log refuses writes with ErrNoSpace while
 // the free space is below its reserve — well before Badger could hit the
@@ -44,10 +26,10 @@ func (l *lockedBuffer) String() string {
 func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	mnt := tmpfstest.Mount(t, 64<<20)
 	const reserve = 16 << 20
-	var logs lockedBuffer
+	var logs testkit.SyncBuffer
 	dir := filepath.Join(mnt, "store")
-	opts := Options{MemTableSize: 4 << 20, ValueLogFileSize: 4 << 20, DiskReserve: reserve, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	l := openTestLog(t, dir, opts)
+	opts := badger.Options{MemTableSize: 4 << 20, ValueLogFileSize: 4 << 20, DiskReserve: reserve, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	l := open(t, dir, opts)
 	ctx := context.Background()
 	logtest.MustPropose(t, l, orderedlog.Put("first", logtest.Val("1")))
 	watch, err := l.Watch(ctx, 0)
@@ -74,7 +56,7 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	if free := tmpfstest.Free(t, mnt); free < reserve/2 {
 		t.Fatalf("only %d bytes free when writes were refused: the reserve was not kept", free)
 	}
-	if got := diskFullGauge(t); got != 1 {
+	if got := testkit.Metric(t, "rune_orderedlog_disk_full", nil); got != 1 {
 		t.Errorf("rune_orderedlog_disk_full = %v while refusing, want 1", got)
 	}
 	if !strings.Contains(logs.String(), "disk nearly full") {
@@ -107,7 +89,7 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 
 	release()
 	logtest.MustPropose(t, l, orderedlog.Put("after", logtest.Val("2")))
-	if got := diskFullGauge(t); got != 0 {
+	if got := testkit.Metric(t, "rune_orderedlog_disk_full", nil); got != 0 {
 		t.Errorf("rune_orderedlog_disk_full = %v after space was freed, want 0", got)
 	}
 	if !strings.Contains(logs.String(), "accepting writes again") {
@@ -116,24 +98,18 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l = openTestLog(t, dir, opts)
+	l = open(t, dir, opts)
 	if kvs, _, err := l.List(ctx, "k"); err != nil || len(kvs) != acked {
 		t.Fatalf("after reopening: %d of %d acknowledged writes, %v", len(kvs), acked, err)
 	}
 }
 
-// diskFullGauge reads rune_orderedlog_disk_full from the default registry.
-func diskFullGauge(t *testing.T) float64 {
+func open(t *testing.T, dir string, opts badger.Options) *badger.Log {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
+	l, err := badger.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == "rune_orderedlog_disk_full" {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatal("rune_orderedlog_disk_full is not exported")
-	return 0
+	t.Cleanup(func() { l.Close() })
+	return l
 }
