@@ -367,7 +367,11 @@ var kindNames = map[cluster.Kind]struct {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	k, ok := kindNames[cluster.KindOf(err)]
+	kind := cluster.KindOf(err)
+	if errors.Is(err, orderedlog.ErrNoSpace) {
+		kind = cluster.KindNoSpace // whatever the write was, a full disk refused it
+	}
+	k, ok := kindNames[kind]
 	if !ok {
 		k.name, k.status = "internal", http.StatusInternalServerError
 	}

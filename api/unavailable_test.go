@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,5 +88,25 @@ func TestReadsBeforeTheViewLoadsAreNotEmpty(t *testing.T) {
 	close(src.open)
 	if list := <-got; list == nil || len(list.Items) != 1 || list.Items[0].Spec.Name != "api" {
 		t.Fatalf("read waiting for the load answered %+v, want the one service", list)
+	}
+}
+
+// A write refused by a full disk is 507 disk_full whatever path wrote it
+// (the controller, or a handler writing the log itself, like TLS secrets).
+func TestDiskFullIs507(t *testing.T) {
+	full := &orderedlog.NoSpaceError{Dir: "/var/lib/rune/store", Free: 1 << 20, Reserve: 256 << 20}
+	for _, err := range []error{
+		&cluster.Error{Kind: cluster.KindNoSpace, Err: full},
+		&cluster.Error{Kind: cluster.KindInvalid, Msg: "tls secret default/x", Err: full},
+	} {
+		rec := httptest.NewRecorder()
+		writeError(rec, err)
+		var body ErrorResponse
+		if err := json.NewDecoder(rec.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != http.StatusInsufficientStorage || body.Kind != "disk_full" || !strings.Contains(body.Error, "disk full") {
+			t.Errorf("%v: %d %+v, want 507 disk_full", err, rec.Code, body)
+		}
 	}
 }
