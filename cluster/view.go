@@ -125,7 +125,7 @@ func (v *View) WaitLoaded(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return &Error{Kind: KindNotReady, Msg: "not ready: the node is still loading its store; retry shortly (`rune status` shows when it is ready)", Err: ctx.Err()}
+			return errorf(KindNotReady, "not ready: the node is still loading its store; retry shortly (`rune status` shows when it is ready)")
 		}
 	}
 }

@@ -126,8 +126,10 @@ func (e *ConflictError) Unwrap() error { return ErrConflict }
 type Proposer interface {
 	// Propose appends one atomic batch and returns its seq once it is durable.
 	// If any precondition fails nothing is applied and the error wraps
-	// ErrConflict (as *ConflictError). Concurrent proposals may be committed
-	// together, but each keeps its own seq.
+	// ErrConflict (as *ConflictError). While the store's disk is below its
+	// free-space reserve nothing is applied and the error wraps ErrNoSpace
+	// (see DiskGuard). Concurrent proposals may be committed together, but
+	// each keeps its own seq.
 	Propose(ctx context.Context, ops []Op) (uint64, error)
 }
 
