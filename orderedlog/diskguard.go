@@ -62,6 +62,7 @@ func NewDiskGuard(dir string, reserve uint64, logger *slog.Logger) *DiskGuard {
 			logger.Warn("orderedlog metric not exported", "err", err)
 		}
 	})
+	diskFull.Set(0) // a guard starts accepting; a closed store's state does not carry over
 	return &DiskGuard{dir: dir, reserve: reserve, logger: logger}
 }
 
