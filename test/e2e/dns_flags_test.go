@@ -115,6 +115,7 @@ func TestDNSFromFlags(t *testing.T) {
 		"--dns-allow", allowedIP + "/32",
 		"--metrics-addr", "127.0.0.1:9100", "--ready-addr", "127.0.0.1:8181", "--api-addr", sock,
 		"--stale-budget", "5s", "--vip-hold", "10m", "--disk-reserve", "64MiB", "--forward", "kernel",
+		"--ingress-http", "127.0.0.1:8088", "--ingress-https", "127.0.0.1:8448",
 		// Nothing listens there: the ACME server is only asked once a
 		// service is exposed, the Docker Engine is retried in the background.
 		"--acme-email", "ops@example.com", "--acme-ca", "https://127.0.0.1:14000/dir", "--acme-ca-root", writeTestRoot(t, dir),
@@ -135,6 +136,11 @@ func TestDNSFromFlags(t *testing.T) {
 	}
 	if code, body := n.httpGet(t, "http://127.0.0.1:9100/metrics"); code != 200 || !strings.Contains(body, `rune_dns_responses_total{result="answer"}`) {
 		t.Errorf("/metrics on --metrics-addr: %d, without rune_dns_responses_total", code)
+	}
+
+	// No route is exposed: the edge's own 404 shows the listener is where the flag put it.
+	if code, _ := n.httpGet(t, "http://127.0.0.1:8088/"); code != 404 {
+		t.Errorf("ingress on --ingress-http 127.0.0.1:8088: %d, want 404", code)
 	}
 
 	node, local, remote, allowed := r.clients()
