@@ -42,7 +42,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.api, "api", envOr("RUNE_API", defaultAPI()), "runed API address: unix:///path/runed.sock or tcp://host:port (env RUNE_API)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("RUNE_TOKEN"), "bearer token for a TCP API (env RUNE_TOKEN)")
-	root.AddCommand(newCast(g), newGet(g), newDelete(g), newInstance(g), newStatus(g), newDebug(g), newPolicy(g), newSecret(g), newPortForward(g))
+	root.AddCommand(newCast(g), newGet(g), newDelete(g), newInstance(g), newStatus(g), newDebug(g), newPolicy(g), newSecret(g), newPortForward(g), newVersion())
 	return root
 }
 

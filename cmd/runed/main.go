@@ -54,6 +54,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/whoami"
 
 	"github.com/runenet/runenet/corefile"
+	"github.com/runenet/runenet/internal/version"
 	_ "github.com/runenet/runenet/plugin/dataplane"
 	_ "github.com/runenet/runenet/plugin/ingress"
 	_ "github.com/runenet/runenet/plugin/netpolicy"
@@ -182,6 +183,11 @@ func main() {
 		fs.SetOutput(os.Stdout)
 		fmt.Println("Usage: runed [flags]   (without -conf the Corefile is rendered from the flags)")
 		fs.PrintDefaults()
+		return
+	}
+	// CoreDNS's own -version would print only CoreDNS's release.
+	if err == nil && fs.Lookup("version").Value.String() == "true" {
+		fmt.Print(version.Get())
 		return
 	}
 	if err == nil && f.print {

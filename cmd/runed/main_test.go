@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/coremain"
 
 	"github.com/runenet/runenet/corefile"
+	"github.com/runenet/runenet/internal/version"
 )
 
 // Every directive runed orders is compiled in, and every plugin compiled in
@@ -115,5 +117,13 @@ func TestFlags(t *testing.T) {
 		case tc.err == "" && !tc.check(f.opts):
 			t.Errorf("%q: options %+v", tc.args, f.opts)
 		}
+	}
+}
+
+// rune prints the CoreDNS release without linking CoreDNS, from a constant
+// that must follow go.mod.
+func TestVersionNamesTheLinkedCoreDNS(t *testing.T) {
+	if version.CoreDNS != coremain.CoreVersion {
+		t.Errorf("internal/version.CoreDNS is %q, but runed links CoreDNS %q: update it", version.CoreDNS, coremain.CoreVersion)
 	}
 }
