@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/badger"
 )
 
 // runedMetrics gathers every metric family this binary — runed's own link
@@ -22,7 +22,7 @@ import (
 func runedMetrics(t *testing.T) []*dto.MetricFamily {
 	t.Helper()
 	// The OrderedLog registers its metrics when a log is opened, as runed does at start.
-	lg, err := orderedlog.OpenBadger(t.TempDir(), orderedlog.BadgerOptions{})
+	lg, err := badger.Open(t.TempDir(), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
