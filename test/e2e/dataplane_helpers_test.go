@@ -345,7 +345,7 @@ type helper struct {
 
 // startHelper runs role inside ns with env, and waits for its first result
 // (for servers, "ready").
-func startHelper(t *testing.T, ns *netnstest.NS, role string, env ...string) (*helper, string) {
+func startHelper(t testing.TB, ns *netnstest.NS, role string, env ...string) (*helper, string) {
 	t.Helper()
 	cmd := ns.Command(os.Args[0], "-test.run=^TestDataplaneHelper$")
 	cmd.Env = append(append(os.Environ(), "RUNE_DP_HELPER="+role), env...)
@@ -367,7 +367,7 @@ func startHelper(t *testing.T, ns *netnstest.NS, role string, env ...string) (*h
 }
 
 // next returns the helper's next result line.
-func (h *helper) next(t *testing.T, role string) string {
+func (h *helper) next(t testing.TB, role string) string {
 	t.Helper()
 	for h.out.Scan() {
 		line := h.out.Text()
@@ -402,7 +402,7 @@ func (h *helper) stop() {
 }
 
 // runHelper runs a client role to completion and decodes its result into v.
-func runHelper(t *testing.T, ns *netnstest.NS, v any, role string, env ...string) {
+func runHelper(t testing.TB, ns *netnstest.NS, v any, role string, env ...string) {
 	t.Helper()
 	_, res := startHelper(t, ns, role, env...)
 	if err := json.Unmarshal([]byte(res), v); err != nil {

@@ -27,7 +27,7 @@ type dpCluster struct {
 const kernelStaleBudget = 3 * time.Second
 
 // nodeEnv is added to the node helper's environment.
-func newDPCluster(t *testing.T, dev bool, nBackends int, nodeEnv ...string) *dpCluster {
+func newDPCluster(t testing.TB, dev bool, nBackends int, nodeEnv ...string) *dpCluster {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	c := &dpCluster{node: netnstest.New(t, "dp-node"), client: netnstest.New(t, "dp-ctr")}
@@ -53,7 +53,7 @@ func newDPCluster(t *testing.T, dev bool, nBackends int, nodeEnv ...string) *dpC
 // backendAddr is backend i's address of generation gen (0 or 1).
 func backendAddr(i, gen int) string { return fmt.Sprintf("10.1.%d.%d", i+1, 2+gen) }
 
-func (c *dpCluster) startBackend(t *testing.T, i, gen int) *helper {
+func (c *dpCluster) startBackend(t testing.TB, i, gen int) *helper {
 	t.Helper()
 	h, _ := startHelper(t, c.backends[i], "backend", "RUNE_DP_ADDR="+backendAddr(i, gen), "RUNE_DP_NAME="+backendAddr(i, gen))
 	return h
@@ -61,7 +61,7 @@ func (c *dpCluster) startBackend(t *testing.T, i, gen int) *helper {
 
 // do runs one controller command on the node and waits until the data
 // plane has applied it; it returns the node's answer.
-func (c *dpCluster) do(t *testing.T, cmd nodeCmd) string {
+func (c *dpCluster) do(t testing.TB, cmd nodeCmd) string {
 	t.Helper()
 	b, _ := json.Marshal(cmd)
 	if _, err := fmt.Fprintf(c.nodeProc.stdin, "%s\n", b); err != nil {
@@ -89,7 +89,7 @@ func (c *dpCluster) castAPI(t *testing.T) string {
 }
 
 // up registers a ready instance of api at addr (its id is the address).
-func (c *dpCluster) up(t *testing.T, addr string) {
+func (c *dpCluster) up(t testing.TB, addr string) {
 	t.Helper()
 	c.do(t, nodeCmd{Register: &cluster.Instance{ID: addr, Service: "api", Namespace: "default", Node: "n1", IP: netip.MustParseAddr(addr), Ready: true}})
 }
@@ -99,7 +99,7 @@ func (c *dpCluster) down(t *testing.T, addr string) {
 	c.do(t, nodeCmd{Deregister: addr})
 }
 
-func httpRequests(t *testing.T, ns *netnstest.NS, url string, n int) requests {
+func httpRequests(t testing.TB, ns *netnstest.NS, url string, n int) requests {
 	t.Helper()
 	var r requests
 	runHelper(t, ns, &r, "http", "RUNE_DP_URL="+url, fmt.Sprint("RUNE_DP_COUNT=", n))

@@ -4,6 +4,7 @@ package e2e
 // (policy_test.go); they run in the data plane harness's helper processes.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ const policyMetricsAddr = "127.0.0.1:9100"
 
 func init() {
 	dpRoles["policy_dial"] = policyDial
-	dpRoles["policy_retry"] = policyRetry
+	dpRoles["policy_flip"] = policyFlip
 	dpRoles["policy_get"] = policyGet
 }
 
@@ -94,31 +95,25 @@ func policyDial() error {
 	return nil
 }
 
-// attempt is one connection of policyRetry: when it ended (unix nanos) and
-// whether the server answered.
-type attempt struct {
-	End int64
-	OK  bool
-}
-
-// policyRetry connects to RUNE_DP_TARGET back to back (a new connection
-// each, 2ms apart) until stdin closes, then reports every attempt.
-func policyRetry() error {
-	stop := make(chan struct{})
-	go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
-	var log []attempt
+// policyFlip waits for policy updates to show at a client: for each stdin
+// line ("true" or "false", the verdict to wait for) it connects to
+// RUNE_DP_TARGET back to back (a new connection each, 2ms apart) until one
+// gets that verdict, and reports when it ended (unix nanos).
+func policyFlip() error {
 	result("ready")
-	for {
-		select {
-		case <-stop:
-			result(log)
-			return nil
-		default:
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		want := sc.Text() == "true"
+		deadline := time.Now().Add(10 * time.Second)
+		for (dialOutcome(os.Getenv("RUNE_DP_TARGET"), 500*time.Millisecond) == "ok") != want {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no connection got ok=%v within 10s", want)
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
-		ok := dialOutcome(os.Getenv("RUNE_DP_TARGET"), 500*time.Millisecond) == "ok"
-		log = append(log, attempt{End: time.Now().UnixNano(), OK: ok})
-		time.Sleep(2 * time.Millisecond)
+		result(time.Now().UnixNano())
 	}
+	return nil
 }
 
 // policyGet fetches RUNE_DP_URL and reports the body.
