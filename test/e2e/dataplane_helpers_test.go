@@ -266,14 +266,16 @@ func udpAsk(target, msg string) (string, error) {
 	return name, nil
 }
 
-// dpLoad runs 4 workers of back-to-back requests until stdin closes.
+// dpLoad runs 4 workers of back-to-back requests until stdin closes. Each
+// stdin line asks for progress: the requests each worker has finished.
 func dpLoad() error {
 	var ok, failed atomic.Int64
+	var finished [4]atomic.Int64
 	var mu sync.Mutex
 	var errs []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 4 {
+	for w := range finished {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -294,11 +296,19 @@ func dpLoad() error {
 				} else {
 					ok.Add(1)
 				}
+				finished[w].Add(1)
 			}
 		}()
 	}
 	result("ready")
-	io.Copy(io.Discard, os.Stdin)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		var p []int64
+		for i := range finished {
+			p = append(p, finished[i].Load())
+		}
+		result(p)
+	}
 	close(stop)
 	wg.Wait()
 	result(map[string]any{"ok": ok.Load(), "failed": failed.Load(), "errors": errs})

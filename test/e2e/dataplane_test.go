@@ -195,7 +195,35 @@ func testInterception(t *testing.T, nodeEnv ...string) {
 		c.up(t, all[0])
 		c.up(t, all[2])
 		load, _ := startHelper(t, c.client, "load", "RUNE_DP_URL="+vipHTTP)
-		time.Sleep(300 * time.Millisecond)
+		// settle waits until every load worker has finished two more
+		// requests: then none is still in a request begun before.
+		settle := func() {
+			t.Helper()
+			progress := func() []int64 {
+				fmt.Fprintln(load.stdin, "progress")
+				var p []int64
+				if err := json.Unmarshal([]byte(load.next(t, "load")), &p); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			base := progress()
+			deadline := time.Now().Add(30 * time.Second)
+			for p := progress(); ; p = progress() {
+				behind := false
+				for w := range base {
+					behind = behind || p[w] < base[w]+2
+				}
+				if !behind {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the load stalled: requests finished per worker %v, 30s after %v", p, base)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		settle()
 		for i := range 3 {
 			c.startBackend(t, i, 1)
 			c.up(t, backendAddr(i, 1))
@@ -203,13 +231,13 @@ func testInterception(t *testing.T, nodeEnv ...string) {
 			// Once the change is applied no new connection goes to the old
 			// instance, but one dialled a moment before may still sit in
 			// its accept queue, which closing the listener would reset. So,
-			// like any orchestrator, wait a grace period before stopping
-			// it; it then drains, finishing in-flight requests.
-			time.Sleep(250 * time.Millisecond)
+			// like any orchestrator, wait until requests begun before the
+			// change have finished before stopping it; it then drains,
+			// finishing in-flight requests.
+			settle()
 			gen0[i].stop()
-			time.Sleep(200 * time.Millisecond)
+			settle()
 		}
-		time.Sleep(300 * time.Millisecond)
 		load.stdin.Close()
 		var res struct {
 			OK, Failed int
@@ -247,10 +275,21 @@ func testInterception(t *testing.T, nodeEnv ...string) {
 			if time.Since(killed) > kernelStaleBudget/2 {
 				t.Fatalf("the requests took %v, too long to tell forwarding outlived runed", time.Since(killed))
 			}
-			time.Sleep(time.Until(killed.Add(kernelStaleBudget + 200*time.Millisecond)))
-			r := httpRequests(t, c.client, vipHTTP, 1)
-			if len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "connection refused") || r.MaxErrMs > 1000 {
-				t.Errorf("past the stale budget want a quick refusal, got %q after %dms (answers %v)", r.Errors, r.MaxErrMs, r.Names)
+			// Then, once the budget has run out, the guard refuses.
+			deadline := killed.Add(kernelStaleBudget + 30*time.Second)
+			for {
+				r := httpRequests(t, c.client, vipHTTP, 1)
+				if len(r.Errors) == 1 && strings.Contains(r.Errors[0], "connection refused") {
+					if r.MaxErrMs > 1000 {
+						t.Errorf("past the stale budget want a quick refusal, got one after %dms", r.MaxErrMs)
+					}
+					t.Logf("forwarding lapsed %s after runed died (budget %s)", time.Since(killed).Round(time.Millisecond), kernelStaleBudget)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s after runed died (budget %s) want a refusal, got %q (answers %v)", time.Since(killed).Round(time.Millisecond), kernelStaleBudget, r.Errors, r.Names)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		})
 		return
