@@ -156,7 +156,7 @@ func TestDNS(t *testing.T) {
 	})
 
 	t.Run("reload", func(t *testing.T) {
-		var failures atomic.Int64
+		var failures, reloaded atomic.Int64
 		var last atomic.Value
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -173,6 +173,8 @@ func TestDNS(t *testing.T) {
 				if err != nil || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != api {
 					failures.Add(1)
 					last.Store(m)
+				} else if m.Answer[0].Header().Ttl == 7 {
+					reloaded.Add(1)
 				}
 				time.Sleep(2 * time.Millisecond)
 			}
@@ -185,7 +187,14 @@ func TestDNS(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
+		// The old server shuts down after the new one answers: keep asking
+		// through that, until 100 answers have come from the new config.
+		for reloaded.Load() < 100 {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d answers with the new ttl 20s after the edit", reloaded.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		close(stop)
 		wg.Wait()
 		if f := failures.Load(); f > 0 {
