@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -254,12 +253,18 @@ func testDockerFullPath(t *testing.T, runedFlags ...string) {
 		break
 	}
 	load := exec.Command("docker", "exec", client, dockerimg.Binary, "get", "-n", "150", "-interval", "20ms", "http://api."+ns+".rune:8080/")
-	var out bytes.Buffer
+	var out testkit.SyncBuffer
 	load.Stdout, load.Stderr = &out, &out
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The stop comes once api-2 is answering the load.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), " OK "+host2+"\n"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the load got no answer from api-2 (%s) in 30s:\n%s", host2, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	docker(t, "stop", "-t", "1", api2)
 	dockerWait(t, view, "the stopped api container out of the endpoints", apiReady(id1))
 	seen := time.Now()
