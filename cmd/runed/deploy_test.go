@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ const (
 	alertRules = "../../deploy/prometheus/rune-alerts.yml"
 	alertTests = "../../deploy/prometheus/rune-alerts.test.yml"
 	dashboard  = "../../deploy/grafana/rune-dashboard.json"
+	obsDoc     = "../../docs/observability.md"
 )
 
 // TestPrometheusRules checks the alerting rules the way Prometheus loads
@@ -128,6 +130,31 @@ func TestDashboardNamesExportedMetrics(t *testing.T) {
 		"Proxy connections", "Dial failures and ejections", "Policy drops", "Ingress requests by host", "Ingress responses by status", "Certificates by state"} {
 		if !slices.Contains(titles, want) {
 			t.Errorf("dashboard has no panel %q", want)
+		}
+	}
+}
+
+// TestObservabilityDocListsEveryMetric: docs/observability.md's table has a
+// row for every rune_* metric runed exports, and names no other.
+func TestObservabilityDocListsEveryMetric(t *testing.T) {
+	mfs := runedMetrics(t)
+	known := seriesNames(mfs)
+	b, err := os.ReadFile(obsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(rune_[a-z_]+)`").FindAllStringSubmatch(string(b), -1) {
+		rows[m[1]] = true
+	}
+	for _, mf := range mfs {
+		if n := mf.GetName(); strings.HasPrefix(n, "rune_") && !rows[n] {
+			t.Errorf("%s has no row in %s", n, obsDoc)
+		}
+	}
+	for _, m := range regexp.MustCompile(`\b(?:rune|coredns)_[a-z_]+`).FindAllString(string(b), -1) {
+		if !known[m] {
+			t.Errorf("%s names %s, which runed does not export", obsDoc, m)
 		}
 	}
 }
