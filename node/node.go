@@ -263,9 +263,14 @@ func (r *Runtime) View() *cluster.View             { return r.view }
 func (r *Runtime) Controller() *cluster.Controller { return r.controller }
 func (r *Runtime) Log() orderedlog.Log             { return r.log }
 
-// SetPolicy gives the API the node's policy engine (nil: none), for
-// `rune policy check`. The netpolicy directive calls it.
+// SetPolicy makes e the node's policy engine (nil: none). The netpolicy
+// directive calls it; the proxy and the edge ingress ask Policy on every new
+// connection, and the API uses it for `rune policy check`.
 func (r *Runtime) SetPolicy(e *policy.Engine) { r.policy.Store(e) }
+
+// Policy is the node's policy engine, nil while netpolicy is not running:
+// the data path then refuses whatever a policy governs.
+func (r *Runtime) Policy() *policy.Engine { return r.policy.Load() }
 
 func (r *Runtime) policyAPI() api.Policy {
 	if e := r.policy.Load(); e != nil {

@@ -30,6 +30,9 @@
 //   - engine.go: the Engine (atomic swap on View changes, fail closed,
 //     metrics) that the proxy and the edge ingress call.
 //   - kernel.go, nft_linux.go: the nftables plan and its installer.
-//   - registry.go: Default, where the netpolicy directive publishes the
-//     Engine for the proxy (and the edge ingress) to follow.
+//
+// The netpolicy directive hands its Engine to the node runtime; the proxy
+// and the edge ingress ask the runtime for it on every new connection. A
+// caller with no Engine, or whose Engine's Tables are older than its own
+// routes, denies whatever a policy governs (NotReady).
 package policy

@@ -240,6 +240,13 @@ func (e *Engine) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol
 }
 
 // CountDrop records a connection the caller refused because of v.
-func (e *Engine) CountDrop(v Verdict) {
+func CountDrop(v Verdict) {
 	drops.WithLabelValues(v.Service.Name, v.Service.Namespace, v.Policy, v.Reason).Inc()
+}
+
+// NotReady is the verdict for a new connection governed by n's policy while
+// no rule tables as new as the caller's routes are in place: the caller
+// cannot tell what n's policy says (it may be new), so it denies.
+func NotReady(n cluster.NamespacedName) Verdict {
+	return Verdict{Service: n, Policy: n.String(), Rule: -1, Reason: ReasonNotReady}
 }

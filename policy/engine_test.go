@@ -159,7 +159,7 @@ func TestStaleFailsClosed(t *testing.T) {
 			t.Errorf("%s: %+v, want allowed=%v reason=%s", tc.name, tc.v, tc.allowed, tc.reason)
 		}
 		if !tc.v.Allowed {
-			e.CountDrop(tc.v)
+			CountDrop(tc.v)
 		}
 	}
 	if after := testutil.ToFloat64(drops.WithLabelValues("api", "default", "default/api", ReasonStale)); after != before+2 {
@@ -210,7 +210,7 @@ func TestDeletedServiceDropsForgotten(t *testing.T) {
 	counter := func() float64 {
 		return testutil.ToFloat64(drops.WithLabelValues(apiName.Name, apiName.Namespace, v.Policy, v.Reason))
 	}
-	e.CountDrop(v)
+	CountDrop(v)
 	if n := counter(); n != 1 {
 		t.Fatalf("drop counter %v after one drop", n)
 	}

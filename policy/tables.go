@@ -24,6 +24,9 @@ const (
 	ReasonRuleMatch   = "rule-match"
 	ReasonDefaultDeny = "default-deny"
 	ReasonStale       = "stale"
+	// ReasonNotReady labels refusals while the rule tables are missing or
+	// older than the routes that carried the connection (see NotReady).
+	ReasonNotReady = "not-ready"
 	// ReasonKernel labels drops counted by the nftables chains.
 	ReasonKernel = "kernel"
 )

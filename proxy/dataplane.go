@@ -106,6 +106,7 @@ func (d *Dataplane) run(ctx context.Context) {
 		if d.src.Loaded() {
 			if s := d.src.Snapshot(); !d.isApplied(s.Seq) || retry != nil {
 				retry = nil
+				d.awaitPolicy(ctx, s.Seq)
 				if err := d.apply(s); err != nil {
 					d.log.Error("dataplane: sync failed; retrying", "seq", s.Seq, "err", err)
 					retry = time.After(d.retry)
@@ -126,6 +127,23 @@ func (d *Dataplane) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// policyCatchUp bounds how long a new table waits for the policy engine to
+// compile the same snapshot. Both follow the View and usually finish within
+// a millisecond of each other; waiting keeps the proxy from refusing
+// policy-bearing services (not-ready) in between. An engine that is slower,
+// or absent, does not hold up routing: the proxy then fails closed.
+const policyCatchUp = 250 * time.Millisecond
+
+func (d *Dataplane) awaitPolicy(ctx context.Context, seq uint64) {
+	e := d.proxy.engine()
+	if e == nil || e.Tables().Seq >= seq {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, policyCatchUp)
+	defer cancel()
+	_ = e.WaitFor(ctx, seq) // on timeout the proxy fails closed
 }
 
 func (d *Dataplane) kernel() bool { return d.icpt != nil && d.proxy.cfg.Kernel }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,8 +22,8 @@ import (
 
 // policyCluster casts docs into a real control plane (Badger log, View,
 // controller), registers instances (id → "ns/service@ip") on node n1, and
-// returns the View once it has all of it.
-func policyCluster(t *testing.T, docs []string, instances map[string]string) *cluster.View {
+// returns the View once it has all of it, and the controller.
+func policyCluster(t *testing.T, docs []string, instances map[string]string) (*cluster.View, *cluster.Controller) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	lg, err := badger.Open(t.TempDir(), badger.Options{})
@@ -54,7 +55,7 @@ func policyCluster(t *testing.T, docs []string, instances map[string]string) *cl
 			t.Fatal(err)
 		}
 	}
-	return view
+	return view, ctl
 }
 
 // TestPolicyAtAccept: with a policy engine, the proxy admits a new
@@ -67,7 +68,7 @@ func TestPolicyAtAccept(t *testing.T) {
 	// The UDP port shares the TCP port's number: a free TCP port is almost
 	// always free for UDP too.
 	port := freePort(t, devAddr)
-	view := policyCluster(t, []string{
+	view, _ := policyCluster(t, []string{
 		fmt.Sprintf(`service:
   name: api
   namespace: test
@@ -84,10 +85,9 @@ func TestPolicyAtAccept(t *testing.T) {
 	}, map[string]string{
 		"api-1": "test api 127.0.0.1", "web-1": "test web 127.0.0.7", "jobs-1": "test jobs 127.0.0.8",
 	})
-	p := devProxy(t, Config{DevAddr: devAddr})
-	p.Update(TableFrom(view.Snapshot()))
 	e := policy.NewEngine(view, "n1", policy.EngineOptions{})
-	p.SetPolicy(e)
+	p := devProxy(t, Config{DevAddr: devAddr, Policy: func() *policy.Engine { return e }})
+	p.Update(TableFrom(view.Snapshot()))
 
 	denied := metricsFor(cluster.NamespacedName{Namespace: "test", Name: "api"}, cluster.TCP).denied
 	for _, tc := range []struct {
@@ -145,10 +145,102 @@ func TestPolicyAtAccept(t *testing.T) {
 		}
 	})
 
-	t.Run("NoEngineAllowsAll", func(t *testing.T) {
-		p.SetPolicy(nil)
-		if err := dialFrom("127.0.0.6", netip.AddrPortFrom(devAddr, port)); err != nil {
-			t.Fatalf("without a policy engine: %v", err)
+}
+
+// TestPolicyClosedUntilTables: a proxy whose routes are newer than its
+// policy engine's tables, or that has no engine yet (netpolicy has not
+// started), refuses every connection a policy governs — even one the
+// policy would allow — and still serves services without a policy.
+func TestPolicyClosedUntilTables(t *testing.T) {
+	be := startBackend(t, "be")
+	// open's instance: a second address with the same port, since an
+	// instance IP belongs to one service.
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), be.addr().Port()).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Serve(t, ln, func(c net.Conn) { fmt.Fprintln(c, "open"); c.Close() })
+	devAddr := netip.MustParseAddr("127.0.99.3")
+	apiPort, openPort := freePort(t, devAddr), freePort(t, devAddr)
+	view, ctl := policyCluster(t, []string{
+		fmt.Sprintf(`service:
+  name: api
+  namespace: test
+  ports: [{port: %d, targetPort: %d}]
+  networkPolicy:
+    ingress:
+      - from: [{cidr: 127.0.0.5/32}]
+`, apiPort, be.addr().Port()),
+		fmt.Sprintf("service:\n  name: open\n  namespace: test\n  ports: [{port: %d, targetPort: %d}]\n", openPort, be.addr().Port()),
+		"service:\n  name: jobs\n  namespace: test\n  networkPolicy:\n    egress:\n      - to: [{cidr: 0.0.0.0/0}]\n",
+	}, map[string]string{"api-1": "test api 127.0.0.1", "open-1": "test open 127.0.0.2", "jobs-1": "test jobs 127.0.0.8"})
+	var engine atomic.Pointer[policy.Engine]
+	p := devProxy(t, Config{DevAddr: devAddr, Policy: engine.Load})
+	api, open := netip.AddrPortFrom(devAddr, apiPort), netip.AddrPortFrom(devAddr, openPort)
+	notReady := func(svc string) float64 {
+		return testkit.Metric(t, "rune_policy_drops_total", map[string]string{"service": svc, "namespace": "test", "policy": "test/" + svc, "reason": policy.ReasonNotReady})
+	}
+	// expect dials from src and checks the outcome: allowed, or refused at
+	// once and charged to the policy of refusedBy as not-ready.
+	expect := func(t *testing.T, src string, to netip.AddrPort, refusedBy string) {
+		t.Helper()
+		before := notReady(refusedBy)
+		err := dialFrom(src, to)
+		if refusedBy == "" {
+			if err != nil {
+				t.Errorf("%s → %s: %v, want allowed", src, to, err)
+			}
+			return
+		}
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s → %s: %v, want a reset", src, to, err)
+		}
+		if d := notReady(refusedBy) - before; d != 1 {
+			t.Errorf("%s → %s: not-ready drops of test/%s moved by %v, want 1", src, to, refusedBy, d)
+		}
+	}
+
+	t.Run("NoEngineYet", func(t *testing.T) {
+		p.Update(TableFrom(view.Snapshot()))
+		expect(t, "127.0.0.5", api, "api") // the one source api's policy allows
+		expect(t, "127.0.0.8", open, "jobs")
+		expect(t, "127.0.0.5", open, "")
+	})
+
+	// An engine whose tables stop at the current state (it is not run, so
+	// it compiles nothing newer), then routes from a later write.
+	e := policy.NewEngine(view, "n1", policy.EngineOptions{})
+	engine.Store(e)
+	t.Run("TablesAsNewAsRoutes", func(t *testing.T) {
+		expect(t, "127.0.0.5", api, "")
+		expect(t, "127.0.0.8", open, "")
+	})
+	if _, err := ctl.RegisterInstance(context.Background(), cluster.Instance{ID: "open-2", Namespace: "test", Service: "open", Node: "n1", IP: netip.MustParseAddr("127.0.0.9"), Ready: true}); err != nil {
+		t.Fatal(err)
+	}
+	p.Update(TableFrom(view.Snapshot()))
+	t.Run("TablesOlderThanRoutes", func(t *testing.T) {
+		if e.Tables().Seq >= view.Snapshot().Seq {
+			t.Fatalf("tables at seq %d are not behind the routes (%d)", e.Tables().Seq, view.Snapshot().Seq)
+		}
+		expect(t, "127.0.0.5", api, "api")
+		expect(t, "127.0.0.8", open, "jobs")
+		expect(t, "127.0.0.5", open, "")
+	})
+	t.Run("CaughtUp", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); e.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		if err := e.WaitFor(wctx, view.Snapshot().Seq); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "127.0.0.5", api, "")
+		before := notReady("api")
+		if err := dialFrom("127.0.0.6", api); !errors.Is(err, syscall.ECONNRESET) || notReady("api") != before {
+			t.Errorf("127.0.0.6 → api: %v, not-ready moved by %v; want a reset by the policy itself", err, notReady("api")-before)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,11 +30,22 @@ type Config struct {
 	InterceptAddr netip.AddrPort
 	// DevAddr is the loopback address dev-mode listeners bind. Default 127.0.0.1.
 	DevAddr netip.Addr
+	// Reserved are TCP ports dev mode never binds: the dev ingress's, which
+	// own them whichever starts first. A service port among them gets no
+	// listener and is reported as a clash (reach it with port-forward).
+	Reserved []uint16
 	// Kernel hands TCP service ports without an ingress policy to the kernel:
 	// nftables DNATs each new connection to a random ready endpoint, and the
 	// bytes never pass through the proxy (full throughput, no sockets held).
 	// The proxy keeps UDP and policed TCP ports. Intercept mode only.
 	Kernel bool
+	// Policy returns the node's network policy engine, nil while there is
+	// none. Every connection a policy governs (the destination's ingress, a
+	// local source's egress) is denied while it returns nil or an Engine
+	// whose tables are older than the routing table (fail closed, reason
+	// not-ready): routes may carry a policy those tables do not know yet.
+	// A nil func is a proxy with no engine ever.
+	Policy func() *policy.Engine
 	// Stale reports whether the data behind the table is past the stale
 	// budget; new connections are refused while it does. Nil: never stale.
 	Stale func() bool
@@ -101,9 +113,11 @@ type route struct {
 
 // routes is an immutable compiled table, swapped atomically per update.
 type routes struct {
+	seq     uint64 // the Table's
 	byFront map[frontKey]*route
 	byPort  map[portKey]*route // TCP ports, for port-forward
 	all     []*route           // including dev-mode clashes, which have no front
+	egress  map[netip.Addr]cluster.NamespacedName
 }
 
 // Redirect tells the interceptor to steer Protocol traffic for VIP to the
@@ -122,9 +136,6 @@ type Proxy struct {
 	cfg    Config
 	routes atomic.Pointer[routes]
 	dialer net.Dialer
-	// policy decides every new connection; nil allows all. It is set after
-	// start (SetPolicy) because the policy engine comes up on its own.
-	policy atomic.Pointer[policy.Engine]
 
 	mu        sync.Mutex
 	closed    bool
@@ -135,7 +146,27 @@ type Proxy struct {
 	routesOf  map[metricsKey]int
 	intercept *net.TCPListener   // intercept mode only
 	fronts    map[frontKey]front // UDP sockets (intercept) or all listeners (dev)
-	clashes   []string
+	clashes   []Clash
+	updated   chan struct{} // closed and replaced by every Update
+}
+
+// Clash is a dev-mode service port that got no listener of its own:
+// another service has the port, it is reserved for the ingress, or another
+// process holds it. The service stays reachable through port-forward.
+type Clash struct {
+	Service  cluster.NamespacedName
+	Protocol cluster.Protocol
+	Port     uint16
+	Reason   string
+}
+
+func (c Clash) String() string {
+	return fmt.Sprintf("%s %s port %d: %s", c.Service, c.Protocol, c.Port, c.Reason)
+}
+
+// Hint tells a user how to reach the service port anyway.
+func (c Clash) Hint() string {
+	return fmt.Sprintf("reach it with `rune port-forward -n %s %s 0:%d` (0: any free local port)", c.Service.Namespace, c.Service.Name, c.Port)
 }
 
 // front is a listener or socket serving one frontKey.
@@ -154,6 +185,7 @@ func New(cfg Config) (*Proxy, error) {
 		endpoints: map[netip.AddrPort]*registered{},
 		routesOf:  map[metricsKey]int{},
 		fronts:    map[frontKey]front{},
+		updated:   make(chan struct{}),
 	}
 	p.routes.Store(&routes{byFront: map[frontKey]*route{}, byPort: map[portKey]*route{}})
 	if !cfg.Dev {
@@ -167,18 +199,29 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// SetPolicy makes e decide every new connection and UDP flow from now on;
-// nil allows all. Established connections are not re-judged.
-func (p *Proxy) SetPolicy(e *policy.Engine) { p.policy.Store(e) }
+// engine is the current policy engine, nil when there is none.
+func (p *Proxy) engine() *policy.Engine {
+	if p.cfg.Policy == nil {
+		return nil
+	}
+	return p.cfg.Policy()
+}
 
 // admit asks the policy about a new connection from src to r: the source's
 // egress policy (if src is an instance of this node), then the destination
-// service's ingress policy. A refusal is counted under both the policy's
-// drops and this port's connections.
+// service's ingress policy. Without rule tables at least as new as the
+// routes, whatever a policy governs is refused (see Config.Policy).
+// A refusal is counted under both the policy's drops and this port's
+// connections. Established connections are never re-judged.
 func (p *Proxy) admit(src netip.Addr, r *route) bool {
-	e := p.policy.Load()
-	if e == nil {
-		return true
+	e := p.engine()
+	if rt := p.routes.Load(); e == nil || e.Tables().Seq < rt.seq {
+		if v, governed := rt.governing(src, r); governed {
+			return p.deny(r, v)
+		}
+		if e == nil {
+			return true
+		}
 	}
 	sp := &r.sp
 	v := e.Egress(src, sp.VIP.Addr(), sp.VIP.Port(), sp.Protocol)
@@ -188,9 +231,26 @@ func (p *Proxy) admit(src netip.Addr, r *route) bool {
 	if v.Allowed {
 		return true
 	}
-	e.CountDrop(v)
+	return p.deny(r, v)
+}
+
+func (p *Proxy) deny(r *route, v policy.Verdict) bool {
+	policy.CountDrop(v)
 	r.m.denied.Inc()
 	return false
+}
+
+// governing names the policy that governs a connection from src to r as far
+// as these routes know (the destination's ingress policy first, then the
+// source's egress policy), as a not-ready verdict.
+func (rt *routes) governing(src netip.Addr, r *route) (policy.Verdict, bool) {
+	if r.sp.Policed {
+		return policy.NotReady(r.sp.Service), true
+	}
+	if n, ok := rt.egress[src.Unmap()]; ok {
+		return policy.NotReady(n), true
+	}
+	return policy.Verdict{}, false
 }
 
 // InterceptPort is the port of the intercept-mode TCP listener (0 in dev mode).
@@ -212,8 +272,8 @@ func (p *Proxy) Update(t *Table) []Redirect {
 	}
 	p.gen++
 	old := p.routes.Load()
-	rt := &routes{byFront: make(map[frontKey]*route, len(t.Ports)), byPort: make(map[portKey]*route, len(t.Ports)), all: make([]*route, 0, len(t.Ports))}
-	var clashes []string
+	rt := &routes{seq: t.Seq, egress: t.EgressPoliced, byFront: make(map[frontKey]*route, len(t.Ports)), byPort: make(map[portKey]*route, len(t.Ports)), all: make([]*route, 0, len(t.Ports))}
+	var clashes []Clash
 	for i := range t.Ports {
 		sp := &t.Ports[i]
 		k := p.frontOf(sp)
@@ -230,9 +290,13 @@ func (p *Proxy) Update(t *Table) []Redirect {
 		if sp.Protocol == cluster.TCP {
 			rt.byPort[pk] = r
 		}
+		if p.reserved(k) {
+			clashes = append(clashes, Clash{sp.Service, sp.Protocol, sp.VIP.Port(), fmt.Sprintf("%s is reserved for the ingress", k.addr)})
+			continue
+		}
 		if prev, ok := rt.byFront[k]; ok {
 			// Only possible in dev mode, where every service shares DevAddr.
-			clashes = append(clashes, fmt.Sprintf("%s %s port %d: %s already has %s", sp.Service, sp.Protocol, sp.VIP.Port(), prev.sp.Service, k.addr))
+			clashes = append(clashes, Clash{sp.Service, sp.Protocol, sp.VIP.Port(), fmt.Sprintf("%s already has %s", prev.sp.Service, k.addr)})
 			continue
 		}
 		rt.byFront[k] = r
@@ -245,7 +309,14 @@ func (p *Proxy) Update(t *Table) []Redirect {
 	p.routes.Store(rt)
 	clashes = append(clashes, p.reconcileFronts(rt)...)
 	p.reportClashes(clashes)
+	close(p.updated)
+	p.updated = make(chan struct{})
 	return p.redirects(rt)
+}
+
+// reserved reports whether k is a dev-mode TCP port the ingress owns.
+func (p *Proxy) reserved(k frontKey) bool {
+	return p.cfg.Dev && k.proto == cluster.TCP && slices.Contains(p.cfg.Reserved, k.addr.Port())
 }
 
 // registered is an endpoint with the number of routes listing it.
@@ -308,15 +379,15 @@ func (p *Proxy) frontOf(sp *ServicePort) frontKey {
 // reconcileFronts opens a front for every key that needs its own socket and
 // closes the ones no longer in the table. Closing a TCP listener leaves its
 // accepted connections alone. It returns the keys it could not bind.
-func (p *Proxy) reconcileFronts(rt *routes) []string {
-	var failed []string
+func (p *Proxy) reconcileFronts(rt *routes) []Clash {
+	var failed []Clash
 	for k := range rt.byFront {
 		if _, ok := p.fronts[k]; ok || (!p.cfg.Dev && k.proto == cluster.TCP) {
 			continue
 		}
 		f, err := p.openFront(k)
 		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s %s: %v", rt.byFront[k].sp.Service, k.proto, err))
+			failed = append(failed, Clash{rt.byFront[k].sp.Service, k.proto, k.addr.Port(), err.Error()})
 			continue
 		}
 		p.fronts[k] = f
@@ -379,22 +450,44 @@ func (p *Proxy) redirects(rt *routes) []Redirect {
 	return out
 }
 
-func (p *Proxy) reportClashes(clashes []string) {
+func (p *Proxy) reportClashes(clashes []Clash) {
 	devPortClashes.Set(float64(len(clashes)))
 	for _, c := range clashes {
-		if !containsString(p.clashes, c) {
-			p.cfg.Logger.Warn("proxy: service port has no listener; use `rune port-forward`", "clash", c)
+		if !slices.Contains(p.clashes, c) {
+			p.cfg.Logger.Warn("proxy: service port has no listener; "+c.Hint(), "clash", c.String())
 		}
 	}
 	p.clashes = clashes
 }
 
 // Clashes lists the service ports that got no listener of their own in dev
-// mode (another service or process holds the port).
-func (p *Proxy) Clashes() []string {
+// mode.
+func (p *Proxy) Clashes() []Clash {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.clashes...)
+	return slices.Clone(p.clashes)
+}
+
+// ClashesAt is Clashes once the table of log seq (or a later one) is in
+// place, waiting for it until ctx ends: how a cast learns what became of
+// its ports. Outside dev mode there are none, and it does not wait.
+func (p *Proxy) ClashesAt(ctx context.Context, seq uint64) ([]Clash, error) {
+	if !p.cfg.Dev {
+		return nil, nil
+	}
+	for {
+		p.mu.Lock()
+		ch, applied, closed := p.updated, p.routes.Load().seq >= seq, p.closed
+		p.mu.Unlock()
+		if applied || closed {
+			return p.Clashes(), nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the data plane to apply seq %d: %w", seq, ctx.Err())
+		}
+	}
 }
 
 // Close stops accepting: listeners and UDP sockets close. Established TCP
@@ -415,13 +508,4 @@ func (p *Proxy) Close() error {
 		delete(p.fronts, k)
 	}
 	return errors.Join(errs...)
-}
-
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -30,6 +30,10 @@ type Table struct {
 	Seq   uint64
 	CIDR  netip.Prefix
 	Ports []ServicePort
+	// EgressPoliced maps the instance addresses of services with an egress
+	// policy to their service: sources the proxy must refuse while it has
+	// no rule tables as new as this table (see Config.Policy).
+	EgressPoliced map[netip.Addr]cluster.NamespacedName
 }
 
 // TableFrom derives the routing table from a snapshot. A service without
@@ -46,6 +50,14 @@ func TableFrom(s *cluster.Snapshot) *Table {
 			return true
 		}
 		name := cluster.NamespacedName{Namespace: rec.Spec.Namespace, Name: rec.Spec.Name}
+		if np := rec.Spec.NetworkPolicy; np != nil && np.HasEgress {
+			for _, in := range s.Instances(name.Namespace, name.Name) {
+				if t.EgressPoliced == nil {
+					t.EgressPoliced = map[netip.Addr]cluster.NamespacedName{}
+				}
+				t.EgressPoliced[in.Value.IP.Unmap()] = name
+			}
+		}
 		var eps *cluster.Endpoints
 		if ep, ok := s.Endpoints(name); ok {
 			eps = ep.Value

@@ -44,7 +44,6 @@ func start(cfg config) (subsystem.Running, error) {
 		_ = e.Run(ctx) // ends with ctx, removing the nftables table
 	}()
 	rt.SetPolicy(e)
-	policy.Default.Publish(e)
 	return r, nil
 }
 
@@ -63,7 +62,6 @@ func (r *running) Ready() (bool, string) {
 // Close withdraws the engine from the proxy and the API, stops it (removing
 // its nftables table) and releases the node runtime.
 func (r *running) Close() error {
-	policy.Default.Withdraw(r.engine)
 	r.rt.SetPolicy(nil)
 	r.cancel()
 	<-r.done
