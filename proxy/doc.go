@@ -11,9 +11,11 @@
 //   - tcp.go, udp.go: forwarding (splice-friendly TCP with half-close, UDP
 //     per-flow sessions with an idle timeout).
 //   - proxy.go: listeners (intercept mode, and dev mode on 127.0.0.1), table
-//     swaps, fail-closed past the stale budget, and network policy (SetPolicy:
-//     each new connection or UDP flow is judged by the policy Engine, the
-//     source's egress then the destination's ingress; denied TCP is reset).
+//     swaps, fail-closed past the stale budget, dev-mode port clashes, and
+//     network policy (Config.Policy: each new connection or UDP flow is
+//     judged by the policy Engine, the source's egress then the
+//     destination's ingress; denied TCP is reset; without tables as new as
+//     the routes, whatever a policy governs is refused).
 //   - forward.go: port-forward (explicit loopback listeners).
 //   - nft_linux.go, route_linux.go, origdst_linux.go: interception with
 //     nftables, and recovering the VIP:port of a redirected connection.

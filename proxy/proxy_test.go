@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -220,6 +223,58 @@ func TestDevPortClashReported(t *testing.T) {
 	p.Update(&Table{Ports: []ServicePort{first}})
 	if got := p.Clashes(); len(got) != 0 {
 		t.Errorf("clashes after removing the second service: %q", got)
+	}
+}
+
+// TestDevReservedPorts: the dev ingress's ports are never bound for a
+// service, whether the ingress already holds them or binds them after the
+// data plane has its table (a restart with the service in the store); the
+// service gets a clash with the port-forward hint, and ClashesAt reports it
+// once the table of a given seq is in.
+func TestDevReservedPorts(t *testing.T) {
+	addr := netip.MustParseAddr("127.0.99.4")
+	a := startBackend(t, "a")
+	for _, ingressFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "IngressFirst", false: "DataplaneFirst"}[ingressFirst], func(t *testing.T) {
+			port := freePort(t, addr)
+			bindIngress := func() {
+				t.Helper()
+				ln, err := net.Listen("tcp4", netip.AddrPortFrom(addr, port).String())
+				if err != nil {
+					t.Fatalf("the ingress cannot bind its port: %v", err)
+				}
+				t.Cleanup(func() { ln.Close() })
+			}
+			if ingressFirst {
+				bindIngress()
+			}
+			p := devProxy(t, Config{DevAddr: addr, Reserved: []uint16{port}})
+			svc := tcpPort("api", port, a.addr())
+			p.Update(&Table{Seq: 7, Ports: []ServicePort{svc}})
+			if !ingressFirst {
+				bindIngress()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			got, err := p.ClashesAt(ctx, 7)
+			want := Clash{svc.Service, cluster.TCP, port, fmt.Sprintf("%s is reserved for the ingress", netip.AddrPortFrom(addr, port))}
+			if err != nil || len(got) != 1 || got[0] != want {
+				t.Fatalf("clashes %v (%v), want [%v]", got, err, want)
+			}
+			if h := got[0].Hint(); !strings.Contains(h, fmt.Sprintf("rune port-forward -n test api 0:%d", port)) {
+				t.Errorf("hint %q", h)
+			}
+			f, err := p.PortForward(svc.Service, port, netip.MustParseAddrPort("127.0.0.1:0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			c, err := dialVia(t, f.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		})
 	}
 }
 
