@@ -58,6 +58,11 @@ type Options struct {
 	ACME                ACMEOptions
 	// HSTS, when set, is sent on HTTPS responses (see HSTS).
 	HSTS   *HSTS
+	// Policy returns the node's network policy engine, nil while there is
+	// none: requests for a service with an ingress policy are then refused
+	// (403), as they are while the engine's tables are older than the
+	// routes. A nil func is an ingress with no engine ever.
+	Policy func() *policy.Engine
 	Logger *slog.Logger
 }
 
@@ -98,8 +103,7 @@ type Ingress struct {
 	hsts   string // the Strict-Transport-Security value; "" for none
 
 	table     atomic.Pointer[table]
-	policy    atomic.Pointer[policy.Engine] // nil: no network policy on this node
-	pool      sync.Map                      // backend address → *backend, kept across tables
+	pool      sync.Map // backend address → *backend, kept across tables
 	dialer    *net.Dialer
 	transport *http.Transport
 	bufPool   bufferPool
@@ -529,9 +533,9 @@ const (
 type admission struct {
 	rt      *route // nil for verdictNotFound
 	verdict verdict
-	// For verdictForbidden: the engine and verdict to count the drop with,
-	// once the 403 is answered (nil engine: nothing to count).
-	engine *policy.Engine
+	// For verdictForbidden: the verdict to count the drop with, once the
+	// 403 is answered (when count is set).
+	count  bool
 	policy policy.Verdict
 }
 
@@ -551,14 +555,19 @@ func (i *Ingress) admit(host, serverName string, client netip.AddrPort, plain bo
 		// Fail closed: routes may point at endpoints that are gone.
 		return admission{rt: rt, verdict: verdictStale}
 	}
-	if e := i.policy.Load(); e != nil {
+	e := i.engine()
+	if rt.policed && (e == nil || e.Tables().Seq < t.seq) {
+		// No tables that know this route's policy yet: fail closed.
+		return admission{rt: rt, verdict: verdictForbidden, count: true, policy: policy.NotReady(rt.service)}
+	}
+	if e != nil {
 		// Edge traffic has no service identity, so only CIDR peers can
 		// allow it (see policy.Engine.Edge).
 		if !client.IsValid() {
 			return admission{rt: rt, verdict: verdictForbidden} // unknowable client: fail closed
 		}
 		if v := e.Edge(client.Addr().Unmap(), rt.service, rt.port); !v.Allowed {
-			return admission{rt: rt, verdict: verdictForbidden, engine: e, policy: v}
+			return admission{rt: rt, verdict: verdictForbidden, count: true, policy: v}
 		}
 	}
 	if plain && rt.tlsMode != TLSNone && rt.certReady() {
@@ -599,8 +608,8 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	case verdictStale:
 		http.Error(sw, "ingress routing state is stale", http.StatusServiceUnavailable)
 	case verdictForbidden:
-		if a.engine != nil {
-			a.engine.CountDrop(a.policy)
+		if a.count {
+			policy.CountDrop(a.policy)
 		}
 		http.Error(sw, "forbidden by the service's network policy", http.StatusForbidden)
 	case verdictRedirect:
@@ -617,9 +626,13 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	}
 }
 
-// SetPolicy makes the ingress judge requests by e (nil: allow all). The
-// netpolicy directive publishes its engine through policy.Default.
-func (i *Ingress) SetPolicy(e *policy.Engine) { i.policy.Store(e) }
+// engine is the current policy engine, nil when there is none.
+func (i *Ingress) engine() *policy.Engine {
+	if i.opts.Policy == nil {
+		return nil
+	}
+	return i.opts.Policy()
+}
 
 func (i *Ingress) httpsURL(host string, r *http.Request) string {
 	if port := i.httpsLn.Addr().(*net.TCPAddr).Port; port != 443 {

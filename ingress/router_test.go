@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,16 +166,18 @@ func TestWebSocketThroughIngress(t *testing.T) {
 
 // Edge traffic to an exposed service with an ingress policy has no service
 // identity: only a CIDR rule covering the client lets it through; otherwise
-// 403, counted as a policy drop. Updating the policy flips it.
+// 403, counted as a policy drop. Updating the policy flips it. Before the
+// node has a policy engine, the policy-bearing service is refused whatever
+// its rules say (fail closed, reason not-ready).
 func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 	n := newNode(t)
 	port := startBackend(t, "api-1", "127.0.0.1", 0)
-	ing := startIngress(t, n, ACMEOptions{})
+	var current atomic.Pointer[policy.Engine]
+	ing := startIngressWith(t, n, Options{Policy: current.Load})
 	engine := policy.NewEngine(n.View, "edge1", policy.EngineOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go engine.Run(ctx)
-	ing.SetPolicy(engine)
 
 	castWithPolicy := func(peer string) uint64 {
 		y := fmt.Sprintf("service:\n  name: api\n  ports:\n    - name: http\n      port: 80\n      targetPort: %d\n  expose:\n    host: api.example.test\n    port: http\n  networkPolicy:\n    ingress:\n      - from:\n          - %s\n", port, peer)
@@ -187,19 +190,32 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 		}
 		return seq
 	}
-	castWithPolicy("service: web")
+	castWithPolicy("cidr: 127.0.0.0/8")
 	n.addInstance(t, "api", "api-1", "127.0.0.1")
 	waitRoute(t, ing, "api.example.test", 1)
 	c := client(ing.HTTPAddr(), nil)
-	drops := func() float64 {
-		return testkit.Metric(t, "rune_policy_drops_total", map[string]string{"reason": "default-deny"})
+	drops := func(reason string) float64 {
+		return testkit.Metric(t, "rune_policy_drops_total", map[string]string{"reason": reason})
 	}
-	before := drops()
+	before := drops(policy.ReasonNotReady)
+	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "api-1") {
+		t.Fatalf("no policy engine yet: status %d body %q, want 403", resp.StatusCode, body)
+	}
+	if d := drops(policy.ReasonNotReady) - before; d != 1 {
+		t.Fatalf("not-ready drops moved by %v, want 1", d)
+	}
+	current.Store(engine)
+	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "api-1") {
+		t.Fatalf("with the engine: status %d body %q, want the backend", resp.StatusCode, body)
+	}
+
+	castWithPolicy("service: web")
+	before = drops(policy.ReasonDefaultDeny)
 	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "api-1") {
 		t.Fatalf("service-only policy: status %d body %q, want 403 (edge clients have no service identity)", resp.StatusCode, body)
 	}
-	if drops()-before != 1 {
-		t.Fatalf("policy drops moved by %v, want 1", drops()-before)
+	if d := drops(policy.ReasonDefaultDeny) - before; d != 1 {
+		t.Fatalf("policy drops moved by %v, want 1", d)
 	}
 	castWithPolicy("cidr: 127.0.0.0/8")
 	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "api-1") {

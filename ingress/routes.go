@@ -29,6 +29,7 @@ type route struct {
 	tlsMode  string
 	secret   string
 	backends []*backend
+	policed  bool // the service has an ingress policy
 
 	cert     *tls.Certificate // manual mode only
 	state    string           // certificate state; "" for TLSNone
@@ -43,6 +44,7 @@ func (r *route) certReady() bool { return r.state == CertReady }
 // table maps request hosts to routes. A new table replaces the old one
 // atomically, so a request sees either the old routes or the new ones.
 type table struct {
+	seq       uint64 // of the snapshot it was built from
 	exact     map[string]*route
 	wildcards map[string]*route // by the parent domain: "example.com" for "*.example.com"
 	ordered   []*route          // in service order, for status
@@ -80,7 +82,7 @@ func requestHost(h string) string {
 // first in namespace/name order keeps it, so every edge node routes it alike
 // whatever the order the services were cast in.
 func buildTable(snap *cluster.Snapshot, backendFor func(addr string) *backend) *table {
-	t := &table{exact: map[string]*route{}, wildcards: map[string]*route{}}
+	t := &table{seq: snap.Seq, exact: map[string]*route{}, wildcards: map[string]*route{}}
 	for _, e := range snap.Services("") {
 		svc := &e.Value.Spec
 		if svc.Expose == nil || svc.Expose.Host == "" {
@@ -88,6 +90,7 @@ func buildTable(snap *cluster.Snapshot, backendFor func(addr string) *backend) *
 		}
 		host := strings.ToLower(strings.TrimSuffix(svc.Expose.Host, "."))
 		r := &route{service: cluster.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, host: host, tlsMode: TLSNone}
+		r.policed = svc.NetworkPolicy != nil && svc.NetworkPolicy.HasIngress
 		if tl := svc.Expose.TLS; tl != nil {
 			switch {
 			case tl.Mode == TLSManual:

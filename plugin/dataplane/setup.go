@@ -14,6 +14,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/plugin/pkg/datapath"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
 	"github.com/runenet/runenet/proxy"
@@ -34,13 +35,23 @@ type config struct {
 	udpIdleTimeout      time.Duration
 	table, guardTable   string
 	kernel              bool
+	// reserved are the dev ingress's ports (datapath.Facts), which dev
+	// mode never binds for a service.
+	reserved [2]uint16
 }
 
 // dataplane is the data plane's configuration on a node in dev mode or not.
 func (cfg *config) dataplane(dev bool) proxy.DataplaneConfig {
+	var reserved []uint16
+	for _, p := range cfg.reserved {
+		if p != 0 {
+			reserved = append(reserved, p)
+		}
+	}
 	return proxy.DataplaneConfig{
 		Proxy: proxy.Config{
 			Dev:            dev,
+			Reserved:       reserved,
 			Kernel:         cfg.kernel,
 			InterceptAddr:  netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.listen),
 			DialTimeout:    cfg.dialTimeout,
@@ -55,9 +66,13 @@ func (cfg *config) dataplane(dev bool) proxy.DataplaneConfig {
 
 func setup(c *caddy.Controller) error {
 	cfg, err := parse(c)
+	if err == nil {
+		err = datapath.RequireNetPolicy(c, "dataplane")
+	}
 	if err != nil {
 		return plugin.Error("dataplane", err)
 	}
+	cfg.reserved = datapath.Of(c).IngressDevPorts
 	subsystem.Setup(c, instance, *cfg)
 	return nil
 }

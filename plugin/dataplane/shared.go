@@ -6,7 +6,6 @@ import (
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
-	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 )
 
@@ -17,8 +16,6 @@ var instance = &subsystem.Shared[config]{Name: "dataplane", Start: start}
 type running struct {
 	rt *node.Runtime
 	dp *proxy.Dataplane
-	// unfollow stops handing the netpolicy directive's engine to the proxy.
-	unfollow func()
 }
 
 func start(cfg config) (subsystem.Running, error) {
@@ -30,16 +27,17 @@ func start(cfg config) (subsystem.Running, error) {
 	if cfg.kernel && dev {
 		return nil, errors.Join(errors.New("forward kernel: dev mode has no nftables to forward with"), rt.Release())
 	}
-	dp, err := proxy.Start(rt.View(), cfg.dataplane(dev))
+	dc := cfg.dataplane(dev)
+	// The proxy asks the runtime for the netpolicy directive's engine on
+	// every new connection; while there is none (netpolicy starting, or
+	// stopped) it refuses whatever a policy governs.
+	dc.Proxy.Policy = rt.Policy
+	dp, err := proxy.Start(rt.View(), dc)
 	if err != nil {
 		return nil, errors.Join(err, rt.Release())
 	}
-	// The netpolicy directive may start before or after this one (or not at
-	// all: then every connection is allowed); following the registry makes
-	// the proxy enforce whichever engine is current.
-	unfollow := policy.Default.Follow(dp.Proxy().SetPolicy)
 	rt.SetPortForwarder(dp.Proxy())
-	return &running{rt: rt, dp: dp, unfollow: unfollow}, nil
+	return &running{rt: rt, dp: dp}, nil
 }
 
 // Ready: interception (or, in dev mode, the loopback listeners) is in place
@@ -48,7 +46,6 @@ func (r *running) Ready() (bool, string) { return r.dp.Ready() }
 
 // Close removes the interception and releases the node runtime.
 func (r *running) Close() error {
-	r.unfollow()
 	r.rt.SetPortForwarder(nil)
 	return errors.Join(r.dp.Close(), r.rt.Release())
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -16,9 +17,9 @@ import (
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/plugin/pkg/datapath"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
-	"github.com/runenet/runenet/policy"
 )
 
 func init() { plugin.Register("ingress", setup) }
@@ -57,11 +58,29 @@ func (cfg *config) options(dev bool) ingress.Options {
 	return o
 }
 
+// devPorts are the ports of the listeners in dev mode, which the dev-mode
+// data plane leaves to the ingress (see plugin/pkg/datapath).
+func (cfg *config) devPorts() [2]uint16 {
+	o := cfg.options(true)
+	var ports [2]uint16
+	for i, addr := range []string{o.HTTPAddr, o.HTTPSAddr} {
+		if _, p, err := net.SplitHostPort(addr); err == nil {
+			n, _ := strconv.ParseUint(p, 10, 16)
+			ports[i] = uint16(n)
+		}
+	}
+	return ports
+}
+
 func setup(c *caddy.Controller) error {
 	cfg, err := parse(c)
+	if err == nil {
+		err = datapath.RequireNetPolicy(c, "ingress")
+	}
 	if err != nil {
 		return plugin.Error("ingress", err)
 	}
+	datapath.Of(c).IngressDevPorts = cfg.devPorts()
 	subsystem.Setup(c, instance, *cfg)
 	return nil
 }
@@ -156,8 +175,6 @@ var instance = &subsystem.Shared[config]{Name: "ingress", Start: start}
 type running struct {
 	rt  *node.Runtime
 	ing *ingress.Ingress
-	// unfollow stops handing the netpolicy directive's engine to the router.
-	unfollow func()
 }
 
 func start(cfg config) (subsystem.Running, error) {
@@ -165,16 +182,19 @@ func start(cfg config) (subsystem.Running, error) {
 	if err != nil {
 		return nil, err
 	}
-	ing, err := ingress.New(rt.Log(), rt.View(), cfg.options(rt.Config().DevMode))
+	opts := cfg.options(rt.Config().DevMode)
+	// Exposed services' policies apply at the edge too: the router asks the
+	// runtime for netpolicy's engine on every request, and refuses what a
+	// policy governs while there is none.
+	opts.Policy = rt.Policy
+	ing, err := ingress.New(rt.Log(), rt.View(), opts)
 	if err == nil {
 		err = ing.Start()
 	}
 	if err != nil {
 		return nil, errors.Join(err, rt.Release())
 	}
-	// Follow netpolicy's engine whichever directive starts first (see
-	// plugin/dataplane): exposed services' policies apply at the edge too.
-	return &running{rt: rt, ing: ing, unfollow: policy.Default.Follow(ing.SetPolicy)}, nil
+	return &running{rt: rt, ing: ing}, nil
 }
 
 // Ready: both listeners are bound.
@@ -182,6 +202,5 @@ func (r *running) Ready() (bool, string) { return r.ing.Ready() }
 
 // Close stops the ingress and releases the node runtime.
 func (r *running) Close() error {
-	r.unfollow()
 	return errors.Join(r.ing.Close(), r.rt.Release())
 }

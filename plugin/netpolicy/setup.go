@@ -1,8 +1,9 @@
 // Package netpolicy is the Corefile glue for policy/: the `netpolicy`
 // directive runs the node's network policy engine over the node runtime's
 // View, mirrors it into nftables (unless in dev mode), and hands it to the
-// data plane proxy (through policy.Default) and to the API (`rune policy
-// check`). It answers no queries; it only reports readiness.
+// node runtime, where the data plane proxy, the edge ingress and the API
+// (`rune policy check`) find it. It answers no queries; it only reports
+// readiness.
 package netpolicy
 
 import (
@@ -13,6 +14,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
 
+	"github.com/runenet/runenet/plugin/pkg/datapath"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
 )
@@ -54,6 +56,7 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("netpolicy", err)
 	}
+	datapath.Of(c).NetPolicy = true
 	subsystem.Setup(c, instance, *cfg)
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/coredns/caddy"
 
 	"github.com/runenet/runenet/node"
-	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/readiness"
 )
 
@@ -67,8 +66,8 @@ func TestUseKernel(t *testing.T) {
 }
 
 // TestAcquire attaches to an open dev-mode node runtime (no nftables), and
-// checks that the engine reaches its consumers, whichever subscribed first,
-// and is withdrawn once the last reference goes.
+// checks that the engine is handed to the runtime (where the proxy, the edge
+// ingress and the API ask for it) and withdrawn once the last reference goes.
 func TestAcquire(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := instance.Acquire(config{dataDir: dir}); err == nil || !strings.Contains(err.Error(), "no node runtime is open") {
@@ -79,10 +78,9 @@ func TestAcquire(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Release()
-
-	var early *policy.Engine // a consumer that starts before netpolicy
-	stop := policy.Default.Follow(func(e *policy.Engine) { early = e })
-	defer stop()
+	if rt.Policy() != nil {
+		t.Fatal("a policy engine before netpolicy started")
+	}
 	cfg := config{dataDir: dir}
 	a, err := instance.Acquire(cfg)
 	if err != nil {
@@ -95,11 +93,8 @@ func TestAcquire(t *testing.T) {
 	if _, err := instance.Acquire(config{dataDir: dir, kernel: kernelOff}); err == nil || !strings.Contains(err.Error(), "different settings") {
 		t.Errorf("acquire with other settings: %v", err)
 	}
-	var late *policy.Engine // and one that starts after
-	stopLate := policy.Default.Follow(func(e *policy.Engine) { late = e })
-	defer stopLate()
-	if e := a.(*running).engine; early != e || late != e {
-		t.Fatalf("followers got %p and %p, want %p", early, late, e)
+	if e := a.(*running).engine; rt.Policy() != e {
+		t.Fatalf("the runtime has engine %p, want %p", rt.Policy(), e)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for ok, why := readiness.Default.Ready(); !ok; ok, why = readiness.Default.Ready() {
@@ -109,13 +104,13 @@ func TestAcquire(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	if err := instance.Release(); err != nil || early == nil {
-		t.Fatalf("first release: %v; engine withdrawn early: %v", err, early == nil)
+	if err := instance.Release(); err != nil || rt.Policy() == nil {
+		t.Fatalf("first release: %v; engine withdrawn early: %v", err, rt.Policy() == nil)
 	}
 	if err := instance.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if early != nil || late != nil {
-		t.Error("engine still published after the last release")
+	if rt.Policy() != nil {
+		t.Error("engine still in the runtime after the last release")
 	}
 }

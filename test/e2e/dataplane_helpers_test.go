@@ -27,6 +27,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog/badger"
+	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
@@ -89,18 +90,32 @@ func dpNode() error {
 	view := cluster.NewView(lg, cluster.ViewOptions{StaleBudget: budget})
 	go view.Run(ctx)
 	ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
+	// The proxy asks for the policy engine as runed's asks the node runtime.
+	var engine atomic.Pointer[policy.Engine]
 	dp, err := proxy.Start(view, proxy.DataplaneConfig{Proxy: proxy.Config{
-		Dev: os.Getenv("RUNE_DP_DEV") != "", Kernel: kernel, DialTimeout: time.Second,
+		Dev: os.Getenv("RUNE_DP_DEV") != "", Kernel: kernel, DialTimeout: time.Second, Policy: engine.Load,
 	}})
 	if err != nil {
 		return err
 	}
 	defer dp.Close()
 	// With RUNE_DP_POLICY the node also enforces network policy
-	// (policy_helpers_test.go); answers then wait for its tables too.
+	// (policy_helpers_test.go); answers then wait for its tables too. With
+	// RUNE_DP_POLICY_LATE the engine starts only once the data plane has
+	// its table and the test has sent a line: the worst start order.
+	sc := bufio.NewScanner(os.Stdin)
 	policyAt := func(uint64) bool { return true }
 	if os.Getenv("RUNE_DP_POLICY") != "" {
-		stop, at, err := policyNode(view, dp.Proxy())
+		if os.Getenv("RUNE_DP_POLICY_LATE") != "" {
+			if err := waitFor(func() bool { ok, _ := dp.Ready(); return ok }); err != nil {
+				return fmt.Errorf("data plane not ready: %w", err)
+			}
+			result("routes")
+			if !sc.Scan() {
+				return fmt.Errorf("stdin closed before the policy engine was let start")
+			}
+		}
+		stop, at, err := policyNode(view, &engine)
 		if err != nil {
 			return err
 		}
@@ -112,7 +127,6 @@ func dpNode() error {
 		return fmt.Errorf("data plane not ready: %s", why)
 	}
 	result("ready")
-	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		var cmd nodeCmd
 		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type dpCluster struct {
 	node, client *netnstest.NS
 	backends     []*netnstest.NS
 	nodeProc     *helper
+	nodeEnv      []string // the node helper's, data directory included
 }
 
 // kernelStaleBudget is the node's stale budget with kernel forwarding.
@@ -46,8 +48,20 @@ func newDPCluster(t testing.TB, dev bool, nBackends int, nodeEnv ...string) *dpC
 	if dev {
 		env = append(env, "RUNE_DP_DEV=1")
 	}
+	c.nodeEnv = env
 	c.nodeProc, _ = startHelper(t, c.node, "node", env...)
 	return c
+}
+
+// restartNode stops the node helper and starts it again over the same
+// store, with env added: what a restart of runed with the services already
+// in the store does. It returns the new helper's first result.
+func (c *dpCluster) restartNode(t *testing.T, env ...string) string {
+	t.Helper()
+	c.nodeProc.stop()
+	var first string
+	c.nodeProc, first = startHelper(t, c.node, "node", append(slices.Clip(c.nodeEnv), env...)...)
+	return first
 }
 
 // backendAddr is backend i's address of generation gen (0 or 1).

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,7 +22,6 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/policy"
-	"github.com/runenet/runenet/proxy"
 )
 
 // policyMetricsAddr is where the policy node serves /metrics, on the node
@@ -35,10 +35,10 @@ func init() {
 }
 
 // policyNode runs the policy engine (with nftables, in the node helper's
-// namespace) as the netpolicy directive does, hands it to the proxy and
-// serves /metrics. at(seq) reports whether the engine is ready and its
-// tables reflect seq.
-func policyNode(view *cluster.View, p *proxy.Proxy) (stop func(), at func(uint64) bool, err error) {
+// namespace) as the netpolicy directive does, puts it where the proxy looks
+// for it and serves /metrics. at(seq) reports whether the engine is ready
+// and its tables reflect seq.
+func policyNode(view *cluster.View, current *atomic.Pointer[policy.Engine]) (stop func(), at func(uint64) bool, err error) {
 	nft, err := policy.NewNFT(policy.NFTConfig{})
 	if err != nil {
 		return nil, nil, err
@@ -48,11 +48,11 @@ func policyNode(view *cluster.View, p *proxy.Proxy) (stop func(), at func(uint64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
-	p.SetPolicy(e)
+	current.Store(e)
 	srv := &http.Server{Addr: policyMetricsAddr, Handler: promhttp.Handler()}
 	go srv.ListenAndServe()
 	stop = func() {
-		p.SetPolicy(nil)
+		current.Store(nil)
 		srv.Close()
 		cancel()
 		<-done // the engine removes its nftables table on the way out

@@ -164,6 +164,56 @@ func TestPolicyEnforcement(t *testing.T) {
 	})
 }
 
+// TestPolicyClosedFromFirstConnection restarts the node over a store that
+// already holds api and its policy, with the policy engine starting only
+// once the data plane has installed its routes (netpolicy coming up late):
+// from the very first connection, other (which no rule allows) is refused,
+// and so is web (which the policy allows) until the engine's tables are in;
+// then web gets through and other stays out.
+func TestPolicyClosedFromFirstConnection(t *testing.T) {
+	c := newDPCluster(t, false, 1, "RUNE_DP_POLICY=1")
+	other := netnstest.New(t, "dp-other")
+	netnstest.Link(t, c.node, "10.2.0.1/24", other, "10.2.0.2/24")
+	other.Run(t, "ip", "route", "add", "default", "via", "10.2.0.1")
+	c.startBackend(t, 0, 0)
+	apiIP := backendAddr(0, 0)
+	var vip string
+	if err := json.Unmarshal([]byte(c.do(t, nodeCmd{Cast: policyAPI(false) + "---\nservice:\n  name: web\n---\nservice:\n  name: other\n"})), &vip); err != nil {
+		t.Fatal(err)
+	}
+	c.up(t, apiIP)
+	for svc, ip := range map[string]string{"web": "10.0.0.2", "other": "10.2.0.2"} {
+		c.do(t, nodeCmd{Register: &cluster.Instance{ID: svc + "-1", Service: svc, Namespace: "default", Node: "n1", IP: netip.MustParseAddr(ip), Ready: true}})
+	}
+	vipHTTP := "http://" + vip + ":80/"
+	refused := func(ns *netnstest.NS, who string) {
+		t.Helper()
+		if r := httpRequests(t, ns, vipHTTP, 1); len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "connection reset") {
+			t.Errorf("%s → api: %v %q, want a reset", who, r.Names, r.Errors)
+		}
+	}
+
+	if first := c.restartNode(t, "RUNE_DP_POLICY_LATE=1"); first != `"routes"` {
+		t.Fatalf("restarted node: %s, want its routes installed before the policy engine", first)
+	}
+	refused(other, "other, first connection after the restart")
+	refused(c.client, "web, before the policy tables")
+
+	fmt.Fprintln(c.nodeProc.stdin, "start the policy engine")
+	if r := c.nodeProc.next(t, "node"); r != `"ready"` {
+		t.Fatalf("node: %s, want ready", r)
+	}
+	if r := httpRequests(t, c.client, vipHTTP, 3); len(r.Errors) > 0 || r.Names[apiIP] != 3 {
+		t.Errorf("web → api with the tables in: %v %q", r.Names, r.Errors)
+	}
+	refused(other, "other, with the tables in")
+	var body string
+	runHelper(t, c.node, &body, "policy_get", "RUNE_DP_URL=http://"+policyMetricsAddr+"/metrics")
+	if n := metricValue(body, `rune_policy_drops_total{namespace="default",policy="default/api",reason="not-ready",service="api"}`); n != 2 {
+		t.Errorf("not-ready drops of default/api: %v, want 2 (other and web before the tables)", n)
+	}
+}
+
 // nftTables lists the namespace's nftables tables, sorted.
 func nftTables(t *testing.T, ns *netnstest.NS) []string {
 	t.Helper()

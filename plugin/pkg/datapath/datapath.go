@@ -13,9 +13,10 @@ import "github.com/coredns/caddy"
 type Facts struct {
 	// NetPolicy: a netpolicy directive is set up.
 	NetPolicy bool
-	// IngressDevPorts are the TCP ports of the ingress's listeners in dev
-	// mode (nil: no ingress). The dev-mode data plane never binds them.
-	IngressDevPorts []uint16
+	// IngressDevPorts are the TCP ports of the ingress's HTTP and HTTPS
+	// listeners in dev mode (zero: no ingress). The dev-mode data plane
+	// never binds them.
+	IngressDevPorts [2]uint16
 }
 
 type key struct{}
