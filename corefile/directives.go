@@ -10,10 +10,14 @@ package corefile
 //   - rune where CoreDNS puts kubernetes: after cache and hosts, so an
 //     operator may choose to cache or override cluster names, and before
 //     forward, so .rune never leaks upstream;
-//   - the data-path subsystems (dataplane, netpolicy, ingress) right after
-//     rune: they answer no queries and only register the readiness checks
-//     runegate waits on, and they attach to the node runtime the rune
-//     block opens, so their setup must come after its.
+//   - the data-path subsystems right after rune: they answer no queries and
+//     only register the readiness checks runegate waits on, and they attach
+//     to the node runtime the rune block opens, so their setup must come
+//     after its. Among them netpolicy comes first, then ingress, then
+//     dataplane: dataplane and ingress refuse a Corefile without netpolicy,
+//     and the dev-mode data plane leaves the ingress's ports to it, which
+//     they learn from the directives set up before them
+//     (plugin/pkg/datapath). Startup follows the same order.
 var Directives = []string{
 	"root",
 	"metadata",
@@ -46,9 +50,9 @@ var Directives = []string{
 	"transfer",
 	"hosts",
 	"rune",
-	"dataplane",
 	"netpolicy",
 	"ingress",
+	"dataplane",
 	"file",
 	"loop",
 	"forward",

@@ -127,3 +127,41 @@ func TestVersionNamesTheLinkedCoreDNS(t *testing.T) {
 		t.Errorf("internal/version.CoreDNS is %q, but runed links CoreDNS %q: update it", version.CoreDNS, coremain.CoreVersion)
 	}
 }
+
+// A data-path directive without netpolicy is refused when the Corefile is
+// set up, before anything starts, naming the directive, the place and the
+// fix; the Corefile may list the directives in any order.
+func TestDataPathNeedsNetPolicy(t *testing.T) {
+	const node = "rune {\n\t\tdata_dir /nonexistent/rune\n\t}\n"
+	for _, tc := range []struct {
+		name, body, err string
+	}{
+		{"DataplaneAlone", node + "\tdataplane\n", "Corefile:5 - Error during parsing: dataplane needs the netpolicy directive"},
+		{"IngressAlone", node + "\tingress\n", "Corefile:5 - Error during parsing: ingress needs the netpolicy directive"},
+		{"NetPolicyListedLast", node + "\tingress\n\tdataplane\n\tnetpolicy\n", ""},
+		{"NetPolicyInAnotherBlock", node + "\tdataplane\n}\nother.:53 {\n\tnetpolicy\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := caddy.CaddyfileInput{Filepath: "Corefile", ServerTypeName: "dns", Contents: []byte("rune.:53 {\n\t" + tc.body + "}\n")}
+			err := caddy.ValidateAndExecuteDirectives(in, nil, true)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatal(err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "add a line `netpolicy`")):
+				t.Fatalf("error %v, want %q and the fix", err, tc.err)
+			}
+		})
+	}
+	t.Run("RenderedCorefiles", func(t *testing.T) {
+		for _, role := range []string{"", corefile.RoleEdge} {
+			f, err := parseFlags("--node-role", role, "--data-dir", "/nonexistent/rune")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := caddy.CaddyfileInput{Filepath: "Corefile", ServerTypeName: "dns", Contents: corefile.Render(f.opts)}
+			if err := caddy.ValidateAndExecuteDirectives(in, nil, true); err != nil {
+				t.Errorf("role %q: %v", role, err)
+			}
+		}
+	})
+}
