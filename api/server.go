@@ -38,6 +38,10 @@ type Server struct {
 	// LoadWait bounds how long a read waits for the View's first load
 	// (right after a start) before answering 503. Default 5s.
 	LoadWait time.Duration
+	// CastWarnings, when set, tells a successful cast what became of the
+	// services it wrote once the data path has state seq (see
+	// CastResponse.Warnings). It must return within ctx.
+	CastWarnings func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
 }
 
 // Handler returns the API's routes.
@@ -131,7 +135,15 @@ func (s *Server) cast(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, CastResponse{Seq: seq, Results: res})
+	resp := CastResponse{Seq: seq, Results: res}
+	if s.CastWarnings != nil {
+		names := make([]cluster.NamespacedName, len(res))
+		for i, c := range res {
+			names[i] = cluster.NamespacedName{Namespace: c.Namespace, Name: c.Name}
+		}
+		resp.Warnings = s.CastWarnings(r.Context(), seq, names)
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // snapshot is what reads answer from: the View's, once it has loaded. An

@@ -24,6 +24,9 @@ type CastRequest struct {
 type CastResponse struct {
 	Seq     uint64               `json:"seq"`
 	Results []cluster.CastResult `json:"results"`
+	// Warnings are what the cast succeeded with but the user should know,
+	// such as a dev-mode service port that got no listener.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Seq answers writes that return no other data.

@@ -103,6 +103,7 @@ type Runtime struct {
 	refs       int
 	policy     atomic.Pointer[policy.Engine]     // set by the netpolicy directive
 	forwarder  atomic.Pointer[api.PortForwarder] // set by the dataplane directive
+	warner     atomic.Pointer[CastWarner]        // set by the dataplane directive
 }
 
 var (
@@ -233,7 +234,7 @@ func open(cfg Config) (*Runtime, error) {
 		return fail(err)
 	}
 	r.listener = l
-	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI, PortForwarder: r.portForwarder}
+	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI, PortForwarder: r.portForwarder, CastWarnings: r.castWarnings}
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -292,6 +293,27 @@ func (r *Runtime) SetPortForwarder(p api.PortForwarder) {
 func (r *Runtime) portForwarder() api.PortForwarder {
 	if p := r.forwarder.Load(); p != nil {
 		return *p
+	}
+	return nil
+}
+
+// CastWarner tells a cast what became of its services in the data path
+// (api.Server.CastWarnings).
+type CastWarner func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
+
+// SetCastWarner gives the API what warns a cast (nil: nothing). The
+// dataplane directive sets the dev-mode port clashes.
+func (r *Runtime) SetCastWarner(w CastWarner) {
+	if w == nil {
+		r.warner.Store(nil)
+		return
+	}
+	r.warner.Store(&w)
+}
+
+func (r *Runtime) castWarnings(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string {
+	if w := r.warner.Load(); w != nil {
+		return (*w)(ctx, seq, services)
 	}
 	return nil
 }

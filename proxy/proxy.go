@@ -468,10 +468,31 @@ func (p *Proxy) Clashes() []Clash {
 	return slices.Clone(p.clashes)
 }
 
-// ClashesAt is Clashes once the table of log seq (or a later one) is in
-// place, waiting for it until ctx ends: how a cast learns what became of
-// its ports. Outside dev mode there are none, and it does not wait.
-func (p *Proxy) ClashesAt(ctx context.Context, seq uint64) ([]Clash, error) {
+// clashWait bounds how long a cast waits for the data plane to apply it.
+const clashWait = 2 * time.Second
+
+// ClashWarnings are the clashes of services once the table of log seq (or a
+// later one) is in place, one sentence each with the way around it: what a
+// cast tells its user. Outside dev mode there are none.
+func (p *Proxy) ClashWarnings(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string {
+	ctx, cancel := context.WithTimeout(ctx, clashWait)
+	defer cancel()
+	clashes, err := p.clashesAt(ctx, seq)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot tell whether every dev-mode service port got a listener: %v", err)}
+	}
+	var out []string
+	for _, c := range clashes {
+		if slices.Contains(services, c.Service) {
+			out = append(out, c.String()+"; "+c.Hint())
+		}
+	}
+	return out
+}
+
+// clashesAt is Clashes once the table of seq (or a later one) is in place,
+// waiting for it until ctx ends. Outside dev mode it does not wait.
+func (p *Proxy) clashesAt(ctx context.Context, seq uint64) ([]Clash, error) {
 	if !p.cfg.Dev {
 		return nil, nil
 	}

@@ -256,7 +256,7 @@ func TestDevReservedPorts(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			got, err := p.ClashesAt(ctx, 7)
+			got, err := p.clashesAt(ctx, 7)
 			want := Clash{svc.Service, cluster.TCP, port, fmt.Sprintf("%s is reserved for the ingress", netip.AddrPortFrom(addr, port))}
 			if err != nil || len(got) != 1 || got[0] != want {
 				t.Fatalf("clashes %v (%v), want [%v]", got, err, want)

@@ -40,6 +40,10 @@ func newCast(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// On stderr, so that -o json/yaml output stays parseable.
+			for _, w := range res.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
 			if output != "table" {
 				return printStructured(cmd.OutOrStdout(), output, res)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/proxy"
 )
 
 // startRuned opens a real node runtime (Badger store, View, API on a unix
@@ -166,5 +168,33 @@ func TestFailuresExitWithAReason(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("rune %s: got err %v (out %q), want one containing %q", strings.Join(tc.args, " "), err, out, tc.want)
 		}
+	}
+}
+
+// A dev-mode cast whose service port is one of the ingress's tells the user
+// so, with the port-forward that reaches the service instead, on stderr
+// (stdout keeps the -o json document).
+func TestCastWarnsOfDevPortClash(t *testing.T) {
+	rt, err := node.Acquire(node.Config{DataDir: t.TempDir(), NodeName: "node-1", DevMode: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Release() })
+	// The data plane as the dataplane directive starts it beside an
+	// ingress on 8080 (on its own loopback address here).
+	devAddr := netip.MustParseAddr("127.0.99.7")
+	dp, err := proxy.Start(rt.View(), proxy.DataplaneConfig{Proxy: proxy.Config{Dev: true, DevAddr: devAddr, Reserved: []uint16{8080, 8443}, Policy: rt.Policy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	rt.SetCastWarner(dp.Proxy().ClashWarnings)
+
+	want := "warning: default/api tcp port 8080: 127.0.99.7:8080 is reserved for the ingress; reach it with `rune port-forward -n default api 0:8080` (0: any free local port)\n"
+	if out := mustRun(t, rt.APIAddr(), "cast", writeFile(t, "api.yaml", apiYAML)); !strings.Contains(out, want) {
+		t.Errorf("cast output:\n%s\nwant the line\n%s", out, want)
+	}
+	if out := mustRun(t, rt.APIAddr(), "cast", writeFile(t, "web.yaml", webYAML)); strings.Contains(out, "warning") {
+		t.Errorf("a cast without a clash warns:\n%s", out)
 	}
 }
