@@ -42,15 +42,15 @@ const dnsAddr = "127.0.0.123:53"
 
 // newDNSNode creates a namespace with an upstream DNS server the namespace's
 // /etc/resolv.conf points at (ip netns exec bind-mounts /etc/netns/NAME/),
-// and writes runed's own default Corefile (--print-corefile) for it.
-func newDNSNode(t *testing.T) *dnsNode {
+// and writes runed's own default Corefile (--print-corefile, with flags) for it.
+func newDNSNode(t *testing.T, flags ...string) *dnsNode {
 	t.Helper()
 	n := newNode(t, "rune-e2e-dns")
 	n.corefile = filepath.Join(filepath.Dir(n.dataDir), "Corefile")
 	writeResolvConf(t, n.ns, "127.0.0.1")
 	startUpstream(t, n.ns, "127.0.0.1:53")
 
-	out, err := exec.Command(n.runed, "--print-corefile", "--data-dir", n.dataDir, "--stale-budget", "2s").Output()
+	out, err := exec.Command(n.runed, append([]string{"--print-corefile", "--data-dir", n.dataDir, "--stale-budget", "2s"}, flags...)...).Output()
 	if err != nil {
 		t.Fatalf("runed --print-corefile: %v", err)
 	}
@@ -256,6 +256,16 @@ func (n *dnsNode) waitAnswer(t *testing.T, name string, timeout time.Duration) *
 // httpGet fetches a URL from inside the namespace.
 func (n *dnsNode) httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
+	code, body, err := n.tryGet(t, url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return code, body
+}
+
+// tryGet is httpGet that returns the error.
+func (n *dnsNode) tryGet(t *testing.T, url string) (int, string, error) {
+	t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
@@ -265,11 +275,11 @@ func (n *dnsNode) httpGet(t *testing.T, url string) (int, string) {
 	}}
 	resp, err := c.Get(url)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), nil
 }
 
 // Upstream answers (for forwarding through /etc/resolv.conf).
