@@ -40,21 +40,22 @@ func newCast(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if output != "table" {
+				err = printStructured(cmd.OutOrStdout(), output, res)
+			} else {
+				for _, r := range res.Results {
+					verb := "cast"
+					if r.Action == "unchanged" {
+						verb = "unchanged"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "service/%s (%s) %s   vip %s\n", r.Name, r.Namespace, verb, r.VIP)
+				}
+			}
 			// On stderr, so that -o json/yaml output stays parseable.
 			for _, w := range res.Warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
-			if output != "table" {
-				return printStructured(cmd.OutOrStdout(), output, res)
-			}
-			for _, r := range res.Results {
-				verb := "cast"
-				if r.Action == "unchanged" {
-					verb = "unchanged"
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "service/%s (%s) %s   vip %s\n", r.Name, r.Namespace, verb, r.VIP)
-			}
-			return nil
+			return err
 		},
 	}
 	addOutputFlag(cmd, &output)
