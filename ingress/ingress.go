@@ -404,6 +404,9 @@ func (i *Ingress) rebuild(ctx context.Context) {
 		}
 	}
 	i.secrets = secrets
+	if e := i.engine(); e != nil {
+		e.CatchUp(ctx, t.seq) // see policy.Engine.CatchUp
+	}
 	forgetHosts(i.table.Swap(t), t)
 	idleCutoff := now.Add(-idleConnTimeout)
 	i.pool.Range(func(k, v any) bool {

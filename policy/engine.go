@@ -114,6 +114,24 @@ func (e *Engine) WaitFor(ctx context.Context, seq uint64) error {
 	}
 }
 
+// catchUp bounds CatchUp.
+const catchUp = 250 * time.Millisecond
+
+// CatchUp gives the tables a moment (at most 250ms) to reach seq, and
+// returns whether they have. A data path calls it before installing the
+// routes of seq: the engine follows the same View and usually compiles
+// within a millisecond of it, and waiting keeps the data path from refusing
+// policy-bearing services (not-ready) in between. A slower engine does not
+// hold up routing: the caller then fails closed until it catches up.
+func (e *Engine) CatchUp(ctx context.Context, seq uint64) bool {
+	if e.tables.Load().Seq >= seq {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, catchUp)
+	defer cancel()
+	return e.WaitFor(ctx, seq) == nil
+}
+
 func (e *Engine) compile(s *cluster.Snapshot, prev *Tables) *Tables {
 	start := time.Now()
 	t := compile(s, s.Seq, e.node, prev)

@@ -227,3 +227,24 @@ func TestDeletedServiceDropsForgotten(t *testing.T) {
 		t.Errorf("the deleted service's drop counter reads %v; want it gone (a fresh 0)", n)
 	}
 }
+
+// TestCatchUp: an engine that does not compile the seq asked for gives up
+// (the caller then fails closed) instead of holding up the data path; a
+// running one is caught up when it returns.
+func TestCatchUp(t *testing.T) {
+	c := newTestCluster(t, cluster.ViewOptions{})
+	c.Cast(t, webDoc)
+	e := NewEngine(c.View, localNode, EngineOptions{}) // not run: its tables stay where they are
+	if !e.CatchUp(context.Background(), e.Tables().Seq) {
+		t.Error("CatchUp to the tables' own seq failed")
+	}
+	later := c.Cast(t, otherDoc)
+	if e.CatchUp(context.Background(), later) {
+		t.Fatalf("an engine that compiles nothing caught up to seq %d (tables at %d)", later, e.Tables().Seq)
+	}
+	runEngine(t, e)
+	waitFor(t, "the engine to compile the later cast", func() bool { return e.CatchUp(context.Background(), later) })
+	if got := e.Tables().Seq; got < later {
+		t.Errorf("tables at %d after catching up to %d", got, later)
+	}
+}

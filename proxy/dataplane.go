@@ -129,21 +129,13 @@ func (d *Dataplane) run(ctx context.Context) {
 	}
 }
 
-// policyCatchUp bounds how long a new table waits for the policy engine to
-// compile the same snapshot. Both follow the View and usually finish within
-// a millisecond of each other; waiting keeps the proxy from refusing
-// policy-bearing services (not-ready) in between. An engine that is slower,
-// or absent, does not hold up routing: the proxy then fails closed.
-const policyCatchUp = 250 * time.Millisecond
-
+// awaitPolicy lets the policy engine compile seq before the proxy gets
+// its routes (policy.Engine.CatchUp); without an engine there is nothing to
+// wait for, and the proxy fails closed.
 func (d *Dataplane) awaitPolicy(ctx context.Context, seq uint64) {
-	e := d.proxy.engine()
-	if e == nil || e.Tables().Seq >= seq {
-		return
+	if e := d.proxy.engine(); e != nil {
+		e.CatchUp(ctx, seq)
 	}
-	ctx, cancel := context.WithTimeout(ctx, policyCatchUp)
-	defer cancel()
-	_ = e.WaitFor(ctx, seq) // on timeout the proxy fails closed
 }
 
 func (d *Dataplane) kernel() bool { return d.icpt != nil && d.proxy.cfg.Kernel }

@@ -71,6 +71,24 @@ func TestParseHSTS(t *testing.T) {
 	}
 }
 
+// The ports the dev-mode data plane leaves to the ingress follow its
+// listen addresses, defaults included.
+func TestDevPorts(t *testing.T) {
+	for input, want := range map[string][2]uint16{
+		"ingress":                           {8080, 8443},
+		"ingress {\nhttp 127.0.0.1:9080\n}": {9080, 8443},
+		"ingress {\nhttp :81\nhttps 127.0.0.1:9443\n}": {81, 9443},
+	} {
+		cfg, err := parse(caddy.NewTestController("dns", input))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.devPorts(); got != want {
+			t.Errorf("%q: dev ports %v, want %v", input, got, want)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for input, want := range map[string]string{
 		`ingress extra`:                                    "takes no arguments",
