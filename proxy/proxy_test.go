@@ -210,16 +210,7 @@ func TestDevPortClashReported(t *testing.T) {
 		t.Errorf("rune_proxy_dev_port_clashes = %v; want 1", got)
 	}
 	// The clashing service stays reachable through an explicit forward.
-	f, err := p.PortForward(second.Service, port, netip.MustParseAddrPort("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := dialVia(t, f.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
+	reachByForward(t, p, second.Service, port)
 	p.Update(&Table{Ports: []ServicePort{first}})
 	if got := p.Clashes(); len(got) != 0 {
 		t.Errorf("clashes after removing the second service: %q", got)
@@ -264,18 +255,24 @@ func TestDevReservedPorts(t *testing.T) {
 			if h := got[0].Hint(); !strings.Contains(h, fmt.Sprintf("rune port-forward -n test api 0:%d", port)) {
 				t.Errorf("hint %q", h)
 			}
-			f, err := p.PortForward(svc.Service, port, netip.MustParseAddrPort("127.0.0.1:0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			c, err := dialVia(t, f.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
+			reachByForward(t, p, svc.Service, port)
 		})
 	}
+}
+
+// reachByForward connects to svc's port through a port-forward.
+func reachByForward(t *testing.T, p *Proxy, svc cluster.NamespacedName, port uint16) {
+	t.Helper()
+	f, err := p.PortForward(svc, port, netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := dialVia(t, f.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
 
 func TestPortForwardOnlyOnLoopback(t *testing.T) {
