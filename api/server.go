@@ -38,10 +38,11 @@ type Server struct {
 	// LoadWait bounds how long a read waits for the View's first load
 	// (right after a start) before answering 503. Default 5s.
 	LoadWait time.Duration
-	// CastWarnings, when set, tells a successful cast what became of the
-	// services it wrote once the data path has state seq (see
-	// CastResponse.Warnings). It must return within ctx.
-	CastWarnings func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
+	// Warnings, when set, says what became of services (nil: every one) in
+	// the data path once it has state seq, such as a dev-mode port clash:
+	// for a successful cast (CastResponse.Warnings) and for status. It must
+	// return within ctx.
+	Warnings func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
 }
 
 // Handler returns the API's routes.
@@ -136,12 +137,12 @@ func (s *Server) cast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := CastResponse{Seq: seq, Results: res}
-	if s.CastWarnings != nil {
+	if s.Warnings != nil {
 		names := make([]cluster.NamespacedName, len(res))
 		for i, c := range res {
 			names[i] = cluster.NamespacedName{Namespace: c.Namespace, Name: c.Name}
 		}
-		resp.Warnings = s.CastWarnings(r.Context(), seq, names)
+		resp.Warnings = s.Warnings(r.Context(), seq, names)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -266,6 +267,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Readiness != nil {
 		st.Ready, st.NotReady = s.Readiness.Ready()
+	}
+	if s.Warnings != nil {
+		st.Warnings = s.Warnings(r.Context(), snap.Seq, nil)
 	}
 	writeJSON(w, http.StatusOK, st)
 }

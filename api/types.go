@@ -25,7 +25,7 @@ type CastResponse struct {
 	Seq     uint64               `json:"seq"`
 	Results []cluster.CastResult `json:"results"`
 	// Warnings are what the cast succeeded with but the user should know,
-	// such as a dev-mode service port that got no listener.
+	// such as a dev-mode service port that got no listener (Server.Warnings).
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -76,6 +76,7 @@ type Status struct {
 	Stale              bool     `json:"stale"`
 	Ready              bool     `json:"ready"`
 	NotReady           []string `json:"notReady,omitempty"`
+	Warnings           []string `json:"warnings,omitempty"` // see Server.Warnings
 	ClusterCIDR        string   `json:"clusterCIDR,omitempty"`
 	Services           int      `json:"services"`
 	Instances          int      `json:"instances"`

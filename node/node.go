@@ -103,7 +103,7 @@ type Runtime struct {
 	refs       int
 	policy     atomic.Pointer[policy.Engine]     // set by the netpolicy directive
 	forwarder  atomic.Pointer[api.PortForwarder] // set by the dataplane directive
-	warner     atomic.Pointer[CastWarner]        // set by the dataplane directive
+	warner     atomic.Pointer[Warner]            // set by the dataplane directive
 }
 
 var (
@@ -234,7 +234,7 @@ func open(cfg Config) (*Runtime, error) {
 		return fail(err)
 	}
 	r.listener = l
-	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI, PortForwarder: r.portForwarder, CastWarnings: r.castWarnings}
+	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI, PortForwarder: r.portForwarder, Warnings: r.warnings}
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -297,13 +297,13 @@ func (r *Runtime) portForwarder() api.PortForwarder {
 	return nil
 }
 
-// CastWarner tells a cast what became of its services in the data path
-// (api.Server.CastWarnings).
-type CastWarner func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
+// Warner says what became of services (nil: every one) in the data path
+// once it has state seq (api.Server.Warnings).
+type Warner func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
 
-// SetCastWarner gives the API what warns a cast (nil: nothing). The
-// dataplane directive sets the dev-mode port clashes.
-func (r *Runtime) SetCastWarner(w CastWarner) {
+// SetWarner gives the API what warns a cast and status (nil: nothing).
+// The dataplane directive sets the dev-mode port clashes.
+func (r *Runtime) SetWarner(w Warner) {
 	if w == nil {
 		r.warner.Store(nil)
 		return
@@ -311,7 +311,7 @@ func (r *Runtime) SetCastWarner(w CastWarner) {
 	r.warner.Store(&w)
 }
 
-func (r *Runtime) castWarnings(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string {
+func (r *Runtime) warnings(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string {
 	if w := r.warner.Load(); w != nil {
 		return (*w)(ctx, seq, services)
 	}

@@ -471,9 +471,10 @@ func (p *Proxy) Clashes() []Clash {
 // clashWait bounds how long a cast waits for the data plane to apply it.
 const clashWait = 2 * time.Second
 
-// ClashWarnings are the clashes of services once the table of log seq (or a
-// later one) is in place, one sentence each with the way around it: what a
-// cast tells its user. Outside dev mode there are none.
+// ClashWarnings are the clashes of services (nil: every one) once the
+// table of log seq (or a later one) is in place, one sentence each with the
+// way around it: what a cast and status tell the user. Outside dev mode
+// there are none.
 func (p *Proxy) ClashWarnings(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string {
 	ctx, cancel := context.WithTimeout(ctx, clashWait)
 	defer cancel()
@@ -483,7 +484,7 @@ func (p *Proxy) ClashWarnings(ctx context.Context, seq uint64, services []cluste
 	}
 	var out []string
 	for _, c := range clashes {
-		if slices.Contains(services, c.Service) {
+		if services == nil || slices.Contains(services, c.Service) {
 			out = append(out, c.String()+"; "+c.Hint())
 		}
 	}

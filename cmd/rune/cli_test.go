@@ -188,7 +188,7 @@ func TestCastWarnsOfDevPortClash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	rt.SetCastWarner(dp.Proxy().ClashWarnings)
+	rt.SetWarner(dp.Proxy().ClashWarnings)
 
 	want := "warning: default/api tcp port 8080: 127.0.99.7:8080 is reserved for the ingress; reach it with `rune port-forward -n default api 0:8080` (0: any free local port)\n"
 	if out := mustRun(t, rt.APIAddr(), "cast", writeFile(t, "api.yaml", apiYAML)); !strings.Contains(out, want) {
@@ -196,5 +196,8 @@ func TestCastWarnsOfDevPortClash(t *testing.T) {
 	}
 	if out := mustRun(t, rt.APIAddr(), "cast", writeFile(t, "web.yaml", webYAML)); strings.Contains(out, "warning") {
 		t.Errorf("a cast without a clash warns:\n%s", out)
+	}
+	if out := mustRun(t, rt.APIAddr(), "status"); !strings.Contains(out, "warning:      default/api tcp port 8080: 127.0.99.7:8080 is reserved for the ingress") {
+		t.Errorf("status does not show the clash:\n%s", out)
 	}
 }

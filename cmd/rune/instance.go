@@ -138,6 +138,9 @@ func newStatus(g *globals) *cobra.Command {
 			for _, r := range st.NotReady {
 				fmt.Fprintf(w, "  not ready:  %s\n", r)
 			}
+			for _, warning := range st.Warnings {
+				fmt.Fprintf(w, "warning:      %s\n", warning)
+			}
 			fmt.Fprintf(w, "cluster CIDR: %s\n", st.ClusterCIDR)
 			fmt.Fprintf(w, "services:     %d\ninstances:    %d\n", st.Services, st.Instances)
 			return nil

@@ -37,7 +37,7 @@ func start(cfg config) (subsystem.Running, error) {
 		return nil, errors.Join(err, rt.Release())
 	}
 	rt.SetPortForwarder(dp.Proxy())
-	rt.SetCastWarner(dp.Proxy().ClashWarnings)
+	rt.SetWarner(dp.Proxy().ClashWarnings)
 	return &running{rt: rt, dp: dp}, nil
 }
 
@@ -48,6 +48,6 @@ func (r *running) Ready() (bool, string) { return r.dp.Ready() }
 // Close removes the interception and releases the node runtime.
 func (r *running) Close() error {
 	r.rt.SetPortForwarder(nil)
-	r.rt.SetCastWarner(nil)
+	r.rt.SetWarner(nil)
 	return errors.Join(r.dp.Close(), r.rt.Release())
 }

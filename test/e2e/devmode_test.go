@@ -15,7 +15,7 @@ import (
 // the store when runed starts (where the data plane used to bind 8080 first
 // and runed exited). runed starts either way, the ingress answers on 8080,
 // and the clash is in the cast's output (with the port-forward hint), in
-// runed's log and in rune_proxy_dev_port_clashes.
+// rune status, in runed's log and in rune_proxy_dev_port_clashes.
 func TestDevIngressOwnsItsPorts(t *testing.T) {
 	n := newDNSNode(t, "--dev-mode")
 	n.start(t)
@@ -42,6 +42,9 @@ func TestDevIngressOwnsItsPorts(t *testing.T) {
 		}
 		if !strings.Contains(n.log.String(), "is reserved for the ingress") {
 			t.Errorf("%s: runed's log does not report the clash", when)
+		}
+		if out := n.cli(t, "status"); !strings.Contains(out, "warning:      default/api tcp port 8080: 127.0.0.1:8080 is reserved for the ingress") {
+			t.Errorf("%s: rune status does not report the clash:\n%s", when, out)
 		}
 	}
 	check("cast while running")
