@@ -41,21 +41,19 @@ func newCast(g *globals) *cobra.Command {
 				return err
 			}
 			if output != "table" {
-				err = printStructured(cmd.OutOrStdout(), output, res)
-			} else {
-				for _, r := range res.Results {
-					verb := "cast"
-					if r.Action == "unchanged" {
-						verb = "unchanged"
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "service/%s (%s) %s   vip %s\n", r.Name, r.Namespace, verb, r.VIP)
-				}
+				return printStructured(cmd.OutOrStdout(), output, res) // warnings included
 			}
-			// On stderr, so that -o json/yaml output stays parseable.
+			for _, r := range res.Results {
+				verb := "cast"
+				if r.Action == "unchanged" {
+					verb = "unchanged"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "service/%s (%s) %s   vip %s\n", r.Name, r.Namespace, verb, r.VIP)
+			}
 			for _, w := range res.Warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
-			return err
+			return nil
 		},
 	}
 	addOutputFlag(cmd, &output)

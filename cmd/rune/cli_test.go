@@ -172,8 +172,8 @@ func TestFailuresExitWithAReason(t *testing.T) {
 }
 
 // A dev-mode cast whose service port is one of the ingress's tells the user
-// so, with the port-forward that reaches the service instead, on stderr
-// (stdout keeps the -o json document).
+// so, with the port-forward that reaches the service instead: on stderr
+// after the table, or in the -o json document; rune status lists it too.
 func TestCastWarnsOfDevPortClash(t *testing.T) {
 	rt, err := node.Acquire(node.Config{DataDir: t.TempDir(), NodeName: "node-1", DevMode: true})
 	if err != nil {
@@ -193,6 +193,10 @@ func TestCastWarnsOfDevPortClash(t *testing.T) {
 	want := "warning: default/api tcp port 8080: 127.0.99.7:8080 is reserved for the ingress; reach it with `rune port-forward -n default api 0:8080` (0: any free local port)\n"
 	if out := mustRun(t, rt.APIAddr(), "cast", writeFile(t, "api.yaml", apiYAML)); !strings.Contains(out, want) {
 		t.Errorf("cast output:\n%s\nwant the line\n%s", out, want)
+	}
+	var res struct{ Warnings []string }
+	if err := json.Unmarshal([]byte(mustRun(t, rt.APIAddr(), "cast", "-o", "json", writeFile(t, "api.yaml", apiYAML))), &res); err != nil || len(res.Warnings) != 1 || "warning: "+res.Warnings[0]+"\n" != want {
+		t.Errorf("cast -o json: warnings %q (%v), want the one above", res.Warnings, err)
 	}
 	if out := mustRun(t, rt.APIAddr(), "cast", writeFile(t, "web.yaml", webYAML)); strings.Contains(out, "warning") {
 		t.Errorf("a cast without a clash warns:\n%s", out)
