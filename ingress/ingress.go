@@ -57,7 +57,7 @@ type Options struct {
 	HTTPAddr, HTTPSAddr string
 	ACME                ACMEOptions
 	// HSTS, when set, is sent on HTTPS responses (see HSTS).
-	HSTS   *HSTS
+	HSTS *HSTS
 	// Policy returns the node's network policy engine, nil while there is
 	// none: requests for a service with an ingress policy are then refused
 	// (403), as they are while the engine's tables are older than the
