@@ -184,7 +184,10 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.store(t)
 		}
 		stale := e.view.Stale()
-		if k != nil && (t != installed || stale != installedStale) {
+		// Not before the View has loaded: tables of an unloaded View know no
+		// policy, and installing them would replace what a runed that did
+		// not shut down cleanly left (its last policy) with allow-all.
+		if k != nil && e.view.Loaded() && (t != installed || stale != installedStale) {
 			if err := k.Sync(t, stale); err != nil {
 				kernelSyncErrors.Inc()
 				e.opts.Logger.Error("policy: installing nftables chains; retrying", "seq", t.Seq, "err", err)

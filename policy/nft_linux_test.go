@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"slices"
@@ -271,4 +272,65 @@ func BenchmarkNFTPolicyFlip(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// pollSignal is the real nftables enforcer, telling the test each time the
+// engine polls its drop counters: by then the engine has been through its
+// loop once (compiled, and installed if it was going to).
+type pollSignal struct {
+	*NFT
+	polled chan struct{}
+}
+
+func (k *pollSignal) Drops() ([]KernelDrop, error) {
+	select {
+	case k.polled <- struct{}{}:
+	default:
+	}
+	return k.NFT.Drops()
+}
+
+// TestNFTKeepsLeftoverUntilLoaded: a policy table left by a runed that did
+// not shut down cleanly keeps enforcing while the next runed's View loads;
+// the engine does not replace it with the allow-all plan of an empty View.
+func TestNFTKeepsLeftoverUntilLoaded(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "pol-left")
+	c := newTestCluster(t, cluster.ViewOptions{})
+	c.Cast(t, nsAPIDoc("web"), webDoc)
+	c.instance(t, "api-1", "default", "api", localNode, nsAPIIP)
+	const chain = "chain ingress/default/api"
+	leftover, err := NewNFT(NFTConfig{NetNS: ns.FD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leftover.Sync(Compile(c.View.Snapshot(), localNode), false); err != nil {
+		t.Fatal(err)
+	}
+	table := func() string { return ns.Run(t, "nft", "list", "table", "inet", "rune_policy") }
+	if !strings.Contains(table(), chain) {
+		t.Fatalf("the leftover table has no %q:\n%s", chain, table())
+	}
+
+	view := cluster.NewView(c.Log, cluster.ViewOptions{}) // not loaded until it runs
+	nft, err := NewNFT(NFTConfig{NetNS: ns.FD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &pollSignal{NFT: nft, polled: make(chan struct{})}
+	e := NewEngine(view, localNode, EngineOptions{Kernel: k, Poll: 10 * time.Millisecond})
+	runEngine(t, e)
+	<-k.polled
+	if got := table(); !strings.Contains(got, chain) {
+		t.Fatalf("before the View loaded, the engine replaced the leftover table:\n%s", got)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); view.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "the engine to install the loaded View's policy", e.Ready)
+	if got := table(); !strings.Contains(got, chain) {
+		t.Errorf("after the View loaded, api's chain is missing:\n%s", got)
+	}
 }
