@@ -1,0 +1,216 @@
+package ingress
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strconv"
+)
+
+// Body and head framing as the fast path reads and re-frames it; the
+// parsers of the heads themselves are in h1.go.
+
+// readHead appends a head (through its empty line) from r to dst, failing
+// with errHeadTooLarge past limit bytes.
+func readHead(dst *[]byte, r *bufio.Reader, limit int) error {
+	for {
+		line, err := r.ReadSlice('\n')
+		*dst = append(*dst, line...)
+		if len(*dst) > limit {
+			return errHeadTooLarge
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil:
+			return err
+		case len(line) == 1 || len(line) == 2 && line[0] == '\r':
+			return nil
+		}
+	}
+}
+
+// copyBody copies n bytes (until EOF when n < 0) from src to dst, as chunks
+// if chunk is set. It flushes dst whenever src has nothing buffered, that
+// is, before a read that may wait: a body that arrived whole leaves in one
+// write with its head, a streamed one (server-sent events, long polls) is
+// passed on as it comes. Long bodies are read and written in large pieces
+// through a pooled buffer.
+func copyBody(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool, pool *bufferPool) error {
+	var big []byte
+	defer func() {
+		if big != nil {
+			pool.Put(big)
+		}
+	}()
+	for n != 0 {
+		if src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return err
+			}
+		}
+		var p []byte
+		var err error
+		fromBuffer := src.Buffered() > 0 || (n > 0 && n <= int64(src.Size()))
+		if fromBuffer {
+			if _, err = src.Peek(1); err == nil {
+				p, _ = src.Peek(int(limit(n, src.Buffered())))
+			}
+		} else {
+			if big == nil {
+				big = pool.Get()
+			}
+			var m int
+			m, err = src.Read(big[:limit(n, len(big))]) // bufio reads straight into big
+			p = big[:m]
+		}
+		if len(p) == 0 {
+			if err == io.EOF && n < 0 {
+				break // the end of a body delimited by the connection's end
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if chunk {
+			writeChunkHeader(dst, int64(len(p)))
+		}
+		if _, err := dst.Write(p); err != nil {
+			return err
+		}
+		if chunk {
+			dst.WriteString("\r\n")
+		}
+		if fromBuffer {
+			src.Discard(len(p))
+		}
+		if n > 0 {
+			n -= int64(len(p))
+		}
+	}
+	if chunk {
+		dst.WriteString("0\r\n\r\n")
+	}
+	return nil
+}
+
+func limit(n int64, max int) int {
+	if n >= 0 && n < int64(max) {
+		return int(n)
+	}
+	return max
+}
+
+func writeChunkHeader(w *bufio.Writer, n int64) {
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), n, 16))
+	w.WriteString("\r\n")
+}
+
+// copyChunked forwards a chunked body from src to dst, re-framing it from
+// what it parsed (chunk sizes without extensions, the data, the trailer
+// fields), so that the receiver cannot frame it differently from us. Bare
+// LF, over-long lines and malformed sizes are refused, as net/http refuses
+// them.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, pool *bufferPool) error {
+	for {
+		line, err := chunkLine(dst, src)
+		if err != nil {
+			return err
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return errChunkedFraming
+		}
+		if size == 0 {
+			break
+		}
+		writeChunkHeader(dst, size)
+		if err := copyBody(dst, src, size, false, pool); err != nil {
+			return err
+		}
+		if line, err = chunkLine(dst, src); err != nil {
+			return err
+		} else if len(line) != 0 {
+			return errChunkedFraming
+		}
+		dst.WriteString("\r\n")
+	}
+	dst.WriteString("0\r\n")
+	for total := 0; ; {
+		line, err := chunkLine(dst, src)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if total += len(line); total > maxHeaderBytes {
+			return errTrailerTooLong
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) || !validFieldValue(line[colon+1:]) {
+			return errChunkedFraming
+		}
+		dst.Write(line)
+		dst.WriteString("\r\n")
+	}
+	_, err := dst.WriteString("\r\n")
+	return err
+}
+
+// chunkLine reads one CRLF-terminated line of chunked framing, flushing dst
+// first if src does not hold all of it yet.
+func chunkLine(dst *bufio.Writer, src *bufio.Reader) ([]byte, error) {
+	if buf, _ := src.Peek(src.Buffered()); bytes.IndexByte(buf, '\n') < 0 {
+		if err := dst.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	line, err := src.ReadSlice('\n')
+	switch {
+	case err == bufio.ErrBufferFull:
+		return nil, errChunkedFraming
+	case err == io.EOF:
+		return nil, io.ErrUnexpectedEOF
+	case err != nil:
+		return nil, err
+	case len(line) < 2 || line[len(line)-2] != '\r':
+		return nil, errChunkedFraming
+	}
+	return line[:len(line)-2], nil
+}
+
+// parseChunkSize parses "hex[;extensions]", ignoring extensions as
+// net/http does.
+func parseChunkSize(line []byte) (int64, bool) {
+	var n int64
+	i := 0
+	for ; i < len(line) && isHex(line[i]); i++ {
+		if i == 15 {
+			return 0, false
+		}
+		c := line[i]
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c >= 'a':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		n = n<<4 | int64(c)
+	}
+	if i == 0 {
+		return 0, false
+	}
+	// Like net/http: extensions right after the size, or trailing blanks.
+	rest := line[i:]
+	if len(rest) > 0 && rest[0] == ';' {
+		return n, validFieldValue(rest)
+	}
+	return n, len(trimOWS(rest)) == 0
+}
