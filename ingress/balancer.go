@@ -3,8 +3,10 @@ package ingress
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,20 +65,24 @@ func (i *Ingress) dialBackend(ctx context.Context, addr string) (net.Conn, error
 type backendConn struct {
 	b      *backend
 	c      net.Conn
+	rd     backendReader // what br reads
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
 }
 
 // backendConn returns an idle connection to b, or dials one; reused tells
-// which. With check, an idle connection is first checked to be still open,
-// for a request that could not be sent again if it turned out closed.
-func (i *Ingress) backendConn(b *backend, check bool) (bc *backendConn, reused bool, err error) {
+// which. An idle connection is first checked to be still open and silent:
+// one the backend closed cannot take a request that could not be sent
+// again, and one with bytes the backend sent out of turn (a body after a
+// HEAD response, bytes past a Content-Length) must not have them read as
+// the next response.
+func (i *Ingress) backendConn(b *backend) (bc *backendConn, reused bool, err error) {
 	for {
-		if bc = b.takeIdle(time.Now()); bc == nil {
+		if bc = b.takeIdle(time.Now(), i.to.BackendIdle); bc == nil {
 			break
 		}
-		if !check || bc.alive() {
+		if bc.alive() {
 			return bc, true, nil
 		}
 		bc.close()
@@ -85,7 +91,53 @@ func (i *Ingress) backendConn(b *backend, check bool) (bc *backendConn, reused b
 	if err != nil {
 		return nil, false, err
 	}
-	return &backendConn{b: b, c: c, br: bufio.NewReaderSize(c, fastBufSize), bw: bufio.NewWriterSize(c, fastBufSize)}, false, nil
+	bc = &backendConn{b: b, c: c, rd: backendReader{c: c}, bw: bufio.NewWriterSize(c, fastBufSize)}
+	bc.br = bufio.NewReaderSize(&bc.rd, fastBufSize)
+	return bc, false, nil
+}
+
+// backendReader reads a backend connection for an exchange. While the
+// backend keeps it waiting it checks every watchInterval that the client is
+// still there (a client that went away cancels the exchange at once, as
+// net/http's request context does), and it bounds the wait for the
+// response head.
+type backendReader struct {
+	c      net.Conn
+	client net.Conn  // the client's TCP connection, for peerGone
+	limit  time.Time // when the response head is due; zero once it came
+	dl     time.Time // the read deadline set on c
+}
+
+func (r *backendReader) watch(client net.Conn, headTimeout time.Duration) {
+	r.client, r.limit = client, time.Now().Add(headTimeout)
+}
+
+func (r *backendReader) headDone() { r.limit = time.Time{} }
+func (r *backendReader) unwatch()  { r.client, r.limit = nil, time.Time{} }
+
+func (r *backendReader) Read(p []byte) (int, error) {
+	for {
+		// The deadline moves at most every half interval, so that a busy
+		// connection does not reset a timer per read.
+		now := time.Now()
+		if next := now.Add(watchInterval); r.dl.Before(now.Add(watchInterval/2)) || !r.limit.IsZero() && r.dl.After(r.limit) {
+			if !r.limit.IsZero() && r.limit.Before(next) {
+				next = r.limit
+			}
+			r.dl = next
+			r.c.SetReadDeadline(next)
+		}
+		n, err := r.c.Read(p)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		switch {
+		case !r.limit.IsZero() && !time.Now().Before(r.limit):
+			return 0, errBackendTimeout
+		case r.client != nil && peerGone(r.client):
+			return 0, errClientGone
+		}
+	}
 }
 
 // release returns the connection to its backend's idle list.
@@ -111,15 +163,15 @@ func (bc *backendConn) alive() bool {
 }
 
 // takeIdle pops the most recently used idle connection, closing any that
-// sat idle past idleConnTimeout on the way.
-func (b *backend) takeIdle(now time.Time) *backendConn {
+// sat idle past maxIdle on the way.
+func (b *backend) takeIdle(now time.Time, maxIdle time.Duration) *backendConn {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for n := len(b.idle); n > 0; n-- {
 		bc := b.idle[n-1]
 		b.idle[n-1] = nil
 		b.idle = b.idle[:n-1]
-		if now.Sub(bc.idleAt) < idleConnTimeout {
+		if now.Sub(bc.idleAt) < maxIdle {
 			return bc
 		}
 		bc.close()

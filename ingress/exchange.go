@@ -1,7 +1,10 @@
 package ingress
 
 import (
+	"errors"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -22,7 +25,7 @@ func (fc *fastConn) proxy(rt *route) (status int, keep bool) {
 	dials, resent := 0, false
 	for {
 		b := balance.Pick(rt.backends, nil, time.Now().UnixNano())
-		bc, reused, err := fc.f.i.backendConn(b, !replayable)
+		bc, reused, err := fc.f.i.backendConn(b)
 		if err != nil {
 			fc.f.i.logger.Debug("proxying to backend failed", "backend", b.addr, "host", rt.host, "error", err)
 			// Nothing was sent: another endpoint may answer. The failed one
@@ -30,7 +33,7 @@ func (fc *fastConn) proxy(rt *route) (status int, keep bool) {
 			if dials++; dials < min(len(rt.backends), maxDialAttempts) {
 				continue
 			}
-			return fc.writeError(http.StatusBadGateway, hasBody || req.close), !hasBody
+			return fc.writeError(gatewayError(err), hasBody || req.close), !hasBody
 		}
 		b.inflight.Add(1)
 		status, keep, silent, err := fc.exchange(bc)
@@ -43,11 +46,58 @@ func (fc *fastConn) proxy(rt *route) (status int, keep bool) {
 			continue
 		}
 		fc.f.i.logger.Debug("proxying to backend failed", "backend", b.addr, "host", rt.host, "error", err)
-		if status == 0 {
-			return fc.writeError(http.StatusBadGateway, !keep || req.close), keep
+		var fault *clientFault
+		switch {
+		case errors.As(err, &fault):
+			if fault.code == statusClientGone {
+				return fault.code, false
+			}
+			return fc.writeError(fault.code, true), false
+		case errors.Is(err, errClientGone):
+			return statusClientGone, false
+		case status == 0:
+			return fc.writeError(gatewayError(err), !keep || req.close), keep
 		}
 		return status, false // the response was cut short: only closing tells the client
 	}
+}
+
+// statusClientGone is what the request metric counts for a request whose
+// client went away before it was answered (nginx's 499).
+const statusClientGone = 499
+
+// gatewayError is the answer for a backend that failed: 504 when it did not
+// connect or answer in time, as nginx answers, 502 otherwise.
+func gatewayError(err error) int {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// clientFault is a request body the client framed wrongly (400), stalled
+// (408) or broke off (statusClientGone, nothing to answer).
+type clientFault struct {
+	code int
+	err  error
+}
+
+func (f *clientFault) Error() string { return f.err.Error() }
+func (f *clientFault) Unwrap() error { return f.err }
+
+// bodyFault judges a failed request body copy: nil when the failure was
+// the backend's (it stopped reading), not the client's.
+func bodyFault(err error) *clientFault {
+	var se *srcError
+	switch {
+	case !errors.As(err, &se):
+		return nil
+	case errors.Is(err, errChunkedFraming), errors.Is(err, errChunkOverhead), errors.Is(err, errTrailerTooLong):
+		return &clientFault{http.StatusBadRequest, err}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &clientFault{http.StatusRequestTimeout, err}
+	}
+	return &clientFault{statusClientGone, err}
 }
 
 // idempotent reports the methods http.Transport retries.
@@ -61,12 +111,17 @@ func idempotent(method []byte) bool {
 
 // exchange sends the request on bc and copies the response to the client.
 // On error, status is 0 if no final response head reached the client,
-// silent tells that the backend sent nothing at all, and keep whether the
-// client connection is still in step.
+// silent tells that the backend sent nothing at all (and may be asked
+// again), and keep whether the client connection is still in step. A
+// backend connection goes back to the pool only after a response framed
+// whole with nothing after it: anything else closes it, so that no byte a
+// backend sent out of turn reaches another request.
 func (fc *fastConn) exchange(bc *backendConn) (status int, keep, silent bool, err error) {
 	req := &fc.req
+	bc.rd.watch(fc.raw, fc.f.i.to.BackendHeader)
+	defer bc.rd.unwatch()
 	fc.writeRequestHead(bc.bw)
-	var bodyDone chan error
+	var bodyDone chan *clientFault // nil: the body went out whole
 	var sendErr error
 	if n := req.contentLength; !req.chunked && int64(fc.br.Buffered()) >= n {
 		// No body, or all of it came with the head: send it along. This
@@ -83,9 +138,11 @@ func (fc *fastConn) exchange(bc *backendConn) (status int, keep, silent bool, er
 	} else {
 		// The body is still arriving: send it from its own goroutine while
 		// this one waits for the response, so that a backend answering
-		// before reading it all does not leave both sides waiting.
-		fc.setReadDeadline(time.Time{}) // uploads may take their time
-		bodyDone = make(chan error, 1)
+		// before reading it all does not leave both sides waiting. Its
+		// reads are bounded by the body timeout.
+		fc.cc.startBody()
+		fc.deadline = time.Time{} // awaitRequest sets the idle deadline anew
+		bodyDone = make(chan *clientFault, 1)
 		chunked, pool := req.chunked, &fc.f.i.bufPool
 		go func() {
 			var err error
@@ -97,37 +154,57 @@ func (fc *fastConn) exchange(bc *backendConn) (status int, keep, silent bool, er
 			if err == nil {
 				err = bc.bw.Flush()
 			}
-			bodyDone <- err
+			switch fault := bodyFault(err); {
+			case err == nil:
+				bodyDone <- nil
+			case fault != nil && fc.cc.mode.Load() != bodyStopped:
+				bc.close() // no response can follow a broken request: stop waiting for one
+				bodyDone <- fault
+			default: // the backend stopped taking it, or bodySent stopped it
+				bodyDone <- &clientFault{}
+			}
 		}()
 	}
 	// bodySent waits for the body goroutine and reports whether the whole
-	// body went out. If it is still at it after wait, it is stopped, wherever
-	// it waits: on the backend (closed) or on the client (whose connection
-	// then closes too, being out of step).
-	bodySent := func(wait time.Duration) bool {
+	// body went out, and the client's fault if the client broke it. If it
+	// is still at it after wait, it is stopped, wherever it waits: on the
+	// backend (closed) or on the client (whose connection then closes too,
+	// being out of step).
+	bodySent := func(wait time.Duration) (bool, *clientFault) {
 		if bodyDone == nil {
-			return true
+			return true, nil
 		}
+		defer fc.cc.endBody()
 		t := time.NewTimer(wait)
 		defer t.Stop()
+		var fault *clientFault
 		select {
-		case err := <-bodyDone:
-			return err == nil
+		case fault = <-bodyDone:
 		case <-t.C:
 			bc.close()
-			fc.setReadDeadline(time.Unix(1, 0))
-			<-bodyDone
-			return false
+			fc.cc.stopBody()
+			fault = <-bodyDone
 		}
+		if fault == nil {
+			return true, nil
+		}
+		if fault.code == 0 {
+			return false, nil
+		}
+		return false, fault
 	}
 
 	interim, err := fc.readResponseHead(bc)
 	if err != nil {
 		bc.close()
 		inline := bodyDone == nil
-		bodySent(0)
-		return 0, inline, interim == 0 && len(fc.rhead) == 0, err
+		if _, fault := bodySent(0); fault != nil {
+			return 0, false, false, fault
+		}
+		silent := interim == 0 && len(fc.rhead) == 0 && !errors.Is(err, errClientGone) && !errors.Is(err, errBackendTimeout)
+		return 0, inline, silent, err
 	}
+	bc.rd.headDone()
 	resp := &fc.resp
 	// A response with a body but no framing ends when the backend closes;
 	// the client gets it chunked, so its connection can stay open.
@@ -142,8 +219,8 @@ func (fc *fastConn) exchange(bc *backendConn) (status int, keep, silent bool, er
 	default:
 		err = copyBody(fc.bw, bc.br, resp.contentLength, unframed, &fc.f.i.bufPool)
 	}
-	sent := bodySent(bodyWriteWait)
-	if err != nil || sendErr != nil || !sent || resp.close || unframed {
+	sent, _ := bodySent(bodyWriteWait)
+	if err != nil || sendErr != nil || !sent || resp.close || unframed || bc.br.Buffered() > 0 {
 		bc.close()
 	} else {
 		bc.release()

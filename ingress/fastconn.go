@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
@@ -28,13 +29,14 @@ import (
 // redirects, 404/403/503 answers, WebSocket upgrades, Expect: 100-continue,
 // malformed or unusual requests — is handed with the bytes read so far to
 // the listener's net/http server, which serves the rest of that connection
-// through Ingress.serve, as every request was served before.
+// through Ingress.serve, as every request was served before, reading it
+// through a gate (gate.go) that refuses ambiguous framing there too.
+// Options.DisableFastPath hands every connection over at once.
 
 const (
 	fastBufSize            = 4 << 10 // bufio size per client and backend connection, as net/http's
 	maxResponseHeaderBytes = 1 << 20 // http.Transport's default
 	maxIdleConnsPerBackend = 1024
-	idleConnTimeout        = 90 * time.Second
 	// deadlineSlack lets a busy keep-alive connection keep its idle
 	// deadline for up to this long instead of resetting a timer per request.
 	deadlineSlack = time.Second
@@ -45,6 +47,9 @@ const (
 	maxInterim    = 5 // 1xx responses passed on per request, as http.Transport allows
 	// maxDialAttempts bounds the endpoints tried for one request when dials fail.
 	maxDialAttempts = 3
+	// watchInterval is how often a client is checked for having gone away
+	// while the backend keeps it waiting.
+	watchInterval = 250 * time.Millisecond
 )
 
 var (
@@ -52,12 +57,23 @@ var (
 	errBadResponse    = errors.New("malformed response head from backend")
 	errTooManyInterim = errors.New("too many 1xx responses from backend")
 	errSwitching      = errors.New("backend switched protocols without being asked")
+	errClientGone     = errors.New("client went away")
+	errBackendTimeout = &timeoutError{"timeout awaiting the backend's response head"}
 )
+
+// timeoutError is a net.Error that timed out.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
 
 // fastConn is one client connection.
 type fastConn struct {
 	f        *front
 	c        net.Conn // *tls.Conn after the handshake on the TLS listener
+	raw      net.Conn // the TCP connection, for peerGone
+	cc       clientConn
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	proto    string // for X-Forwarded-Proto
@@ -86,6 +102,7 @@ func (fc *fastConn) run() {
 			fc.c.Close()
 		}
 	}()
+	fc.raw = fc.c
 	if ta, ok := fc.c.RemoteAddr().(*net.TCPAddr); ok {
 		fc.client = ta.AddrPort()
 	}
@@ -102,17 +119,22 @@ func (fc *fastConn) run() {
 		}
 		fc.c, fc.proto, fc.sni = tc, "https", tc.ConnectionState().ServerName
 	}
-	fc.br = bufio.NewReaderSize(fc.c, fastBufSize)
-	fc.bw = bufio.NewWriterSize(fc.c, fastBufSize)
+	if fc.f.i.opts.DisableFastPath {
+		fc.f.handoff.put(newGate(fc.c, fc.f.i.to))
+		return
+	}
+	fc.cc = clientConn{Conn: fc.c, send: inactivity{d: fc.f.i.to.Send}, body: inactivity{d: fc.f.i.to.ClientBody}}
+	fc.br = bufio.NewReaderSize(&fc.cc, fastBufSize)
+	fc.bw = bufio.NewWriterSize(&fc.cc, fastBufSize)
 	fc.serve()
 }
 
-// handshake runs the TLS handshake, bounded by readHeaderTimeout as
+// handshake runs the TLS handshake, bounded by the header timeout as
 // net/http bounds it.
 func (fc *fastConn) handshake() (*tls.Conn, bool) {
 	fc.idle.Store(true) // shutdown need not wait for a handshake
 	defer fc.idle.Store(false)
-	dl := time.Now().Add(readHeaderTimeout)
+	dl := time.Now().Add(fc.f.i.to.ClientHeader)
 	fc.c.SetReadDeadline(dl)
 	fc.c.SetWriteDeadline(dl)
 	tc := tls.Server(fc.c, fc.f.tlsConf)
@@ -166,7 +188,7 @@ func (fc *fastConn) serve() {
 }
 
 // awaitRequest waits for the first byte of the next request, for at most
-// idleTimeout.
+// the idle timeout.
 func (fc *fastConn) awaitRequest() bool {
 	if fc.br.Buffered() > 0 { // pipelined
 		return true
@@ -176,8 +198,9 @@ func (fc *fastConn) awaitRequest() bool {
 	if fc.f.closing.Load() {
 		return false
 	}
-	if now := time.Now(); fc.deadline.Before(now.Add(idleTimeout - min(deadlineSlack, idleTimeout/8))) {
-		fc.setReadDeadline(now.Add(idleTimeout))
+	idle := fc.f.i.to.ClientIdle
+	if now := time.Now(); fc.deadline.Before(now.Add(idle - min(deadlineSlack, idle/8))) {
+		fc.setReadDeadline(now.Add(idle))
 	}
 	_, err := fc.br.Peek(1)
 	return err == nil
@@ -189,11 +212,11 @@ func (fc *fastConn) setReadDeadline(t time.Time) {
 }
 
 // readHead reads the next request head into fc.head. A head that did not
-// arrive whole must arrive within readHeaderTimeout (slowloris).
+// arrive whole must arrive within the header timeout (slowloris).
 func (fc *fastConn) readHead() error {
 	fc.head = fc.head[:0]
 	if buf, _ := fc.br.Peek(fc.br.Buffered()); headEnd(buf) < 0 {
-		fc.setReadDeadline(time.Now().Add(readHeaderTimeout))
+		fc.setReadDeadline(time.Now().Add(fc.f.i.to.ClientHeader))
 	}
 	return readHead(&fc.head, fc.br, maxHeaderBytes)
 }
@@ -202,7 +225,7 @@ func (fc *fastConn) readHead() error {
 // what was read of it.
 func (fc *fastConn) handOff() {
 	buffered, _ := fc.br.Peek(fc.br.Buffered())
-	fc.f.handoff.put(&replayConn{Conn: fc.c, pending: append(fc.head, buffered...)})
+	fc.f.handoff.put(newGate(&replayConn{Conn: fc.c, pending: append(fc.head, buffered...)}, fc.f.i.to))
 }
 
 // closeGracefully closes after the last response: a half-close first, then
@@ -235,7 +258,15 @@ func (fc *fastConn) forward() (keep, handoff bool) {
 	if a.verdict != verdictProxy || len(a.rt.backends) == 0 {
 		return false, true // serve answers: 404, 503, 403, redirect, 421
 	}
-	status, keep := fc.proxy(a.rt)
+	var status int
+	keep = true
+	if req.via && fc.cameBack() {
+		fc.f.i.loop(a.rt.host)
+		hasBody := req.chunked || req.contentLength > 0
+		status, keep = fc.writeError(http.StatusLoopDetected, hasBody || req.close), !hasBody
+	} else {
+		status, keep = fc.proxy(a.rt)
+	}
 	// Counted before the last flush, so that a client that has the whole
 	// response also finds it counted (as when net/http served it).
 	fc.count.inc(a.rt.host, status)
@@ -243,6 +274,17 @@ func (fc *fastConn) forward() (keep, handoff bool) {
 		keep = false
 	}
 	return keep && !req.close, false
+}
+
+// cameBack reports whether the request names this edge in its Via header:
+// it is one this edge forwarded (see loop.go).
+func (fc *fastConn) cameBack() bool {
+	for k := range fc.req.fields {
+		if f := &fc.req.fields[k]; fieldIs(f.name, "Via") && bytes.Contains(f.value, fc.f.i.via.tok) {
+			return true
+		}
+	}
+	return false
 }
 
 func (fc *fastConn) routeHost(raw []byte) string {

@@ -157,9 +157,14 @@ const fastHost = "fast.example.test"
 // fastSetup starts an ingress routing fastHost to a scripted backend.
 func fastSetup(t *testing.T) (*Ingress, *scriptedBackend) {
 	t.Helper()
+	return fastSetupWith(t, Options{})
+}
+
+func fastSetupWith(t *testing.T, opts Options) (*Ingress, *scriptedBackend) {
+	t.Helper()
 	n := newNode(t)
 	sb := startScriptedBackend(t, "127.0.0.1")
-	ing := startIngress(t, n, ACMEOptions{})
+	ing := startIngressWith(t, n, opts)
 	n.cast(t, "fast", sb.port, fastHost, "")
 	n.addInstance(t, "fast", "fast-1", "127.0.0.1")
 	waitRoute(t, ing, fastHost, 1)
@@ -508,10 +513,7 @@ func TestFastPathHeaderTooLargeIs431(t *testing.T) {
 }
 
 func TestFastPathTimesOutSlowAndIdleClients(t *testing.T) {
-	rht, it := readHeaderTimeout, idleTimeout
-	readHeaderTimeout, idleTimeout = 300*time.Millisecond, 600*time.Millisecond
-	t.Cleanup(func() { readHeaderTimeout, idleTimeout = rht, it })
-	ing, _ := fastSetup(t)
+	ing, _ := fastSetupWith(t, Options{Timeouts: Timeouts{ClientHeader: 300 * time.Millisecond, ClientIdle: 600 * time.Millisecond}})
 
 	slow := dialRaw(t, ing.HTTPAddr())
 	slow.send("GET / HTTP/1.1\r\nHost: " + fastHost + "\r\n") // and never the end of the head

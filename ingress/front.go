@@ -173,18 +173,3 @@ func (c *replayConn) CloseWrite() error {
 	}
 	return nil
 }
-
-type tlsStateKey struct{}
-
-// connContext gives a handed-off TLS connection's state to its requests:
-// net/http sets Request.TLS only for connections that are a *tls.Conn,
-// which a replayConn is not.
-func connContext(ctx context.Context, c net.Conn) context.Context {
-	if rc, ok := c.(*replayConn); ok {
-		if tc, ok := rc.Conn.(*tls.Conn); ok {
-			st := tc.ConnectionState()
-			return context.WithValue(ctx, tlsStateKey{}, &st)
-		}
-	}
-	return ctx
-}

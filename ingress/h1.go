@@ -25,6 +25,7 @@ type requestHead struct {
 	chunked              bool
 	close                bool // the client asked to close after this request
 	teTrailers           bool // "TE: trailers", which is forwarded
+	via                  bool // has a Via field: it may name this edge (loop detection)
 	fields               []headerField
 }
 
@@ -113,8 +114,8 @@ func (h *requestHead) parse(b []byte) bool {
 		default:
 			// Forwarding headers from the client are replaced: the edge is
 			// the first hop that can be trusted.
-			f.drop = isHopByHop(f.name) || fieldIs(f.name, "Forwarded") || fieldIs(f.name, "X-Forwarded-For") ||
-				fieldIs(f.name, "X-Forwarded-Host") || fieldIs(f.name, "X-Forwarded-Proto")
+			f.drop = isHopByHop(f.name) || isForwarding(f.name) || shadowsEdgeField(f.name)
+			h.via = h.via || fieldIs(f.name, "Via")
 		}
 	}
 	if hosts != 1 || lengths > 1 || encodings > 1 || (lengths > 0 && encodings > 0) || !validHost(h.host) {
@@ -191,6 +192,113 @@ func (r *responseHead) parse(b []byte) bool {
 	}
 	dropListed(r.fields, r.chunked)
 	return true
+}
+
+// isForwarding reports the fields the edge sets on forwarded requests in
+// place of the client's.
+func isForwarding(name []byte) bool {
+	return fieldIs(name, "Forwarded") || fieldIs(name, "X-Forwarded-For") || fieldIs(name, "X-Forwarded-Host") || fieldIs(name, "X-Forwarded-Proto")
+}
+
+// edgeFields are the fields the edge sets or frames messages by.
+var edgeFields = []string{"Host", "Content-Length", "Transfer-Encoding", "Connection", "Via",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// shadowsEdgeField reports a name that reads as one of edgeFields once
+// '_' is taken for '-' (X_Forwarded_For): backends that map CGI-style
+// names (HTTP_X_FORWARDED_FOR) cannot tell the two apart, so such fields
+// are dropped, as nginx drops names with underscores.
+func shadowsEdgeField(name []byte) bool {
+	if bytes.IndexByte(name, '_') < 0 {
+		return false
+	}
+	for _, f := range edgeFields {
+		if len(name) != len(f) {
+			continue
+		}
+		same := true
+		for i := range name {
+			c, d := name[i]|0x20, f[i]|0x20 // ASCII lower case; '-' and '_' stay apart
+			same = same && (c == d || name[i] == '_' && f[i] == '-')
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// forbiddenTrailer reports trailer fields that are not forwarded: framing,
+// routing and the edge's own, which a backend merging trailers into the
+// header must not take from the client (RFC 9110 6.5.1).
+func forbiddenTrailer(name []byte) bool {
+	return fieldIs(name, "Host") || fieldIs(name, "Content-Length") || fieldIs(name, "Transfer-Encoding") ||
+		fieldIs(name, "Trailer") || fieldIs(name, "Connection") || fieldIs(name, "Via") ||
+		isForwarding(name) || shadowsEdgeField(name) ||
+		len(name) > len("X-Forwarded-") && asciiEqualFold(name[:len("X-Forwarded-")], "X-Forwarded-")
+}
+
+// framing is how a request head says its body is delimited, as the
+// net/http path's gate (gate.go) reads it.
+type framing struct {
+	length  int64 // bytes of body when not chunked
+	chunked bool
+}
+
+// requestFraming reads the framing of request head b for the net/http
+// path, refusing every ambiguity RFC 9112 6.3 warns of, as nginx refuses
+// them: Transfer-Encoding beside Content-Length, on HTTP/1.0, other than a
+// single "chunked", repeated or malformed Content-Length, obs-fold, and
+// anything whose fields cannot be told apart for sure (a request line or
+// field name net/http might read differently). Everything else is left to
+// net/http, which frames what is accepted here the same way.
+func requestFraming(b []byte) (framing, bool) {
+	fr := framing{}
+	line, b, ok := nextLine(b)
+	if !ok {
+		return fr, false
+	}
+	parts := bytes.Split(line, []byte{' '})
+	if len(parts) != 3 || !isToken(parts[0]) || len(parts[1]) == 0 {
+		return fr, false
+	}
+	http10 := string(parts[2]) == "HTTP/1.0"
+	if !http10 && string(parts[2]) != "HTTP/1.1" {
+		return fr, false
+	}
+	var lengths, encodings int
+	for {
+		line, rest, ok := nextLine(b)
+		if !ok {
+			return fr, false
+		}
+		if len(line) == 0 {
+			break
+		}
+		b = rest
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) {
+			return fr, false // also obs-fold: the line starts with a blank
+		}
+		name, v := line[:colon], trimOWS(line[colon+1:])
+		switch {
+		case fieldIs(name, "Content-Length"):
+			lengths++
+			if fr.length, ok = parseLength(v); !ok {
+				return fr, false
+			}
+		case fieldIs(name, "Transfer-Encoding"):
+			encodings++
+			fr.chunked = true
+			if !asciiEqualFold(v, "chunked") {
+				return fr, false
+			}
+		}
+	}
+	if lengths > 1 || encodings > 1 || lengths > 0 && encodings > 0 || encodings > 0 && http10 {
+		return fr, false
+	}
+	return fr, true
 }
 
 // isHopByHop reports the header fields that describe one connection, not
@@ -434,4 +542,5 @@ func validFieldValue(v []byte) bool {
 var (
 	errChunkedFraming = errors.New("malformed chunked encoding")
 	errTrailerTooLong = errors.New("chunked trailer too long")
+	errChunkOverhead  = errors.New("chunked encoding contains too much non-data")
 )

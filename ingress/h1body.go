@@ -11,7 +11,8 @@ import (
 // parsers of the heads themselves are in h1.go.
 
 // readHead appends a head (through its empty line) from r to dst, failing
-// with errHeadTooLarge past limit bytes.
+// with errHeadTooLarge past limit bytes. It may be called again with the
+// same dst after an error (a timeout) to read on.
 func readHead(dst *[]byte, r *bufio.Reader, limit int) error {
 	for {
 		line, err := r.ReadSlice('\n')
@@ -24,11 +25,28 @@ func readHead(dst *[]byte, r *bufio.Reader, limit int) error {
 			continue
 		case err != nil:
 			return err
-		case len(line) == 1 || len(line) == 2 && line[0] == '\r':
+		case endsHead(*dst):
 			return nil
 		}
 	}
 }
+
+// endsHead reports whether the line at the end of b (which ends in LF) is
+// the empty line that ends a head. The line is judged whole, from b: it may
+// have come in several reads (one longer than the reader's buffer, or a
+// read resumed), whose last piece alone can look empty.
+func endsHead(b []byte) bool {
+	b = b[:len(b)-1]
+	last := b[bytes.LastIndexByte(b, '\n')+1:]
+	return len(last) == 0 || len(last) == 1 && last[0] == '\r'
+}
+
+// srcError is a failure of the side a copy reads from (a malformed or cut
+// body), told apart from one of the side it writes to.
+type srcError struct{ err error }
+
+func (e *srcError) Error() string { return e.err.Error() }
+func (e *srcError) Unwrap() error { return e.err }
 
 // copyBody copies n bytes (until EOF when n < 0) from src to dst, as chunks
 // if chunk is set. It flushes dst whenever src has nothing buffered, that
@@ -72,7 +90,7 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool, pool *b
 				err = io.ErrUnexpectedEOF
 			}
 			if err != nil {
-				return err
+				return &srcError{err}
 			}
 			continue
 		}
@@ -110,12 +128,19 @@ func writeChunkHeader(w *bufio.Writer, n int64) {
 	w.WriteString("\r\n")
 }
 
+// maxChunkOverhead bounds the framing bytes (chunk lines, extensions) a
+// chunked body may carry beyond its data, as net/http's chunked reader
+// bounds them, so that both serving paths refuse the same bodies.
+const maxChunkOverhead = 16 << 10
+
 // copyChunked forwards a chunked body from src to dst, re-framing it from
 // what it parsed (chunk sizes without extensions, the data, the trailer
 // fields), so that the receiver cannot frame it differently from us. Bare
-// LF, over-long lines and malformed sizes are refused, as net/http refuses
-// them.
+// LF, over-long lines, malformed sizes and too much framing overhead are
+// refused, as net/http refuses them; trailer fields that forbiddenTrailer
+// names are left out.
 func copyChunked(dst *bufio.Writer, src *bufio.Reader, pool *bufferPool) error {
+	var excess int64
 	for {
 		line, err := chunkLine(dst, src)
 		if err != nil {
@@ -123,10 +148,15 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, pool *bufferPool) error {
 		}
 		size, ok := parseChunkSize(line)
 		if !ok {
-			return errChunkedFraming
+			return &srcError{errChunkedFraming}
 		}
 		if size == 0 {
 			break
+		}
+		// net/http's accounting: each line costs its length, each chunk
+		// earns 16 bytes and twice its size.
+		if excess = max(excess+int64(len(line))+2-16-2*size, 0); excess > maxChunkOverhead {
+			return &srcError{errChunkOverhead}
 		}
 		writeChunkHeader(dst, size)
 		if err := copyBody(dst, src, size, false, pool); err != nil {
@@ -135,7 +165,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, pool *bufferPool) error {
 		if line, err = chunkLine(dst, src); err != nil {
 			return err
 		} else if len(line) != 0 {
-			return errChunkedFraming
+			return &srcError{errChunkedFraming}
 		}
 		dst.WriteString("\r\n")
 	}
@@ -149,14 +179,16 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, pool *bufferPool) error {
 			break
 		}
 		if total += len(line); total > maxHeaderBytes {
-			return errTrailerTooLong
+			return &srcError{errTrailerTooLong}
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !isToken(line[:colon]) || !validFieldValue(line[colon+1:]) {
-			return errChunkedFraming
+			return &srcError{errChunkedFraming}
 		}
-		dst.Write(line)
-		dst.WriteString("\r\n")
+		if !forbiddenTrailer(line[:colon]) {
+			dst.Write(line)
+			dst.WriteString("\r\n")
+		}
 	}
 	_, err := dst.WriteString("\r\n")
 	return err
@@ -173,13 +205,13 @@ func chunkLine(dst *bufio.Writer, src *bufio.Reader) ([]byte, error) {
 	line, err := src.ReadSlice('\n')
 	switch {
 	case err == bufio.ErrBufferFull:
-		return nil, errChunkedFraming
+		return nil, &srcError{errChunkedFraming}
 	case err == io.EOF:
-		return nil, io.ErrUnexpectedEOF
+		return nil, &srcError{io.ErrUnexpectedEOF}
 	case err != nil:
-		return nil, err
+		return nil, &srcError{err}
 	case len(line) < 2 || line[len(line)-2] != '\r':
-		return nil, errChunkedFraming
+		return nil, &srcError{errChunkedFraming}
 	}
 	return line[:len(line)-2], nil
 }

@@ -32,6 +32,7 @@ func (fc *fastConn) writeRequestHead(w *bufio.Writer) {
 	w.WriteString("\r\nX-Forwarded-Proto: ")
 	w.WriteString(fc.proto)
 	w.WriteString("\r\n")
+	w.Write(fc.f.i.via.field)
 	writeFraming(w, req.contentLength, req.chunked)
 	w.WriteString("\r\n")
 }

@@ -62,21 +62,55 @@ type Options struct {
 	// none: requests for a service with an ingress policy are then refused
 	// (403), as they are while the engine's tables are older than the
 	// routes. A nil func is an ingress with no engine ever.
-	Policy func() *policy.Engine
-	Logger *slog.Logger
+	Policy   func() *policy.Engine
+	Logger   *slog.Logger
+	Timeouts Timeouts
+	// DisableFastPath serves every request through net/http
+	// (httputil.ReverseProxy) instead of the HTTP/1.1 fast path.
+	DisableFastPath bool
+	// NodeName identifies this edge node in the Via header of forwarded
+	// requests, which is how a request that loops back is recognised.
+	// Default the hostname.
+	NodeName string
 }
 
-// Timeouts that bound what a slow or idle client can hold. There is no
-// overall read or write timeout: uploads, downloads, streams and WebSockets
-// may legitimately last long. Variables so that tests can shorten them.
-var (
-	readHeaderTimeout = 10 * time.Second // also bounds the TLS handshake
-	idleTimeout       = 2 * time.Minute
-)
+// Timeouts bound what a slow, stalled or vanished peer can hold. There is
+// no overall limit on a request: uploads, downloads, streams and WebSockets
+// may legitimately last long, so the body and send timeouts bound
+// inactivity, not duration. Zero fields take the defaults, nginx's.
+type Timeouts struct {
+	ClientHeader   time.Duration // a request head, from its first byte; also the TLS handshake (10s)
+	ClientIdle     time.Duration // a keep-alive client connection between requests (75s)
+	ClientBody     time.Duration // between two reads of a request body that both wait (60s)
+	Send           time.Duration // a write to the client that makes no progress (60s)
+	BackendConnect time.Duration // connecting to an endpoint (5s)
+	BackendHeader  time.Duration // from the request sent to the response head, then 504 (60s)
+	BackendIdle    time.Duration // a pooled keep-alive backend connection unused (60s)
+}
+
+// DefaultTimeouts are the Timeouts a zero field stands for.
+var DefaultTimeouts = Timeouts{
+	ClientHeader: 10 * time.Second, ClientIdle: 75 * time.Second, ClientBody: 60 * time.Second,
+	Send: 60 * time.Second, BackendConnect: 5 * time.Second, BackendHeader: 60 * time.Second,
+	BackendIdle: 60 * time.Second,
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	d := DefaultTimeouts
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&t.ClientHeader, &d.ClientHeader}, {&t.ClientIdle, &d.ClientIdle}, {&t.ClientBody, &d.ClientBody},
+		{&t.Send, &d.Send}, {&t.BackendConnect, &d.BackendConnect}, {&t.BackendHeader, &d.BackendHeader},
+		{&t.BackendIdle, &d.BackendIdle},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
 
 const (
 	maxHeaderBytes  = 64 << 10
-	dialTimeout     = 5 * time.Second
 	shutdownTimeout = 5 * time.Second
 	// statusRefresh re-derives certificate states while nothing else
 	// changes, so expiry shows up in status and metrics.
@@ -97,6 +131,8 @@ type Ingress struct {
 	log    orderedlog.Log
 	view   *cluster.View
 	opts   Options
+	to     Timeouts // opts.Timeouts with the defaults filled in
+	via    *via
 	logger *slog.Logger
 	errLog *log.Logger // net/http's own complaints (client hang-ups, bad requests): debug only
 	roots  *x509.CertPool
@@ -120,6 +156,8 @@ type Ingress struct {
 	certErrs map[string]string // ACME host → last obtain/renew error
 
 	kick     chan struct{}
+	self     selfAddrs       // the listeners' addresses, which no endpoint may be
+	selfSeen map[string]bool // endpoints refused for being self, logged once (run loop)
 	bound    atomic.Bool
 	httpLn   net.Listener
 	httpsLn  net.Listener
@@ -157,6 +195,10 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 		}
 		hsts = opts.HSTS.value()
 	}
+	if opts.NodeName == "" {
+		opts.NodeName, _ = os.Hostname()
+	}
+	opts.Timeouts = opts.Timeouts.withDefaults()
 	i := &Ingress{
 		log: log, view: view, opts: opts, logger: opts.Logger.With("subsystem", "ingress"),
 		managed: map[string]bool{}, secrets: map[string]cachedSecret{}, certErrs: map[string]string{},
@@ -175,7 +217,9 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 			return nil, fmt.Errorf("acme ca_root %s: no PEM certificate found in it", f)
 		}
 	}
-	i.dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	i.to = opts.Timeouts
+	i.via = newVia(opts.NodeName)
+	i.dialer = &net.Dialer{Timeout: i.to.BackendConnect, KeepAlive: 30 * time.Second}
 	// For what the fast path (fastpath.go) hands to net/http: HTTP/2 and
 	// upgrades.
 	i.transport = &http.Transport{
@@ -183,7 +227,8 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 			return i.dialBackend(ctx, addr)
 		},
 		MaxIdleConnsPerHost:   maxIdleConnsPerBackend,
-		IdleConnTimeout:       idleConnTimeout,
+		IdleConnTimeout:       i.to.BackendIdle,
+		ResponseHeaderTimeout: i.to.BackendHeader,
 		ExpectContinueTimeout: time.Second,
 		// Pass the backend's encoding through untouched instead of having
 		// the transport ask for gzip and decompress it again.
@@ -214,6 +259,7 @@ func (i *Ingress) Start() error {
 		i.httpLn.Close()
 		return fmt.Errorf("ingress https listener: %w", err)
 	}
+	i.self, i.selfSeen = newSelfAddrs(i.httpLn, i.httpsLn), map[string]bool{}
 	ctx, cancel := context.WithCancel(context.Background())
 	i.cancel = cancel
 	i.setupCertmagic()
@@ -254,8 +300,8 @@ func (i *Ingress) Start() error {
 func (i *Ingress) newServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: i.to.ClientHeader,
+		IdleTimeout:       i.to.ClientIdle,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          i.errLog,
 		ConnContext:       connContext,
@@ -379,6 +425,14 @@ func (i *Ingress) onEvent(_ context.Context, event string, data map[string]any) 
 func (i *Ingress) rebuild(ctx context.Context) {
 	used := map[string]bool{}
 	t := buildTable(i.view.Snapshot(), func(addr string) *backend {
+		if i.self.is(addr) {
+			// Proxying to it would loop: leave it out, say so once.
+			if !i.selfSeen[addr] {
+				i.selfSeen[addr] = true
+				i.logger.Warn("endpoint left out of the ingress routes: it is one of the ingress's own listen addresses, and proxying to it would loop", "endpoint", addr)
+			}
+			return nil
+		}
 		used[addr] = true
 		if v, ok := i.pool.Load(addr); ok {
 			return v.(*backend)
@@ -408,7 +462,7 @@ func (i *Ingress) rebuild(ctx context.Context) {
 		e.CatchUp(ctx, t.seq) // see policy.Engine.CatchUp
 	}
 	forgetHosts(i.table.Swap(t), t)
-	idleCutoff := now.Add(-idleConnTimeout)
+	idleCutoff := now.Add(-i.to.BackendIdle)
 	i.pool.Range(func(k, v any) bool {
 		if !used[k.(string)] {
 			i.pool.Delete(k)
@@ -600,6 +654,22 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	}
 	var count requestCounter
 	defer func() { count.inc(label, sw.status()) }() // also when ReverseProxy aborts with http.ErrAbortHandler
+	switch {
+	case r.Method == http.MethodConnect:
+		// An edge router is no forward proxy; what follows a CONNECT is not
+		// HTTP, so the connection ends with the answer.
+		sw.Header().Set("Connection", "close")
+		http.Error(sw, "CONNECT is not supported", http.StatusMethodNotAllowed)
+	case a.verdict == verdictProxy && i.via.in(r.Header.Values("Via")):
+		i.loop(label)
+		http.Error(sw, "loop detected: this request was forwarded by this ingress before", http.StatusLoopDetected)
+	default:
+		i.answer(sw, r, a, host)
+	}
+}
+
+// answer serves an admitted request by its verdict.
+func (i *Ingress) answer(sw *statusWriter, r *http.Request, a admission, host string) {
 	switch a.verdict {
 	case verdictMisdirected:
 		if r.ProtoMajor == 1 {

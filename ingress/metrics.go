@@ -11,6 +11,10 @@ var (
 		Name: "rune_ingress_requests_total",
 		Help: "Edge HTTP/HTTPS requests by routed host (\"unknown\" when no route matched) and response status.",
 	}, []string{"host", "status"})
+	ingressLoops = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rune_ingress_loops_total",
+		Help: "Requests answered 508 Loop Detected because they came back to the edge node that had forwarded them, by routed host.",
+	}, []string{"host"})
 	acmeCertificates = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "rune_acme_certificates",
 		Help: "ACME-managed certificates of this edge node by lifecycle state: pending, ready, error.",
@@ -18,7 +22,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(ingressRequests, acmeCertificates)
+	prometheus.MustRegister(ingressRequests, ingressLoops, acmeCertificates)
 }
 
 func setCertGauge(t *table) {

@@ -2,10 +2,12 @@ package ingress
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 )
 
@@ -19,16 +21,45 @@ func (i *Ingress) newBackend(addr string) *backend {
 			// Replaces, not appends to, any client-sent X-Forwarded-*: the
 			// edge is the first hop that can be trusted.
 			pr.SetXForwarded()
+			pr.Out.Header.Add("Via", i.via.value)
+			for k := range pr.Out.Header {
+				if strings.IndexByte(k, '_') >= 0 && shadowsEdgeField([]byte(k)) {
+					pr.Out.Header.Del(k)
+				}
+			}
 		},
 		Transport:  i.transport,
 		BufferPool: &i.bufPool,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			i.logger.Debug("proxying to backend failed", "backend", addr, "host", r.Host, "error", err)
-			w.WriteHeader(http.StatusBadGateway)
+			w.WriteHeader(i.proxyError(w, r, err))
 		},
 		ErrorLog: i.errLog,
 	}
 	return b
+}
+
+// proxyError is the answer for a request ReverseProxy could not complete,
+// as the fast path answers it: the client's fault when the gate cut its
+// body off (400 for bad framing, 408 for a stall, which close the
+// connection), statusClientGone (recorded, not sent) when the client went
+// away, else 504 or 502 by gatewayError.
+func (i *Ingress) proxyError(w http.ResponseWriter, r *http.Request, err error) int {
+	if g := gateOf(r.Context()); g != nil {
+		if ferr := g.bodyFailure(); ferr != nil {
+			w.Header().Set("Connection", "close")
+			if errors.Is(ferr, errBodyTimeout) {
+				return http.StatusRequestTimeout
+			}
+			if errors.Is(ferr, errChunkedFraming) || errors.Is(ferr, errChunkOverhead) || errors.Is(ferr, errTrailerTooLong) {
+				return http.StatusBadRequest
+			}
+		}
+	}
+	if r.Context().Err() != nil {
+		return statusClientGone
+	}
+	return gatewayError(err)
 }
 
 // statusWriter records the response status for the request metric. Unwrap
@@ -59,6 +90,9 @@ func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(s.ResponseWriter).Hijack()
 	if err == nil {
 		s.code = http.StatusSwitchingProtocols
+		if g, ok := c.(*gate); ok {
+			g.hijacked()
+		}
 	}
 	return c, rw, err
 }

@@ -103,7 +103,9 @@ func buildTable(snap *cluster.Snapshot, backendFor func(addr string) *backend) *
 			if port, ok := exposedPort(ep.Value.Ports, svc.Expose.Port); ok {
 				r.port = uint16(port.Port)
 				for _, a := range ep.Value.Addresses {
-					r.backends = append(r.backends, backendFor(netip.AddrPortFrom(a.IP, uint16(port.TargetPort)).String()))
+					if b := backendFor(netip.AddrPortFrom(a.IP, uint16(port.TargetPort)).String()); b != nil {
+						r.backends = append(r.backends, b)
+					}
 				}
 			}
 		}

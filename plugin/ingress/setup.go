@@ -35,6 +35,19 @@ type config struct {
 	acmeCARoot string
 	hsts       ingress.HSTS
 	hstsSet    bool // false: no Strict-Transport-Security
+	timeouts   ingress.Timeouts
+	noFastPath bool
+}
+
+// timeoutOptions maps the timeout options to their Timeouts fields.
+var timeoutOptions = map[string]func(*ingress.Timeouts) *time.Duration{
+	"client_header_timeout":   func(t *ingress.Timeouts) *time.Duration { return &t.ClientHeader },
+	"client_idle_timeout":     func(t *ingress.Timeouts) *time.Duration { return &t.ClientIdle },
+	"client_body_timeout":     func(t *ingress.Timeouts) *time.Duration { return &t.ClientBody },
+	"send_timeout":            func(t *ingress.Timeouts) *time.Duration { return &t.Send },
+	"backend_connect_timeout": func(t *ingress.Timeouts) *time.Duration { return &t.BackendConnect },
+	"backend_header_timeout":  func(t *ingress.Timeouts) *time.Duration { return &t.BackendHeader },
+	"backend_idle_timeout":    func(t *ingress.Timeouts) *time.Duration { return &t.BackendIdle },
 }
 
 func (cfg *config) options(dev bool) ingress.Options {
@@ -49,7 +62,8 @@ func (cfg *config) options(dev bool) ingress.Options {
 	}
 	o := ingress.Options{
 		HTTPAddr: http, HTTPSAddr: https,
-		ACME: ingress.ACMEOptions{Email: cfg.acmeEmail, CA: cfg.acmeCA, CARootsFile: cfg.acmeCARoot},
+		ACME:     ingress.ACMEOptions{Email: cfg.acmeEmail, CA: cfg.acmeCA, CARootsFile: cfg.acmeCARoot},
+		Timeouts: cfg.timeouts, DisableFastPath: cfg.noFastPath, NodeName: cfg.node.NodeName,
 	}
 	if cfg.hstsSet {
 		h := cfg.hsts
@@ -101,18 +115,47 @@ func setup(c *caddy.Controller) error {
 //	    acme_ca URL|production|staging   # default production (Let's Encrypt)
 //	    acme_ca_root FILE     # extra PEM roots for the ACME server's HTTPS
 //	    hsts MAX_AGE [include_subdomains] [preload]
+//	    fastpath on|off       # default on; off: every request through net/http
+//	    client_header_timeout DURATION    # 10s
+//	    client_idle_timeout DURATION      # 75s
+//	    client_body_timeout DURATION      # 60s
+//	    send_timeout DURATION             # 60s
+//	    backend_connect_timeout DURATION  # 5s
+//	    backend_header_timeout DURATION   # 60s
+//	    backend_idle_timeout DURATION     # 60s
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{node: nodeopt.Defaults()}
 	c.Next() // "ingress"
-	if err := nodeopt.Block(c, &cfg.node, map[string]int{"http": 1, "https": 1, "acme_email": 1, "acme_ca": 1, "acme_ca_root": 1, "hsts": -1}, cfg.set); err != nil {
+	arity := map[string]int{"http": 1, "https": 1, "acme_email": 1, "acme_ca": 1, "acme_ca_root": 1, "fastpath": 1, "hsts": -1}
+	for opt := range timeoutOptions {
+		arity[opt] = 1
+	}
+	if err := nodeopt.Block(c, &cfg.node, arity, cfg.set); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
 func (cfg *config) set(opt string, args []string) error {
+	if field, ok := timeoutOptions[opt]; ok {
+		d, err := time.ParseDuration(args[0])
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q: want a positive duration, such as 30s", args[0])
+		}
+		*field(&cfg.timeouts) = d
+		return nil
+	}
 	switch opt {
+	case "fastpath":
+		switch args[0] {
+		case "on":
+			cfg.noFastPath = false
+		case "off":
+			cfg.noFastPath = true
+		default:
+			return fmt.Errorf("%q: want on or off", args[0])
+		}
 	case "http", "https":
 		if _, _, err := net.SplitHostPort(args[0]); err != nil {
 			return fmt.Errorf("%q: want [HOST]:PORT, such as :%s", args[0], map[string]string{"http": "80", "https": "443"}[opt])

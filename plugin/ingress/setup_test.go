@@ -18,13 +18,17 @@ func TestParse(t *testing.T) {
 		acme_email ops@example.com
 		acme_ca staging
 		acme_ca_root /dev/null
+		fastpath off
+		client_body_timeout 30s
+		backend_header_timeout 2m
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := cfg.options(cfg.node.DevMode)
 	if cfg.node.DataDir != "/tmp/rune" || o.HTTPAddr != "127.0.0.1:8081" || o.HTTPSAddr != ":443" ||
-		o.ACME.Email != "ops@example.com" || o.ACME.CA != certmagic.LetsEncryptStagingCA || o.ACME.CARootsFile != "/dev/null" {
+		o.ACME.Email != "ops@example.com" || o.ACME.CA != certmagic.LetsEncryptStagingCA || o.ACME.CARootsFile != "/dev/null" ||
+		!o.DisableFastPath || o.Timeouts != (ingress.Timeouts{ClientBody: 30 * time.Second, BackendHeader: 2 * time.Minute}) {
 		t.Errorf("parsed %+v, options %+v", cfg, o)
 	}
 }
@@ -104,6 +108,9 @@ func TestParseErrors(t *testing.T) {
 		"ingress {\nhsts 8760h includeSubDomains\n}":       `hsts: "includeSubDomains": want include_subdomains or preload`,
 		"ingress {\nhsts 8760h preload preload\n}":         "each at most once",
 		"ingress {\nhsts -1s\n}":                           "negative",
+		"ingress {\nfastpath maybe\n}":                     `fastpath: "maybe": want on or off`,
+		"ingress {\nsend_timeout 0s\n}":                    `send_timeout: "0s": want a positive duration`,
+		"ingress {\nclient_idle_timeout x\n}":              `client_idle_timeout: "x": want a positive duration`,
 	} {
 		_, err := parse(caddy.NewTestController("dns", input))
 		if err == nil || !strings.Contains(err.Error(), want) {
