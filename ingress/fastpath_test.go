@@ -25,6 +25,7 @@ import (
 type scriptedBackend struct {
 	port     int
 	accepted atomic.Int32
+	closed   atomic.Int32 // connections the backend has closed
 	mu       sync.Mutex
 	scripts  map[string]script
 	got      map[string]*http.Request // by path; Body replaced by bodies[path]
@@ -49,6 +50,7 @@ func startScriptedBackend(t *testing.T, ip string) *scriptedBackend {
 	testkit.Serve(t, ln, func(c net.Conn) {
 		sb.accepted.Add(1)
 		sb.serve(c)
+		sb.closed.Add(1)
 	})
 	return sb
 }
@@ -422,15 +424,17 @@ func TestFastPathRedialsWhenBackendClosedIdleConnection(t *testing.T) {
 	rc := dialRaw(t, ing.HTTPAddr())
 	for k, req := range []string{
 		"GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: %s\r\n\r\n",                        // sent on the closed connection, then again on a new one
-		"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\nx", // not sent again: the closed connection is noticed first
+		"GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\nx", // the closed connection is noticed before sending
 		"DELETE / HTTP/1.1\r\nHost: %s\r\n\r\n",
 	} {
 		rc.send(fmt.Sprintf(req, fastHost))
 		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
 			t.Fatalf("request %d: %d %q, want 200 \"ok\"", k, resp.StatusCode, body)
 		}
-		time.Sleep(50 * time.Millisecond) // the backend's FIN arrives
+		// On loopback the backend's FIN is with the ingress once its close returns.
+		want := int32(k + 1)
+		waitFor(t, 5*time.Second, "the backend to close its connection", func() bool { return sb.closed.Load() == want })
 	}
 	if n := sb.accepted.Load(); n != 4 {
 		t.Errorf("backend accepted %d connections, want 4 (one per request)", n)
@@ -463,7 +467,9 @@ func TestFastPathStreamsRequestBody(t *testing.T) {
 	ing, sb := fastSetup(t)
 	rc := dialRaw(t, ing.HTTPAddr())
 	rc.send("PUT /upload HTTP/1.1\r\nHost: " + fastHost + "\r\nContent-Length: 10\r\n\r\nhello")
-	time.Sleep(100 * time.Millisecond) // the head and half the body are on their way alone
+	// The backend has a connection once the head is on its way: the rest of
+	// the body comes after it, alone.
+	waitFor(t, 5*time.Second, "the ingress to connect to the backend", func() bool { return sb.accepted.Load() == 1 })
 	rc.send("world")
 	if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != "ok" {
 		t.Fatalf("%d %q, want 200 \"ok\"", resp.StatusCode, body)

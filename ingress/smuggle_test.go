@@ -117,9 +117,10 @@ func post(headers, body string) string {
 	return "POST %[1]s/a HTTP/1.1\r\nHost: %[2]s\r\n" + headers + "\r\n" + body
 }
 
+// longHeaderResponse has a header line of lineLen bytes before its CRLF.
 func longHeaderResponse(lineLen int) string {
 	prefix := "X-Long: "
-	return "HTTP/1.1 200 OK\r\n" + prefix + strings.Repeat("v", lineLen-len(prefix)-2) + "\r\nContent-Length: 4\r\n\r\nlong"
+	return "HTTP/1.1 200 OK\r\n" + prefix + strings.Repeat("v", lineLen-len(prefix)) + "\r\nContent-Length: 4\r\n\r\nlong"
 }
 
 var smuggleCases = []smuggleCase{
