@@ -5,11 +5,13 @@ import (
 	"errors"
 )
 
-// HTTP/1.1 message heads as the fast path (fastpath.go) reads them. The
+// HTTP/1.1 message heads as the fast path (fastconn.go) reads them. The
 // parsers accept a strict subset of what net/http accepts: a request head
-// outside it is handed to net/http, which answers or rejects it as it always
-// has, so the fast path never has to get an edge case of the protocol right
-// on its own. A backend's response head outside it is a 502.
+// outside it is handed to net/http, which answers or rejects it, so the fast
+// path never has to get an edge case of the protocol right on its own; what
+// net/http is too lenient about (ambiguous framing) requestFraming refuses
+// first, for the gate in front of it (gate.go). A backend's response head
+// outside the subset is a 502.
 
 // headerField is one header line of a head; name and value point into the
 // head's bytes.

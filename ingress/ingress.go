@@ -220,7 +220,7 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 	i.to = opts.Timeouts
 	i.via = newVia(opts.NodeName)
 	i.dialer = &net.Dialer{Timeout: i.to.BackendConnect, KeepAlive: 30 * time.Second}
-	// For what the fast path (fastpath.go) hands to net/http: HTTP/2 and
+	// For what the fast path (fastconn.go) hands to net/http: HTTP/2 and
 	// upgrades.
 	i.transport = &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -634,7 +634,7 @@ func (i *Ingress) admit(host, serverName string, client netip.AddrPort, plain bo
 }
 
 // serve handles one request on either listener, for what the fast path
-// hands over (see fastpath.go).
+// hands over (see fastconn.go), behind its gate (gate.go).
 func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 	sw := &statusWriter{ResponseWriter: w}
 	host := requestHost(r.Host)
