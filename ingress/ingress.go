@@ -88,15 +88,15 @@ type Timeouts struct {
 	BackendIdle    time.Duration // a pooled keep-alive backend connection unused (60s)
 }
 
-// DefaultTimeouts are the Timeouts a zero field stands for.
-var DefaultTimeouts = Timeouts{
+// defaultTimeouts are what a zero field of Timeouts stands for.
+var defaultTimeouts = Timeouts{
 	ClientHeader: 10 * time.Second, ClientIdle: 75 * time.Second, ClientBody: 60 * time.Second,
 	Send: 60 * time.Second, BackendConnect: 5 * time.Second, BackendHeader: 60 * time.Second,
 	BackendIdle: 60 * time.Second,
 }
 
 func (t Timeouts) withDefaults() Timeouts {
-	d := DefaultTimeouts
+	d := defaultTimeouts
 	for _, f := range []struct{ v, def *time.Duration }{
 		{&t.ClientHeader, &d.ClientHeader}, {&t.ClientIdle, &d.ClientIdle}, {&t.ClientBody, &d.ClientBody},
 		{&t.Send, &d.Send}, {&t.BackendConnect, &d.BackendConnect}, {&t.BackendHeader, &d.BackendHeader},
