@@ -67,16 +67,6 @@ func (hb *holdingBackend) waitClosed(t *testing.T, within time.Duration, what st
 	}
 }
 
-func setupTo(t *testing.T, port int, opts Options) *Ingress {
-	t.Helper()
-	n := newNode(t)
-	ing := startIngressWith(t, n, opts)
-	n.cast(t, "fast", port, fastHost, "")
-	n.addInstance(t, "fast", "fast-1", "127.0.0.1")
-	waitRoute(t, ing, fastHost, 1)
-	return ing
-}
-
 func TestClientHeaderAndIdleTimeouts(t *testing.T) {
 	for _, mode := range servingPaths {
 		t.Run(mode.name, func(t *testing.T) {
