@@ -643,3 +643,23 @@ func TestFastPathCloseEndsIdleConnections(t *testing.T) {
 		t.Error("the idle connection was left open")
 	}
 }
+
+// With the fast path off, net/http serves every request: it writes the
+// standard reason phrase where the fast path passes the backend's on.
+func TestFastPathOffServesThroughNetHTTP(t *testing.T) {
+	for _, mode := range servingPaths {
+		t.Run(mode.name, func(t *testing.T) {
+			sb := startScriptedBackend(t, "127.0.0.1")
+			ing := setupTo(t, sb.port, Options{DisableFastPath: mode.off})
+			rc := dialRaw(t, ing.HTTPAddr())
+			rc.send("GET / HTTP/1.1\r\nHost: " + fastHost + "\r\n\r\n")
+			resp, body := rc.read("GET")
+			if resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%d %q, want 200 \"ok\"", resp.StatusCode, body)
+			}
+			if fast := resp.Status == "200 Fast"; fast == mode.off {
+				t.Errorf("status %q with the fast path off: %v", resp.Status, mode.off)
+			}
+		})
+	}
+}
