@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/runenet/runenet/cluster"
@@ -26,12 +29,41 @@ type Client struct {
 	http  *http.Client
 }
 
+// ClientOption adjusts a Client.
+type ClientOption func(*clientOptions)
+
+type clientOptions struct{ caFile string }
+
+// WithCA makes the client talk TLS to a tcp:// address (https:// always is)
+// and trust the PEM certificates in file — runed's API certificate or the CA
+// that issued it — instead of the system's roots.
+func WithCA(file string) ClientOption { return func(o *clientOptions) { o.caFile = file } }
+
 // NewClient accepts "unix:///path/runed.sock", "tcp://host:port" or
 // "http(s)://host:port".
-func NewClient(addr, token string) (*Client, error) {
+func NewClient(addr, token string, opts ...ClientOption) (*Client, error) {
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	c := &Client{token: token}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("api CA: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("api CA %s: no PEM certificate in it", o.caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	switch {
+	case o.caFile != "" && strings.HasPrefix(addr, "unix://"):
+		return nil, fmt.Errorf("api address %s: a CA is for a TLS API (https:// or tcp://), not a unix socket", addr)
+	case o.caFile != "" && strings.HasPrefix(addr, "tcp://"):
+		c.base = "https://" + strings.TrimPrefix(addr, "tcp://")
 	case strings.HasPrefix(addr, "unix://"):
 		path := strings.TrimPrefix(addr, "unix://")
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -99,8 +131,14 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		var e ErrorResponse
-		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
+		switch {
+		case json.Unmarshal(body, &e) == nil && e.Error != "":
+		case bytes.Contains(body, []byte("HTTP request to an HTTPS server")):
+			// Go's TLS server answers plain HTTP so.
+			e.Error = "runed's API at " + c.base + " serves TLS: address it as https://HOST:PORT, or pass its certificate (or CA) with --ca"
+		default:
 			e.Error = resp.Status
 		}
 		return nil, &APIError{Status: resp.StatusCode, Kind: e.Kind, Msg: e.Error}
@@ -193,19 +231,32 @@ func (c *Client) CreateTLSSecret(ctx context.Context, req TLSSecretRequest) erro
 }
 
 // PortForward opens a forward and returns its address; it stays open until
-// ctx ends.
-func (c *Client) PortForward(ctx context.Context, req PortForwardRequest) (netip.AddrPort, error) {
+// ctx ends. denied (if not nil) is called for every connection the
+// service's policy refuses.
+func (c *Client) PortForward(ctx context.Context, req PortForwardRequest, denied func(PortForwardDenial)) (netip.AddrPort, error) {
 	resp, err := c.send(ctx, http.MethodPost, "/v1/port-forward", req)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	var opened PortForwardOpened
-	if err := json.NewDecoder(resp.Body).Decode(&opened); err != nil {
+	dec := json.NewDecoder(resp.Body)
+	var opened PortForwardEvent
+	if err := dec.Decode(&opened); err != nil {
 		resp.Body.Close()
 		return netip.AddrPort{}, fmt.Errorf("port-forward: %w", err)
 	}
 	// Closing the body (when ctx ends) is what closes the forward in runed.
 	context.AfterFunc(ctx, func() { resp.Body.Close() })
+	go func() {
+		for {
+			var ev PortForwardEvent
+			if dec.Decode(&ev) != nil {
+				return
+			}
+			if ev.Denied != nil && denied != nil {
+				denied(*ev.Denied)
+			}
+		}
+	}()
 	return opened.Address, nil
 }
 

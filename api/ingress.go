@@ -1,15 +1,21 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/ingress"
+	"github.com/runenet/runenet/ingress/status"
 )
+
+// Ingress is the node's edge router, as `rune get ingresses` reads it.
+type Ingress interface {
+	Status() []status.Row
+}
 
 // IngressList answers GET /v1/ingresses: the edge routes this node serves.
 type IngressList struct {
-	Items []ingress.Row `json:"items"`
+	Items []status.Row `json:"items"`
 }
 
 // TLSSecretRequest uploads a certificate and key for `tls: {mode: manual}`.
@@ -20,14 +26,21 @@ type TLSSecretRequest struct {
 	Key       string `json:"key"`  // PEM private key
 }
 
+// StoreTLSSecret validates a certificate and key and stores them as the
+// TLS secret ns/name; nothing is written when they do not validate.
+type StoreTLSSecret func(ctx context.Context, ns, name string, certPEM, keyPEM []byte) error
+
 func (s *Server) listIngresses(w http.ResponseWriter, r *http.Request) {
-	ing := ingress.Current()
+	var ing Ingress
+	if s.Ingress != nil {
+		ing = s.Ingress()
+	}
 	if ing == nil {
 		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node runs no ingress: edge nodes serve ingresses (runed --node-role=edge, or --dev-mode)", Kind: "unavailable"})
 		return
 	}
 	ns := r.URL.Query().Get("namespace")
-	out := IngressList{Items: []ingress.Row{}}
+	out := IngressList{Items: []status.Row{}}
 	for _, row := range ing.Status() {
 		if ns == "" || row.Namespace == ns {
 			out.Items = append(out.Items, row)
@@ -44,7 +57,11 @@ func (s *Server) createTLSSecret(w http.ResponseWriter, r *http.Request) {
 	if req.Namespace == "" {
 		req.Namespace = "default"
 	}
-	if err := ingress.StoreTLSSecret(r.Context(), s.Log, req.Namespace, req.Name, []byte(req.Cert), []byte(req.Key)); err != nil {
+	if s.StoreTLSSecret == nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node cannot store TLS secrets", Kind: "unavailable"})
+		return
+	}
+	if err := s.StoreTLSSecret(r.Context(), req.Namespace, req.Name, []byte(req.Cert), []byte(req.Key)); err != nil {
 		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "tls secret " + req.Namespace + "/" + req.Name, Err: err})
 		return
 	}

@@ -11,15 +11,40 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/policy"
 )
 
-// Policy is the node's network policy engine (*policy.Engine), as the API
-// reads it: the compiled tables, and a way to wait until they reflect a seq.
+// Policy is the node's network policy engine, as the API reads it: the
+// compiled tables, and a way to wait until they reflect a seq.
 type Policy interface {
-	Tables() *policy.Tables
+	Tables() PolicyTables
 	WaitFor(ctx context.Context, seq uint64) error
 }
+
+// PolicyTables are the rule tables of one snapshot, asked as the proxy asks
+// them for a new connection.
+type PolicyTables interface {
+	// Seq is the snapshot the tables were compiled from.
+	Seq() uint64
+	Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict
+	EgressFromService(src, dst cluster.NamespacedName, dstAddr netip.Addr, port uint16, proto cluster.Protocol) Verdict
+	Ingress(src netip.Addr, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict
+	IngressFromService(src, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict
+}
+
+// Verdict is one direction's decision.
+type Verdict struct {
+	Allowed bool
+	Policy  string // "namespace/name" of the deciding policy, "" when none applied
+	Rule    int    // the deciding rule's index; -1 for a default
+	Reason  string // ReasonNoPolicy, ReasonRuleMatch or ReasonDefaultDeny
+}
+
+// Reasons, as PolicyCheckResponse.Reason reports them.
+const (
+	ReasonNoPolicy    = "no-policy"
+	ReasonRuleMatch   = "rule-match"
+	ReasonDefaultDeny = "default-deny"
+)
 
 // PolicyList answers GET /v1/policies: every service with a networkPolicy
 // block, from the cluster state (whether or not this node enforces it).
@@ -224,7 +249,7 @@ func portString(p cluster.Port) string {
 // check decides req on t as the proxy would for a new connection: the
 // source's egress, then the destination's ingress. The View's staleness is
 // not applied: check answers what the policy says.
-func check(t *policy.Tables, snap *cluster.Snapshot, req PolicyCheckRequest) (*PolicyCheckResponse, error) {
+func check(t PolicyTables, snap *cluster.Snapshot, req PolicyCheckRequest) (*PolicyCheckResponse, error) {
 	if req.Protocol != "" && req.Protocol != cluster.TCP && req.Protocol != cluster.UDP {
 		return nil, invalid("protocol %q: want tcp or udp", req.Protocol)
 	}
@@ -241,7 +266,7 @@ func check(t *policy.Tables, snap *cluster.Snapshot, req PolicyCheckRequest) (*P
 		return nil, err
 	}
 	port, proto := uint16(p.Port), p.Protocol
-	var egress, ingress policy.Verdict
+	var egress, ingress Verdict
 	var from string
 	if ip, perr := netip.ParseAddr(req.From); perr == nil {
 		from = "from " + ip.String()
@@ -261,16 +286,16 @@ func check(t *policy.Tables, snap *cluster.Snapshot, req PolicyCheckRequest) (*P
 	}
 	to := "to service " + dst.Name + "." + dst.Namespace
 	on := fmt.Sprintf("on %s", portString(p))
-	res := &PolicyCheckResponse{Seq: t.Seq, Port: p.Port, Protocol: proto}
+	res := &PolicyCheckResponse{Seq: t.Seq(), Port: p.Port, Protocol: proto}
 	v, dir, peer := ingress, "ingress", from
-	if !egress.Allowed || ingress.Reason == policy.ReasonNoPolicy {
+	if !egress.Allowed || ingress.Reason == ReasonNoPolicy {
 		v, dir, peer = egress, "egress", to
 	}
 	res.Allowed, res.Policy, res.Rule, res.Reason = v.Allowed, v.Policy, v.Rule, v.Reason
 	switch v.Reason {
-	case policy.ReasonNoPolicy:
+	case ReasonNoPolicy:
 		res.Explanation = fmt.Sprintf("no policy applies (no egress policy %s, no ingress policy %s)", from, to)
-	case policy.ReasonRuleMatch:
+	case ReasonRuleMatch:
 		res.Direction = dir
 		res.Explanation = fmt.Sprintf("rule %d of %s %s (%s %s)", v.Rule, v.Policy, dir, peer, on)
 	default: // default-deny: Tables never answer stale

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"context"
@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
+	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/policy"
 )
@@ -41,9 +43,10 @@ service:
   ports: [{port: 80}]
 `
 
-// policyServer runs the API with a real policy engine (or none) over a
-// cluster holding policyDocs and two instances on node n1.
-func policyServer(t *testing.T, withEngine bool) *Client {
+// policyServer runs the API with a real policy engine (or none), as the node
+// runtime hands it to the API, over a cluster holding policyDocs and two
+// instances on node n1. It returns a client and the server's URL.
+func policyServer(t *testing.T, withEngine bool) (*api.Client, string) {
 	t.Helper()
 	k := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
 	k.Cast(t, policyDocs)
@@ -57,23 +60,23 @@ func policyServer(t *testing.T, withEngine bool) *Client {
 			t.Fatal(err)
 		}
 	}
-	srv := &Server{Controller: k.Ctl, View: k.View, Log: k.Log}
+	srv := &api.Server{Controller: k.Ctl, View: k.View, Log: k.Log}
 	if withEngine {
 		e := policy.NewEngine(k.View, "n1", policy.EngineOptions{})
 		go e.Run(ctx)
-		srv.Policy = func() Policy { return e }
+		srv.Policy = func() api.Policy { return node.PolicyAPI(e) }
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	c, err := NewClient(hs.URL, "")
+	c, err := api.NewClient(hs.URL, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, hs.URL
 }
 
 func TestPolicyCheck(t *testing.T) {
-	c := policyServer(t, true)
+	c, _ := policyServer(t, true)
 	for _, tc := range []struct {
 		from, to, port string
 		proto          cluster.Protocol
@@ -102,7 +105,7 @@ func TestPolicyCheck(t *testing.T) {
 		// An address that is no instance here has no egress policy.
 		{"10.1.2.3", "web", "", "", true, "", -1, "no policy applies"},
 	} {
-		res, err := c.CheckPolicy(context.Background(), PolicyCheckRequest{From: tc.from, To: tc.to, Port: PortSpec(tc.port), Protocol: tc.proto})
+		res, err := c.CheckPolicy(context.Background(), api.PolicyCheckRequest{From: tc.from, To: tc.to, Port: api.PortSpec(tc.port), Protocol: tc.proto})
 		if err != nil {
 			t.Errorf("%s → %s:%s: %v", tc.from, tc.to, tc.port, err)
 			continue
@@ -115,29 +118,29 @@ func TestPolicyCheck(t *testing.T) {
 }
 
 func TestPolicyCheckErrors(t *testing.T) {
-	c := policyServer(t, true)
+	c, url := policyServer(t, true)
 	for _, tc := range []struct {
-		req    PolicyCheckRequest
+		req    api.PolicyCheckRequest
 		status int
 		msg    string
 	}{
-		{PolicyCheckRequest{From: "web", To: "nope"}, http.StatusNotFound, `service "nope" not found in namespace "default"`},
-		{PolicyCheckRequest{From: "ghost.default", To: "api", Port: "http"}, http.StatusNotFound, `service "ghost" not found`},
-		{PolicyCheckRequest{From: "web", To: "api", Port: "1234"}, http.StatusBadRequest, `service default/api has no port "1234" (ports: http 8080/tcp, metrics 9090/tcp, dns 5353/udp)`},
-		{PolicyCheckRequest{From: "web", To: "api", Port: "http", Protocol: "udp"}, http.StatusBadRequest, `no port "http/udp"`},
-		{PolicyCheckRequest{From: "web", To: "api"}, http.StatusBadRequest, "has several ports"},
-		{PolicyCheckRequest{From: "web", To: "api", Port: "http", Protocol: "sctp"}, http.StatusBadRequest, "want tcp or udp"},
-		{PolicyCheckRequest{From: "a.b.c", To: "api", Port: "http"}, http.StatusBadRequest, "want SERVICE.NAMESPACE"},
+		{api.PolicyCheckRequest{From: "web", To: "nope"}, http.StatusNotFound, `service "nope" not found in namespace "default"`},
+		{api.PolicyCheckRequest{From: "ghost.default", To: "api", Port: "http"}, http.StatusNotFound, `service "ghost" not found`},
+		{api.PolicyCheckRequest{From: "web", To: "api", Port: "1234"}, http.StatusBadRequest, `service default/api has no port "1234" (ports: http 8080/tcp, metrics 9090/tcp, dns 5353/udp)`},
+		{api.PolicyCheckRequest{From: "web", To: "api", Port: "http", Protocol: "udp"}, http.StatusBadRequest, `no port "http/udp"`},
+		{api.PolicyCheckRequest{From: "web", To: "api"}, http.StatusBadRequest, "has several ports"},
+		{api.PolicyCheckRequest{From: "web", To: "api", Port: "http", Protocol: "sctp"}, http.StatusBadRequest, "want tcp or udp"},
+		{api.PolicyCheckRequest{From: "a.b.c", To: "api", Port: "http"}, http.StatusBadRequest, "want SERVICE.NAMESPACE"},
 	} {
 		_, err := c.CheckPolicy(context.Background(), tc.req)
-		var ae *APIError
+		var ae *api.APIError
 		if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Msg, tc.msg) {
 			t.Errorf("%+v: got %v, want %d with %q", tc.req, err, tc.status, tc.msg)
 		}
 	}
 
 	// A port may be sent as a JSON number too.
-	resp, err := c.http.Post(c.base+"/v1/policy/check", "application/json", strings.NewReader(`{"from": "web", "to": "api", "port": 8080}`))
+	resp, err := http.Post(url+"/v1/policy/check", "application/json", strings.NewReader(`{"from": "web", "to": "api", "port": 8080}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,9 +151,9 @@ func TestPolicyCheckErrors(t *testing.T) {
 }
 
 func TestPolicyCheckWithoutEngine(t *testing.T) {
-	c := policyServer(t, false)
-	_, err := c.CheckPolicy(context.Background(), PolicyCheckRequest{From: "web", To: "api", Port: "http"})
-	var ae *APIError
+	c, _ := policyServer(t, false)
+	_, err := c.CheckPolicy(context.Background(), api.PolicyCheckRequest{From: "web", To: "api", Port: "http"})
+	var ae *api.APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Msg, "not enabled on this node") {
 		t.Fatalf("without an engine: %v, want 503 not enabled", err)
 	}
@@ -162,7 +165,7 @@ func TestPolicyCheckWithoutEngine(t *testing.T) {
 }
 
 func TestListPolicies(t *testing.T) {
-	c := policyServer(t, true)
+	c, _ := policyServer(t, true)
 	list, err := c.Policies(context.Background(), "default")
 	if err != nil {
 		t.Fatal(err)

@@ -7,12 +7,19 @@ import (
 	"net/netip"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/proxy"
 )
 
 // PortForwarder is the node's data plane proxy, as the API uses it.
 type PortForwarder interface {
-	PortForward(svc cluster.NamespacedName, port uint16, local netip.AddrPort) (*proxy.Forward, error)
+	// PortForward listens on local and forwards to port of svc; denied is
+	// called for every connection the service's policy refuses.
+	PortForward(svc cluster.NamespacedName, port uint16, local netip.AddrPort, denied func(PortForwardDenial)) (Forward, error)
+}
+
+// Forward is an open port forward.
+type Forward interface {
+	Addr() netip.AddrPort
+	Close() error
 }
 
 // PortForwardRequest asks runed to listen on a loopback address and forward
@@ -27,10 +34,28 @@ type PortForwardRequest struct {
 	Local netip.AddrPort `json:"local"`
 }
 
-// PortForwardOpened is the first (and only) line of the response stream.
-type PortForwardOpened struct {
-	Address netip.AddrPort `json:"address"`
+// PortForwardEvent is one line of the response stream: the first says where
+// the forward listens (Address), every later one is a connection it refused
+// because a network policy denies it (Denied).
+type PortForwardEvent struct {
+	Address netip.AddrPort     `json:"address,omitzero"`
+	Denied  *PortForwardDenial `json:"denied,omitempty"`
 }
+
+// PortForwardDenial is a forwarded connection that policy refused.
+type PortForwardDenial struct {
+	From   netip.AddrPort `json:"from"`
+	Policy string         `json:"policy"` // "namespace/name" of the denying policy
+	Reason string         `json:"reason"`
+}
+
+func (d PortForwardDenial) String() string {
+	return fmt.Sprintf("connection from %s denied by policy of %s (%s)", d.From, d.Policy, d.Reason)
+}
+
+// deniedQueue bounds how many refusals wait to be written; past it they are
+// dropped (runed's log has each of them).
+const deniedQueue = 64
 
 func (s *Server) portForward(w http.ResponseWriter, r *http.Request) {
 	var pf PortForwarder
@@ -48,7 +73,13 @@ func (s *Server) portForward(w http.ResponseWriter, r *http.Request) {
 	if req.Namespace == "" {
 		req.Namespace = "default"
 	}
-	fwd, err := pf.PortForward(cluster.NamespacedName{Namespace: req.Namespace, Name: req.Service}, req.Port, req.Local)
+	denied := make(chan PortForwardDenial, deniedQueue)
+	fwd, err := pf.PortForward(cluster.NamespacedName{Namespace: req.Namespace, Name: req.Service}, req.Port, req.Local, func(d PortForwardDenial) {
+		select {
+		case denied <- d:
+		default:
+		}
+	})
 	if err != nil {
 		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: fmt.Sprintf("port-forward %s/%s:%d", req.Namespace, req.Service, req.Port), Err: err})
 		return
@@ -56,9 +87,21 @@ func (s *Server) portForward(w http.ResponseWriter, r *http.Request) {
 	defer fwd.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(PortForwardOpened{Address: fwd.Addr()})
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	ev := PortForwardEvent{Address: fwd.Addr()}
+	for {
+		if enc.Encode(ev) != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case d := <-denied:
+			ev = PortForwardEvent{Denied: &d}
+		}
 	}
-	<-r.Context().Done()
 }

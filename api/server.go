@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
-	"github.com/runenet/runenet/readiness"
 )
 
 // maxBody bounds request bodies: a cast of many files is still far below it.
@@ -27,9 +27,15 @@ type Server struct {
 	Controller *cluster.Controller
 	View       *cluster.View
 	Log        orderedlog.Log
-	Readiness  *readiness.Registry
+	Readiness  Readiness
 	// Token, when set, is required as "Authorization: Bearer <token>".
 	Token string
+	// ReadToken, when set (with Token), is a second bearer token that may
+	// only list and watch: what a stock CoreDNS following runed needs.
+	ReadToken string
+	// Debug enables fault injection (POST /v1/debug/...); without it those
+	// routes answer 403.
+	Debug bool
 	// Policy returns the node's policy engine, nil while (or if) the
 	// netpolicy directive is not running; policy checks then answer 503.
 	Policy func() Policy
@@ -43,6 +49,15 @@ type Server struct {
 	// for a successful cast (CastResponse.Warnings) and for status. It must
 	// return within ctx.
 	Warnings func(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string
+	// Ingress returns the node's edge router, nil when it runs none.
+	Ingress func() Ingress
+	// StoreTLSSecret serves `rune secret tls create`.
+	StoreTLSSecret StoreTLSSecret
+}
+
+// Readiness is the node's data-path readiness, for `rune status`.
+type Readiness interface {
+	Ready() (bool, []string)
 }
 
 // Handler returns the API's routes.
@@ -60,7 +75,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/list", s.list)
 	mux.HandleFunc("GET /v1/watch", s.watch)
-	mux.HandleFunc("POST /v1/debug/pause-watch", s.pauseWatch)
+	mux.HandleFunc("POST /v1/debug/pause-watch", s.debug(s.pauseWatch))
 	mux.HandleFunc("GET /v1/ingresses", s.listIngresses)
 	mux.HandleFunc("POST /v1/secrets/tls", s.createTLSSecret)
 	mux.HandleFunc("POST /v1/port-forward", s.portForward)
@@ -72,9 +87,18 @@ func (s *Server) auth(next http.Handler) http.Handler {
 	if s.Token == "" {
 		return next
 	}
-	want := []byte("Bearer " + s.Token)
+	full := []byte("Bearer " + s.Token)
+	read := []byte("Bearer " + s.ReadToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		got := []byte(r.Header.Get("Authorization"))
+		switch {
+		case subtle.ConstantTimeCompare(got, full) == 1:
+		case s.ReadToken != "" && subtle.ConstantTimeCompare(got, read) == 1:
+			if !readOnly(r) {
+				writeJSON(w, http.StatusForbidden, ErrorResponse{Error: fmt.Sprintf("this token is read-only: it may list and watch (GET /v1/list, GET /v1/watch), not %s %s; use runed's full API token", r.Method, r.URL.Path), Kind: "forbidden"})
+				return
+			}
+		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="runed"`)
 			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "missing or wrong bearer token (set RUNE_TOKEN or --token)", Kind: "unauthorized"})
 			return
@@ -83,10 +107,28 @@ func (s *Server) auth(next http.Handler) http.Handler {
 	})
 }
 
+// readOnly says whether the read-only token may make request r: the list and
+// watch a remote View follows runed with, nothing else.
+func readOnly(r *http.Request) bool {
+	return r.Method == http.MethodGet && (r.URL.Path == "/v1/list" || r.URL.Path == "/v1/watch")
+}
+
+// CheckToken refuses a TCP address without a token: the API can rewrite the
+// cluster's network, and anyone who can reach the port could.
+func CheckToken(addr, token string) error {
+	if strings.HasPrefix(addr, "tcp://") && token == "" {
+		return fmt.Errorf("api address %s is TCP, which needs a bearer token: start runed with --api-token-file FILE (Corefile: token_file FILE in the rune block), or use a unix:// socket", addr)
+	}
+	return nil
+}
+
 // Listen opens the API listener: "unix:///path" (mode 0600, a stale socket
 // file replaced) or "tcp://host:port" (refused without a token: the API can
-// rewrite the cluster's network).
-func Listen(addr, token string) (net.Listener, error) {
+// rewrite the cluster's network), over TLS when tlsConfig is set.
+func Listen(addr, token string, tlsConfig *tls.Config) (net.Listener, error) {
+	if tlsConfig != nil && !strings.HasPrefix(addr, "tcp://") {
+		return nil, fmt.Errorf("api address %s: TLS is for a tcp:// API (a unix socket is guarded by its file permissions)", addr)
+	}
 	switch {
 	case strings.HasPrefix(addr, "unix://"):
 		path := strings.TrimPrefix(addr, "unix://")
@@ -110,10 +152,14 @@ func Listen(addr, token string) (net.Listener, error) {
 		}
 		return l, nil
 	case strings.HasPrefix(addr, "tcp://"):
-		if token == "" {
-			return nil, fmt.Errorf("api address %s is TCP: set a bearer token (api_token in the Corefile, or --api-token) or use a unix:// socket", addr)
+		if err := CheckToken(addr, token); err != nil {
+			return nil, err
 		}
-		return net.Listen("tcp", strings.TrimPrefix(addr, "tcp://"))
+		l, err := net.Listen("tcp", strings.TrimPrefix(addr, "tcp://"))
+		if err != nil || tlsConfig == nil {
+			return l, err
+		}
+		return tls.NewListener(l, tlsConfig), nil
 	}
 	return nil, fmt.Errorf("api address %q: want unix:///path/to/runed.sock or tcp://host:port", addr)
 }
@@ -340,6 +386,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 		if len(ch) == 0 && flusher != nil {
 			flusher.Flush()
 		}
+	}
+}
+
+// debug guards a fault-injection route: off unless the node enables it.
+func (s *Server) debug(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.Debug {
+			writeJSON(w, http.StatusForbidden, ErrorResponse{Error: "fault injection is disabled on this node: start runed with --debug-api (Corefile: debug in the rune block) to use rune debug", Kind: "forbidden"})
+			return
+		}
+		h(w, r)
 	}
 }
 

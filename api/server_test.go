@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -19,28 +20,38 @@ import (
 )
 
 // serve runs the API over a real Badger log on addr and returns a client.
+// Fault injection is on, as tests of it need.
 func serve(t *testing.T, addr, token string) (*Client, *badger.Log) {
 	t.Helper()
+	bound, lg := serveWith(t, addr, Server{Token: token, Debug: true}, nil)
+	c, err := NewClient(bound, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, lg
+}
+
+// serveWith runs srv (its Controller, View, Log and Readiness filled in) on
+// addr, over TLS with tlsConfig, and returns the address it is bound to.
+func serveWith(t *testing.T, addr string, srv Server, tlsConfig *tls.Config) (string, *badger.Log) {
+	t.Helper()
 	k := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
-	l, err := Listen(addr, token)
+	l, err := Listen(addr, srv.Token, tlsConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := &http.Server{
-		Handler:     (&Server{Controller: k.Ctl, View: k.View, Log: k.Log, Readiness: &readiness.Registry{}, Token: token}).Handler(),
+	srv.Controller, srv.View, srv.Log, srv.Readiness = k.Ctl, k.View, k.Log, &readiness.Registry{}
+	hs := &http.Server{
+		Handler:     srv.Handler(),
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
-	go srv.Serve(l)
-	t.Cleanup(func() { cancel(); srv.Close() })
+	go hs.Serve(l)
+	t.Cleanup(func() { cancel(); hs.Close() })
 	if strings.HasPrefix(addr, "tcp://") {
 		addr = "tcp://" + l.Addr().String()
 	}
-	c, err := NewClient(addr, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, k.Log
+	return addr, k.Log
 }
 
 func TestUnixSocketIsPrivate(t *testing.T) {
@@ -57,13 +68,13 @@ func TestUnixSocketIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second runed on the same socket is refused rather than stealing it.
-	if _, err := Listen("unix://"+sock, ""); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := Listen("unix://"+sock, "", nil); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second listener on a live socket: %v", err)
 	}
 }
 
 func TestTCPRequiresAToken(t *testing.T) {
-	if _, err := Listen("tcp://127.0.0.1:0", ""); err == nil || !strings.Contains(err.Error(), "token") {
+	if _, err := Listen("tcp://127.0.0.1:0", "", nil); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("TCP without a token: %v, want a refusal", err)
 	}
 	c, _ := serve(t, "tcp://127.0.0.1:0", "s3cret")

@@ -1,6 +1,8 @@
 // Package api is runed's HTTP/JSON API: the server runed exposes (a unix
-// socket by default, TCP with a bearer token optionally) and the Go client the
-// CLI and a remote plugin/rune use.
+// socket by default, or TCP — optionally over TLS — with a bearer token, and
+// a second read-only token for followers) and the Go client the CLI and a
+// remote plugin/rune use. It defines the small interfaces it needs of the
+// node's subsystems in its own types, so its clients link none of them.
 package api
 
 import (
@@ -83,7 +85,7 @@ type Status struct {
 }
 
 // ErrorResponse carries a failure; Kind is invalid, not_found, conflict,
-// exhausted or internal.
+// exhausted, unauthorized, forbidden, unavailable or internal.
 type ErrorResponse struct {
 	Error string `json:"error"`
 	Kind  string `json:"kind"`

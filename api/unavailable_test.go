@@ -47,7 +47,7 @@ func TestReadsBeforeTheViewLoadsAreNotEmpty(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	client := func(wait time.Duration) *Client {
 		sock := filepath.Join(t.TempDir(), "s")
-		l, err := Listen("unix://"+sock, "")
+		l, err := Listen("unix://"+sock, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,13 @@ type Options struct {
 	MetricsAddr string
 	ReadyAddr   string
 	APIAddr     string // "" for unix://DATA_DIR/runed.sock
+	// APITokenFile holds the API's bearer token (required for tcp://),
+	// APIReadTokenFile a second token that may only list and watch.
+	APITokenFile, APIReadTokenFile string
+	// APITLSCert and APITLSKey serve a tcp:// API over TLS.
+	APITLSCert, APITLSKey string
+	// DebugAPI enables fault injection (`rune debug pause-watch`).
+	DebugAPI    bool
 	StaleBudget time.Duration
 	VIPHold     time.Duration // 0: the default (1h)
 	DiskReserve string        // free space the store keeps (ParseSize); "": the default
@@ -111,6 +118,9 @@ func (o *Options) Validate() error {
 	if o.APIAddr != "" && !strings.HasPrefix(o.APIAddr, "unix://") && !strings.HasPrefix(o.APIAddr, "tcp://") {
 		return fmt.Errorf("--api-addr %q: want unix:///path/to/runed.sock or tcp://host:port", o.APIAddr)
 	}
+	if err := o.validateAPI(); err != nil {
+		return err
+	}
 	if o.Forward != "" && o.Forward != "proxy" && o.Forward != "kernel" {
 		return fmt.Errorf("--forward %q: want proxy or kernel", o.Forward)
 	}
@@ -142,7 +152,8 @@ func (o *Options) Validate() error {
 	if _, err := ParseSize(o.DiskReserve); o.DiskReserve != "" && err != nil {
 		return fmt.Errorf("--disk-reserve %q: %v", o.DiskReserve, err)
 	}
-	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}, {"--acme-email", o.ACMEEmail}, {"--acme-ca", o.ACMECA}, {"--acme-ca-root", o.ACMECARoot}, {"--ingress-http", o.IngressHTTP}, {"--ingress-https", o.IngressHTTPS}} {
+	for _, v := range []struct{ flag, val string }{{"--data-dir", o.DataDir}, {"--node-name", o.NodeName}, {"--acme-email", o.ACMEEmail}, {"--acme-ca", o.ACMECA}, {"--acme-ca-root", o.ACMECARoot}, {"--ingress-http", o.IngressHTTP}, {"--ingress-https", o.IngressHTTPS},
+		{"--api-token-file", o.APITokenFile}, {"--api-read-token-file", o.APIReadTokenFile}, {"--api-tls-cert", o.APITLSCert}, {"--api-tls-key", o.APITLSKey}} {
 		if strings.ContainsAny(v.val, " \t\n\"{}#") {
 			return fmt.Errorf("%s %q: must not contain spaces, quotes, braces or #", v.flag, v.val)
 		}
@@ -176,6 +187,31 @@ func InterfaceNetworks() ([]netip.Prefix, error) {
 	return slices.Compact(nets), nil
 }
 
+// validateAPI checks the API's flags: a TCP API needs a token, TLS a
+// certificate and its key, and every file must exist.
+func (o *Options) validateAPI() error {
+	tcp := strings.HasPrefix(o.APIAddr, "tcp://")
+	switch {
+	case tcp && o.APITokenFile == "":
+		return fmt.Errorf("--api-addr %s: a TCP API needs a bearer token: add --api-token-file FILE (a file holding the token, e.g. made with: openssl rand -hex 32 > FILE), or use a unix:// socket", o.APIAddr)
+	case o.APIReadTokenFile != "" && o.APITokenFile == "":
+		return fmt.Errorf("--api-read-token-file needs --api-token-file: without a full token every request may write")
+	case (o.APITLSCert == "") != (o.APITLSKey == ""):
+		return fmt.Errorf("--api-tls-cert and --api-tls-key go together: give both or neither")
+	case o.APITLSCert != "" && !tcp:
+		return fmt.Errorf("--api-tls-cert serves a tcp:// API: add --api-addr tcp://HOST:PORT")
+	}
+	for _, f := range []struct{ flag, file string }{{"--api-token-file", o.APITokenFile}, {"--api-read-token-file", o.APIReadTokenFile}, {"--api-tls-cert", o.APITLSCert}, {"--api-tls-key", o.APITLSKey}} {
+		if f.file == "" {
+			continue
+		}
+		if _, err := os.Stat(f.file); err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
+		}
+	}
+	return nil
+}
+
 // Render returns the Corefile for o, which must be valid.
 func Render(o Options) []byte {
 	host, port, _ := net.SplitHostPort(o.DNSAddr)
@@ -195,6 +231,18 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 		cluster_cidr {{.ClusterCIDR}}
 {{- if .APIAddr}}
 		api {{.APIAddr}}
+{{- end}}
+{{- if .APITokenFile}}
+		token_file {{.APITokenFile}}
+{{- end}}
+{{- if .APIReadTokenFile}}
+		read_token_file {{.APIReadTokenFile}}
+{{- end}}
+{{- if .APITLSCert}}
+		tls {{.APITLSCert}} {{.APITLSKey}}
+{{- end}}
+{{- if .DebugAPI}}
+		debug
 {{- end}}
 		stale_budget {{.StaleBudget}}
 {{- if .VIPHold}}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,7 +25,21 @@ func defaults() Options {
 	}
 }
 
+// apiFiles are existing files for the API's file flags.
+func apiFiles(t *testing.T) (token, readToken, cert, key string) {
+	dir := t.TempDir()
+	var files [4]string
+	for i, name := range []string{"token", "read-token", "api.crt", "api.key"} {
+		files[i] = filepath.Join(dir, name)
+		if err := os.WriteFile(files[i], []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return files[0], files[1], files[2], files[3]
+}
+
 func TestRender(t *testing.T) {
+	token, readToken, cert, key := apiFiles(t)
 	tests := []struct {
 		name    string
 		edit    func(*Options)
@@ -55,12 +71,15 @@ func TestRender(t *testing.T) {
 			o.NodeRole, o.ACMEEmail, o.ACMECA, o.ACMECARoot, o.VIPHold = RoleEdge, "ops@example.com", "staging", "/etc/rune/roots.pem", 10*time.Minute
 		}, []string{"\t\tacme_email ops@example.com\n\t\tacme_ca staging\n\t\tacme_ca_root /etc/rune/roots.pem\n\t}", "\t\tvip_hold 10m0s\n"}, nil},
 		{"addresses", func(o *Options) {
-			o.DNSAddr, o.MetricsAddr, o.APIAddr, o.NodeName = ":5353", "0.0.0.0:9153", "tcp://127.0.0.1:7070", "n1"
+			o.DNSAddr, o.MetricsAddr, o.APIAddr, o.APITokenFile, o.NodeName = ":5353", "0.0.0.0:9153", "tcp://127.0.0.1:7070", token, "n1"
 			o.ClusterCIDR, o.StaleBudget = "100.64.0.0/12", 5*time.Second
 		}, []string{
 			"rune:5353 100.64.0.0/12:5353 {\n\t# Opens", ".:5353 {\n\t# Not an open resolver", "prometheus 0.0.0.0:9153",
-			"api tcp://127.0.0.1:7070\n", "node_name n1\n", "stale_budget 5s\n",
-		}, []string{"bind"}},
+			"api tcp://127.0.0.1:7070\n\t\ttoken_file " + token + "\n", "node_name n1\n", "stale_budget 5s\n",
+		}, []string{"bind", "debug", "tls "}},
+		{"tls api with a read-only token and debug", func(o *Options) {
+			o.APIAddr, o.APITokenFile, o.APIReadTokenFile, o.APITLSCert, o.APITLSKey, o.DebugAPI = "tcp://127.0.0.1:7070", token, readToken, cert, key, true
+		}, []string{"\t\ttoken_file " + token + "\n\t\tread_token_file " + readToken + "\n\t\ttls " + cert + " " + key + "\n\t\tdebug\n"}, nil},
 		{"docker", func(o *Options) { o.Docker, o.DNSBind = "default", []string{"172.17.0.1"} }, []string{"\t\tdocker\n", "\tbind 127.0.0.123 172.17.0.1\n"}, nil},
 		{"docker host", func(o *Options) { o.Docker = "tcp://127.0.0.1:2375" }, []string{"\t\tdocker tcp://127.0.0.1:2375\n"}, nil},
 		{"disk reserve", func(o *Options) { o.DiskReserve = "1GiB" }, []string{"\t\tstale_budget 30s\n\t\tdisk_reserve 1GiB\n"}, nil},
@@ -99,10 +118,16 @@ func TestRender(t *testing.T) {
 func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
 
 func TestValidate(t *testing.T) {
+	token, _, cert, key := apiFiles(t)
 	tests := []struct {
 		edit func(*Options)
 		err  string
 	}{
+		{func(o *Options) { o.APIAddr = "tcp://127.0.0.1:7070" }, "--api-addr tcp://127.0.0.1:7070: a TCP API needs a bearer token: add --api-token-file FILE"},
+		{func(o *Options) { o.APIAddr, o.APITokenFile = "tcp://127.0.0.1:7070", "/nonexistent/token" }, "--api-token-file: stat /nonexistent/token: no such file"},
+		{func(o *Options) { o.APIReadTokenFile = token }, "--api-read-token-file needs --api-token-file"},
+		{func(o *Options) { o.APIAddr, o.APITokenFile, o.APITLSCert = "tcp://127.0.0.1:7070", token, cert }, "--api-tls-cert and --api-tls-key go together"},
+		{func(o *Options) { o.APITLSCert, o.APITLSKey = cert, key }, "--api-tls-cert serves a tcp:// API"},
 		{func(o *Options) { o.NodeRole = "core" }, `--node-role "core"`},
 		{func(o *Options) { o.DataDir = "" }, "--data-dir: must not be empty"},
 		{func(o *Options) { o.DataDir = "/my data" }, `--data-dir "/my data": must not contain spaces`},

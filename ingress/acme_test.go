@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/orderedlog"
 )
 
@@ -50,7 +51,7 @@ func TestACMEEndToEndWithPebble(t *testing.T) {
 
 	row, _ := statusOf(ing, "api.example.test")
 	var out strings.Builder
-	WriteTable(&out, ing.Status(), time.Now())
+	status.WriteTable(&out, ing.Status(), time.Now())
 	if row.TLS != TLSACME || row.Cert != CertReady || row.Expires(time.Now()) != "89d" {
 		t.Errorf("status row %+v (expires %s), want acme ready 89d", row, row.Expires(time.Now()))
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog/badger"
 )
@@ -150,13 +151,13 @@ func waitRoute(t *testing.T, ing *Ingress, host string, n int) {
 	})
 }
 
-func statusOf(ing *Ingress, host string) (Row, bool) {
+func statusOf(ing *Ingress, host string) (status.Row, bool) {
 	for _, r := range ing.Status() {
 		if r.Host == host {
 			return r, true
 		}
 	}
-	return Row{}, false
+	return status.Row{}, false
 }
 
 // testCA issues certificates for tests: Pebble's HTTPS certificate and

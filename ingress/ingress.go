@@ -31,7 +31,6 @@ import (
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/policy"
-	"github.com/runenet/runenet/readiness"
 )
 
 // ACMEOptions configure certificate issuance for `tls: {auto: true}`.
@@ -117,15 +116,6 @@ const (
 	statusRefresh = 30 * time.Second
 )
 
-// current is the process's running ingress, for the API behind
-// `rune get ingresses`: an edge node owns :80/:443 once, as it has one data
-// path (compare readiness.Default).
-var current atomic.Pointer[Ingress]
-
-// Current returns the running ingress, or nil when this process runs none
-// (not an edge node).
-func Current() *Ingress { return current.Load() }
-
 // Ingress routes edge traffic. Create it with New, then Start; Close stops it.
 type Ingress struct {
 	log    orderedlog.Log
@@ -173,8 +163,8 @@ type cachedSecret struct {
 	err  error
 }
 
-// New validates opts and registers the ingress readiness check, which
-// passes once Start has bound both listeners.
+// New validates opts. Its readiness check (Ready) passes once Start has
+// bound both listeners.
 func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error) {
 	if opts.HTTPAddr == "" {
 		opts.HTTPAddr = ":80"
@@ -235,7 +225,6 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 		DisableCompression: true,
 	}
 	i.table.Store(&table{})
-	readiness.Default.Register("ingress", i.Ready)
 	return i, nil
 }
 
@@ -291,7 +280,6 @@ func (i *Ingress) Start() error {
 
 	i.rebuild(ctx)
 	i.bound.Store(true)
-	current.Store(i)
 	i.runDone = make(chan struct{})
 	go i.run(ctx)
 	return nil
@@ -344,8 +332,6 @@ func (i *Ingress) HTTPSAddr() net.Addr { return i.httpsLn.Addr() }
 // Close stops serving (in-flight requests get shutdownTimeout to finish) and
 // stops certificate maintenance.
 func (i *Ingress) Close() error {
-	readiness.Default.Unregister("ingress")
-	current.CompareAndSwap(i, nil)
 	if i.cancel == nil {
 		return nil
 	}

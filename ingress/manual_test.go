@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/orderedlog"
 )
 
@@ -40,7 +41,7 @@ func TestManualTLSEndToEnd(t *testing.T) {
 	}
 	row, _ := statusOf(ing, "shop.example.test")
 	var out strings.Builder
-	WriteTable(&out, []Row{row}, time.Now())
+	status.WriteTable(&out, []status.Row{row}, time.Now())
 	mustContain(t, "table", out.String(), "NAMESPACE  SERVICE  HOST               TLS     CERT   EXPIRES", "default    shop     shop.example.test  manual  ready  30d")
 
 	// Rotating the secret is picked up without a restart.

@@ -1,63 +1,17 @@
 package ingress
 
-import (
-	"fmt"
-	"io"
-	"text/tabwriter"
-	"time"
-)
-
-// Row is one line of `rune get ingresses`.
-type Row struct {
-	Namespace string    `json:"namespace"`
-	Service   string    `json:"service"`
-	Host      string    `json:"host"`
-	TLS       string    `json:"tls"`            // none, acme, manual
-	Cert      string    `json:"cert,omitempty"` // pending, ready, error; empty without TLS
-	NotAfter  time.Time `json:"notAfter,omitzero"`
-	Error     string    `json:"error,omitempty"` // why Cert is error
-}
+import "github.com/runenet/runenet/ingress/status"
 
 // Status lists every exposed host of the current routes, in namespace and
 // service order.
-func (i *Ingress) Status() []Row {
+func (i *Ingress) Status() []status.Row {
 	t := i.table.Load()
-	rows := make([]Row, 0, len(t.ordered))
+	rows := make([]status.Row, 0, len(t.ordered))
 	for _, r := range t.ordered {
-		rows = append(rows, Row{
+		rows = append(rows, status.Row{
 			Namespace: r.service.Namespace, Service: r.service.Name, Host: r.host,
 			TLS: r.tlsMode, Cert: r.state, NotAfter: r.notAfter, Error: r.certErr,
 		})
 	}
 	return rows
-}
-
-// Expires renders the time left as the CLI shows it: whole days ("89d"),
-// hours under a day, "expired", or "-" without a certificate.
-func (r Row) Expires(now time.Time) string {
-	if r.NotAfter.IsZero() {
-		return "-"
-	}
-	switch left := r.NotAfter.Sub(now); {
-	case left <= 0:
-		return "expired"
-	case left < 24*time.Hour:
-		return fmt.Sprintf("%dh", int(left/time.Hour))
-	default:
-		return fmt.Sprintf("%dd", int(left/(24*time.Hour)))
-	}
-}
-
-// WriteTable prints rows in the `rune get ingresses` format.
-func WriteTable(w io.Writer, rows []Row, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tHOST\tTLS\tCERT\tEXPIRES")
-	for _, r := range rows {
-		cert := r.Cert
-		if cert == "" {
-			cert = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Service, r.Host, r.TLS, cert, r.Expires(now))
-	}
-	return tw.Flush()
 }

@@ -21,36 +21,19 @@ import (
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/dockersrc"
+	"github.com/runenet/runenet/ingress"
+	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/policy"
+	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/readiness"
 )
-
-// Config is what a node runtime is opened with.
-type Config struct {
-	DataDir     string
-	ClusterCIDR string        // default 10.96.0.0/16
-	APIAddr     string        // default unix://<DataDir>/runed.sock
-	APIToken    string        // required for a tcp:// API address
-	StaleBudget time.Duration // default 30s
-	HoldPeriod  time.Duration // VIP hold after delete; default 1h
-	DevMode     bool
-	NodeName    string // default the hostname
-	// DiskReserve is the free space (bytes) the store keeps on its
-	// filesystem, refusing writes below it; 0 is the default
-	// (orderedlog.DefaultDiskReserve), negative turns the guard off.
-	DiskReserve int64
-	// Docker, when set, makes this node's running containers labelled
-	// rune.service its instances: "default" for $DOCKER_HOST or the local
-	// socket, else an Engine address (unix:// or tcp://).
-	Docker string
-}
 
 // DefaultClusterCIDR is the spec's default VIP range.
 const DefaultClusterCIDR = "10.96.0.0/16"
 
-func (c *Config) setDefaults() error {
+func setDefaults(c *nodeconfig.Config) error {
 	if c.DataDir == "" {
 		return errors.New("node: data directory is required")
 	}
@@ -90,20 +73,25 @@ func nodeNameFromHost(host string) string {
 	return strings.ToLower(first)
 }
 
-// Runtime is an open node.
+// Runtime is an open node. The subsystems the Corefile's directives run
+// (data plane, network policy, ingress) are wired to each other and to the
+// API through it: each directive hands the runtime what it runs, and
+// registers its readiness check in the runtime's registry.
 type Runtime struct {
-	cfg        Config
+	cfg        nodeconfig.Config
 	log        orderedlog.Log
 	view       *cluster.View
 	controller *cluster.Controller
+	readiness  readiness.Registry
 	cancel     context.CancelFunc
 	httpSrv    *http.Server
 	listener   net.Listener
 	done       chan struct{}
 	refs       int
-	policy     atomic.Pointer[policy.Engine]     // set by the netpolicy directive
-	forwarder  atomic.Pointer[api.PortForwarder] // set by the dataplane directive
-	warner     atomic.Pointer[Warner]            // set by the dataplane directive
+	policy     atomic.Pointer[policy.Engine]   // set by the netpolicy directive
+	forwarder  atomic.Pointer[proxy.Proxy]     // set by the dataplane directive
+	warner     atomic.Pointer[Warner]          // set by the dataplane directive
+	ingress    atomic.Pointer[ingress.Ingress] // set by the ingress directive
 }
 
 var (
@@ -113,15 +101,15 @@ var (
 
 // Acquire opens the runtime for cfg.DataDir, or returns the one already open
 // (which must have been opened with the same settings). Pair it with Release.
-func Acquire(cfg Config) (*Runtime, error) {
-	if err := cfg.setDefaults(); err != nil {
+func Acquire(cfg nodeconfig.Config) (*Runtime, error) {
+	if err := setDefaults(&cfg); err != nil {
 		return nil, err
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if r, ok := runtimes[cfg.DataDir]; ok {
 		if r.cfg != cfg {
-			return nil, fmt.Errorf("node runtime for %s is already open with different settings (%+v); restart runed to change them", cfg.DataDir, r.cfg)
+			return nil, fmt.Errorf("node runtime for %s is already open with different settings (%v); restart runed to change them", cfg.DataDir, r.cfg)
 		}
 		r.refs++
 		return r, nil
@@ -178,8 +166,14 @@ func (r *Runtime) Release() error {
 	return r.close()
 }
 
-func open(cfg Config) (*Runtime, error) {
+func open(cfg nodeconfig.Config) (*Runtime, error) {
 	cidr, err := cluster.ParseClusterCIDR(cfg.ClusterCIDR)
+	if err != nil {
+		return nil, err
+	}
+	// The API's settings are checked before anything is opened: a bad token
+	// file or certificate leaves no store open behind it.
+	srv, tlsConfig, err := apiSettings(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +214,7 @@ func open(cfg Config) (*Runtime, error) {
 		}
 		_ = r.view.Run(ctx)
 	}()
-	readiness.Default.Register("view", func() (bool, string) {
+	r.readiness.Register("view", func() (bool, string) {
 		switch {
 		case !r.view.Loaded():
 			return false, "loading the store"
@@ -229,12 +223,17 @@ func open(cfg Config) (*Runtime, error) {
 		}
 		return true, ""
 	})
-	l, err := api.Listen(cfg.APIAddr, cfg.APIToken)
+	l, err := api.Listen(cfg.APIAddr, srv.Token, tlsConfig)
 	if err != nil {
 		return fail(err)
 	}
 	r.listener = l
-	srv := &api.Server{Controller: r.controller, View: r.view, Log: lg, Readiness: readiness.Default, Token: cfg.APIToken, Policy: r.policyAPI, PortForwarder: r.portForwarder, Warnings: r.warnings}
+	srv.Controller, srv.View, srv.Log, srv.Readiness = r.controller, r.view, lg, &r.readiness
+	srv.Policy, srv.PortForwarder, srv.Ingress = r.policyAPI, r.portForwarder, r.ingressAPI
+	srv.StoreTLSSecret = func(ctx context.Context, ns, name string, cert, key []byte) error {
+		return ingress.StoreTLSSecret(ctx, lg, ns, name, cert, key)
+	}
+	srv.Warnings = r.warnings
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -250,7 +249,6 @@ func open(cfg Config) (*Runtime, error) {
 }
 
 func (r *Runtime) close() error {
-	readiness.Default.Unregister("view")
 	r.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -259,10 +257,14 @@ func (r *Runtime) close() error {
 	return r.log.Close()
 }
 
-func (r *Runtime) Config() Config                  { return r.cfg }
+func (r *Runtime) Config() nodeconfig.Config       { return r.cfg }
 func (r *Runtime) View() *cluster.View             { return r.view }
 func (r *Runtime) Controller() *cluster.Controller { return r.controller }
 func (r *Runtime) Log() orderedlog.Log             { return r.log }
+
+// Readiness is the node's data-path readiness: the View's check, and one
+// per subsystem its directive registers. runegate and `rune status` ask it.
+func (r *Runtime) Readiness() *readiness.Registry { return &r.readiness }
 
 // SetPolicy makes e the node's policy engine (nil: none). The netpolicy
 // directive calls it; the proxy and the edge ingress ask Policy on every new
@@ -275,24 +277,18 @@ func (r *Runtime) Policy() *policy.Engine { return r.policy.Load() }
 
 func (r *Runtime) policyAPI() api.Policy {
 	if e := r.policy.Load(); e != nil {
-		return e
+		return PolicyAPI(e)
 	}
 	return nil // not a typed nil: the API tells "not enabled" by it
 }
 
 // SetPortForwarder gives the API the node's proxy (nil: none), for
 // `rune port-forward`. The dataplane directive calls it.
-func (r *Runtime) SetPortForwarder(p api.PortForwarder) {
-	if p == nil {
-		r.forwarder.Store(nil)
-		return
-	}
-	r.forwarder.Store(&p)
-}
+func (r *Runtime) SetPortForwarder(p *proxy.Proxy) { r.forwarder.Store(p) }
 
 func (r *Runtime) portForwarder() api.PortForwarder {
 	if p := r.forwarder.Load(); p != nil {
-		return *p
+		return forwarder{p}
 	}
 	return nil
 }
@@ -318,5 +314,22 @@ func (r *Runtime) warnings(ctx context.Context, seq uint64, services []cluster.N
 	return nil
 }
 
-// APIAddr is where the API listens (the socket path or host:port actually bound).
-func (r *Runtime) APIAddr() string { return r.cfg.APIAddr }
+// SetIngress gives the API the node's edge router (nil: none), for
+// `rune get ingresses`. The ingress directive calls it.
+func (r *Runtime) SetIngress(i *ingress.Ingress) { r.ingress.Store(i) }
+
+func (r *Runtime) ingressAPI() api.Ingress {
+	if i := r.ingress.Load(); i != nil {
+		return i
+	}
+	return nil
+}
+
+// APIAddr is where the API listens: the unix:// socket, or the tcp://
+// host:port actually bound (a configured port 0 is the kernel's choice).
+func (r *Runtime) APIAddr() string {
+	if strings.HasPrefix(r.cfg.APIAddr, "tcp://") {
+		return "tcp://" + r.listener.Addr().String()
+	}
+	return r.cfg.APIAddr
+}

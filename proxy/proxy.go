@@ -194,7 +194,7 @@ func New(cfg Config) (*Proxy, error) {
 			return nil, fmt.Errorf("proxy: listen for intercepted TCP on %s: %w", cfg.InterceptAddr, err)
 		}
 		p.intercept = ln
-		go p.serveTCP(ln, p.resolveOriginalDst)
+		go p.serveTCP(ln, p.resolveOriginalDst, nil)
 	}
 	return p, nil
 }
@@ -212,15 +212,16 @@ func (p *Proxy) engine() *policy.Engine {
 // service's ingress policy. Without rule tables at least as new as the
 // routes, whatever a policy governs is refused (see Config.Policy).
 // A refusal is counted under both the policy's drops and this port's
-// connections. Established connections are never re-judged.
-func (p *Proxy) admit(src netip.Addr, r *route) bool {
+// connections; the verdict says which policy refused. Established
+// connections are never re-judged.
+func (p *Proxy) admit(src netip.Addr, r *route) (policy.Verdict, bool) {
 	e := p.engine()
 	if rt := p.routes.Load(); e == nil || e.Tables().Seq < rt.seq {
 		if v, governed := rt.governing(src, r); governed {
 			return p.deny(r, v)
 		}
 		if e == nil {
-			return true
+			return policy.Verdict{Allowed: true}, true
 		}
 	}
 	sp := &r.sp
@@ -229,15 +230,15 @@ func (p *Proxy) admit(src netip.Addr, r *route) bool {
 		v = e.Ingress(src, sp.Service, sp.VIP.Port(), sp.Protocol)
 	}
 	if v.Allowed {
-		return true
+		return v, true
 	}
 	return p.deny(r, v)
 }
 
-func (p *Proxy) deny(r *route, v policy.Verdict) bool {
+func (p *Proxy) deny(r *route, v policy.Verdict) (policy.Verdict, bool) {
 	policy.CountDrop(v)
 	r.m.denied.Inc()
-	return false
+	return v, false
 }
 
 // governing names the policy that governs a connection from src to r as far
@@ -414,7 +415,7 @@ func (p *Proxy) openFront(k frontKey) (front, error) {
 	if err != nil {
 		return nil, err
 	}
-	go p.serveTCP(ln, func(*net.TCPConn) *route { return resolve() })
+	go p.serveTCP(ln, func(*net.TCPConn) *route { return resolve() }, nil)
 	return tcpFront{ln}, nil
 }
 

@@ -263,7 +263,7 @@ func TestDevReservedPorts(t *testing.T) {
 // reachByForward connects to svc's port through a port-forward.
 func reachByForward(t *testing.T, p *Proxy, svc cluster.NamespacedName, port uint16) {
 	t.Helper()
-	f, err := p.PortForward(svc, port, netip.MustParseAddrPort("127.0.0.1:0"))
+	f, err := p.PortForward(svc, port, netip.MustParseAddrPort("127.0.0.1:0"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,10 +278,10 @@ func reachByForward(t *testing.T, p *Proxy, svc cluster.NamespacedName, port uin
 func TestPortForwardOnlyOnLoopback(t *testing.T) {
 	p := devProxy(t, Config{})
 	p.Update(&Table{Ports: []ServicePort{tcpPort("pf", 80)}})
-	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 80, netip.MustParseAddrPort("0.0.0.0:0")); err == nil {
+	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 80, netip.MustParseAddrPort("0.0.0.0:0"), nil); err == nil {
 		t.Error("port-forward on 0.0.0.0 should be refused")
 	}
-	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 81, netip.MustParseAddrPort("127.0.0.1:0")); err == nil {
+	if _, err := p.PortForward(cluster.NamespacedName{Namespace: "test", Name: "pf"}, 81, netip.MustParseAddrPort("127.0.0.1:0"), nil); err == nil {
 		t.Error("port-forward to a port the service lacks should fail")
 	}
 }

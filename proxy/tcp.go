@@ -10,6 +10,7 @@ import (
 
 	"github.com/runenet/runenet/balance"
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/policy"
 )
 
 type tcpFront struct{ ln *net.TCPListener }
@@ -18,8 +19,9 @@ func (f tcpFront) Close() error { return f.ln.Close() }
 func (f tcpFront) port() uint16 { return uint16(f.ln.Addr().(*net.TCPAddr).Port) }
 
 // serveTCP accepts until ln closes; resolve maps a connection to the service
-// port it was addressed to.
-func (p *Proxy) serveTCP(ln *net.TCPListener, resolve func(*net.TCPConn) *route) {
+// port it was addressed to; denied (if not nil) hears of every connection
+// policy refuses.
+func (p *Proxy) serveTCP(ln *net.TCPListener, resolve func(*net.TCPConn) *route, denied func(netip.AddrPort, policy.Verdict)) {
 	var backoff time.Duration
 	for {
 		c, err := ln.AcceptTCP()
@@ -38,11 +40,11 @@ func (p *Proxy) serveTCP(ln *net.TCPListener, resolve func(*net.TCPConn) *route)
 			continue
 		}
 		backoff = 0
-		go p.handleTCP(c, resolve)
+		go p.handleTCP(c, resolve, denied)
 	}
 }
 
-func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route) {
+func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route, denied func(netip.AddrPort, policy.Verdict)) {
 	r := resolve(c)
 	if r == nil {
 		unknownVIP(cluster.TCP).Inc()
@@ -55,7 +57,11 @@ func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route) {
 		return
 	}
 	// The peer address is cached on the conn: no syscall, no allocation.
-	if !p.admit(c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr(), r) {
+	from := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	if v, ok := p.admit(from.Addr(), r); !ok {
+		if denied != nil {
+			denied(from, v)
+		}
 		reset(c)
 		return
 	}

@@ -110,7 +110,7 @@ func (f *udpFront) session(client *net.UDPAddr, cm *ipv4.ControlMessage) *udpSes
 		r.m.stale.Inc()
 		return nil
 	}
-	if !f.p.admit(key.Addr(), r) {
+	if _, ok := f.p.admit(key.Addr(), r); !ok {
 		return nil
 	}
 	c, ep := f.p.dial(r)

@@ -12,13 +12,12 @@ import (
 // Check reports whether a subsystem is ready and, if not, why.
 type Check func() (ready bool, reason string)
 
+// Registry holds a node's checks. The node runtime owns one (there is no
+// process-wide registry): its directives register their subsystems in it.
 type Registry struct {
 	mu     sync.RWMutex
 	checks map[string]Check
 }
-
-// Default is the process-wide registry: one runed has one data path.
-var Default = &Registry{}
 
 // Register adds or replaces the check for name.
 func (r *Registry) Register(name string, c Check) {

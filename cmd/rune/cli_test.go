@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/proxy"
 )
 
@@ -21,7 +22,7 @@ import (
 func startRuned(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	rt, err := node.Acquire(node.Config{DataDir: dir, NodeName: "node-1"})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: dir, NodeName: "node-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestFailuresExitWithAReason(t *testing.T) {
 // so, with the port-forward that reaches the service instead: on stderr
 // after the table, or in the -o json document; rune status lists it too.
 func TestCastWarnsOfDevPortClash(t *testing.T) {
-	rt, err := node.Acquire(node.Config{DataDir: t.TempDir(), NodeName: "node-1", DevMode: true})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "node-1", DevMode: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/internal/tmpfstest"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 // With the node's disk below its reserve, `rune cast` fails saying the disk
@@ -18,7 +19,7 @@ import (
 func TestCastOnAFullDiskSaysSo(t *testing.T) {
 	mnt := tmpfstest.Mount(t, 96<<20)
 	const reserve = 48 << 20
-	rt, err := node.Acquire(node.Config{DataDir: filepath.Join(mnt, "data"), NodeName: "node-1", DiskReserve: reserve})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: filepath.Join(mnt, "data"), NodeName: "node-1", DiskReserve: reserve})
 	if err != nil {
 		t.Fatal(err)
 	}

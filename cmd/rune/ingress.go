@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runenet/runenet/api"
-	"github.com/runenet/runenet/ingress"
+	"github.com/runenet/runenet/ingress/status"
 )
 
 func printIngresses(cmd *cobra.Command, g *globals, f *nsFlags, output string) error {
@@ -23,7 +23,7 @@ func printIngresses(cmd *cobra.Command, g *globals, f *nsFlags, output string) e
 	if output != "table" {
 		return printStructured(cmd.OutOrStdout(), output, list)
 	}
-	return ingress.WriteTable(cmd.OutOrStdout(), list.Items, time.Now())
+	return status.WriteTable(cmd.OutOrStdout(), list.Items, time.Now())
 }
 
 func newSecret(g *globals) *cobra.Command {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 // selfSigned returns PEM cert and key for host, and a second, unrelated key.
@@ -46,7 +47,7 @@ func selfSigned(t *testing.T, host string) (certPEM, keyPEM, otherKeyPEM []byte)
 
 func TestIngressesAndTLSSecrets(t *testing.T) {
 	dir := t.TempDir()
-	rt, err := node.Acquire(node.Config{DataDir: dir, NodeName: "node-1"})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: dir, NodeName: "node-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +80,8 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ing.Close()
+	rt.SetIngress(ing)
+	defer rt.SetIngress(nil)
 	mustRun(t, addr, "cast", writeFile(t, "api.yaml", apiYAML+"  expose:\n    host: api.example.test\n    port: http\n    tls:\n      mode: manual\n      secret: api-tls\n"))
 	row := regexp.MustCompile(`(?m)^default\s+api\s+api\.example\.test\s+manual\s+ready\s+(89|90)d$`)
 	deadline := time.Now().Add(5 * time.Second)

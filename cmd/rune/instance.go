@@ -151,7 +151,7 @@ func newStatus(g *globals) *cobra.Command {
 }
 
 func newDebug(g *globals) *cobra.Command {
-	dbg := &cobra.Command{Use: "debug", Short: "Fault injection and diagnostics"}
+	dbg := &cobra.Command{Use: "debug", Short: "Fault injection and diagnostics (runed must run with --debug-api)"}
 	dbg.AddCommand(&cobra.Command{
 		Use:   "pause-watch DURATION",
 		Short: "Stop runed's View from applying the log for DURATION, to see every consumer fail closed past the stale budget",

@@ -26,10 +26,15 @@ func main() {
 type globals struct {
 	api   string
 	token string
+	ca    string
 }
 
 func (g *globals) client() (*api.Client, error) {
-	return api.NewClient(g.api, g.token)
+	var opts []api.ClientOption
+	if g.ca != "" {
+		opts = append(opts, api.WithCA(g.ca))
+	}
+	return api.NewClient(g.api, g.token, opts...)
 }
 
 func newRoot() *cobra.Command {
@@ -40,8 +45,9 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.api, "api", envOr("RUNE_API", defaultAPI()), "runed API address: unix:///path/runed.sock or tcp://host:port (env RUNE_API)")
+	root.PersistentFlags().StringVar(&g.api, "api", envOr("RUNE_API", defaultAPI()), "runed API address: unix:///path/runed.sock, tcp://host:port or https://host:port (env RUNE_API)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("RUNE_TOKEN"), "bearer token for a TCP API (env RUNE_TOKEN)")
+	root.PersistentFlags().StringVar(&g.ca, "ca", os.Getenv("RUNE_CA"), "PEM file of the certificate (or its CA) runed's TLS API serves; talks TLS to a tcp:// address (env RUNE_CA)")
 	root.AddCommand(newCast(g), newGet(g), newDelete(g), newInstance(g), newStatus(g), newDebug(g), newPolicy(g), newSecret(g), newPortForward(g), newVersion())
 	return root
 }

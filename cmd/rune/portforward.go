@@ -34,7 +34,9 @@ lasts until this command is interrupted.`,
 			if err != nil {
 				return err
 			}
-			bound, err := c.PortForward(cmd.Context(), api.PortForwardRequest{Namespace: ns, Service: args[0], Port: port, Local: netip.AddrPortFrom(addr, local)})
+			// A connection the service's policy refuses is reset; say why.
+			denied := func(d api.PortForwardDenial) { fmt.Fprintln(cmd.ErrOrStderr(), "rune: "+d.String()) }
+			bound, err := c.PortForward(cmd.Context(), api.PortForwardRequest{Namespace: ns, Service: args[0], Port: port, Local: netip.AddrPortFrom(addr, local)}, denied)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"regexp"
 	"strconv"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
+	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 )
 
@@ -19,7 +23,7 @@ import (
 // loopback listener that reaches the service's backend, and closes it when
 // the command ends.
 func TestPortForward(t *testing.T) {
-	rt, err := node.Acquire(node.Config{DataDir: t.TempDir(), NodeName: "node-1"})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "node-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,5 +121,81 @@ func TestPortForward(t *testing.T) {
 			t.Fatal("the forward still accepts after the command ended")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A forward into a service whose policy refuses the forwarder (a loopback
+// address is no instance of any service): runed logs the refusal and the
+// CLI says which policy refused, instead of a silent reset.
+func TestPortForwardDeniedByPolicy(t *testing.T) {
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "node-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Release()
+	addr := rt.APIAddr()
+	mustRun(t, addr, "cast", writeFile(t, "api.yaml", `service:
+  name: api
+  ports: [{name: http, port: 18081}]
+  networkPolicy:
+    ingress:
+      - from: [{service: web}]
+`))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := policy.NewEngine(rt.View(), "node-1", policy.EngineOptions{})
+	go e.Run(ctx)
+	if err := e.WaitFor(ctx, rt.View().Snapshot().Seq); err != nil {
+		t.Fatal(err)
+	}
+	var runedLog testkit.SyncBuffer
+	rt.SetPolicy(e)
+	defer rt.SetPolicy(nil)
+	dp, err := proxy.Start(rt.View(), proxy.DataplaneConfig{Proxy: proxy.Config{Dev: true, Policy: rt.Policy, Logger: slog.New(slog.NewTextHandler(&runedLog, nil))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	rt.SetPortForwarder(dp.Proxy())
+	defer rt.SetPortForwarder(nil)
+
+	pr, pw := io.Pipe()
+	var stderr testkit.SyncBuffer
+	root := newRoot()
+	root.SetOut(pw)
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"--api", addr, "port-forward", "api", "0:18081"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^Forwarding from (127\.0\.0\.1:\d+) -> `).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("output %q", line)
+	}
+	// The reset may reach the dial itself, before it returns.
+	if c, err := net.Dial("tcp", m[1]); err == nil {
+		if b, _ := io.ReadAll(c); len(b) != 0 {
+			t.Fatalf("a refused connection carried %q", b)
+		}
+		c.Close()
+	}
+	want := regexp.MustCompile(`rune: connection from (127\.0\.0\.1:\d+) denied by policy of default/api \(default-deny\)\n`)
+	deadline := time.Now().Add(10 * time.Second)
+	for !want.MatchString(stderr.String()) || !strings.Contains(runedLog.String(), "port-forward: connection denied by policy") {
+		if time.Now().After(deadline) {
+			t.Fatalf("CLI stderr %q, want %s; runed log:\n%s", stderr.String(), want, runedLog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	from := want.FindStringSubmatch(stderr.String())[1]
+	if l := runedLog.String(); !strings.Contains(l, "policy=default/api") || !strings.Contains(l, "from="+from) {
+		t.Errorf("runed's log line lacks the policy or the client %s: %s", from, l)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -59,6 +59,7 @@ import (
 	_ "github.com/runenet/runenet/plugin/ingress"
 	_ "github.com/runenet/runenet/plugin/netpolicy"
 	_ "github.com/runenet/runenet/plugin/rune"
+	_ "github.com/runenet/runenet/plugin/rune/inprocess"
 	_ "github.com/runenet/runenet/plugin/runegate"
 )
 
@@ -72,7 +73,7 @@ type runedFlags struct {
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "api-token-file", "api-read-token-file", "api-tls-cert", "api-tls-key", "debug-api", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -85,6 +86,11 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.StringVar(&f.opts.MetricsAddr, "metrics-addr", corefile.DefaultMetricsAddr, "Prometheus /metrics listen address")
 	fs.StringVar(&f.opts.ReadyAddr, "ready-addr", corefile.DefaultReadyAddr, "/ready listen address (200 once the data path is ready)")
 	fs.StringVar(&f.opts.APIAddr, "api-addr", "", "API listen address, unix:///path or tcp://host:port (default unix://DATA_DIR/runed.sock)")
+	fs.StringVar(&f.opts.APITokenFile, "api-token-file", "", "file holding the API's bearer token; required with --api-addr tcp://")
+	fs.StringVar(&f.opts.APIReadTokenFile, "api-read-token-file", "", "file holding a second API token that may only list and watch (for a stock CoreDNS's rune { endpoint ... })")
+	fs.StringVar(&f.opts.APITLSCert, "api-tls-cert", "", "PEM certificate: serve the tcp:// API over TLS (with --api-tls-key)")
+	fs.StringVar(&f.opts.APITLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
+	fs.BoolVar(&f.opts.DebugAPI, "debug-api", false, "enable fault injection over the API (rune debug pause-watch); for tests, never in production")
 	fs.DurationVar(&f.opts.StaleBudget, "stale-budget", corefile.DefaultStaleBudget, "lag behind the log past which answers fail closed")
 	fs.DurationVar(&f.opts.VIPHold, "vip-hold", 0, "how long a deleted service's VIP stays reserved for it (default 1h)")
 	fs.StringVar(&f.opts.DiskReserve, "disk-reserve", "", "free space the store keeps on its disk, refusing writes below it (e.g. 512MiB; 0: off; default 256MiB)")

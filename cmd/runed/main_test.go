@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -77,6 +79,10 @@ func TestCoreDNSGetsOnlyItsFlags(t *testing.T) {
 
 func TestFlags(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", "/xdg")
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args  []string
 		check func(corefile.Options) bool
@@ -106,6 +112,11 @@ func TestFlags(t *testing.T) {
 			return o.IngressHTTP == ":8080" && o.IngressHTTPS == ":8443"
 		}, ""},
 		{[]string{"-conf", "Corefile", "--ingress-http", ":8080"}, nil, "--ingress-http renders the Corefile"},
+		{[]string{"--api-addr", "tcp://127.0.0.1:7070"}, nil, "a TCP API needs a bearer token: add --api-token-file FILE"},
+		{[]string{"--api-addr", "tcp://127.0.0.1:7070", "--api-token-file", token, "--debug-api"}, func(o corefile.Options) bool {
+			return o.APITokenFile == token && o.DebugAPI
+		}, ""},
+		{[]string{"-conf", "Corefile", "--api-token-file", token}, nil, "--api-token-file renders the Corefile"},
 	}
 	for _, tc := range tests {
 		f, err := parseFlags(tc.args...)

@@ -13,7 +13,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
 
-	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/plugin/pkg/datapath"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
@@ -27,7 +27,7 @@ func init() { plugin.Register("dataplane", setup) }
 // data plane's own tuning. It is comparable, so a reload can tell whether
 // the settings changed.
 type config struct {
-	node                node.Config // nodeopt.Defaults(): the rune block's runtime
+	node                nodeconfig.Config // nodeopt.Defaults(): the rune block's runtime
 	listen              uint16
 	dialTimeout         time.Duration
 	dialAttempts        int

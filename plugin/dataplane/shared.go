@@ -4,9 +4,9 @@ import (
 	"errors"
 
 	"github.com/runenet/runenet/node"
-	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
 	"github.com/runenet/runenet/proxy"
+	"github.com/runenet/runenet/readiness"
 )
 
 // instance is the process's one data plane: there is one set of VIPs and one
@@ -19,7 +19,7 @@ type running struct {
 }
 
 func start(cfg config) (subsystem.Running, error) {
-	rt, err := nodeopt.Runtime(cfg.node)
+	rt, err := subsystem.Runtime(cfg.node)
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +44,8 @@ func start(cfg config) (subsystem.Running, error) {
 // Ready: interception (or, in dev mode, the loopback listeners) is in place
 // for the View's loaded state.
 func (r *running) Ready() (bool, string) { return r.dp.Ready() }
+
+func (r *running) Readiness() *readiness.Registry { return r.rt.Readiness() }
 
 // Close removes the interception and releases the node runtime.
 func (r *running) Close() error {

@@ -17,9 +17,11 @@ import (
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/plugin/pkg/datapath"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
+	"github.com/runenet/runenet/readiness"
 )
 
 func init() { plugin.Register("ingress", setup) }
@@ -27,7 +29,7 @@ func init() { plugin.Register("ingress", setup) }
 // config is one parsed `ingress` block; comparable, so a reload can tell
 // whether the settings changed.
 type config struct {
-	node       node.Config
+	node       nodeconfig.Config
 	http       string
 	https      string
 	acmeEmail  string
@@ -221,7 +223,7 @@ type running struct {
 }
 
 func start(cfg config) (subsystem.Running, error) {
-	rt, err := nodeopt.Runtime(cfg.node)
+	rt, err := subsystem.Runtime(cfg.node)
 	if err != nil {
 		return nil, err
 	}
@@ -237,13 +239,17 @@ func start(cfg config) (subsystem.Running, error) {
 	if err != nil {
 		return nil, errors.Join(err, rt.Release())
 	}
+	rt.SetIngress(ing)
 	return &running{rt: rt, ing: ing}, nil
 }
 
 // Ready: both listeners are bound.
 func (r *running) Ready() (bool, string) { return r.ing.Ready() }
 
+func (r *running) Readiness() *readiness.Registry { return r.rt.Readiness() }
+
 // Close stops the ingress and releases the node runtime.
 func (r *running) Close() error {
+	r.rt.SetIngress(nil)
 	return errors.Join(r.ing.Close(), r.rt.Release())
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/coredns/caddy"
 
 	"github.com/runenet/runenet/node"
-	"github.com/runenet/runenet/readiness"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 func TestParse(t *testing.T) {
@@ -73,7 +73,7 @@ func TestAcquire(t *testing.T) {
 	if _, err := instance.Acquire(config{dataDir: dir}); err == nil || !strings.Contains(err.Error(), "no node runtime is open") {
 		t.Fatalf("without a runtime: %v", err)
 	}
-	rt, err := node.Acquire(node.Config{DataDir: dir, DevMode: true, NodeName: "n1"})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: dir, DevMode: true, NodeName: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestAcquire(t *testing.T) {
 		t.Fatalf("the runtime has engine %p, want %p", rt.Policy(), e)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for ok, why := readiness.Default.Ready(); !ok; ok, why = readiness.Default.Ready() {
+	for ok, why := rt.Readiness().Ready(); !ok; ok, why = rt.Readiness().Ready() {
 		if time.Now().After(deadline) {
 			t.Fatalf("not ready: %v", why)
 		}

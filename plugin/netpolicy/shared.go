@@ -8,6 +8,7 @@ import (
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/plugin/pkg/subsystem"
 	"github.com/runenet/runenet/policy"
+	"github.com/runenet/runenet/readiness"
 )
 
 // instance is the process's one policy engine: one node has one set of rule
@@ -58,6 +59,8 @@ func (r *running) Ready() (bool, string) {
 	}
 	return false, "compiling policy tables"
 }
+
+func (r *running) Readiness() *readiness.Registry { return r.rt.Readiness() }
 
 // Close withdraws the engine from the proxy and the API, stops it (removing
 // its nftables table) and releases the node runtime.

@@ -24,7 +24,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/plugin/runegate"
+	"github.com/runenet/runenet/plugin/pkg/ede"
 )
 
 const (
@@ -100,11 +100,11 @@ func (r *Rune) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg)
 	switch q := req.Question[0]; {
 	case q.Qclass != dns.ClassINET:
 		responses[resultRefused].Inc()
-		return runegate.Error(w, req, dns.RcodeRefused, dns.ExtendedErrorCodeNotAuthoritative,
+		return ede.Error(w, req, dns.RcodeRefused, dns.ExtendedErrorCodeNotAuthoritative,
 			"rune: "+zone+" exists in class IN only")
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		responses[resultRefused].Inc()
-		return runegate.Error(w, req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited,
+		return ede.Error(w, req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited,
 			"rune: zone transfers of "+zone+" are not offered")
 	}
 
@@ -115,11 +115,11 @@ func (r *Rune) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg)
 	// readiness checks); the EXTRA-TEXT tells them apart.
 	if v == nil || !v.Loaded() {
 		responses[resultNotLoaded].Inc()
-		return runegate.ServFail(w, req, dns.ExtendedErrorCodeNotReady, "rune: cluster view not loaded yet")
+		return ede.ServFail(w, req, dns.ExtendedErrorCodeNotReady, "rune: cluster view not loaded yet")
 	}
 	if v.Stale() {
 		responses[resultStale].Inc()
-		return runegate.ServFail(w, req, dns.ExtendedErrorCodeNotReady, fmt.Sprintf(
+		return ede.ServFail(w, req, dns.ExtendedErrorCodeNotReady, fmt.Sprintf(
 			"rune: cluster view is %s behind the OrderedLog, past the stale budget of %s; failing closed until it catches up",
 			v.Lag().Round(time.Millisecond), v.StaleBudget()))
 	}

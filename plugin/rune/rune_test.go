@@ -202,7 +202,7 @@ func TestRefusedCarriesEDE(t *testing.T) {
 		{query("96.10.in-addr.arpa.", dns.TypeAXFR, true), dns.ExtendedErrorCodeProhibited, "rune: zone transfers of 96.10.in-addr.arpa. are not offered"},
 	} {
 		m := serve(r, tc.req)
-		if e := ede(m); m.Rcode != refused || e == nil || e.InfoCode != tc.code || e.ExtraText != tc.text {
+		if e := edeOf(m); m.Rcode != refused || e == nil || e.InfoCode != tc.code || e.ExtraText != tc.text {
 			t.Errorf("%v: rcode %s, EDE %v; want REFUSED with EDE %d %q", tc.req.Question[0], dns.RcodeToString[m.Rcode], e, tc.code, tc.text)
 		}
 	}
@@ -273,7 +273,7 @@ func TestTTLOption(t *testing.T) {
 }
 
 // ede returns the Extended DNS Error of m, if any.
-func ede(m *dns.Msg) *dns.EDNS0_EDE {
+func edeOf(m *dns.Msg) *dns.EDNS0_EDE {
 	if o := m.IsEdns0(); o != nil {
 		for _, opt := range o.Option {
 			if e, ok := opt.(*dns.EDNS0_EDE); ok {
@@ -302,7 +302,7 @@ func TestNotLoadedIsServfailNotNXDOMAIN(t *testing.T) {
 	if m.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
 	}
-	if e := ede(m); e == nil || e.InfoCode != dns.ExtendedErrorCodeNotReady {
+	if e := edeOf(m); e == nil || e.InfoCode != dns.ExtendedErrorCodeNotReady {
 		t.Errorf("EDE %v, want Not Ready (14)", e)
 	}
 	// Without EDNS0 in the query the reply carries no OPT (RFC 6891).
@@ -329,7 +329,7 @@ func TestStaleBudget(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if e := ede(m); e == nil || e.InfoCode != dns.ExtendedErrorCodeNotReady || !strings.Contains(e.ExtraText, "stale budget") {
+	if e := edeOf(m); e == nil || e.InfoCode != dns.ExtendedErrorCodeNotReady || !strings.Contains(e.ExtraText, "stale budget") {
 		t.Errorf("EDE %v, want Not Ready (14) explaining the lag", e)
 	}
 	if r.Ready() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -13,11 +14,24 @@ import (
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 )
 
 func init() { plugin.Register("rune", setup) }
+
+// OpenLocal opens the node runtime in this process and returns its View and
+// how to let go of it.
+type OpenLocal func(nodeconfig.Config) (*cluster.View, func() error, error)
+
+// local is the in-process mode: runed links it in (plugin/rune/inprocess),
+// so a block without endpoint opens the store there. A stock CoreDNS has
+// none, and there a block needs endpoint; the plugin then links nothing of
+// the node runtime (no store, no data path).
+var local OpenLocal
+
+// SetLocal installs the in-process mode; plugin/rune/inprocess calls it.
+func SetLocal(open OpenLocal) { local = open }
 
 // Options left out of the Corefile take runed's flag defaults (corefile/);
 // the API address defaults to the node runtime's own choice,
@@ -29,8 +43,9 @@ const (
 
 // config is one parsed `rune` block.
 type config struct {
-	node     node.Config
+	node     nodeconfig.Config
 	endpoint string // remote mode: watch a runed over its API instead of opening a store
+	ca       string // remote mode: PEM roots for a TLS endpoint
 	ttl      uint32
 }
 
@@ -77,13 +92,20 @@ func setup(c *caddy.Controller) error {
 // back-off and failing closed past the stale budget like the local one.
 func (cfg *config) open() (*cluster.View, func() error, error) {
 	if cfg.endpoint == "" {
-		rt, err := node.Acquire(cfg.node)
-		if err != nil {
-			return nil, nil, err
-		}
-		return rt.View(), rt.Release, nil
+		return local(cfg.node)
 	}
-	client, err := api.NewClient(cfg.endpoint, cfg.node.APIToken)
+	token := cfg.node.APIToken
+	if f := cfg.node.APITokenFile; f != "" {
+		var err error
+		if token, err = nodeconfig.ReadToken(f); err != nil {
+			return nil, nil, fmt.Errorf("token_file: %w", err)
+		}
+	}
+	var opts []api.ClientOption
+	if cfg.ca != "" {
+		opts = append(opts, api.WithCA(cfg.ca))
+	}
+	client, err := api.NewClient(cfg.endpoint, token, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +130,12 @@ func (cfg *config) open() (*cluster.View, func() error, error) {
 //	    ttl SECONDS
 //	    dev_mode
 //	    node_name NAME
+//	    token_file FILE
+//	    read_token_file FILE
+//	    tls CERT KEY
+//	    debug
 //	    endpoint URL
+//	    ca FILE
 //	}
 func (cfg *config) set(opt string, args []string) error {
 	v := args[0]
@@ -125,6 +152,11 @@ func (cfg *config) set(opt string, args []string) error {
 			return fmt.Errorf("%q: want unix:///path/to/socket, tcp://host:port or http(s)://host:port of a runed API", v)
 		}
 		cfg.endpoint = v
+	case "ca":
+		if _, err := os.Stat(v); err != nil {
+			return err
+		}
+		cfg.ca = v
 	}
 	return nil
 }
@@ -136,25 +168,40 @@ func parse(c *caddy.Controller) (*config, error) {
 		return nil, c.Errf("rune takes no zones (it answers for %s and the cluster CIDR's reverse zones), got %q", Zone, strings.Join(args, " "))
 	}
 	defaults := cfg.node
-	if err := nodeopt.Block(c, &cfg.node, map[string]int{"ttl": 1, "endpoint": 1}, cfg.set); err != nil {
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"ttl": 1, "endpoint": 1, "ca": 1}, cfg.set); err != nil {
 		return nil, err
 	}
-	if cfg.endpoint != "" {
-		// Remote mode opens no store: the settings of one make no sense.
-		for _, o := range []struct {
-			opt string
-			set bool
-		}{
-			{"data_dir", cfg.node.DataDir != defaults.DataDir},
-			{"cluster_cidr", cfg.node.ClusterCIDR != defaults.ClusterCIDR},
-			{"api", cfg.node.APIAddr != ""},
-			{"node_name", cfg.node.NodeName != ""},
-			{"docker", cfg.node.Docker != ""},
-		} {
-			if o.set {
-				return nil, c.Errf("%s configures the local store and cannot be combined with endpoint (remote mode)", o.opt)
-			}
+	if cfg.endpoint == "" {
+		if local == nil {
+			return nil, c.Err("endpoint is required: this CoreDNS cannot open a runed store in-process (only runed can), so it follows a runed over its API (endpoint URL)")
 		}
+		if cfg.ca != "" {
+			return nil, c.Err("ca is for endpoint (remote mode): the in-process API's certificate is set with tls CERT KEY")
+		}
+		return cfg, nil
+	}
+	// Remote mode opens no store and serves no API: the settings of those
+	// make no sense.
+	for _, o := range []struct {
+		opt string
+		set bool
+	}{
+		{"data_dir", cfg.node.DataDir != defaults.DataDir},
+		{"cluster_cidr", cfg.node.ClusterCIDR != defaults.ClusterCIDR},
+		{"api", cfg.node.APIAddr != ""},
+		{"node_name", cfg.node.NodeName != ""},
+		{"docker", cfg.node.Docker != ""},
+		{"vip_hold", cfg.node.HoldPeriod != 0},
+		{"read_token_file", cfg.node.APIReadTokenFile != ""},
+		{"tls", cfg.node.APITLSCert != ""},
+		{"debug", cfg.node.DebugAPI},
+	} {
+		if o.set {
+			return nil, c.Errf("%s configures the local store or its API and cannot be combined with endpoint (remote mode)", o.opt)
+		}
+	}
+	if cfg.node.APIToken != "" && cfg.node.APITokenFile != "" {
+		return nil, c.Err("token and token_file are exclusive: give the token one way")
 	}
 	return cfg, nil
 }

@@ -3,8 +3,6 @@ package runegate
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-
-	"github.com/runenet/runenet/readiness"
 )
 
 var (
@@ -12,13 +10,16 @@ var (
 		Name: "rune_dns_gate_servfail_total",
 		Help: "Queries for .rune names answered SERVFAIL (EDE Not Ready) because the data path was not ready.",
 	})
-	_ = promauto.NewGaugeFunc(prometheus.GaugeOpts{
+	gateOpen = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "rune_dns_gate_open",
 		Help: "1 when every data-path subsystem reports ready and the gate lets .rune queries through, 0 otherwise.",
-	}, func() float64 {
-		if ok, _ := readiness.Default.Ready(); ok {
-			return 1
-		}
-		return 0
 	})
 )
+
+func setOpen(ok bool) {
+	if ok {
+		gateOpen.Set(1)
+	} else {
+		gateOpen.Set(0)
+	}
+}

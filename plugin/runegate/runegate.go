@@ -4,9 +4,9 @@
 // DNS must not hand out a VIP the data path cannot carry yet ("DNS works,
 // connections hang"), and it must never say NXDOMAIN for a name it has merely
 // not loaded: a negative answer is cached by clients for the SOA minimum, a
-// SERVFAIL is retried. So until every check in readiness.Default passes, the
-// gate answers SERVFAIL with an Extended DNS Error (RFC 8914) "Not Ready"
-// whose EXTRA-TEXT lists what is still missing.
+// SERVFAIL is retried. So until every check in the node runtime's readiness
+// registry passes, the gate answers SERVFAIL with an Extended DNS Error
+// (RFC 8914) "Not Ready" whose EXTRA-TEXT lists what is still missing.
 package runegate
 
 import (
@@ -18,7 +18,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/miekg/dns"
 
-	"github.com/runenet/runenet/readiness"
+	"github.com/runenet/runenet/plugin/pkg/ede"
 )
 
 // Gate is the runegate handler.
@@ -29,7 +29,7 @@ type Gate struct {
 	// before the data path is up.
 	Zones []string
 	// Check reports whether the data path can carry traffic and, if not,
-	// what is failing: readiness.Default.Ready in production.
+	// what is failing: the node runtime's readiness registry in runed.
 	Check func() (bool, []string)
 
 	// openUntil (unix nanos) caches a passing Check: running every
@@ -42,11 +42,6 @@ type Gate struct {
 
 const recheckOpen = 50 * time.Millisecond
 
-// New returns a gate over zones that consults readiness.Default.
-func New(zones []string) *Gate {
-	return &Gate{Zones: zones, Check: readiness.Default.Ready}
-}
-
 // Name implements plugin.Handler.
 func (g *Gate) Name() string { return "runegate" }
 
@@ -56,14 +51,21 @@ func (g *Gate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
 	if now := time.Now().UnixNano(); now >= g.openUntil.Load() {
-		ok, failing := g.Check()
+		ok, failing := g.check()
 		if !ok {
 			heldBack.Inc()
-			return ServFail(w, r, dns.ExtendedErrorCodeNotReady, "rune: data path not ready: "+strings.Join(failing, "; "))
+			return ede.ServFail(w, r, dns.ExtendedErrorCodeNotReady, "rune: data path not ready: "+strings.Join(failing, "; "))
 		}
 		g.openUntil.Store(now + int64(recheckOpen))
 	}
 	return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
+}
+
+// check runs Check and shows its outcome in rune_dns_gate_open.
+func (g *Gate) check() (bool, []string) {
+	ok, failing := g.Check()
+	setOpen(ok)
+	return ok, failing
 }
 
 // gates reports whether qname is in one of the gate's zones. A suffix test
@@ -77,27 +79,4 @@ func (g *Gate) gates(qname string) bool {
 		}
 	}
 	return false
-}
-
-// ServFail writes a SERVFAIL for r carrying an Extended DNS Error (see Error).
-func ServFail(w dns.ResponseWriter, r *dns.Msg, infoCode uint16, text string) (int, error) {
-	return Error(w, r, dns.RcodeServerFailure, infoCode, text)
-}
-
-// Error writes a reply to r with rcode and an Extended DNS Error. The EDE
-// rides in the OPT record, so it is only added when the client sent one
-// (RFC 6891: no OPT in a reply to a query without it).
-//
-// It returns dns.RcodeSuccess, the CoreDNS convention for "a reply has been
-// written": returning the error rcode would make the server write a second one.
-func Error(w dns.ResponseWriter, r *dns.Msg, rcode int, infoCode uint16, text string) (int, error) {
-	m := new(dns.Msg)
-	m.SetRcode(r, rcode)
-	if o := r.IsEdns0(); o != nil {
-		m.SetEdns0(o.UDPSize(), o.Do())
-		opt := m.IsEdns0()
-		opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: infoCode, ExtraText: text})
-	}
-	w.WriteMsg(m)
-	return dns.RcodeSuccess, nil
 }

@@ -22,7 +22,17 @@ func setup(c *caddy.Controller) error {
 	if c.Next() {
 		return plugin.Error("runegate", c.Err("runegate can only be used once per server block"))
 	}
-	g := New(zones)
+	nr := &nodeReadiness{}
+	g := &Gate{Zones: zones, Check: nr.Ready}
+	stop := make(chan struct{})
+	c.OnStartup(func() error {
+		go g.watch(stop)
+		return nil
+	})
+	c.OnShutdown(func() error {
+		close(stop)
+		return nr.release()
+	})
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		g.Next = next
 		return g

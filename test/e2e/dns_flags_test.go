@@ -1,15 +1,7 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -19,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
 
@@ -109,6 +102,7 @@ func TestDNSFromFlags(t *testing.T) {
 	n.api = []string{"--api", sock}
 	// --forward kernel needs forwarding on (this namespace's own sysctl).
 	n.ns.Run(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	acmeRoot, _ := testkit.ServerCert(t) // a self-signed CA certificate
 	n.flags = []string{
 		"--node-role", "edge", "--node-name", "n1", "--data-dir", n.dataDir, "--cluster-cidr", "10.100.0.0/16",
 		"--dns-addr", dnsAddr, "--dns-bind", bindIP, "--dns-bind", nodeLocalIP, "--dns-bind", nodeRemoteIP,
@@ -118,10 +112,16 @@ func TestDNSFromFlags(t *testing.T) {
 		"--ingress-http", "127.0.0.1:8088", "--ingress-https", "127.0.0.1:8448",
 		// Nothing listens there: the ACME server is only asked once a
 		// service is exposed, the Docker Engine is retried in the background.
-		"--acme-email", "ops@example.com", "--acme-ca", "https://127.0.0.1:14000/dir", "--acme-ca-root", writeTestRoot(t, dir),
+		"--acme-email", "ops@example.com", "--acme-ca", "https://127.0.0.1:14000/dir", "--acme-ca-root", acmeRoot,
 		"--docker", "--docker-host", "unix://" + filepath.Join(dir, "docker.sock"),
 	}
-	devFlags := []string{"--dev-mode", "--data-dir", "DIR", "--dns-bind", bindIP}
+	// The dev-mode node serves its API on TCP over TLS, with token files.
+	apiDir := t.TempDir()
+	token, readToken := writeToken(t, apiDir, "token", flagsToken), writeToken(t, apiDir, "read-token", flagsReadToken)
+	cert, key := testkit.ServerCert(t)
+	devFlags := []string{"--dev-mode", "--data-dir", "DIR", "--dns-bind", bindIP,
+		"--api-addr", "tcp://" + flagsAPIAddr, "--api-token-file", token, "--api-read-token-file", readToken,
+		"--api-tls-cert", cert, "--api-tls-key", key, "--debug-api"}
 	checkEveryCorefileFlag(t, n.runed, append(slices.Clone(n.flags), devFlags...))
 
 	n.start(t)
@@ -166,6 +166,7 @@ func TestDNSFromFlags(t *testing.T) {
 		d.ns.Run(t, "ip", "addr", "add", bindIP+"/32", "dev", "lo")
 		d.flags = slices.Clone(devFlags)
 		d.flags[slices.Index(d.flags, "DIR")] = d.dataDir
+		d.api = []string{"--api", "https://" + flagsAPIAddr, "--token", flagsToken, "--ca", cert}
 		d.start(t)
 		d.waitSOA(t, 30*time.Second)
 		d.cast(t, dnsServices)
@@ -173,6 +174,7 @@ func TestDNSFromFlags(t *testing.T) {
 		for _, addr := range []string{dnsAddr, bindIP + ":53"} {
 			checkServiceA(t, client{"dev node", d.ns, netip.Addr{}}, addr, "api.default.rune.", "127.0.0.1")
 		}
+		d.cli(t, "debug", "pause-watch", "1s") // --debug-api
 	})
 }
 
@@ -258,27 +260,4 @@ func checkEveryCorefileFlag(t *testing.T, runed string, args []string) {
 			t.Errorf("runed --%s is not among the flags this test starts runed with", name)
 		}
 	}
-}
-
-// writeTestRoot writes a self-signed CA certificate for --acme-ca-root.
-func writeTestRoot(t *testing.T, dir string) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rune e2e root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(dir, "roots.pem")
-	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }

@@ -50,7 +50,8 @@ func newDNSNode(t *testing.T, flags ...string) *dnsNode {
 	writeResolvConf(t, n.ns, "127.0.0.1")
 	startUpstream(t, n.ns, "127.0.0.1:53")
 
-	out, err := exec.Command(n.runed, append([]string{"--print-corefile", "--data-dir", n.dataDir, "--stale-budget", "2s"}, flags...)...).Output()
+	// --debug-api: the tests inject faults (rune debug pause-watch).
+	out, err := exec.Command(n.runed, append([]string{"--print-corefile", "--data-dir", n.dataDir, "--stale-budget", "2s", "--debug-api"}, flags...)...).Output()
 	if err != nil {
 		t.Fatalf("runed --print-corefile: %v", err)
 	}
@@ -154,13 +155,19 @@ func (n *dnsNode) stopCmd(cmd *exec.Cmd) {
 // cli runs the rune CLI against this node's API socket.
 func (n *dnsNode) cli(t *testing.T, args ...string) string {
 	t.Helper()
-	// Inside the namespace: a TCP API listens on the namespace's loopback.
-	cmd := n.ns.Command(append(append([]string{n.rune}, n.api...), args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := n.tryCLI(args...)
 	if err != nil {
 		t.Fatalf("rune %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+// tryCLI is cli for a command that may fail: its output and error.
+func (n *dnsNode) tryCLI(args ...string) (string, error) {
+	// Inside the namespace: a TCP API listens on the namespace's loopback.
+	cmd := n.ns.Command(append(append([]string{n.rune}, n.api...), args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // cast casts YAML through the CLI and returns each service's VIP by "ns/name".

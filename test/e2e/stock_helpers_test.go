@@ -20,6 +20,8 @@ const (
 	// CoreDNS on another host would reach it.
 	stockAPIAddr  = "127.0.0.1:7070"
 	stockAPIToken = "stock-coredns-e2e"
+	// What the stock CoreDNS authenticates with: it only lists and watches.
+	stockReadToken = "stock-coredns-e2e-read"
 	// The stock CoreDNS listens beside runed (127.0.0.123:53) and the
 	// upstream (127.0.0.1:53).
 	stockDNSAddr     = "127.0.0.1:1053"
@@ -45,8 +47,9 @@ type stockNode struct {
 	log      *testkit.SyncBuffer
 }
 
-// newStockNode moves n's API to TCP with a token (in the rune block, whose
-// runtime the other directives use) and writes the stock CoreDNS's Corefile.
+// newStockNode moves n's API to TCP with a token and a read-only token (in
+// the rune block, whose runtime the other directives use) and writes the
+// stock CoreDNS's Corefile, which follows runed with the read-only one.
 func newStockNode(t *testing.T, n *dnsNode) *stockNode {
 	t.Helper()
 	s := &stockNode{n: n, bin: buildStockCoreDNS(t), corefile: filepath.Join(t.TempDir(), "Corefile")}
@@ -58,8 +61,15 @@ func newStockNode(t *testing.T, n *dnsNode) *stockNode {
 	if strings.Count(string(b), node) != 1 {
 		t.Fatalf("runed's Corefile does not have the one node block this test expects:\n%s", b)
 	}
+	tokens := t.TempDir()
+	tokenFile, readTokenFile := filepath.Join(tokens, "api-token"), filepath.Join(tokens, "api-read-token")
+	for f, tok := range map[string]string{tokenFile: stockAPIToken, readTokenFile: stockReadToken} {
+		if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n.writeCorefile(t, strings.ReplaceAll(string(b), node,
-		fmt.Sprintf("\t\tapi tcp://%s\n\t\ttoken %s\n%s", stockAPIAddr, stockAPIToken, node)))
+		fmt.Sprintf("\t\tapi tcp://%s\n\t\ttoken_file %s\n\t\tread_token_file %s\n%s", stockAPIAddr, tokenFile, readTokenFile, node)))
 	n.api = []string{"--api", "tcp://" + stockAPIAddr, "--token", stockAPIToken}
 
 	// The directive as the plugin's README shows it for a stock CoreDNS.
@@ -73,7 +83,7 @@ func newStockNode(t *testing.T, n *dnsNode) *stockNode {
 	prometheus %s
 	errors
 }
-`, stockAPIAddr, stockAPIToken, stockStaleBudget, stockMetricsAddr)
+`, stockAPIAddr, stockReadToken, stockStaleBudget, stockMetricsAddr)
 	if err := os.WriteFile(s.corefile, []byte(corefile), 0o644); err != nil {
 		t.Fatal(err)
 	}

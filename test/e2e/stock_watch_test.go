@@ -248,7 +248,7 @@ func stockServeAPI(t testing.TB, ctx context.Context) (*badger.Log, *cluster.Vie
 	viewDone := make(chan struct{})
 	go func() { defer close(viewDone); view.Run(ctx) }()
 	ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
-	l, err := api.Listen("tcp://127.0.0.1:0", stockAPIToken)
+	l, err := api.Listen("tcp://127.0.0.1:0", stockAPIToken, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

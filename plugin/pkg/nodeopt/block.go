@@ -3,7 +3,7 @@ package nodeopt
 import (
 	"github.com/coredns/caddy"
 
-	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 // Block parses the rest of a directive's block, after its name: no
@@ -11,7 +11,7 @@ import (
 // directive takes none), every other option checked against arity (how many
 // arguments it takes; -n: at least n) and handed to set, and the directive
 // once per server block. Errors carry the Corefile's file and line.
-func Block(c *caddy.Controller, cfg *node.Config, arity map[string]int, set func(opt string, args []string) error) error {
+func Block(c *caddy.Controller, cfg *nodeconfig.Config, arity map[string]int, set func(opt string, args []string) error) error {
 	name := c.Val()
 	if args := c.RemainingArgs(); len(args) > 0 {
 		return c.Errf("%s takes no arguments, got %q", name, args)

@@ -5,38 +5,57 @@ package nodeopt
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/corefile"
-	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 // Set applies a node option to cfg. It reports whether opt is one, and for
-// one, whether its arguments are right. dev_mode takes no argument, every
-// other option exactly one.
-func Set(cfg *node.Config, opt string, args []string) (bool, error) {
+// one, whether its arguments are right. dev_mode and debug take no argument,
+// tls two (certificate and key), every other option exactly one.
+func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 	want := 1
 	switch opt {
-	case "dev_mode":
+	case "dev_mode", "debug":
 		want = 0
+	case "tls":
+		want = 2
 	case "docker":
 		// Bare `docker` means the local Engine; `docker HOST` names one.
 		if len(args) == 0 {
 			cfg.Docker = "default"
 			return true, nil
 		}
-	case "data_dir", "cluster_cidr", "api", "token", "stale_budget", "node_name", "vip_hold", "disk_reserve":
+	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve":
 	default:
 		return false, nil
 	}
 	if len(args) != want {
 		return true, fmt.Errorf("%s takes %d argument(s), got %d", opt, want, len(args))
 	}
+	if opt == "tls" || strings.HasSuffix(opt, "token_file") {
+		// Read when the runtime opens; a missing file is reported here, at its line.
+		for _, f := range args {
+			if _, err := os.Stat(f); err != nil {
+				return true, fmt.Errorf("%s: %w", opt, err)
+			}
+		}
+	}
 	switch opt {
 	case "dev_mode":
 		cfg.DevMode = true
+	case "debug":
+		cfg.DebugAPI = true
+	case "tls":
+		cfg.APITLSCert, cfg.APITLSKey = args[0], args[1]
+	case "token_file":
+		cfg.APITokenFile = args[0]
+	case "read_token_file":
+		cfg.APIReadTokenFile = args[0]
 	case "data_dir":
 		cfg.DataDir = args[0]
 	case "cluster_cidr":
@@ -84,17 +103,6 @@ func Set(cfg *node.Config, opt string, args []string) (bool, error) {
 
 // Defaults are the node settings a block starts from, as runed's flags
 // render them.
-func Defaults() node.Config {
-	return node.Config{DataDir: corefile.DefaultDataDir, ClusterCIDR: corefile.DefaultClusterCIDR, StaleBudget: corefile.DefaultStaleBudget}
-}
-
-// Runtime opens what a dataplane or ingress block uses: the runtime the rune
-// block opened when the block names no node settings of its own (cfg is
-// Defaults()), or else the runtime for cfg, which must then match the rune
-// block's. Pair it with Release.
-func Runtime(cfg node.Config) (*node.Runtime, error) {
-	if cfg == Defaults() {
-		return node.Attach("")
-	}
-	return node.Acquire(cfg)
+func Defaults() nodeconfig.Config {
+	return nodeconfig.Config{DataDir: corefile.DefaultDataDir, ClusterCIDR: corefile.DefaultClusterCIDR, StaleBudget: corefile.DefaultStaleBudget}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 func TestSet(t *testing.T) {
@@ -14,29 +14,29 @@ func TestSet(t *testing.T) {
 		args    []string
 		handled bool
 		err     string
-		check   func(node.Config) bool
+		check   func(nodeconfig.Config) bool
 	}{
-		{"dev_mode", nil, true, "", func(c node.Config) bool { return c.DevMode }},
+		{"dev_mode", nil, true, "", func(c nodeconfig.Config) bool { return c.DevMode }},
 		{"dev_mode", []string{"yes"}, true, "takes 0 argument(s)", nil},
-		{"data_dir", []string{"/x"}, true, "", func(c node.Config) bool { return c.DataDir == "/x" }},
+		{"data_dir", []string{"/x"}, true, "", func(c nodeconfig.Config) bool { return c.DataDir == "/x" }},
 		{"data_dir", nil, true, "takes 1 argument(s), got 0", nil},
-		{"cluster_cidr", []string{"100.64.0.0/16"}, true, "", func(c node.Config) bool { return c.ClusterCIDR == "100.64.0.0/16" }},
+		{"cluster_cidr", []string{"100.64.0.0/16"}, true, "", func(c nodeconfig.Config) bool { return c.ClusterCIDR == "100.64.0.0/16" }},
 		{"cluster_cidr", []string{"8.8.8.0/24"}, true, "not private", nil},
-		{"api", []string{"tcp://127.0.0.1:7070"}, true, "", func(c node.Config) bool { return c.APIAddr == "tcp://127.0.0.1:7070" }},
+		{"api", []string{"tcp://127.0.0.1:7070"}, true, "", func(c nodeconfig.Config) bool { return c.APIAddr == "tcp://127.0.0.1:7070" }},
 		{"api", []string{"127.0.0.1:7070"}, true, "want unix://", nil},
-		{"token", []string{"t"}, true, "", func(c node.Config) bool { return c.APIToken == "t" }},
-		{"stale_budget", []string{"5s"}, true, "", func(c node.Config) bool { return c.StaleBudget == 5*time.Second }},
+		{"token", []string{"t"}, true, "", func(c nodeconfig.Config) bool { return c.APIToken == "t" }},
+		{"stale_budget", []string{"5s"}, true, "", func(c nodeconfig.Config) bool { return c.StaleBudget == 5*time.Second }},
 		{"stale_budget", []string{"-1s"}, true, "positive duration", nil},
-		{"vip_hold", []string{"10m"}, true, "", func(c node.Config) bool { return c.HoldPeriod == 10*time.Minute }},
-		{"node_name", []string{"n1"}, true, "", func(c node.Config) bool { return c.NodeName == "n1" }},
-		{"disk_reserve", []string{"512MiB"}, true, "", func(c node.Config) bool { return c.DiskReserve == 512<<20 }},
-		{"disk_reserve", []string{"65536"}, true, "", func(c node.Config) bool { return c.DiskReserve == 65536 }},
-		{"disk_reserve", []string{"0"}, true, "", func(c node.Config) bool { return c.DiskReserve < 0 }},
+		{"vip_hold", []string{"10m"}, true, "", func(c nodeconfig.Config) bool { return c.HoldPeriod == 10*time.Minute }},
+		{"node_name", []string{"n1"}, true, "", func(c nodeconfig.Config) bool { return c.NodeName == "n1" }},
+		{"disk_reserve", []string{"512MiB"}, true, "", func(c nodeconfig.Config) bool { return c.DiskReserve == 512<<20 }},
+		{"disk_reserve", []string{"65536"}, true, "", func(c nodeconfig.Config) bool { return c.DiskReserve == 65536 }},
+		{"disk_reserve", []string{"0"}, true, "", func(c nodeconfig.Config) bool { return c.DiskReserve < 0 }},
 		{"disk_reserve", []string{"1GB"}, true, "want a size such as 256MiB", nil},
 		{"disk_reserve", []string{"-1MiB"}, true, "want a size", nil},
 		{"ttl", []string{"5"}, false, "", nil},
 	} {
-		var cfg node.Config
+		var cfg nodeconfig.Config
 		handled, err := Set(&cfg, tc.opt, tc.args)
 		if handled != tc.handled || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%s %v: handled %v err %v, want %v %q", tc.opt, tc.args, handled, err, tc.handled, tc.err)

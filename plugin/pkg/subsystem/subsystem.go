@@ -19,14 +19,20 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/miekg/dns"
 
+	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
+	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 	"github.com/runenet/runenet/readiness"
 )
 
 // Running is a started subsystem.
 type Running interface {
-	// Ready is its readiness check, registered with readiness.Default under
-	// the subsystem's name for runegate, and asked by CoreDNS's ready plugin.
+	// Ready is its readiness check, registered under the subsystem's name
+	// in its node's registry (Readiness) for runegate, and asked by
+	// CoreDNS's ready plugin.
 	Ready() (bool, string)
+	// Readiness is the readiness registry of the node runtime it runs on.
+	Readiness() *readiness.Registry
 	// Close stops it and releases what it holds.
 	Close() error
 }
@@ -58,7 +64,7 @@ func (s *Shared[C]) Acquire(cfg C) (Running, error) {
 	if err != nil {
 		return nil, err
 	}
-	readiness.Default.Register(s.Name, r.Ready)
+	r.Readiness().Register(s.Name, r.Ready)
 	s.cfg, s.cur, s.refs = cfg, r, 1
 	return r, nil
 }
@@ -73,10 +79,21 @@ func (s *Shared[C]) Release() error {
 	if s.refs--; s.refs > 0 {
 		return nil
 	}
-	readiness.Default.Unregister(s.Name)
 	r := s.cur
 	s.cur = nil
+	r.Readiness().Unregister(s.Name)
 	return r.Close()
+}
+
+// Runtime opens what a dataplane or ingress block uses: the runtime the rune
+// block opened when the block names no node settings of its own (cfg is
+// nodeopt.Defaults()), or else the runtime for cfg, which must then match
+// the rune block's. Pair it with Release.
+func Runtime(cfg nodeconfig.Config) (*node.Runtime, error) {
+	if cfg == nodeopt.Defaults() {
+		return node.Attach("")
+	}
+	return node.Acquire(cfg)
 }
 
 // Setup puts the directive into a server block: the instance is acquired on

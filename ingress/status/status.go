@@ -1,0 +1,52 @@
+// Package status is the edge ingress's status rows, as `rune get ingresses`
+// prints them. It is apart from ingress/ so that the API and the CLI can use
+// the rows without linking the ingress (certmagic and all).
+package status
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// Row is one line of `rune get ingresses`.
+type Row struct {
+	Namespace string    `json:"namespace"`
+	Service   string    `json:"service"`
+	Host      string    `json:"host"`
+	TLS       string    `json:"tls"`            // none, acme, manual
+	Cert      string    `json:"cert,omitempty"` // pending, ready, error; empty without TLS
+	NotAfter  time.Time `json:"notAfter,omitzero"`
+	Error     string    `json:"error,omitempty"` // why Cert is error
+}
+
+// Expires renders the time left as the CLI shows it: whole days ("89d"),
+// hours under a day, "expired", or "-" without a certificate.
+func (r Row) Expires(now time.Time) string {
+	if r.NotAfter.IsZero() {
+		return "-"
+	}
+	switch left := r.NotAfter.Sub(now); {
+	case left <= 0:
+		return "expired"
+	case left < 24*time.Hour:
+		return fmt.Sprintf("%dh", int(left/time.Hour))
+	default:
+		return fmt.Sprintf("%dd", int(left/(24*time.Hour)))
+	}
+}
+
+// WriteTable prints rows in the `rune get ingresses` format.
+func WriteTable(w io.Writer, rows []Row, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tHOST\tTLS\tCERT\tEXPIRES")
+	for _, r := range rows {
+		cert := r.Cert
+		if cert == "" {
+			cert = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Service, r.Host, r.TLS, cert, r.Expires(now))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,60 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/runenet/runenet/api"
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/policy"
+	"github.com/runenet/runenet/proxy"
+)
+
+// The API defines the small interfaces it needs, in its own types, so that
+// its clients (the CLI, a stock CoreDNS) link no data-path package. These
+// adapters give it the node's subsystems.
+
+// PolicyAPI is e as the API reads it (`rune policy check`).
+func PolicyAPI(e *policy.Engine) api.Policy { return enginePolicy{e} }
+
+type enginePolicy struct{ e *policy.Engine }
+
+func (p enginePolicy) WaitFor(ctx context.Context, seq uint64) error { return p.e.WaitFor(ctx, seq) }
+func (p enginePolicy) Tables() api.PolicyTables                      { return policyTables{p.e.Tables()} }
+
+type policyTables struct{ t *policy.Tables }
+
+func verdict(v policy.Verdict) api.Verdict {
+	return api.Verdict{Allowed: v.Allowed, Policy: v.Policy, Rule: v.Rule, Reason: v.Reason}
+}
+
+func (t policyTables) Seq() uint64 { return t.t.Seq }
+
+func (t policyTables) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) api.Verdict {
+	return verdict(t.t.Egress(src, dst, port, proto))
+}
+
+func (t policyTables) EgressFromService(src, dst cluster.NamespacedName, dstAddr netip.Addr, port uint16, proto cluster.Protocol) api.Verdict {
+	return verdict(t.t.EgressFromService(src, dst, dstAddr, port, proto))
+}
+
+func (t policyTables) Ingress(src netip.Addr, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) api.Verdict {
+	return verdict(t.t.Ingress(src, dst, port, proto))
+}
+
+func (t policyTables) IngressFromService(src, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) api.Verdict {
+	return verdict(t.t.IngressFromService(src, dst, port, proto))
+}
+
+// forwarder is the proxy as `rune port-forward` uses it.
+type forwarder struct{ p *proxy.Proxy }
+
+func (f forwarder) PortForward(svc cluster.NamespacedName, port uint16, local netip.AddrPort, denied func(api.PortForwardDenial)) (api.Forward, error) {
+	fwd, err := f.p.PortForward(svc, port, local, func(from netip.AddrPort, v policy.Verdict) {
+		denied(api.PortForwardDenial{From: from, Policy: v.Policy, Reason: v.Reason})
+	})
+	if err != nil {
+		return nil, err // not a typed nil
+	}
+	return fwd, nil
+}
