@@ -161,14 +161,14 @@ func (e *Engine) Tables() *Tables { return e.tables.Load() }
 func (e *Engine) Ready() bool { return e.ready.Load() }
 
 // Run recompiles on every View change and keeps the kernel in step until ctx
-// ends, then removes the kernel chains.
+// ends, then releases the kernel enforcer (whose chains stay installed).
 func (e *Engine) Run(ctx context.Context) error {
 	k := e.opts.Kernel
 	if k != nil {
 		defer func() {
 			e.collectKernelDrops()
 			if err := k.Close(); err != nil {
-				e.opts.Logger.Warn("policy: removing nftables chains", "err", err)
+				e.opts.Logger.Warn("policy: closing the nftables enforcer", "err", err)
 			}
 		}()
 	}

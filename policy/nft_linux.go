@@ -222,16 +222,15 @@ func (n *NFT) Drops() ([]KernelDrop, error) {
 	return out, nil
 }
 
-// Close removes the table and releases the netlink connection.
+// Close releases the netlink connection and leaves the table in place: a
+// stopped runed keeps enforcing the last policy it installed (as the data
+// plane's guard table keeps the cluster CIDR fenced off), and the next runed
+// replaces it atomically once its View has loaded. Without it, direct
+// container-IP traffic to a policy-bearing service would be open from the
+// stop until the next start's View had loaded. `nft delete table inet
+// rune_policy` removes it for good.
 func (n *NFT) Close() error {
-	defer n.conn.CloseLasting()
-	tbl := &nftables.Table{Name: n.cfg.Table, Family: nftables.TableFamilyINet}
-	// add; delete removes it whether or not an earlier Sync got it in.
-	n.conn.AddTable(tbl)
-	n.conn.DelTable(tbl)
-	if err := n.conn.Flush(); err != nil {
-		return fmt.Errorf("nftables: delete table inet %s: %w", n.cfg.Table, err)
-	}
+	n.conn.CloseLasting()
 	n.table = nil
 	return nil
 }

@@ -157,9 +157,11 @@ func TestPolicyEnforcement(t *testing.T) {
 		if got := nftTables(t, c.node); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("nftables tables in the node namespace:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+		// A stopped runed leaves the guard (VIPs fenced off) and the policy
+		// table (its last policy keeps enforcing); the proxy's redirects go.
 		c.nodeProc.stop()
-		if got := nftTables(t, c.node); strings.Join(got, "\n") != "table ip rune_guard" {
-			t.Errorf("after shutdown want only the guard table, got:\n%s", strings.Join(got, "\n"))
+		if got := nftTables(t, c.node); strings.Join(got, "\n") != "table inet rune_policy\ntable ip rune_guard" {
+			t.Errorf("after shutdown want the policy and guard tables, got:\n%s", strings.Join(got, "\n"))
 		}
 	})
 }
