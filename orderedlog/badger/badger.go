@@ -18,6 +18,7 @@ import (
 	badgerdb "github.com/dgraph-io/badger/v4"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/internal/codec"
+	"github.com/runenet/runenet/orderedlog/internal/follow"
 )
 
 // Badger key layout. The first byte is a namespace that no user key can
@@ -141,14 +142,10 @@ type Log struct {
 	inTxn  []*proposal // accepted into the open transaction, in seq order
 	failed error       // set by a failed commit; the log then refuses writes
 
-	published atomic.Uint64                 // last durable seq visible to readers
-	notify    atomic.Pointer[chan struct{}] // closed and replaced after each group commit
+	published atomic.Uint64    // last durable seq visible to readers
+	notify    *follow.Notifier // woken after each group commit
 	floor     atomic.Uint64
-
-	ringMu   sync.RWMutex
-	ring     []*orderedlog.Batch // batch with seq s lives at ring[s%len(ring)]
-	ringLow  uint64              // lowest seq held; the ring holds [ringLow, published]
-	ringHigh uint64
+	ring      *follow.Ring // recent batches, up to published
 
 	compactMu   sync.Mutex
 	compactWake chan struct{}
@@ -200,7 +197,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		proposals:   make(chan *proposal),
 		closing:     make(chan struct{}),
 		committed:   make(chan struct{}),
-		ring:        make([]*orderedlog.Batch, opts.RecentBatches),
+		notify:      follow.NewNotifier(),
 		compactWake: make(chan struct{}, 1),
 		space:       orderedlog.NewDiskGuard(dir, uint64(max(opts.DiskReserve, 0)), opts.Logger),
 	}
@@ -208,8 +205,6 @@ func Open(dir string, opts Options) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("orderedlog: recovering %s: %w", dir, err)
 	}
-	notify := make(chan struct{})
-	l.notify.Store(&notify)
 	go l.commitLoop()
 	if opts.KeepEntries > 0 {
 		l.wg.Add(1)
@@ -276,7 +271,7 @@ func (l *Log) recover() error {
 		l.tail = tail
 		l.published.Store(tail)
 		l.floor.Store(floor)
-		l.ringLow, l.ringHigh = tail+1, tail
+		l.ring = follow.NewRing(l.opts.RecentBatches, tail)
 		return nil
 	})
 }
@@ -405,8 +400,7 @@ func (l *Log) commitGroup(group []*proposal) {
 		// loads the notify channel before the tail, so it either sees the
 		// new tail or is woken here.
 		if l.tail != before {
-			next := make(chan struct{})
-			close(*l.notify.Swap(&next))
+			l.notify.Wake()
 		}
 	}()
 	if l.failed != nil {
@@ -555,16 +549,9 @@ func (l *Log) commit(txn *badgerdb.Txn) {
 	metrics.groupBatches.Observe(float64(len(accepted)))
 	l.tail = accepted[len(accepted)-1].seq
 
-	l.ringMu.Lock()
-	n := uint64(len(l.ring))
 	for _, p := range accepted {
-		l.ring[p.seq%n] = p.batch
+		l.ring.Push(p.batch)
 	}
-	l.ringHigh = l.tail
-	if l.ringHigh-l.ringLow+1 > n {
-		l.ringLow = l.ringHigh - n + 1
-	}
-	l.ringMu.Unlock()
 
 	// Published before any proposer is answered, so Tail, Get and List
 	// reflect a batch once its Propose has returned.
@@ -714,73 +701,30 @@ func (l *Log) Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, 
 	return ch, nil
 }
 
-const watchChunk = 256
-
 func (l *Log) watch(ctx context.Context, next uint64, ch chan<- orderedlog.Event) {
 	defer l.wg.Done()
 	defer close(ch)
-	send := func(ev orderedlog.Event) bool {
-		select {
-		case ch <- ev:
-			return true
-		case <-ctx.Done():
-		case <-l.closing:
-		}
-		return false
-	}
-	if next <= l.floor.Load() {
-		send(orderedlog.Event{Err: orderedlog.ErrCompacted})
-		return
-	}
-	heartbeat := time.NewTicker(l.opts.HeartbeatInterval)
-	defer heartbeat.Stop()
-	buf := make([]*orderedlog.Batch, 0, watchChunk)
-	for {
-		notify := *l.notify.Load()
-		tail := l.published.Load()
-		for next <= tail {
-			var err error
-			buf, err = l.batches(next, min(tail, next+watchChunk-1), buf[:0])
-			if errors.Is(err, orderedlog.ErrClosed) {
-				return // like any other watch ended by Close: no event
-			}
-			if err != nil {
-				send(orderedlog.Event{Err: err})
-				return
-			}
-			for _, b := range buf {
-				if !send(orderedlog.Event{Batch: b, Tail: tail}) {
-					return
-				}
-			}
-			next += uint64(len(buf))
-		}
-		select {
-		case <-notify:
-		case <-heartbeat.C:
-			if !send(orderedlog.Event{Tail: l.published.Load()}) {
-				return
-			}
-		case <-ctx.Done():
-			return
-		case <-l.closing:
-			return
-		}
-	}
+	follow.Serve(ctx, l.closing, watchSource{l}, next, l.opts.HeartbeatInterval, ch)
+}
+
+// watchSource is what follow.Serve sees of the log.
+type watchSource struct{ l *Log }
+
+func (w watchSource) Tail() uint64             { return w.l.published.Load() }
+func (w watchSource) Floor() uint64            { return w.l.floor.Load() }
+func (w watchSource) Changed() <-chan struct{} { return w.l.notify.Wait() }
+func (w watchSource) Heartbeat() orderedlog.Event {
+	return orderedlog.Event{Tail: w.l.published.Load()}
+}
+func (w watchSource) Batches(from, to uint64, buf []*orderedlog.Batch) ([]*orderedlog.Batch, error) {
+	return w.l.batches(from, to, buf)
 }
 
 // batches appends batches from..to (to <= published tail) to buf.
 func (l *Log) batches(from, to uint64, buf []*orderedlog.Batch) ([]*orderedlog.Batch, error) {
-	l.ringMu.RLock()
-	if from >= l.ringLow {
-		n := uint64(len(l.ring))
-		for s := from; s <= to; s++ {
-			buf = append(buf, l.ring[s%n])
-		}
-		l.ringMu.RUnlock()
-		return buf, nil
+	if got, ok := l.ring.Get(from, to, buf); ok {
+		return got, nil
 	}
-	l.ringMu.RUnlock()
 	if err := l.enter(); err != nil {
 		return buf, err
 	}
