@@ -97,6 +97,12 @@ type Event struct {
 	Batch *Batch
 	Tail  uint64
 	Err   error
+	// SinceLeader is, on a replicated log, how long ago this node last heard
+	// from a leader (zero on the leader itself and on a single-node log). A
+	// node cut off from the majority keeps applying and beating locally, so
+	// its Tail says nothing about the cluster; this is what tells its
+	// consumers they are falling behind.
+	SinceLeader time.Duration
 }
 
 var (
@@ -106,6 +112,13 @@ var (
 	ErrCompacted = errors.New("orderedlog: requested history was compacted; re-list and watch from the listed seq+1")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("orderedlog: closed")
+	// ErrOutcomeUnknown: a replicated log could not learn whether a proposal
+	// was committed before its retry window ran out (a leader change, a lost
+	// connection). It may or may not be applied; read the state and retry.
+	ErrOutcomeUnknown = errors.New("orderedlog: outcome unknown, retry")
+	// ErrUnavailable: a replicated log reached no leader within its retry
+	// window (this node is cut off from the majority); nothing was applied.
+	ErrUnavailable = errors.New("orderedlog: no leader reachable; nothing was applied")
 )
 
 // ConflictError names the key whose precondition failed.

@@ -19,6 +19,7 @@ import (
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/internal/codec"
 	"github.com/runenet/runenet/orderedlog/internal/follow"
+	"github.com/runenet/runenet/orderedlog/internal/logmetrics"
 )
 
 // Badger key layout. The first byte is a namespace that no user key can
@@ -167,7 +168,7 @@ type proposal struct {
 // its tail and compaction floor.
 func Open(dir string, opts Options) (*Log, error) {
 	opts = opts.withDefaults()
-	registerMetrics(opts.Logger)
+	logmetrics.Register(opts.Logger, groupBatches)
 	if err := removeUnbornFiles(dir, opts.Logger); err != nil {
 		return nil, err
 	}
@@ -347,7 +348,7 @@ func (l *Log) Propose(ctx context.Context, ops []orderedlog.Op) (uint64, error) 
 	}
 	<-p.done
 	if p.err == nil {
-		metrics.proposeSeconds.Observe(time.Since(start).Seconds())
+		logmetrics.ProposeSeconds.Observe(time.Since(start).Seconds())
 	}
 	return p.seq, p.err
 }
@@ -430,7 +431,7 @@ func (l *Log) commitGroup(group []*proposal) {
 		case errors.As(err, &conflict):
 			// Preconditions are checked before anything is written, so
 			// the transaction holds nothing of p.
-			metrics.conflicts.Inc()
+			logmetrics.Conflicts.Inc()
 			p.err = err
 			i++
 			continue
@@ -546,7 +547,7 @@ func (l *Log) commit(txn *badgerdb.Txn) {
 		}
 		return
 	}
-	metrics.groupBatches.Observe(float64(len(accepted)))
+	groupBatches.Observe(float64(len(accepted)))
 	l.tail = accepted[len(accepted)-1].seq
 
 	for _, p := range accepted {

@@ -52,7 +52,7 @@ func proposeN(b *testing.B, l orderedlog.Log, proposers, n int, each func(seq ui
 // commitCount is how many durable commits the package has made so far.
 func commitCount(b *testing.B) uint64 {
 	var m dto.Metric
-	if err := metrics.groupBatches.Write(&m); err != nil {
+	if err := groupBatches.Write(&m); err != nil {
 		b.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()

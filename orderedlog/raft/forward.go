@@ -1,0 +1,136 @@
+package raft
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/runenet/runenet/orderedlog/internal/codec"
+)
+
+// Forwarded requests are a kind byte and a body; replies a status byte and
+// a body.
+const (
+	forwardPropose byte = 1 // body: a log command; reply body: an outcome
+)
+
+const (
+	replyApplied   byte = 1 // the command committed (or conflicted); body: outcome
+	replyNotLeader byte = 2 // nothing was submitted; body: message
+	replyUnknown   byte = 3 // submitted, outcome unknown; body: message
+	replyRejected  byte = 4 // a request the leader cannot take, ever; body: message
+)
+
+// errRejected: the leader refused the request itself; retrying cannot help.
+var errRejected = errors.New("refused by the leader")
+
+// errMaybeSubmitted marks a failed attempt that may still commit: the retry
+// must reuse the request id, and giving up means "outcome unknown".
+var errMaybeSubmitted = errors.New("may have been submitted")
+
+// errNotLeader: the node asked is not (or no longer) the leader; nothing was
+// submitted.
+var errNotLeader = errors.New("not the leader")
+
+// submit gets cmd committed through the current leader: applied here when
+// this node leads, forwarded otherwise.
+func (l *Log) submit(ctx context.Context, cmd []byte, timeout time.Duration) (*outcome, error) {
+	if l.raft.State() == hraft.Leader {
+		return l.applyAsLeader(cmd, timeout)
+	}
+	addr, id := l.raft.LeaderWithID()
+	if addr == "" {
+		return nil, fmt.Errorf("%w: no leader known", errNotLeader)
+	}
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req := append([]byte{forwardPropose}, cmd...)
+	reply, err := l.trans.Forward(fctx, addr, req)
+	if err != nil {
+		if errors.Is(err, ErrNotSent) {
+			return nil, fmt.Errorf("forwarding to leader %s: %w", id, err)
+		}
+		return nil, fmt.Errorf("forwarding to leader %s: %w: %w", id, errMaybeSubmitted, err)
+	}
+	metrics.forwarded.Inc()
+	return decodeReply(reply, id)
+}
+
+// applyAsLeader submits cmd to Raft, stamping the commit time, and waits
+// for this node's state machine to apply it.
+func (l *Log) applyAsLeader(cmd []byte, timeout time.Duration) (*outcome, error) {
+	// Each attempt submits its own copy: Raft keeps the slice it is given.
+	cmd = append([]byte(nil), cmd...)
+	codec.StampTime(cmd[commandHeader:], time.Now())
+	start := time.Now()
+	f := l.raft.Apply(cmd, timeout)
+	err := f.Error()
+	switch {
+	case err == nil:
+	case errors.Is(err, hraft.ErrNotLeader), errors.Is(err, hraft.ErrLeadershipTransferInProgress), errors.Is(err, hraft.ErrEnqueueTimeout):
+		return nil, fmt.Errorf("%w: %w", errNotLeader, err)
+	default: // leadership lost while committing, shut down, aborted by a restore
+		return nil, fmt.Errorf("%w: %w", errMaybeSubmitted, err)
+	}
+	metrics.applySeconds.Observe(time.Since(start).Seconds())
+	o := f.Response().(*outcome)
+	if o.err != nil {
+		return nil, o.err
+	}
+	return o, nil
+}
+
+// serveForward answers a forwarded request on the node that received it.
+func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
+	if len(req) == 0 || req[0] != forwardPropose {
+		return append([]byte{replyRejected}, "unknown forwarded request (mixed runed versions?)"...)
+	}
+	if _, _, err := decodeCommand(req[1:]); err != nil {
+		return append([]byte{replyRejected}, err.Error()...)
+	}
+	if l.raft.State() != hraft.Leader {
+		return append([]byte{replyNotLeader}, "not the leader"...)
+	}
+	timeout := l.opts.RetryWindow
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	o, err := l.applyAsLeader(req[1:], timeout)
+	switch {
+	case err == nil:
+		e := &encoder{buf: []byte{replyApplied}}
+		e.outcome(o)
+		return e.buf
+	case errors.Is(err, errNotLeader):
+		return append([]byte{replyNotLeader}, err.Error()...)
+	default:
+		return append([]byte{replyUnknown}, err.Error()...)
+	}
+}
+
+func decodeReply(reply []byte, leader hraft.ServerID) (*outcome, error) {
+	if len(reply) == 0 {
+		return nil, fmt.Errorf("leader %s: %w: empty reply", leader, errMaybeSubmitted)
+	}
+	switch reply[0] {
+	case replyApplied:
+		d := &decoder{r: bufio.NewReader(bytes.NewReader(reply[1:]))}
+		o := d.outcome()
+		d.end()
+		if d.err != nil {
+			return nil, fmt.Errorf("leader %s: %w: reply: %w", leader, errMaybeSubmitted, d.err)
+		}
+		return o, nil
+	case replyNotLeader:
+		return nil, fmt.Errorf("leader %s: %w: %s", leader, errNotLeader, reply[1:])
+	case replyRejected:
+		return nil, fmt.Errorf("leader %s: %w: %s", leader, errRejected, reply[1:])
+	default:
+		return nil, fmt.Errorf("leader %s: %w: %s", leader, errMaybeSubmitted, reply[1:])
+	}
+}

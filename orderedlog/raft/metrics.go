@@ -1,0 +1,56 @@
+package raft
+
+import (
+	"sync/atomic"
+
+	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var metrics = struct {
+	forwarded    prometheus.Counter
+	applySeconds prometheus.Histogram
+}{
+	forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rune_orderedlog_forwarded_total",
+		Help: "Proposals this node forwarded to the Raft leader and got an answer for.",
+	}),
+	applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "rune_raft_apply_duration_seconds",
+		Help:    "Time on the leader from submitting a batch to Raft to its being applied there.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}),
+}
+
+// metricsLog is the log the gauges describe: the last one opened in this
+// process (runed opens one).
+var metricsLog atomic.Pointer[Log]
+
+func setMetricsLog(l *Log)   { metricsLog.Store(l) }
+func clearMetricsLog(l *Log) { metricsLog.CompareAndSwap(l, nil) }
+
+func gauge(name, help string, f func(*Log) float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+		if l := metricsLog.Load(); l != nil {
+			return f(l)
+		}
+		return 0
+	})
+}
+
+func collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		metrics.forwarded,
+		metrics.applySeconds,
+		gauge("rune_raft_leader", "1 while this node is the Raft leader.", func(l *Log) float64 {
+			if l.raft.State() == hraft.Leader {
+				return 1
+			}
+			return 0
+		}),
+		gauge("rune_raft_term", "This node's current Raft term.", func(l *Log) float64 { return float64(l.raft.CurrentTerm()) }),
+		gauge("rune_raft_commit_index", "The highest Raft index this node knows to be committed.", func(l *Log) float64 { return float64(l.raft.CommitIndex()) }),
+		gauge("rune_raft_applied_index", "The highest Raft index this node's state machine has applied.", func(l *Log) float64 { return float64(l.fsm.applied().index) }),
+		gauge("rune_raft_last_contact_seconds", "Seconds since this node last knew a leader (0 on the leader).", func(l *Log) float64 { return l.SinceLeader().Seconds() }),
+	}
+}
