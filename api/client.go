@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
@@ -300,7 +301,7 @@ func (c *Client) Watch(ctx context.Context, from uint64) (<-chan orderedlog.Even
 			if err := json.Unmarshal(sc.Bytes(), &we); err != nil {
 				ev.Err = fmt.Errorf("watch stream: %w", err)
 			} else {
-				ev.Batch, ev.Tail = we.Batch, we.Tail
+				ev.Batch, ev.Tail, ev.SinceLeader = we.Batch, we.Tail, time.Duration(we.SinceLeaderMs)*time.Millisecond
 				switch we.Error {
 				case "":
 				case "compacted":

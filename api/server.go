@@ -362,7 +362,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	for ev := range ch {
-		out := WatchEvent{Tail: ev.Tail}
+		out := WatchEvent{Tail: ev.Tail, SinceLeaderMs: ev.SinceLeader.Milliseconds()}
 		switch {
 		case ev.Err != nil:
 			out.Error = ev.Err.Error()
@@ -445,7 +445,16 @@ func writeError(w http.ResponseWriter, err error) {
 		kind = cluster.KindNoSpace // whatever the write was, a full disk refused it
 	}
 	k, ok := kindNames[kind]
-	if !ok {
+	switch {
+	case ok:
+	// A cluster node that could not reach a leader, or not learn whether
+	// its write committed: the client may retry (after reading the state,
+	// when the outcome is unknown).
+	case errors.Is(err, orderedlog.ErrOutcomeUnknown):
+		k.name, k.status = "outcome_unknown", http.StatusServiceUnavailable
+	case errors.Is(err, orderedlog.ErrUnavailable):
+		k.name, k.status = "unavailable", http.StatusServiceUnavailable
+	default:
 		k.name, k.status = "internal", http.StatusInternalServerError
 	}
 	writeJSON(w, k.status, ErrorResponse{Error: err.Error(), Kind: k.name})

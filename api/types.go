@@ -104,4 +104,7 @@ type WatchEvent struct {
 	Batch *orderedlog.Batch `json:"batch,omitempty"`
 	Tail  uint64            `json:"tail"`
 	Error string            `json:"error,omitempty"`
+	// SinceLeaderMs: on a cluster node, how long ago it last heard from a
+	// Raft leader; a remote View's lag grows with it.
+	SinceLeaderMs int64 `json:"since_leader_ms,omitempty"`
 }

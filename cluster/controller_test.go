@@ -17,7 +17,7 @@ import (
 )
 
 type testNode struct {
-	log  *badger.Log
+	log  orderedlog.Log
 	view *View
 	ctl  *Controller
 	now  time.Time
@@ -48,7 +48,7 @@ func openLog(t testing.TB, dir string) *badger.Log {
 }
 
 // startNode runs a View and a Controller over lg, as runed does.
-func startNode(t testing.TB, lg *badger.Log, opts ViewOptions) *testNode {
+func startNode(t testing.TB, lg orderedlog.Log, opts ViewOptions) *testNode {
 	t.Helper()
 	n := &testNode{log: lg, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	n.view = NewView(lg, opts)

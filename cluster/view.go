@@ -47,6 +47,10 @@ type View struct {
 	// remote View: runed died) the tail it last reported says nothing about
 	// the log now, so the lag grows from the last time the View knew.
 	watching atomic.Bool
+	// sinceLeader is, for a replicated log, how long before the last event
+	// the source's node had heard from a leader (nanoseconds): a node cut
+	// off from the majority still beats locally, and only this grows.
+	sinceLeader atomic.Int64
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every new snapshot
@@ -77,7 +81,7 @@ func (v *View) Loaded() bool { return v.loaded.Load() }
 // Lag is how long since the View last knew it was current with the log.
 func (v *View) Lag() time.Duration {
 	if v.watching.Load() && v.snap.Load().Seq >= v.tail.Load() && v.Loaded() && !v.paused() {
-		return 0
+		return time.Duration(v.sinceLeader.Load())
 	}
 	return time.Since(time.Unix(0, v.currentAt.Load()))
 }
@@ -151,12 +155,16 @@ func (v *View) notify() {
 	v.mu.Unlock()
 }
 
-func (v *View) markCurrent(tail uint64) {
+// markCurrent records what the source last said: its tail, and how long
+// ago its node heard from a leader (0 for a single-node log). Being applied
+// up to the tail makes the View current as of that contact, not as of now.
+func (v *View) markCurrent(tail uint64, sinceLeader time.Duration) {
 	if tail > v.tail.Load() {
 		v.tail.Store(tail)
 	}
+	v.sinceLeader.Store(int64(sinceLeader))
 	if v.snap.Load().Seq >= v.tail.Load() {
-		v.currentAt.Store(time.Now().UnixNano())
+		v.currentAt.Store(time.Now().Add(-sinceLeader).UnixNano())
 	}
 }
 
@@ -207,7 +215,7 @@ func (v *View) relist(ctx context.Context) error {
 	}
 	// Loaded before waiters wake, so WaitLoaded sees the load it woke for.
 	v.snap.Store(s)
-	v.markCurrent(s.Seq)
+	v.markCurrent(s.Seq, time.Duration(v.sinceLeader.Load()))
 	v.loaded.Store(true)
 	v.notify()
 	return nil
@@ -340,7 +348,7 @@ func (v *View) follow(ctx context.Context) error {
 			}
 		}
 		v.watching.Store(true)
-		v.markCurrent(ev.Tail)
+		v.markCurrent(ev.Tail, ev.SinceLeader)
 	}
 }
 

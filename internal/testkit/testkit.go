@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/badger"
 )
 
@@ -35,16 +36,25 @@ func NewCluster(tb testing.TB, cidr string, lopts badger.Options, vopts cluster.
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { lg.Close() })
+	c := &Cluster{Log: lg}
+	c.View, c.Ctl = Run(tb, lg, cidr, vopts)
+	return c
+}
+
+// Run bootstraps cidr on lg, whichever backend it is, and runs a View with
+// vopts and a Controller over it, as runed does; the View stops with the
+// test, before lg closes if lg was opened first.
+func Run(tb testing.TB, lg orderedlog.Log, cidr string, vopts cluster.ViewOptions) (*cluster.View, *cluster.Controller) {
+	tb.Helper()
 	if err := cluster.Bootstrap(context.Background(), lg, netip.MustParsePrefix(cidr)); err != nil {
 		tb.Fatal(err)
 	}
-	c := &Cluster{Log: lg, View: cluster.NewView(lg, vopts)}
+	view := cluster.NewView(lg, vopts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); c.View.Run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done }) // before the log closes: cleanups run last-in first-out
-	c.Ctl = cluster.NewController(lg, c.View, cluster.ControllerOptions{})
-	return c
+	go func() { defer close(done); view.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done }) // cleanups run last-in first-out
+	return view, cluster.NewController(lg, view, cluster.ControllerOptions{})
 }
 
 // Cast applies service documents (YAML or JSON) in one batch and returns its seq.

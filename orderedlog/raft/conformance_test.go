@@ -9,7 +9,7 @@ import (
 
 func TestConformanceSingleNode(t *testing.T) {
 	logtest.Run(t, func(t *testing.T) orderedlog.Log {
-		return newCluster(t, 1, testOptions()).nodes[0]
+		return NewTestCluster(t, 1, TestOptions()).nodes[0]
 	})
 }
 
@@ -18,12 +18,12 @@ func TestConformanceSingleNode(t *testing.T) {
 // follower's own.
 func TestConformanceThreeNodesViaFollower(t *testing.T) {
 	logtest.Run(t, func(t *testing.T) orderedlog.Log {
-		return newCluster(t, 3, testOptions()).follower()
+		return NewTestCluster(t, 3, TestOptions()).Follower()
 	})
 }
 
 func TestConformanceThreeNodesViaLeader(t *testing.T) {
 	logtest.Run(t, func(t *testing.T) orderedlog.Log {
-		return newCluster(t, 3, testOptions()).leader()
+		return NewTestCluster(t, 3, TestOptions()).Leader()
 	})
 }

@@ -16,16 +16,16 @@ import (
 
 // sameEverywhere fails unless every live node has applied the same batches
 // (from seq 1, compared op by op) and holds the same state.
-func (c *testCluster) sameEverywhere(t *testing.T) {
+func (c *TestCluster) sameEverywhere(t *testing.T) {
 	t.Helper()
 	var ref []orderedlog.KV
 	var refBatches []*orderedlog.Batch
-	tail := c.leader().Tail()
+	tail := c.Leader().Tail()
 	for i, l := range c.nodes {
 		if l == nil || l.isClosed() {
 			continue
 		}
-		c.waitSeq(i, tail)
+		c.WaitSeq(i, tail)
 		kvs, seq, err := l.List(context.Background(), "")
 		if err != nil || seq != tail {
 			t.Fatalf("%s: List at seq %d (err %v), want %d", nodeID(i), seq, err, tail)
@@ -54,7 +54,7 @@ func (c *testCluster) sameEverywhere(t *testing.T) {
 // outcome back and applies nothing, also after the window went through a
 // snapshot and a restart.
 func TestRetriedRequestAppliesOnce(t *testing.T) {
-	c := newCluster(t, 1, testOptions())
+	c := NewTestCluster(t, 1, TestOptions())
 	l := c.nodes[0]
 	enc, _ := codec.Encode([]orderedlog.Op{orderedlog.Put("services/a", logtest.Val("1"))})
 	cmd := encodeCommand(newRequestID(), enc)
@@ -79,10 +79,10 @@ func TestRetriedRequestAppliesOnce(t *testing.T) {
 	if err := l.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
-	c.stop(0)
-	l = c.start(0, false)
-	c.waitLeader()
-	c.waitSeq(0, 2)
+	c.Stop(0)
+	l = c.Start(0, false)
+	c.WaitLeader()
+	c.WaitSeq(0, 2)
 	if again, err := l.applyAsLeader(cmd, 5*time.Second); err != nil || again.seq != 1 || l.Tail() != 2 {
 		t.Fatalf("retry after snapshot and restart = %+v, %v, tail %d; want seq 1, tail 2", again, err, l.Tail())
 	}
@@ -95,9 +95,9 @@ func mustEncode(ops ...orderedlog.Op) []byte {
 
 // The window forgets the oldest requests, the same ones on every node.
 func TestDedupWindowForgetsOldest(t *testing.T) {
-	opts := testOptions()
+	opts := TestOptions()
 	opts.DedupWindow = 4
-	c := newCluster(t, 1, opts)
+	c := NewTestCluster(t, 1, opts)
 	l := c.nodes[0]
 	cmds := make([][]byte, 6)
 	for i := range cmds {
@@ -121,7 +121,7 @@ func TestDedupWindowForgetsOldest(t *testing.T) {
 // acknowledged write is applied exactly once, seqs stay gapless, and all
 // nodes end identical.
 func TestWritesSurviveLeaderRestarts(t *testing.T) {
-	c := newCluster(t, 3, testOptions())
+	c := NewTestCluster(t, 3, TestOptions())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var (
@@ -156,9 +156,9 @@ func TestWritesSurviveLeaderRestarts(t *testing.T) {
 	for range 4 {
 		time.Sleep(300 * time.Millisecond) // let writes flow; not a synchronization
 		mu.Lock()
-		lead := c.waitLeader()
-		c.stop(lead)
-		c.start(lead, false)
+		lead := c.WaitLeader()
+		c.Stop(lead)
+		c.Start(lead, false)
 		mu.Unlock()
 	}
 	time.Sleep(300 * time.Millisecond) // writes under the last leader; not a synchronization
@@ -168,7 +168,7 @@ func TestWritesSurviveLeaderRestarts(t *testing.T) {
 		t.Fatalf("only %d writes acknowledged", len(acked))
 	}
 	c.sameEverywhere(t)
-	l := c.leader()
+	l := c.Leader()
 	for seq, key := range acked {
 		kv, found, _, _ := l.Get(context.Background(), key)
 		if !found || kv.Rev != seq {
@@ -182,17 +182,17 @@ func TestWritesSurviveLeaderRestarts(t *testing.T) {
 // its heartbeats report the growing time since it heard a leader; on heal
 // it catches up and the time drops again.
 func TestPartitionedFollower(t *testing.T) {
-	opts := testOptions()
+	opts := TestOptions()
 	opts.RetryWindow = time.Second
-	c := newCluster(t, 3, opts)
-	lead := c.waitLeader()
+	c := NewTestCluster(t, 3, opts)
+	lead := c.WaitLeader()
 	cut := (lead + 1) % 3
 	n := c.nodes[cut]
 	ch, err := n.Watch(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.net.Isolate(nodeAddr(cut))
+	c.Isolate(cut)
 	_, err = n.Propose(context.Background(), []orderedlog.Op{orderedlog.Put("services/a", nil)})
 	if !errors.Is(err, orderedlog.ErrUnavailable) && !errors.Is(err, orderedlog.ErrOutcomeUnknown) {
 		t.Fatalf("write on a cut-off follower: %v, want ErrUnavailable or ErrOutcomeUnknown", err)
@@ -200,8 +200,8 @@ func TestPartitionedFollower(t *testing.T) {
 	waitContact(t, ch, func(d time.Duration) bool { return d > time.Second }, "grow past 1s")
 	seq := logtest.MustPropose(t, c.nodes[lead], orderedlog.Put("services/b", nil))
 
-	c.net.Heal(nodeAddr(cut))
-	c.waitSeq(cut, seq)
+	c.Heal(cut)
+	c.WaitSeq(cut, seq)
 	waitContact(t, ch, func(d time.Duration) bool { return d < 500*time.Millisecond }, "drop below 500ms")
 	c.sameEverywhere(t)
 }
@@ -232,19 +232,19 @@ func waitContact(t *testing.T, ch <-chan orderedlog.Event, ok func(time.Duration
 // will commit: Propose says the outcome is unknown, and after the heal the
 // cluster agrees on one history.
 func TestPartitionedLeaderOutcomeUnknown(t *testing.T) {
-	opts := testOptions()
+	opts := TestOptions()
 	opts.RetryWindow = 2 * time.Second
-	c := newCluster(t, 3, opts)
-	lead := c.waitLeader()
+	c := NewTestCluster(t, 3, opts)
+	lead := c.WaitLeader()
 	logtest.MustPropose(t, c.nodes[lead], orderedlog.Put("services/a", nil))
-	c.net.Isolate(nodeAddr(lead))
+	c.Isolate(lead)
 	_, err := c.nodes[lead].Propose(context.Background(), []orderedlog.Op{orderedlog.Put("services/lost", nil)})
 	if !errors.Is(err, orderedlog.ErrOutcomeUnknown) {
 		t.Fatalf("write on a cut-off leader: %v, want ErrOutcomeUnknown", err)
 	}
-	c.net.Heal(nodeAddr(lead))
-	c.waitLeader()
-	logtest.MustPropose(t, c.leader(), orderedlog.Put("services/c", nil))
+	c.Heal(lead)
+	c.WaitLeader()
+	logtest.MustPropose(t, c.Leader(), orderedlog.Put("services/c", nil))
 	c.sameEverywhere(t)
 }
 
@@ -253,13 +253,13 @@ func TestPartitionedLeaderOutcomeUnknown(t *testing.T) {
 // (a watcher from there gets ErrCompacted and re-lists), and its state is
 // the leader's.
 func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
-	opts := testOptions()
+	opts := TestOptions()
 	opts.SnapshotThreshold = 50
 	opts.TrailingLogs = 10
-	c := newCluster(t, 3, opts)
-	lead := c.waitLeader()
+	c := NewTestCluster(t, 3, opts)
+	lead := c.WaitLeader()
 	behind := (lead + 1) % 3
-	c.stop(behind)
+	c.Stop(behind)
 	for i := range 300 {
 		logtest.MustPropose(t, c.nodes[lead], orderedlog.Put(fmt.Sprintf("endpoints/%d", i%40), logtest.Val("%d", i)))
 	}
@@ -273,8 +273,8 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 			c.nodes[lead].Propose(ctx, []orderedlog.Op{orderedlog.Put("services/during", logtest.Val("%d", i))})
 		}
 	})
-	n := c.start(behind, false)
-	c.waitSeq(behind, 300)
+	n := c.Start(behind, false)
+	c.WaitSeq(behind, 300)
 	cancel()
 	wg.Wait()
 	logtest.ExpectCompacted(t, n, 1)
@@ -283,12 +283,12 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 
 // sameEverywhereFrom is sameEverywhere for nodes whose history starts at
 // from (restored from a snapshot): state and the batches from there on.
-func (c *testCluster) sameEverywhereFrom(t *testing.T, from uint64) {
+func (c *TestCluster) sameEverywhereFrom(t *testing.T, from uint64) {
 	t.Helper()
-	tail := c.leader().Tail()
+	tail := c.Leader().Tail()
 	var ref []orderedlog.KV
 	for i, l := range c.nodes {
-		c.waitSeq(i, tail)
+		c.WaitSeq(i, tail)
 		kvs, seq, err := l.List(context.Background(), "")
 		if err != nil || seq != tail {
 			t.Fatalf("%s: List at seq %d (err %v), want %d", nodeID(i), seq, err, tail)

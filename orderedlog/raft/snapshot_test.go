@@ -15,7 +15,7 @@ import (
 // A snapshot brings back the state, the seq and the dedup window exactly;
 // any truncation of it is refused.
 func TestSnapshotRoundTrip(t *testing.T) {
-	f := newFSM(3, 16, quietLogger())
+	f := newFSM(3, 16, QuietLogger())
 	var logs []*hraft.Log
 	for i, op := range []orderedlog.Op{
 		orderedlog.Put("services/a", logtest.Val("1")),

@@ -10,17 +10,18 @@ import (
 	"time"
 )
 
-// quietLogger keeps Raft's election warnings out of test output unless -v.
-func quietLogger() *slog.Logger {
+// QuietLogger keeps Raft's election warnings out of test output unless -v.
+func QuietLogger() *slog.Logger {
 	if testing.Verbose() {
 		return slog.Default()
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// testCluster is n nodes on one in-memory network, each with its own data
-// directory, with timeouts short enough for tests on a busy machine.
-type testCluster struct {
+// TestCluster is n nodes in one process on an InmemNetwork, each with its
+// own data directory: what tests of the backend and of its consumers run a
+// real cluster on (hashicorp/raft's own tests do the same).
+type TestCluster struct {
 	t     testing.TB
 	net   *InmemNetwork
 	dir   string
@@ -31,27 +32,29 @@ type testCluster struct {
 func nodeID(i int) string   { return fmt.Sprintf("node-%d", i) }
 func nodeAddr(i int) string { return fmt.Sprintf("inmem-%d", i) }
 
-// testOptions are the options every test node starts with.
-func testOptions() Options {
+// TestOptions have timeouts short enough for tests, long enough for a busy
+// machine.
+func TestOptions() Options {
 	return Options{
 		HeartbeatTimeout:  200 * time.Millisecond,
 		ElectionTimeout:   200 * time.Millisecond,
 		HeartbeatInterval: 20 * time.Millisecond,
-		Logger:            quietLogger(),
+		Logger:            QuietLogger(),
 	}
 }
 
-// newCluster bootstraps node 0, waits for it to lead, and adds n-1 voters.
-func newCluster(t testing.TB, n int, opts Options) *testCluster {
+// NewTestCluster bootstraps node 0, waits for it to lead, and adds n-1
+// voters; the nodes close when the test ends.
+func NewTestCluster(t testing.TB, n int, opts Options) *TestCluster {
 	t.Helper()
-	c := &testCluster{t: t, net: NewInmemNetwork(), dir: t.TempDir(), nodes: make([]*Log, n), opts: opts}
+	c := &TestCluster{t: t, net: NewInmemNetwork(), dir: t.TempDir(), nodes: make([]*Log, n), opts: opts}
 	t.Cleanup(c.closeAll)
-	c.start(0, true)
-	c.waitLeader()
+	c.Start(0, true)
+	c.WaitLeader()
 	for i := 1; i < n; i++ {
-		c.start(i, false)
+		c.Start(i, false)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := c.leader().AddVoter(ctx, nodeID(i), nodeAddr(i))
+		err := c.Leader().AddVoter(ctx, nodeID(i), nodeAddr(i))
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -60,8 +63,8 @@ func newCluster(t testing.TB, n int, opts Options) *testCluster {
 	return c
 }
 
-// start opens node i (again, after stop) on its data directory.
-func (c *testCluster) start(i int, bootstrap bool) *Log {
+// Start opens node i (again, after Stop) on its data directory.
+func (c *TestCluster) Start(i int, bootstrap bool) *Log {
 	c.t.Helper()
 	opts := c.opts
 	opts.NodeID, opts.Dir, opts.Bootstrap = nodeID(i), filepath.Join(c.dir, nodeID(i)), bootstrap
@@ -74,14 +77,15 @@ func (c *testCluster) start(i int, bootstrap bool) *Log {
 	return l
 }
 
-func (c *testCluster) stop(i int) {
+// Stop closes node i.
+func (c *TestCluster) Stop(i int) {
 	c.t.Helper()
 	if err := c.nodes[i].Close(); err != nil {
 		c.t.Fatalf("closing %s: %v", nodeID(i), err)
 	}
 }
 
-func (c *testCluster) closeAll() {
+func (c *TestCluster) closeAll() {
 	for _, l := range c.nodes {
 		if l != nil {
 			l.Close()
@@ -89,13 +93,14 @@ func (c *testCluster) closeAll() {
 	}
 }
 
-// leader waits until exactly one live node leads and returns it.
-func (c *testCluster) leader() *Log {
+// Leader waits until a live node leads and returns it.
+func (c *TestCluster) Leader() *Log {
 	c.t.Helper()
-	return c.nodes[c.waitLeader()]
+	return c.nodes[c.WaitLeader()]
 }
 
-func (c *testCluster) waitLeader() int {
+// WaitLeader waits until a live node leads and returns its number.
+func (c *TestCluster) WaitLeader() int {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -110,10 +115,10 @@ func (c *testCluster) waitLeader() int {
 	return -1
 }
 
-// follower returns a live node that is not the leader.
-func (c *testCluster) follower() *Log {
+// Follower returns a live node that is not the leader.
+func (c *TestCluster) Follower() *Log {
 	c.t.Helper()
-	lead := c.waitLeader()
+	lead := c.WaitLeader()
 	for i, l := range c.nodes {
 		if i != lead && l != nil && !l.isClosed() {
 			return l
@@ -123,8 +128,8 @@ func (c *testCluster) follower() *Log {
 	return nil
 }
 
-// waitApplied waits until node i has applied seq.
-func (c *testCluster) waitSeq(i int, seq uint64) {
+// WaitSeq waits until node i has applied seq.
+func (c *TestCluster) WaitSeq(i int, seq uint64) {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for c.nodes[i].Tail() < seq {
@@ -134,3 +139,10 @@ func (c *testCluster) waitSeq(i int, seq uint64) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Node returns node i (nil before it started).
+func (c *TestCluster) Node(i int) *Log { return c.nodes[i] }
+
+// Isolate cuts node i off from the others; Heal reconnects it.
+func (c *TestCluster) Isolate(i int) { c.net.Isolate(nodeAddr(i)) }
+func (c *TestCluster) Heal(i int)    { c.net.Heal(nodeAddr(i)) }

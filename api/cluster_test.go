@@ -1,0 +1,72 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
+	"github.com/runenet/runenet/orderedlog/raft"
+	"github.com/runenet/runenet/readiness"
+)
+
+// A runed on a cluster node cut off from the majority answers writes with
+// 503 and says why, and a remote View following it over /v1/watch goes
+// stale, though the node's own stream keeps beating.
+func TestClusterNodeCutOff(t *testing.T) {
+	opts := raft.TestOptions()
+	opts.RetryWindow = time.Second
+	rc := raft.NewTestCluster(t, 3, opts)
+	cut := (rc.WaitLeader() + 1) % 3
+	view, ctl := testkit.Run(t, rc.Node(cut), "10.96.0.0/16", cluster.ViewOptions{})
+
+	sock := filepath.Join(t.TempDir(), "runed.sock")
+	l, err := Listen("unix://"+sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{
+		Handler:     (&Server{Controller: ctl, View: view, Log: rc.Node(cut), Readiness: &readiness.Registry{}}).Handler(),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { cancel(); srv.Close() })
+	c, err := NewClient("unix://"+sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := cluster.NewView(c, cluster.ViewOptions{StaleBudget: time.Second})
+	go remote.Run(ctx)
+
+	api := []CastFile{{Name: "api.yaml", Data: "service:\n  name: api\n  ports:\n    - name: http\n      port: 80\n"}}
+	if _, err := c.Cast(ctx, api); err != nil {
+		t.Fatalf("cast through a follower: %v", err)
+	}
+	rc.Isolate(cut)
+	_, err = c.Cast(ctx, []CastFile{{Name: "web.yaml", Data: strings.ReplaceAll(api[0].Data, "api", "web")}})
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || (ae.Kind != "unavailable" && ae.Kind != "outcome_unknown") {
+		t.Fatalf("cast on a cut-off node: %v, want 503 unavailable or outcome_unknown", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !remote.Stale() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the remote View is not stale 30s after the cut (lag %v)", remote.Lag())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rc.Heal(cut)
+	for remote.Stale() {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("the remote View still stale 30s after the heal (lag %v)", remote.Lag())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
