@@ -62,6 +62,10 @@ type Options struct {
 	// addresses; empty: its defaults (:80/:443, dev mode 127.0.0.1:8080 and
 	// 127.0.0.1:8443).
 	IngressHTTP, IngressHTTPS string
+	// ClusterAddr (IP:PORT) makes the node a Raft cluster member on that
+	// mutual-TLS port; Bootstrap creates the cluster.
+	ClusterAddr string
+	Bootstrap   bool
 }
 
 // Defaults for runed's flags.
@@ -145,6 +149,13 @@ func (o *Options) Validate() error {
 	}
 	if o.Docker != "" && o.Docker != "default" && !strings.HasPrefix(o.Docker, "unix://") && !strings.HasPrefix(o.Docker, "tcp://") {
 		return fmt.Errorf("--docker-host %q: want unix:///path/to/docker.sock or tcp://host:port", o.Docker)
+	}
+	if o.ClusterAddr != "" {
+		if _, _, err := net.SplitHostPort(o.ClusterAddr); err != nil {
+			return fmt.Errorf("--cluster-addr %q: want IP:PORT, an address the other nodes reach", o.ClusterAddr)
+		}
+	} else if o.Bootstrap {
+		return fmt.Errorf("--bootstrap creates a cluster: it needs --cluster-addr")
 	}
 	if o.VIPHold < 0 {
 		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
@@ -258,6 +269,12 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 {{- end}}
 {{- if .NodeName}}
 		node_name {{.NodeName}}
+{{- end}}
+{{- if .ClusterAddr}}
+		cluster_addr {{.ClusterAddr}}
+{{- end}}
+{{- if .Bootstrap}}
+		bootstrap
 {{- end}}
 {{- if .DevMode}}
 		dev_mode

@@ -84,6 +84,7 @@ func TestRender(t *testing.T) {
 		{"docker host", func(o *Options) { o.Docker = "tcp://127.0.0.1:2375" }, []string{"\t\tdocker tcp://127.0.0.1:2375\n"}, nil},
 		{"disk reserve", func(o *Options) { o.DiskReserve = "1GiB" }, []string{"\t\tstale_budget 30s\n\t\tdisk_reserve 1GiB\n"}, nil},
 		{"ipv6 bind", func(o *Options) { o.DNSAddr = "[::1]:53" }, []string{"\tbind ::1\n"}, nil},
+		{"cluster", func(o *Options) { o.ClusterAddr, o.Bootstrap = "10.0.0.1:7946", true }, []string{"\t\tcluster_addr 10.0.0.1:7946\n\t\tbootstrap\n"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -144,6 +145,8 @@ func TestValidate(t *testing.T) {
 		{func(o *Options) { o.NodeRole, o.IngressHTTP = RoleEdge, "8080" }, `--ingress-http "8080": want [host]:port`},
 		{func(o *Options) { o.IngressHTTPS = ":8443" }, "--ingress-https: only an edge node runs the ingress"},
 		{func(o *Options) { o.DiskReserve = "1GB" }, `--disk-reserve "1GB": want a size such as 256MiB`},
+		{func(o *Options) { o.ClusterAddr = "10.0.0.1" }, `--cluster-addr "10.0.0.1": want IP:PORT`},
+		{func(o *Options) { o.Bootstrap = true }, "--bootstrap creates a cluster: it needs --cluster-addr"},
 	}
 	for _, tc := range tests {
 		o := defaults()

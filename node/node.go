@@ -24,7 +24,6 @@ import (
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/orderedlog"
-	"github.com/runenet/runenet/orderedlog/badger"
 	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/readiness"
@@ -61,6 +60,12 @@ func setDefaults(c *nodeconfig.Config) error {
 	}
 	if p := cluster.NodeNameProblem(c.NodeName); p != "" {
 		return fmt.Errorf("%s %q %s: set --node-name (node_name in the Corefile) to a DNS label such as node-1", from, c.NodeName, p)
+	}
+	if c.ClusterAddr != "" {
+		return validClusterAddr(c.ClusterAddr)
+	}
+	if c.Bootstrap {
+		return errors.New("--bootstrap creates a cluster: it needs --cluster-addr")
 	}
 	return nil
 }
@@ -180,9 +185,9 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	lg, err := badger.Open(filepath.Join(cfg.DataDir, "store"), badger.Options{DiskReserve: cfg.DiskReserve})
+	lg, err := openLog(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{cfg: cfg, log: lg, cancel: cancel, done: make(chan struct{})}

@@ -108,6 +108,8 @@ func TestFlags(t *testing.T) {
 		}, ""},
 		{[]string{"--dns-allow", "everyone"}, nil, `--dns-allow "everyone": want a CIDR`},
 		{[]string{"-conf", "Corefile", "--dns-allow", "198.51.100.0/24"}, nil, "--dns-allow renders the Corefile"},
+		{[]string{"--cluster-addr", "10.0.0.1:7946", "--bootstrap"}, func(o corefile.Options) bool { return o.ClusterAddr == "10.0.0.1:7946" && o.Bootstrap }, ""},
+		{[]string{"-conf", "Corefile", "--cluster-addr", "10.0.0.1:7946"}, nil, "--cluster-addr renders the Corefile"},
 		{[]string{"--dev-mode", "--ingress-http", ":8080", "--ingress-https", ":8443"}, func(o corefile.Options) bool {
 			return o.IngressHTTP == ":8080" && o.IngressHTTPS == ":8443"
 		}, ""},

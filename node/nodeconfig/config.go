@@ -40,6 +40,12 @@ type Config struct {
 	// rune.service its instances: "default" for $DOCKER_HOST or the local
 	// socket, else an Engine address (unix:// or tcp://).
 	Docker string
+	// ClusterAddr (IP:PORT), when set, makes the node a member of a Raft
+	// cluster that carries the OrderedLog, on this one mutual-TLS port;
+	// without it the log is single-node Badger. Bootstrap creates the
+	// cluster (and its CA) on a data directory that belongs to none.
+	ClusterAddr string
+	Bootstrap   bool
 }
 
 // redacted is Config without its methods, so formatting it does not recurse.

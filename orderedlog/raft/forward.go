@@ -10,6 +10,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
+	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/internal/codec"
 )
 
@@ -69,7 +70,7 @@ func (l *Log) applyAsLeader(cmd []byte, timeout time.Duration) (*outcome, error)
 	codec.StampTime(cmd[commandHeader:], time.Now())
 	start := time.Now()
 	f := l.raft.Apply(cmd, timeout)
-	err := f.Error()
+	err := l.wait(f, timeout)
 	switch {
 	case err == nil:
 	case errors.Is(err, hraft.ErrNotLeader), errors.Is(err, hraft.ErrLeadershipTransferInProgress), errors.Is(err, hraft.ErrEnqueueTimeout):
@@ -83,6 +84,23 @@ func (l *Log) applyAsLeader(cmd []byte, timeout time.Duration) (*outcome, error)
 		return nil, o.err
 	}
 	return o, nil
+}
+
+// wait waits for f at most timeout and never past Close. Raft answers
+// every future eventually, except one still queued when it shuts down.
+func (l *Log) wait(f hraft.Future, timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("no answer from Raft within %v", timeout)
+	case <-l.closing:
+		return orderedlog.ErrClosed
+	}
 }
 
 // serveForward answers a forwarded request on the node that received it.

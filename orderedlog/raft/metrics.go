@@ -38,19 +38,19 @@ func gauge(name, help string, f func(*Log) float64) prometheus.Collector {
 	})
 }
 
-func collectors() []prometheus.Collector {
-	return []prometheus.Collector{
-		metrics.forwarded,
-		metrics.applySeconds,
-		gauge("rune_raft_leader", "1 while this node is the Raft leader.", func(l *Log) float64 {
-			if l.raft.State() == hraft.Leader {
-				return 1
-			}
-			return 0
-		}),
-		gauge("rune_raft_term", "This node's current Raft term.", func(l *Log) float64 { return float64(l.raft.CurrentTerm()) }),
-		gauge("rune_raft_commit_index", "The highest Raft index this node knows to be committed.", func(l *Log) float64 { return float64(l.raft.CommitIndex()) }),
-		gauge("rune_raft_applied_index", "The highest Raft index this node's state machine has applied.", func(l *Log) float64 { return float64(l.fsm.applied().index) }),
-		gauge("rune_raft_last_contact_seconds", "Seconds since this node last knew a leader (0 on the leader).", func(l *Log) float64 { return l.SinceLeader().Seconds() }),
-	}
+// collectors are every metric of this backend, made once: registering is
+// per collector, so a second Open in one process registers nothing new.
+var collectors = []prometheus.Collector{
+	metrics.forwarded,
+	metrics.applySeconds,
+	gauge("rune_raft_leader", "1 while this node is the Raft leader.", func(l *Log) float64 {
+		if l.raft.State() == hraft.Leader {
+			return 1
+		}
+		return 0
+	}),
+	gauge("rune_raft_term", "This node's current Raft term.", func(l *Log) float64 { return float64(l.raft.CurrentTerm()) }),
+	gauge("rune_raft_commit_index", "The highest Raft index this node knows to be committed.", func(l *Log) float64 { return float64(l.raft.CommitIndex()) }),
+	gauge("rune_raft_applied_index", "The highest Raft index this node's state machine has applied.", func(l *Log) float64 { return float64(l.fsm.applied().index) }),
+	gauge("rune_raft_last_contact_seconds", "Seconds since this node last knew a leader (0 on the leader).", func(l *Log) float64 { return l.SinceLeader().Seconds() }),
 }

@@ -146,11 +146,11 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	logmetrics.Register(opts.Logger, collectors()...)
+	logmetrics.Register(opts.Logger, collectors...)
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("orderedlog/raft: %w", err)
 	}
-	hlog := hclog.FromStandardLogger(slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
+	hlog := hclogFor(opts.Logger)
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opts.Dir, "raft.db")})
 	if err != nil {
@@ -219,6 +219,12 @@ func Open(opts Options) (*Log, error) {
 	}
 	setMetricsLog(l)
 	return l, nil
+}
+
+// hclogFor routes hashicorp/raft's warnings and errors into logger; its
+// info chatter (every election step) is dropped.
+func hclogFor(logger *slog.Logger) hclog.Logger {
+	return hclog.FromStandardLogger(slog.NewLogLogger(logger.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
 }
 
 // Propose implements orderedlog.Log. The batch gets one request id for all

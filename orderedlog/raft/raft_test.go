@@ -20,7 +20,7 @@ func (c *TestCluster) sameEverywhere(t *testing.T) {
 	t.Helper()
 	var ref []orderedlog.KV
 	var refBatches []*orderedlog.Batch
-	tail := c.Leader().Tail()
+	tail := c.appliedOnLeader(t)
 	for i, l := range c.nodes {
 		if l == nil || l.isClosed() {
 			continue
@@ -285,7 +285,7 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 // from (restored from a snapshot): state and the batches from there on.
 func (c *TestCluster) sameEverywhereFrom(t *testing.T, from uint64) {
 	t.Helper()
-	tail := c.Leader().Tail()
+	tail := c.appliedOnLeader(t)
 	var ref []orderedlog.KV
 	for i, l := range c.nodes {
 		c.WaitSeq(i, tail)
@@ -303,4 +303,16 @@ func (c *TestCluster) sameEverywhereFrom(t *testing.T, from uint64) {
 			logtest.Collect(t, ch, from, tail, 20*time.Second)
 		}
 	}
+}
+
+// appliedOnLeader waits until the leader has applied everything committed
+// (a restarted leader replays its log only once it commits in its term) and
+// returns its seq.
+func (c *TestCluster) appliedOnLeader(t *testing.T) uint64 {
+	t.Helper()
+	l := c.Leader()
+	if err := l.raft.Barrier(20 * time.Second).Error(); err != nil {
+		t.Fatalf("barrier on the leader: %v", err)
+	}
+	return l.Tail()
 }

@@ -27,6 +27,9 @@ type TestCluster struct {
 	dir   string
 	nodes []*Log
 	opts  Options
+	// transport makes node i's transport on addr ("" the first time).
+	transport func(i int, addr string) Transport
+	addrs     []string
 }
 
 func nodeID(i int) string   { return fmt.Sprintf("node-%d", i) }
@@ -36,8 +39,8 @@ func nodeAddr(i int) string { return fmt.Sprintf("inmem-%d", i) }
 // machine.
 func TestOptions() Options {
 	return Options{
-		HeartbeatTimeout:  200 * time.Millisecond,
-		ElectionTimeout:   200 * time.Millisecond,
+		HeartbeatTimeout:  500 * time.Millisecond,
+		ElectionTimeout:   500 * time.Millisecond,
 		HeartbeatInterval: 20 * time.Millisecond,
 		Logger:            QuietLogger(),
 	}
@@ -47,20 +50,63 @@ func TestOptions() Options {
 // voters; the nodes close when the test ends.
 func NewTestCluster(t testing.TB, n int, opts Options) *TestCluster {
 	t.Helper()
-	c := &TestCluster{t: t, net: NewInmemNetwork(), dir: t.TempDir(), nodes: make([]*Log, n), opts: opts}
+	net := NewInmemNetwork()
+	return newTestCluster(t, n, opts, func(i int, _ string) Transport { return net.Transport(nodeAddr(i)) }, net)
+}
+
+// NewTLSTestCluster is NewTestCluster over real mutual-TLS transports on
+// loopback ports, with certificates from one cluster CA.
+func NewTLSTestCluster(t testing.TB, n int, opts Options) *TestCluster {
+	t.Helper()
+	ca, err := NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTestCluster(t, n, opts, func(i int, addr string) Transport {
+		cert, key, err := ca.Issue(nodeID(i), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		tr, err := ListenTLS(addr, TLSConfig{CAPEM: ca.CertPEM, CertPEM: cert, KeyPEM: key}, opts.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}, nil)
+}
+
+func newTestCluster(t testing.TB, n int, opts Options, transport func(int, string) Transport, net *InmemNetwork) *TestCluster {
+	t.Helper()
+	c := &TestCluster{t: t, net: net, dir: t.TempDir(), nodes: make([]*Log, n), opts: opts, transport: transport, addrs: make([]string, n)}
 	t.Cleanup(c.closeAll)
 	c.Start(0, true)
 	c.WaitLeader()
 	for i := 1; i < n; i++ {
 		c.Start(i, false)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := c.Leader().AddVoter(ctx, nodeID(i), nodeAddr(i))
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c.addVoter(i)
 	}
 	return c
+}
+
+// addVoter adds node i through whichever node leads, again if leadership
+// moves meanwhile (elections are frequent on a loaded test machine).
+func (c *TestCluster) addVoter(i int) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Leader().AddVoter(ctx, nodeID(i), c.addrs[i])
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal(err)
+		}
+	}
 }
 
 // Start opens node i (again, after Stop) on its data directory.
@@ -68,7 +114,8 @@ func (c *TestCluster) Start(i int, bootstrap bool) *Log {
 	c.t.Helper()
 	opts := c.opts
 	opts.NodeID, opts.Dir, opts.Bootstrap = nodeID(i), filepath.Join(c.dir, nodeID(i)), bootstrap
-	opts.Transport = c.net.Transport(nodeAddr(i))
+	opts.Transport = c.transport(i, c.addrs[i])
+	c.addrs[i] = string(opts.Transport.Raft().LocalAddr())
 	l, err := Open(opts)
 	if err != nil {
 		c.t.Fatalf("opening %s: %v", opts.NodeID, err)
@@ -143,6 +190,7 @@ func (c *TestCluster) WaitSeq(i int, seq uint64) {
 // Node returns node i (nil before it started).
 func (c *TestCluster) Node(i int) *Log { return c.nodes[i] }
 
-// Isolate cuts node i off from the others; Heal reconnects it.
+// Isolate cuts node i off from the others; Heal reconnects it. Only the
+// in-memory network can.
 func (c *TestCluster) Isolate(i int) { c.net.Isolate(nodeAddr(i)) }
 func (c *TestCluster) Heal(i int)    { c.net.Heal(nodeAddr(i)) }

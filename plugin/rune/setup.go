@@ -195,6 +195,8 @@ func parse(c *caddy.Controller) (*config, error) {
 		{"read_token_file", cfg.node.APIReadTokenFile != ""},
 		{"tls", cfg.node.APITLSCert != ""},
 		{"debug", cfg.node.DebugAPI},
+		{"cluster_addr", cfg.node.ClusterAddr != ""},
+		{"bootstrap", cfg.node.Bootstrap},
 	} {
 		if o.set {
 			return nil, c.Errf("%s configures the local store or its API and cannot be combined with endpoint (remote mode)", o.opt)

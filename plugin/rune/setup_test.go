@@ -72,6 +72,7 @@ func TestParse(t *testing.T) {
 		{"rune {\n colour blue\n}", nil, "Testfile:2 - Error during parsing: unknown property \"colour\""},
 		{"rune {\n endpoint ftp://x\n}", nil, "endpoint: \"ftp://x\""},
 		{"rune {\n endpoint unix:///run/rune/api.sock\n data_dir /x\n}", nil, "data_dir configures the local store"},
+		{"rune {\n endpoint unix:///run/rune/api.sock\n cluster_addr 10.0.0.1:7946\n}", nil, "cluster_addr configures the local store"},
 		{"rune\nrune", nil, "only be used once"},
 		// The API's options of the in-process mode, and what the remote
 		// mode takes or refuses.

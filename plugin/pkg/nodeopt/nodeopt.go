@@ -15,12 +15,12 @@ import (
 )
 
 // Set applies a node option to cfg. It reports whether opt is one, and for
-// one, whether its arguments are right. dev_mode and debug take no argument,
-// tls two (certificate and key), every other option exactly one.
+// one, whether its arguments are right. dev_mode, debug and bootstrap take no
+// argument, tls two (certificate and key), every other option exactly one.
 func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 	want := 1
 	switch opt {
-	case "dev_mode", "debug":
+	case "dev_mode", "debug", "bootstrap":
 		want = 0
 	case "tls":
 		want = 2
@@ -30,7 +30,7 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 			cfg.Docker = "default"
 			return true, nil
 		}
-	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve":
+	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve", "cluster_addr":
 	default:
 		return false, nil
 	}
@@ -48,6 +48,10 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 	switch opt {
 	case "dev_mode":
 		cfg.DevMode = true
+	case "bootstrap":
+		cfg.Bootstrap = true
+	case "cluster_addr":
+		cfg.ClusterAddr = args[0]
 	case "debug":
 		cfg.DebugAPI = true
 	case "tls":

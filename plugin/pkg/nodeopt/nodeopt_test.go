@@ -34,6 +34,10 @@ func TestSet(t *testing.T) {
 		{"disk_reserve", []string{"0"}, true, "", func(c nodeconfig.Config) bool { return c.DiskReserve < 0 }},
 		{"disk_reserve", []string{"1GB"}, true, "want a size such as 256MiB", nil},
 		{"disk_reserve", []string{"-1MiB"}, true, "want a size", nil},
+		{"cluster_addr", []string{"10.0.0.1:7946"}, true, "", func(c nodeconfig.Config) bool { return c.ClusterAddr == "10.0.0.1:7946" }},
+		{"cluster_addr", nil, true, "takes 1 argument(s)", nil},
+		{"bootstrap", nil, true, "", func(c nodeconfig.Config) bool { return c.Bootstrap }},
+		{"bootstrap", []string{"yes"}, true, "takes 0 argument(s)", nil},
 		{"ttl", []string{"5"}, false, "", nil},
 	} {
 		var cfg nodeconfig.Config

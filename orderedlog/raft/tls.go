@@ -1,0 +1,275 @@
+package raft
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+)
+
+// All cluster traffic uses one TCP port under mutual TLS 1.3: both ends
+// present a certificate from the cluster CA, or the handshake fails. After
+// the handshake the dialer sends one byte saying what the connection is for.
+const (
+	streamRaft    byte = 'R' // hashicorp/raft's RPCs, for the NetworkTransport
+	streamForward byte = 'F' // one forwarded request and its reply
+)
+
+// handshakeTimeout bounds a peer's TLS handshake and its stream byte.
+const handshakeTimeout = 10 * time.Second
+
+// TLSConfig is what a node needs to join the cluster's TLS mesh.
+type TLSConfig struct {
+	CAPEM   []byte // the cluster CA certificate
+	CertPEM []byte // this node's certificate, issued by the CA
+	KeyPEM  []byte
+}
+
+func (c TLSConfig) configs() (server, client *tls.Config, err error) {
+	pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("orderedlog/raft: node certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(c.CAPEM) {
+		return nil, nil, errors.New("orderedlog/raft: the cluster CA certificate does not parse")
+	}
+	server = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{pair},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    roots,
+	}
+	client = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{pair},
+		// Raft dials addresses, not names: the peer must prove it holds a
+		// certificate of this cluster's CA, which VerifyConnection checks
+		// in place of the host name check.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the peer sent no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			if err != nil {
+				return fmt.Errorf("the peer's certificate is not from this cluster's CA: %w", err)
+			}
+			return nil
+		},
+	}
+	return server, client, nil
+}
+
+// tlsTransport serves Raft and forwarding on one mutual-TLS listener.
+type tlsTransport struct {
+	ln     net.Listener
+	client *tls.Config
+	logger *slog.Logger
+	raft   *hraft.NetworkTransport
+
+	raftConns chan net.Conn
+	handler   atomic.Pointer[func(context.Context, []byte) []byte]
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// ListenTLS listens on addr (host:port) for the cluster and returns the
+// node's transport. Raft advertises the listener's address, so addr must be
+// one the other nodes can reach.
+func ListenTLS(addr string, conf TLSConfig, logger *slog.Logger) (Transport, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	server, client, err := conf.configs()
+	if err != nil {
+		return nil, err
+	}
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("orderedlog/raft: cluster address: %w", err)
+	}
+	t := &tlsTransport{
+		ln:        tls.NewListener(tcp, server),
+		client:    client,
+		logger:    logger,
+		raftConns: make(chan net.Conn),
+		closing:   make(chan struct{}),
+	}
+	t.raft = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+		Stream:  (*streamLayer)(t),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hclogFor(logger),
+	})
+	t.wg.Go(t.accept)
+	return t, nil
+}
+
+func (t *tlsTransport) Raft() hraft.Transport { return t.raft }
+
+func (t *tlsTransport) Handle(h func(context.Context, []byte) []byte) { t.handler.Store(&h) }
+
+// accept hands each authenticated connection to Raft or to the forwarding
+// handler. A peer without a valid certificate fails its handshake here.
+func (t *tlsTransport) accept() {
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.closing:
+				return
+			default:
+			}
+			t.logger.Warn("cluster listener: accept failed", "err", err)
+			time.Sleep(50 * time.Millisecond) // fd exhaustion and the like: do not spin
+			continue
+		}
+		t.wg.Go(func() { t.route(conn.(*tls.Conn)) })
+	}
+}
+
+func (t *tlsTransport) route(conn *tls.Conn) {
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	var kind [1]byte
+	err := conn.HandshakeContext(context.Background())
+	if err == nil {
+		_, err = io.ReadFull(conn, kind[:])
+	}
+	if err != nil {
+		t.logger.Warn("cluster listener: refused a connection", "peer", conn.RemoteAddr(), "err", err)
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	switch kind[0] {
+	case streamRaft:
+		select {
+		case t.raftConns <- conn:
+		case <-t.closing:
+			conn.Close()
+		}
+	case streamForward:
+		t.serveForward(conn)
+	default:
+		t.logger.Warn("cluster listener: unknown stream", "peer", conn.RemoteAddr(), "kind", kind[0])
+		conn.Close()
+	}
+}
+
+// maxForward bounds a forwarded request or reply: one batch and its framing.
+const maxForward = 64<<20 + 1<<16
+
+func (t *tlsTransport) serveForward(conn net.Conn) {
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	req, err := readFrame(r)
+	if err != nil {
+		t.logger.Warn("cluster listener: bad forwarded request", "peer", conn.RemoteAddr(), "err", err)
+		return
+	}
+	h := t.handler.Load()
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // the forwarder hanging up abandons the request
+		io.Copy(io.Discard, r)
+		cancel()
+	}()
+	reply := (*h)(ctx, req)
+	conn.Write(binary.AppendUvarint(nil, uint64(len(reply))))
+	conn.Write(reply)
+}
+
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxForward {
+		return nil, fmt.Errorf("a %d-byte frame", n)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}
+
+func (t *tlsTransport) dial(ctx context.Context, addr string, kind byte) (*tls.Conn, error) {
+	d := tls.Dialer{Config: t.client}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := conn.(*tls.Conn)
+	if _, err := tc.Write([]byte{kind}); err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+func (t *tlsTransport) Forward(ctx context.Context, addr hraft.ServerAddress, req []byte) ([]byte, error) {
+	conn, err := t.dial(ctx, string(addr), streamForward)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
+		return nil, err
+	}
+	return readFrame(bufio.NewReader(conn))
+}
+
+// streamLayer is the transport as hashicorp/raft's NetworkTransport sees it.
+type streamLayer tlsTransport
+
+func (s *streamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.raftConns:
+		return c, nil
+	case <-s.closing:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close is called by Raft's shutdown: the whole listener goes.
+func (s *streamLayer) Close() error {
+	t := (*tlsTransport)(s)
+	var err error
+	t.closeOnce.Do(func() {
+		close(t.closing)
+		err = t.ln.Close()
+	})
+	return err
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.ln.Addr() }
+
+func (s *streamLayer) Dial(addr hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return (*tlsTransport)(s).dial(ctx, string(addr), streamRaft)
+}
