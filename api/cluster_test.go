@@ -27,7 +27,7 @@ func TestClusterNodeCutOff(t *testing.T) {
 	view, ctl := testkit.Run(t, rc.Node(cut), "10.96.0.0/16", cluster.ViewOptions{})
 
 	sock := filepath.Join(t.TempDir(), "runed.sock")
-	l, err := Listen("unix://"+sock, "")
+	l, err := Listen("unix://"+sock, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
