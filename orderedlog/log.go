@@ -8,6 +8,7 @@
 package orderedlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -199,4 +200,19 @@ type Log interface {
 	Compact(ctx context.Context, upTo uint64) error
 
 	Close() error
+}
+
+// ListAll is List in terms of ListFunc, for backends: every key under
+// prefix with its value copied, and the seq the listing reflects.
+func ListAll(ctx context.Context, l Lister, prefix string) ([]KV, uint64, error) {
+	var kvs []KV
+	seq, err := l.ListFunc(ctx, prefix, func(kv KV) error {
+		kv.Value = bytes.Clone(kv.Value)
+		kvs = append(kvs, kv)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return kvs, seq, nil
 }

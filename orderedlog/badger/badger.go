@@ -627,16 +627,7 @@ func (l *Log) Get(ctx context.Context, key string) (orderedlog.KV, bool, uint64,
 
 // List returns every key under prefix in key order; "" lists every key.
 func (l *Log) List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error) {
-	var kvs []orderedlog.KV
-	seq, err := l.ListFunc(ctx, prefix, func(kv orderedlog.KV) error {
-		kv.Value = bytes.Clone(kv.Value)
-		kvs = append(kvs, kv)
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return kvs, seq, nil
+	return orderedlog.ListAll(ctx, l, prefix)
 }
 
 func (l *Log) ListFunc(ctx context.Context, prefix string, fn func(orderedlog.KV) error) (uint64, error) {

@@ -345,16 +345,7 @@ func (l *Log) Get(ctx context.Context, key string) (orderedlog.KV, bool, uint64,
 
 // List implements orderedlog.Log from this node's applied state.
 func (l *Log) List(ctx context.Context, prefix string) ([]orderedlog.KV, uint64, error) {
-	var kvs []orderedlog.KV
-	seq, err := l.ListFunc(ctx, prefix, func(kv orderedlog.KV) error {
-		kv.Value = slices.Clone(kv.Value)
-		kvs = append(kvs, kv)
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return kvs, seq, nil
+	return orderedlog.ListAll(ctx, l, prefix)
 }
 
 // ListFunc implements orderedlog.Log from one immutable version of this
