@@ -18,6 +18,7 @@ import (
 // a body.
 const (
 	forwardPropose byte = 1 // body: a log command; reply body: an outcome
+	forwardSync    byte = 2 // body: none; reply body: the leader's applied seq and index
 )
 
 const (
@@ -38,11 +39,11 @@ var errMaybeSubmitted = errors.New("may have been submitted")
 // submitted.
 var errNotLeader = errors.New("not the leader")
 
-// submit gets cmd committed through the current leader: applied here when
-// this node leads, forwarded otherwise.
-func (l *Log) submit(ctx context.Context, cmd []byte, timeout time.Duration) (*outcome, error) {
+// submit has the current leader do a request: this node when it leads,
+// else the leader it knows, by forwarding.
+func (l *Log) submit(ctx context.Context, kind byte, body []byte, timeout time.Duration) (*outcome, error) {
 	if l.raft.State() == hraft.Leader {
-		return l.applyAsLeader(cmd, timeout)
+		return l.lead(kind, body, timeout)
 	}
 	addr, id := l.raft.LeaderWithID()
 	if addr == "" {
@@ -50,7 +51,7 @@ func (l *Log) submit(ctx context.Context, cmd []byte, timeout time.Duration) (*o
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req := append([]byte{forwardPropose}, cmd...)
+	req := append([]byte{kind}, body...)
 	reply, err := l.trans.Forward(fctx, addr, req)
 	if err != nil {
 		if errors.Is(err, ErrNotSent) {
@@ -60,6 +61,28 @@ func (l *Log) submit(ctx context.Context, cmd []byte, timeout time.Duration) (*o
 	}
 	metrics.forwarded.Inc()
 	return decodeReply(reply, id)
+}
+
+// lead does a request as the leader.
+func (l *Log) lead(kind byte, body []byte, timeout time.Duration) (*outcome, error) {
+	if kind == forwardSync {
+		return l.syncAsLeader(timeout)
+	}
+	return l.applyAsLeader(body, timeout)
+}
+
+// syncAsLeader commits a barrier, so this node's state machine has applied
+// everything committed before it, and answers with its applied seq and
+// index: a follower that reaches the index has applied as much.
+func (l *Log) syncAsLeader(timeout time.Duration) (*outcome, error) {
+	if err := l.wait(l.raft.Barrier(timeout), timeout); err != nil {
+		if errors.Is(err, hraft.ErrNotLeader) {
+			return nil, fmt.Errorf("%w: %w", errNotLeader, err)
+		}
+		return nil, err // a barrier applies nothing: retrying is always safe
+	}
+	st := l.fsm.applied()
+	return &outcome{seq: st.seq, index: st.index}, nil
 }
 
 // applyAsLeader submits cmd to Raft, stamping the commit time, and waits
@@ -105,11 +128,13 @@ func (l *Log) wait(f hraft.Future, timeout time.Duration) error {
 
 // serveForward answers a forwarded request on the node that received it.
 func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
-	if len(req) == 0 || req[0] != forwardPropose {
+	switch {
+	case len(req) == 0 || req[0] != forwardPropose && req[0] != forwardSync:
 		return append([]byte{replyRejected}, "unknown forwarded request (mixed runed versions?)"...)
-	}
-	if _, _, err := decodeCommand(req[1:]); err != nil {
-		return append([]byte{replyRejected}, err.Error()...)
+	case req[0] == forwardPropose:
+		if _, _, err := decodeCommand(req[1:]); err != nil {
+			return append([]byte{replyRejected}, err.Error()...)
+		}
 	}
 	if l.raft.State() != hraft.Leader {
 		return append([]byte{replyNotLeader}, "not the leader"...)
@@ -118,7 +143,7 @@ func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
-	o, err := l.applyAsLeader(req[1:], timeout)
+	o, err := l.lead(req[0], req[1:], timeout)
 	switch {
 	case err == nil:
 		e := &encoder{buf: []byte{replyApplied}}

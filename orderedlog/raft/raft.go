@@ -243,46 +243,70 @@ func (l *Log) Propose(ctx context.Context, ops []orderedlog.Op) (uint64, error) 
 	default:
 	}
 	enc, _ := codec.Encode(ops)
-	cmd := encodeCommand(newRequestID(), enc)
-	deadline := start.Add(l.opts.RetryWindow)
+	o, err := l.through(ctx, forwardPropose, encodeCommand(newRequestID(), enc), start.Add(l.opts.RetryWindow))
+	if err != nil {
+		return 0, err
+	}
+	if o.conflict != nil {
+		logmetrics.Conflicts.Inc()
+		return 0, o.conflict
+	}
+	logmetrics.ProposeSeconds.Observe(time.Since(start).Seconds())
+	return o.seq, nil
+}
+
+// Sync waits until this node has applied everything the cluster had
+// committed when Sync was called, and returns its seq then: a read after it
+// misses no write acknowledged before it (a linearizable read point). It
+// costs a round of Raft through the leader.
+func (l *Log) Sync(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	o, err := l.through(ctx, forwardSync, nil, time.Now().Add(l.opts.RetryWindow))
+	if err != nil {
+		return 0, err
+	}
+	return max(o.seq, l.Tail()), nil
+}
+
+// through gets a request done by the leader (this node or, forwarded, the
+// one it knows), retrying through leader changes until deadline, then waits
+// until this node has applied the Raft index the leader answered with.
+func (l *Log) through(ctx context.Context, kind byte, body []byte, deadline time.Time) (*outcome, error) {
 	var maybe bool // an attempt may have been submitted
 	backoff := 5 * time.Millisecond
 	for {
-		o, err := l.submit(ctx, cmd, time.Until(deadline))
+		o, err := l.submit(ctx, kind, body, time.Until(deadline))
 		if err == nil {
 			if err := l.waitApplied(ctx, o.index, deadline); err != nil {
-				return 0, fmt.Errorf("%w: committed, but this node has not applied it yet: %w", orderedlog.ErrOutcomeUnknown, err)
+				return nil, fmt.Errorf("%w: committed, but this node has not applied it yet: %w", orderedlog.ErrOutcomeUnknown, err)
 			}
-			if o.conflict != nil {
-				logmetrics.Conflicts.Inc()
-				return 0, o.conflict
-			}
-			logmetrics.ProposeSeconds.Observe(time.Since(start).Seconds())
-			return o.seq, nil
+			return o, nil
 		}
 		if errors.Is(err, errRejected) || errors.Is(err, errBadCommand) {
-			return 0, err
+			return nil, err
 		}
 		maybe = maybe || errors.Is(err, errMaybeSubmitted)
 		wait := min(backoff, time.Until(deadline))
 		if wait <= 0 {
-			return 0, l.giveUp(maybe, err, nil)
+			return nil, l.giveUp(maybe, err, nil)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return 0, l.giveUp(maybe, err, ctx.Err())
+			return nil, l.giveUp(maybe, err, ctx.Err())
 		case <-l.closing:
 			t.Stop()
-			return 0, l.giveUp(maybe, err, orderedlog.ErrClosed)
+			return nil, l.giveUp(maybe, err, orderedlog.ErrClosed)
 		}
 		backoff = min(backoff*2, 100*time.Millisecond)
 	}
 }
 
-// giveUp is Propose's error once it stops retrying: unknown if any attempt
+// giveUp is the error of a request once it stops retrying: unknown if any attempt
 // may have reached a leader, unavailable (nothing applied) otherwise.
 func (l *Log) giveUp(maybe bool, last, cause error) error {
 	switch {

@@ -316,3 +316,30 @@ func (c *TestCluster) appliedOnLeader(t *testing.T) uint64 {
 	}
 	return l.Tail()
 }
+
+// A read after Sync on a follower sees every write acknowledged before it,
+// though the follower applies the leader's commits a little later; a node
+// cut off from the majority cannot Sync.
+func TestSyncIsALinearizableReadPoint(t *testing.T) {
+	opts := TestOptions()
+	opts.RetryWindow = time.Second
+	c := NewTestCluster(t, 3, opts)
+	lead := c.WaitLeader()
+	f := (lead + 1) % 3
+	ctx := context.Background()
+	for i := range 30 {
+		key := fmt.Sprintf("services/s%d", i)
+		seq := logtest.MustPropose(t, c.Node(lead), orderedlog.Put(key, nil))
+		synced, err := c.Node(f).Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, found, at, _ := c.Node(f).Get(ctx, key); !found || synced < seq || at < seq {
+			t.Fatalf("after Sync (seq %d) the follower reads %s found %v at seq %d; it was acknowledged at %d", synced, key, found, at, seq)
+		}
+	}
+	c.Isolate(f)
+	if _, err := c.Node(f).Sync(ctx); !errors.Is(err, orderedlog.ErrUnavailable) {
+		t.Fatalf("Sync on a cut-off node: %v, want ErrUnavailable", err)
+	}
+}
