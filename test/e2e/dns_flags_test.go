@@ -121,7 +121,10 @@ func TestDNSFromFlags(t *testing.T) {
 	cert, key := testkit.ServerCert(t)
 	devFlags := []string{"--dev-mode", "--data-dir", "DIR", "--dns-bind", bindIP,
 		"--api-addr", "tcp://" + flagsAPIAddr, "--api-token-file", token, "--api-read-token-file", readToken,
-		"--api-tls-cert", cert, "--api-tls-key", key, "--debug-api"}
+		"--api-tls-cert", cert, "--api-tls-key", key, "--debug-api",
+		// The dev-mode run is also a one-node Raft cluster: the same casts
+		// and answers on the replicated backend.
+		"--cluster-addr", "127.0.0.1:7300", "--bootstrap"}
 	checkEveryCorefileFlag(t, n.runed, append(slices.Clone(n.flags), devFlags...))
 
 	n.start(t)
@@ -175,6 +178,9 @@ func TestDNSFromFlags(t *testing.T) {
 			checkServiceA(t, client{"dev node", d.ns, netip.Addr{}}, addr, "api.default.rune.", "127.0.0.1")
 		}
 		d.cli(t, "debug", "pause-watch", "1s") // --debug-api
+		if _, body := d.httpGet(t, "http://127.0.0.1:9100/metrics"); !strings.Contains(body, "\nrune_raft_leader 1\n") {
+			t.Errorf("--cluster-addr --bootstrap: this node is not the Raft leader (rune_raft_leader 1 missing from /metrics)")
+		}
 	})
 }
 
