@@ -25,6 +25,7 @@ import (
 // Client talks to a runed. It also implements cluster.Source, so a View in
 // another process (plugin/rune inside a stock CoreDNS) can follow runed's log.
 type Client struct {
+	addr  string // as given, for errors
 	base  string
 	token string
 	http  *http.Client
@@ -47,7 +48,7 @@ func NewClient(addr, token string, opts ...ClientOption) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{token: token}
+	c := &Client{addr: addr, token: token}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.caFile != "" {
 		pem, err := os.ReadFile(o.caFile)
@@ -83,6 +84,18 @@ func NewClient(addr, token string, opts ...ClientOption) (*Client, error) {
 	return c, nil
 }
 
+// UnreachableError is a failure to reach runed at all: nothing listens at
+// Addr, or the connection broke.
+type UnreachableError struct {
+	Addr string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return "cannot reach runed at " + e.Addr + ": " + e.Err.Error()
+}
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // APIError is a failure runed reported.
 type APIError struct {
 	Status int
@@ -102,7 +115,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("runed answered %s %s with unreadable JSON: %w", method, path, err)
+		return fmt.Errorf("runed's answer is not the JSON this rune expects (is rune older than runed?): %w", err)
 	}
 	return nil
 }
@@ -128,7 +141,17 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach runed: %w", err)
+		// The request URL is the client's own (http://runed/... over a
+		// socket) and the dial error repeats the address: keep only why.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			err = oe.Err
+		}
+		return nil, &UnreachableError{Addr: c.addr, Err: err}
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
@@ -226,9 +249,22 @@ func (c *Client) Ingresses(ctx context.Context, ns string) (*IngressList, error)
 	return &out, c.do(ctx, http.MethodGet, "/v1/ingresses"+nsQuery(ns), nil, &out)
 }
 
-// CreateTLSSecret validates and stores a certificate and key.
-func (c *Client) CreateTLSSecret(ctx context.Context, req TLSSecretRequest) error {
-	return c.do(ctx, http.MethodPost, "/v1/secrets/tls", req, nil)
+// CreateTLSSecret validates and stores a certificate and key, and says what
+// it did: created, configured or unchanged.
+func (c *Client) CreateTLSSecret(ctx context.Context, req TLSSecretRequest) (string, error) {
+	var out SecretResponse
+	err := c.do(ctx, http.MethodPost, "/v1/secrets/tls", req, &out)
+	return out.Action, err
+}
+
+// Secrets describes the secrets of ns ("" = all namespaces), without keys.
+func (c *Client) Secrets(ctx context.Context, ns string) (*SecretList, error) {
+	var out SecretList
+	return &out, c.do(ctx, http.MethodGet, "/v1/secrets"+nsQuery(ns), nil, &out)
+}
+
+func (c *Client) DeleteSecret(ctx context.Context, ns, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/secrets/"+url.PathEscape(ns)+"/"+url.PathEscape(name), nil, nil)
 }
 
 // PortForward opens a forward and returns its address; it stays open until

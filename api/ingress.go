@@ -27,8 +27,9 @@ type TLSSecretRequest struct {
 }
 
 // StoreTLSSecret validates a certificate and key and stores them as the
-// TLS secret ns/name; nothing is written when they do not validate.
-type StoreTLSSecret func(ctx context.Context, ns, name string, certPEM, keyPEM []byte) error
+// TLS secret ns/name, and says what it did as kubectl apply does: created,
+// configured or unchanged. Nothing is written when they do not validate.
+type StoreTLSSecret func(ctx context.Context, ns, name string, certPEM, keyPEM []byte) (string, error)
 
 func (s *Server) listIngresses(w http.ResponseWriter, r *http.Request) {
 	var ing Ingress
@@ -61,9 +62,11 @@ func (s *Server) createTLSSecret(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node cannot store TLS secrets", Kind: "unavailable"})
 		return
 	}
-	if err := s.StoreTLSSecret(r.Context(), req.Namespace, req.Name, []byte(req.Cert), []byte(req.Key)); err != nil {
-		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "tls secret " + req.Namespace + "/" + req.Name, Err: err})
+	action, err := s.StoreTLSSecret(r.Context(), req.Namespace, req.Name, []byte(req.Cert), []byte(req.Key))
+	if err != nil {
+		// The error names the secret already.
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Err: err})
 		return
 	}
-	writeJSON(w, http.StatusOK, SeqResponse{Seq: s.Log.Tail()})
+	writeJSON(w, http.StatusOK, SecretResponse{Seq: s.Log.Tail(), Action: action})
 }

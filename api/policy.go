@@ -184,7 +184,7 @@ func parseService(what, s string) (cluster.NamespacedName, error) {
 func service(snap *cluster.Snapshot, n cluster.NamespacedName) (*cluster.ServiceRecord, error) {
 	e, ok := snap.Service(n)
 	if !ok {
-		return nil, &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("service %q not found in namespace %q", n.Name, n.Namespace)}
+		return nil, cluster.NotFound("service", n)
 	}
 	return e.Value, nil
 }

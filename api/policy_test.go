@@ -124,8 +124,8 @@ func TestPolicyCheckErrors(t *testing.T) {
 		status int
 		msg    string
 	}{
-		{api.PolicyCheckRequest{From: "web", To: "nope"}, http.StatusNotFound, `service "nope" not found in namespace "default"`},
-		{api.PolicyCheckRequest{From: "ghost.default", To: "api", Port: "http"}, http.StatusNotFound, `service "ghost" not found`},
+		{api.PolicyCheckRequest{From: "web", To: "nope"}, http.StatusNotFound, `service "default/nope" not found`},
+		{api.PolicyCheckRequest{From: "ghost.default", To: "api", Port: "http"}, http.StatusNotFound, `service "default/ghost" not found`},
 		{api.PolicyCheckRequest{From: "web", To: "api", Port: "1234"}, http.StatusBadRequest, `service default/api has no port "1234" (ports: http 8080/tcp, metrics 9090/tcp, dns 5353/udp)`},
 		{api.PolicyCheckRequest{From: "web", To: "api", Port: "http", Protocol: "udp"}, http.StatusBadRequest, `no port "http/udp"`},
 		{api.PolicyCheckRequest{From: "web", To: "api"}, http.StatusBadRequest, "has several ports"},

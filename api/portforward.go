@@ -73,15 +73,21 @@ func (s *Server) portForward(w http.ResponseWriter, r *http.Request) {
 	if req.Namespace == "" {
 		req.Namespace = "default"
 	}
+	n := cluster.NamespacedName{Namespace: req.Namespace, Name: req.Service}
+	if _, ok := s.View.Snapshot().Service(n); !ok {
+		writeError(w, cluster.NotFound("service", n))
+		return
+	}
 	denied := make(chan PortForwardDenial, deniedQueue)
-	fwd, err := pf.PortForward(cluster.NamespacedName{Namespace: req.Namespace, Name: req.Service}, req.Port, req.Local, func(d PortForwardDenial) {
+	fwd, err := pf.PortForward(n, req.Port, req.Local, func(d PortForwardDenial) {
 		select {
 		case denied <- d:
 		default:
 		}
 	})
 	if err != nil {
-		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: fmt.Sprintf("port-forward %s/%s:%d", req.Namespace, req.Service, req.Port), Err: err})
+		// The proxy's error names the forward already.
+		writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Err: err})
 		return
 	}
 	defer fwd.Close()

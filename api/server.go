@@ -17,6 +17,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/readiness"
 )
 
 // maxBody bounds request bodies: a cast of many files is still far below it.
@@ -28,6 +29,8 @@ type Server struct {
 	View       *cluster.View
 	Log        orderedlog.Log
 	Readiness  Readiness
+	// NodeName is the node this runed serves, for status.
+	NodeName string
 	// Token, when set, is required as "Authorization: Bearer <token>".
 	Token string
 	// ReadToken, when set (with Token), is a second bearer token that may
@@ -53,11 +56,17 @@ type Server struct {
 	Ingress func() Ingress
 	// StoreTLSSecret serves `rune secret tls create`.
 	StoreTLSSecret StoreTLSSecret
+	// ListSecrets and DeleteSecret serve `rune get secrets` and `rune
+	// delete secret`.
+	ListSecrets  ListSecrets
+	DeleteSecret DeleteSecret
 }
 
 // Readiness is the node's data-path readiness, for `rune status`.
 type Readiness interface {
 	Ready() (bool, []string)
+	// States is each subsystem's readiness, sorted by name.
+	States() []readiness.State
 }
 
 // Handler returns the API's routes.
@@ -80,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/secrets/tls", s.createTLSSecret)
 	mux.HandleFunc("POST /v1/port-forward", s.portForward)
 	s.policyRoutes(mux)
+	s.secretRoutes(mux)
 	return s.auth(mux)
 }
 
@@ -175,7 +185,7 @@ func (s *Server) cast(w http.ResponseWriter, r *http.Request) {
 	}
 	files := make([]cluster.SourceFile, len(req.Files))
 	for i, f := range req.Files {
-		files[i] = cluster.SourceFile{Name: f.Name, Data: []byte(f.Data)}
+		files[i] = cluster.SourceFile{Name: f.Name, Data: []byte(f.Data), Namespace: f.Namespace}
 	}
 	res, seq, err := s.Controller.Cast(r.Context(), files)
 	if err != nil {
@@ -229,7 +239,7 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 	}
 	e, ok := snap.Service(n)
 	if !ok {
-		writeError(w, &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("service %q not found in namespace %q", n.Name, n.Namespace)})
+		writeError(w, cluster.NotFound("service", n))
 		return
 	}
 	writeJSON(w, http.StatusOK, e.Value)
@@ -300,6 +310,8 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, do func(context.C
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	snap := s.View.Snapshot()
 	st := Status{
+		Node:               s.NodeName,
+		Subsystems:         []readiness.State{},
 		Seq:                snap.Seq,
 		Tail:               s.View.Tail(),
 		LagSeconds:         s.View.Lag().Seconds(),
@@ -313,6 +325,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Readiness != nil {
 		st.Ready, st.NotReady = s.Readiness.Ready()
+		st.Subsystems = s.Readiness.States()
 	}
 	if s.Warnings != nil {
 		st.Warnings = s.Warnings(r.Context(), snap.Seq, nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/readiness"
 )
 
 // CastFile is one file of a cast, sent verbatim so the server reports errors
@@ -17,6 +18,9 @@ import (
 type CastFile struct {
 	Name string `json:"name"`
 	Data string `json:"data"`
+	// Namespace is that of the services in the file that name none
+	// (default "default"), as kubectl apply -n sets it.
+	Namespace string `json:"namespace,omitempty"`
 }
 
 type CastRequest struct {
@@ -71,6 +75,7 @@ type PauseRequest struct {
 
 // Status is runed's health at a glance.
 type Status struct {
+	Node               string   `json:"node"`
 	Seq                uint64   `json:"seq"`
 	Tail               uint64   `json:"tail"`
 	LagSeconds         float64  `json:"lagSeconds"`
@@ -79,9 +84,11 @@ type Status struct {
 	Ready              bool     `json:"ready"`
 	NotReady           []string `json:"notReady,omitempty"`
 	Warnings           []string `json:"warnings,omitempty"` // see Server.Warnings
-	ClusterCIDR        string   `json:"clusterCIDR,omitempty"`
-	Services           int      `json:"services"`
-	Instances          int      `json:"instances"`
+	// Subsystems is each data-path subsystem's readiness.
+	Subsystems  []readiness.State `json:"subsystems"`
+	ClusterCIDR string            `json:"clusterCIDR,omitempty"`
+	Services    int               `json:"services"`
+	Instances   int               `json:"instances"`
 }
 
 // ErrorResponse carries a failure; Kind is invalid, not_found, conflict,

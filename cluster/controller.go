@@ -283,7 +283,7 @@ func (c *Controller) DeleteService(ctx context.Context, n NamespacedName) (uint6
 	return c.update(ctx, &c.clusterMu, func(s *Snapshot) ([]orderedlog.Op, error) {
 		cur, ok := s.Service(n)
 		if !ok {
-			return nil, errorf(KindNotFound, "service %q not found in namespace %q", n.Name, n.Namespace)
+			return nil, NotFound("service", n)
 		}
 		ops := []orderedlog.Op{orderedlog.DeleteIf(serviceKey(n), cur.Rev)}
 		if ep, ok := s.Endpoints(n); ok {
@@ -319,7 +319,7 @@ func (c *Controller) RegisterInstance(ctx context.Context, in Instance) (uint64,
 	seq, err := c.update(ctx, c.serviceLock(n), func(s *Snapshot) ([]orderedlog.Op, error) {
 		published = false
 		if _, ok := s.Service(n); !ok {
-			return nil, errorf(KindNotFound, "service %q not found in namespace %q: cast it before registering its instances", n.Name, n.Namespace)
+			return nil, errorf(KindNotFound, "service %q not found: cast it before registering its instances", n.String())
 		}
 		if s.Network != nil && s.Network.CIDR.Contains(in.IP) {
 			return nil, errorf(KindInvalid, "instance %s: ip %s is inside the cluster CIDR %s, which is reserved for VIPs", in.ID, in.IP, s.Network.CIDR)

@@ -362,7 +362,7 @@ func TestInstanceErrors(t *testing.T) {
 		kind Kind
 		msg  string
 	}{
-		{"unknown service", Instance{ID: "a-1", Service: "nope", Node: "n1", IP: netip.MustParseAddr("10.88.0.1")}, KindNotFound, `service "nope" not found`},
+		{"unknown service", Instance{ID: "a-1", Service: "nope", Node: "n1", IP: netip.MustParseAddr("10.88.0.1")}, KindNotFound, `service "default/nope" not found`},
 		{"ip in cluster cidr", Instance{ID: "a-1", Service: "api", Node: "n1", IP: netip.MustParseAddr("10.96.0.5")}, KindInvalid, "reserved for VIPs"},
 		{"ip taken", Instance{ID: "a-1", Service: "api", Node: "n1", IP: netip.MustParseAddr("10.88.0.9")}, KindConflict, "already registered to instance x-1"},
 		{"bad id", Instance{ID: "A B", Service: "api", Node: "n1", IP: netip.MustParseAddr("10.88.0.1")}, KindInvalid, `id "A B"`},

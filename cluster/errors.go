@@ -50,3 +50,9 @@ func KindOf(err error) Kind {
 	}
 	return 0
 }
+
+// NotFound is the error for a missing object, worded as kubectl words it:
+// service "default/api" not found.
+func NotFound(kind string, n NamespacedName) *Error {
+	return errorf(KindNotFound, "%s %q not found", kind, n.String())
+}

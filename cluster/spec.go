@@ -29,6 +29,9 @@ const maxErrors = 100
 type SourceFile struct {
 	Name string
 	Data []byte
+	// Namespace is that of the services in the file that name none
+	// (default "default"); one that names another is an error.
+	Namespace string
 }
 
 // FieldError is one problem in a spec file. Line and Column are 1-based and
@@ -171,7 +174,10 @@ func parseFile(f SourceFile, budget int) ([]located, ErrorList, bool) {
 	if len(f.Data) > MaxFileSize {
 		return nil, ErrorList{{File: f.Name, Msg: fmt.Sprintf("file is %d bytes; the limit is %d (1 MiB)", len(f.Data), MaxFileSize)}}, budget <= 1
 	}
-	d := &decoder{file: f.Name, budget: budget}
+	if problem := dns1123LabelProblem(f.Namespace); f.Namespace != "" && problem != "" {
+		return nil, ErrorList{{File: f.Name, Msg: fmt.Sprintf("namespace %s is not a valid DNS-1123 label: %s", quote(f.Namespace), problem)}}, budget <= 1
+	}
+	d := &decoder{file: f.Name, namespace: f.Namespace, budget: budget}
 	var out []located
 	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
 	for !d.full() {
@@ -210,9 +216,10 @@ func parseFile(f SourceFile, budget int) ([]located, ErrorList, bool) {
 // Decoding checks shape and types; validation then checks meaning on the
 // typed Service and finds its positions again through nodes.
 type decoder struct {
-	file   string
-	errs   ErrorList
-	budget int // how many errors to collect before giving up
+	file      string
+	namespace string // of services that name none; "" for default
+	errs      ErrorList
+	budget    int // how many errors to collect before giving up
 	// Per document: the key and value nodes at each field path, for
 	// validation to report at.
 	keys, nodes map[string]*yaml.Node
@@ -236,14 +243,23 @@ func (d *decoder) document(doc *yaml.Node) []located {
 	}
 	root := doc.Content[0]
 	d.nodes[""] = root
+	return d.object(root, "")
+}
+
+// object decodes a document: a service, a list of services, or a list of
+// documents under items (what `rune get -o yaml` prints). status is what
+// runed assigned, which get prints beside the spec; cast ignores it.
+func (d *decoder) object(n *yaml.Node, path string) []located {
 	var out []located
 	one := func(n *yaml.Node, path string) { out = append(out, d.service(n, path)) }
-	if !d.expect(root, "", yaml.MappingNode, `a mapping with a "service" or "services" key`) {
+	if !d.expect(n, path, yaml.MappingNode, `a mapping with a "service" or "services" key`) {
 		return nil
 	}
-	d.mapping(root, "", field{"service", one}, field{"services", d.each(one)})
-	if d.has("service") && d.has("services") {
-		d.fail(root, "", `use either "service" or "services", not both`)
+	d.mapping(n, path, field{"service", one}, field{"services", d.each(one)},
+		field{"items", d.each(func(n *yaml.Node, path string) { out = append(out, d.object(n, path)...) })},
+		field{"status", func(*yaml.Node, string) {}})
+	if d.has(join(path, "service")) && d.has(join(path, "services")) {
+		d.fail(n, path, `use either "service" or "services", not both`)
 	}
 	return out
 }
@@ -527,9 +543,15 @@ func (d *decoder) validate(s *Service, path string) {
 	} else {
 		d.label(path+".name", s.Name)
 	}
-	if s.Namespace == "" {
+	switch {
+	case s.Namespace == "" && d.namespace != "":
+		s.Namespace = d.namespace
+	case s.Namespace == "":
 		s.Namespace = "default"
-	} else {
+	case d.namespace != "" && s.Namespace != d.namespace:
+		// As kubectl apply -n: a document may not contradict the namespace it is cast into.
+		d.invalid(path+".namespace", "is %q, but the cast is into namespace %q", s.Namespace, d.namespace)
+	default:
 		d.label(path+".namespace", s.Namespace)
 	}
 	if s.Scale != nil && *s.Scale < 0 {

@@ -556,7 +556,7 @@ func TestFastPathOverTLS(t *testing.T) {
 	sb := startScriptedBackend(t, "127.0.0.1")
 	ing := startIngress(t, n, ACMEOptions{})
 	certPEM, keyPEM := ca.issue(t, time.Now().Add(24*time.Hour), fastHost)
-	if err := StoreTLSSecret(ctx, n.Log, "default", "fast-tls", certPEM, keyPEM); err != nil {
+	if _, err := StoreTLSSecret(ctx, n.Log, "default", "fast-tls", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	n.cast(t, "fast", sb.port, fastHost, "    tls:\n      mode: manual\n      secret: fast-tls\n")

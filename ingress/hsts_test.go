@@ -30,7 +30,7 @@ func TestHSTSOnEveryHTTPSResponse(t *testing.T) {
 	// Nothing listens behind down (the fast path answers 502); idle has no
 	// endpoints (net/http answers 503).
 	exposeManual(t, n, ing, "down", "down.example.test", "127.0.0.2", port, certPEM, keyPEM)
-	if err := StoreTLSSecret(t.Context(), n.Log, "default", "idle-tls", certPEM, keyPEM); err != nil {
+	if _, err := StoreTLSSecret(t.Context(), n.Log, "default", "idle-tls", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	n.cast(t, "idle", port, "idle.example.test", "    tls:\n      mode: manual\n      secret: idle-tls\n")

@@ -18,7 +18,7 @@ func TestManualTLSEndToEnd(t *testing.T) {
 	ing := startIngress(t, n, ACMEOptions{})
 
 	certPEM, keyPEM := ca.issue(t, time.Now().Add(30*24*time.Hour+time.Hour), "shop.example.test")
-	if err := StoreTLSSecret(ctx, n.Log, "default", "shop-tls", certPEM, keyPEM); err != nil {
+	if _, err := StoreTLSSecret(ctx, n.Log, "default", "shop-tls", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	n.cast(t, "shop", port, "shop.example.test", "    tls:\n      mode: manual\n      secret: shop-tls\n")
@@ -46,7 +46,7 @@ func TestManualTLSEndToEnd(t *testing.T) {
 
 	// Rotating the secret is picked up without a restart.
 	certPEM2, keyPEM2 := ca.issue(t, time.Now().Add(60*24*time.Hour+time.Hour), "shop.example.test")
-	if err := StoreTLSSecret(ctx, n.Log, "default", "shop-tls", certPEM2, keyPEM2); err != nil {
+	if _, err := StoreTLSSecret(ctx, n.Log, "default", "shop-tls", certPEM2, keyPEM2); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the rotated certificate", func() bool {
@@ -73,7 +73,7 @@ func TestStoreTLSSecretRefusesBadInputAndWritesNothing(t *testing.T) {
 		{"not PEM", "default", "s", []byte("hello"), keyPEM, "certificate is not PEM"},
 		{"bad name", "default", "Bad_Name", certPEM, keyPEM, `secret name "Bad_Name" is invalid`},
 	} {
-		err := StoreTLSSecret(ctx, n.Log, tc.ns, tc.secret, tc.cert, tc.key)
+		_, err := StoreTLSSecret(ctx, n.Log, tc.ns, tc.secret, tc.cert, tc.key)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want it to say %q", tc.name, err, tc.want)
 		}

@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/orderedlog"
 )
 
@@ -27,22 +29,74 @@ func secretKey(ns, name string) string { return orderedlog.PrefixSecrets + ns + 
 
 // StoreTLSSecret validates a certificate chain and its private key and stores
 // them as the TLS secret ns/name for `tls: {mode: manual, secret: name}`,
-// replacing any previous value. Nothing is written when validation fails.
-func StoreTLSSecret(ctx context.Context, log orderedlog.Log, ns, name string, certPEM, keyPEM []byte) error {
+// replacing any previous value. It reports what it did as kubectl apply
+// does: created, configured, or unchanged (nothing written). Nothing is
+// written when validation fails.
+func StoreTLSSecret(ctx context.Context, log orderedlog.Log, ns, name string, certPEM, keyPEM []byte) (string, error) {
 	for what, v := range map[string]string{"namespace": ns, "secret name": name} {
 		if !validName(v) {
-			return fmt.Errorf("%s %q is invalid: use 1-253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", what, v)
+			return "", fmt.Errorf("%s %q is invalid: use 1-253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", what, v)
 		}
 	}
 	if _, err := parseKeyPair(certPEM, keyPEM, time.Now()); err != nil {
-		return fmt.Errorf("TLS secret %s/%s: %w", ns, name, err)
+		return "", fmt.Errorf("TLS secret %s/%s: %w", ns, name, err)
 	}
 	v, err := json.Marshal(tlsSecret{Type: secretTypeTLS, Cert: string(certPEM), Key: string(keyPEM)})
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = log.Propose(ctx, []orderedlog.Op{orderedlog.Put(secretKey(ns, name), v)})
-	return err
+	cur, exists, _, err := log.Get(ctx, secretKey(ns, name))
+	switch {
+	case err != nil:
+		return "", err
+	case exists && bytes.Equal(cur.Value, v):
+		return "unchanged", nil
+	}
+	// Conditional on what was read, so the action reported is the one done.
+	if _, err := log.Propose(ctx, []orderedlog.Op{orderedlog.PutIf(secretKey(ns, name), v, cur.Rev)}); err != nil {
+		return "", err
+	}
+	if exists {
+		return "configured", nil
+	}
+	return "created", nil
+}
+
+// ListSecrets describes the secrets of ns ("" = every namespace), in
+// namespace and name order.
+func ListSecrets(ctx context.Context, log orderedlog.Reader, ns string) ([]status.Secret, error) {
+	prefix := orderedlog.PrefixSecrets
+	if ns != "" {
+		prefix += ns + "/"
+	}
+	kvs, _, err := log.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]status.Secret, 0, len(kvs))
+	now := time.Now()
+	for _, kv := range kvs {
+		sns, name, _ := strings.Cut(strings.TrimPrefix(kv.Key, orderedlog.PrefixSecrets), "/")
+		info := status.Secret{Namespace: sns, Name: name, Type: secretTypeTLS, Hosts: []string{}}
+		cert, err := decodeTLSSecret(sns, name, kv.Value, now)
+		if err != nil {
+			info.Error = err.Error()
+		} else if leaf := cert.Leaf; leaf != nil {
+			info.Hosts, info.NotAfter = append(info.Hosts, leaf.DNSNames...), leaf.NotAfter
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// DeleteSecret removes the secret ns/name; found reports whether it existed.
+func DeleteSecret(ctx context.Context, log orderedlog.Log, ns, name string) (found bool, err error) {
+	cur, exists, _, err := log.Get(ctx, secretKey(ns, name))
+	if err != nil || !exists {
+		return false, err
+	}
+	_, err = log.Propose(ctx, []orderedlog.Op{orderedlog.DeleteIf(secretKey(ns, name), cur.Rev)})
+	return err == nil, err
 }
 
 // parseKeyPair checks what a served certificate needs: PEM that parses, a

@@ -25,7 +25,7 @@ import (
 // certificate.
 func exposeManual(t *testing.T, n *node, ing *Ingress, name, host, ip string, port int, certPEM, keyPEM []byte) {
 	t.Helper()
-	if err := StoreTLSSecret(context.Background(), n.Log, "default", name+"-tls", certPEM, keyPEM); err != nil {
+	if _, err := StoreTLSSecret(context.Background(), n.Log, "default", name+"-tls", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	n.cast(t, name, port, strconv.Quote(host), fmt.Sprintf("    tls:\n      mode: manual\n      secret: %s-tls\n", name))

@@ -22,6 +22,7 @@ import (
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/dockersrc"
 	"github.com/runenet/runenet/ingress"
+	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/node/nodeconfig"
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/policy"
@@ -234,9 +235,14 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 	}
 	r.listener = l
 	srv.Controller, srv.View, srv.Log, srv.Readiness = r.controller, r.view, lg, &r.readiness
+	srv.NodeName = cfg.NodeName
 	srv.Policy, srv.PortForwarder, srv.Ingress = r.policyAPI, r.portForwarder, r.ingressAPI
-	srv.StoreTLSSecret = func(ctx context.Context, ns, name string, cert, key []byte) error {
+	srv.StoreTLSSecret = func(ctx context.Context, ns, name string, cert, key []byte) (string, error) {
 		return ingress.StoreTLSSecret(ctx, lg, ns, name, cert, key)
+	}
+	srv.ListSecrets = func(ctx context.Context, ns string) ([]status.Secret, error) { return ingress.ListSecrets(ctx, lg, ns) }
+	srv.DeleteSecret = func(ctx context.Context, ns, name string) (bool, error) {
+		return ingress.DeleteSecret(ctx, lg, ns, name)
 	}
 	srv.Warnings = r.warnings
 	r.httpSrv = &http.Server{

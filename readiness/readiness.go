@@ -36,21 +36,43 @@ func (r *Registry) Unregister(name string) {
 	delete(r.checks, name)
 }
 
+// State is one subsystem's readiness, as `rune status` shows it.
+type State struct {
+	Name   string `json:"name"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"` // why not, when not
+}
+
+// States runs every check and reports each, sorted by name.
+func (r *Registry) States() []State {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]State, 0, len(r.checks))
+	for name, c := range r.checks {
+		ok, why := c()
+		st := State{Name: name, Ready: ok}
+		if !ok {
+			st.Reason = why
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // Ready reports whether every check passes; when not, it lists
 // "name: reason" for each failing one, sorted. An empty registry is not
 // ready: nothing has said the data path exists.
 func (r *Registry) Ready() (bool, []string) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if len(r.checks) == 0 {
+	states := r.States()
+	if len(states) == 0 {
 		return false, []string{"no data-path subsystem registered"}
 	}
 	var failing []string
-	for name, c := range r.checks {
-		if ok, why := c(); !ok {
-			failing = append(failing, name+": "+why)
+	for _, st := range states {
+		if !st.Ready {
+			failing = append(failing, st.Name+": "+st.Reason)
 		}
 	}
-	sort.Strings(failing)
 	return len(failing) == 0, failing
 }

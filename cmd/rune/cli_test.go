@@ -121,16 +121,18 @@ func TestTour(t *testing.T) {
 
 	var list struct {
 		Items []struct {
-			VIP  string `json:"vip"`
-			Spec struct {
+			Status struct {
+				VIP string `json:"vip"`
+			} `json:"status"`
+			Service struct {
 				Name string `json:"name"`
-			} `json:"spec"`
+			} `json:"service"`
 		} `json:"items"`
 	}
 	if err := json.Unmarshal([]byte(mustRun(t, addr, "get", "services", "-A", "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Items) != 2 || list.Items[0].Spec.Name != "api" || list.Items[0].VIP != apiVIP {
+	if len(list.Items) != 2 || list.Items[0].Service.Name != "api" || list.Items[0].Status.VIP != apiVIP {
 		t.Fatalf("json: %+v", list)
 	}
 	var y map[string]any
@@ -158,7 +160,7 @@ func TestFailuresExitWithAReason(t *testing.T) {
 	}{
 		{[]string{"cast", bad}, `bad.yaml:3`},
 		{[]string{"cast", "/no/such/file.yaml"}, "no such file"},
-		{[]string{"delete", "service", "ghost"}, `service "ghost" not found in namespace "default"`},
+		{[]string{"delete", "service", "ghost"}, `service "default/ghost" not found`},
 		{[]string{"instance", "ready", "ghost"}, `instance "ghost" not found`},
 		{[]string{"instance", "register", "x", "--service", "api", "--ip", "nope", "--node", "n"}, `--ip "nope"`},
 		{[]string{"get", "services", "-o", "xml"}, "unknown output format"},

@@ -1,34 +1,74 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/runenet/runenet/api"
-	"github.com/runenet/runenet/ingress/status"
 )
 
-func printIngresses(cmd *cobra.Command, g *globals, f *nsFlags, output string) error {
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	list, err := c.Ingresses(cmd.Context(), f.query())
-	if err != nil {
-		return err
-	}
-	if output != "table" {
-		return printStructured(cmd.OutOrStdout(), output, list)
-	}
-	return status.WriteTable(cmd.OutOrStdout(), list.Items, time.Now())
+var ingressKind = kind{
+	plural: "ingresses", singular: "ingress", aliases: []string{"ingress", "ing"},
+	header: []string{"SERVICE", "HOST", "TLS", "CERT", "EXPIRES", "REASON"},
+	list: func(ctx context.Context, c *api.Client, ns string) ([]item, error) {
+		list, err := c.Ingresses(ctx, ns)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		items := make([]item, 0, len(list.Items))
+		for _, r := range list.Items {
+			cert, reason := r.Cert, r.Error
+			if cert == "" {
+				cert = "-"
+			}
+			if reason == "" {
+				reason = "-"
+			}
+			items = append(items, item{
+				ns: r.Namespace, name: r.Service,
+				row: []string{r.Service, r.Host, r.TLS, cert, r.Expires(now), reason},
+				doc: r,
+			})
+		}
+		return items, nil
+	},
+}
+
+var secretKind = kind{
+	plural: "secrets", singular: "secret", aliases: []string{"secret"},
+	header: []string{"NAME", "TYPE", "HOSTS", "EXPIRES"},
+	wide:   []string{"ERROR"},
+	list: func(ctx context.Context, c *api.Client, ns string) ([]item, error) {
+		list, err := c.Secrets(ctx, ns)
+		if err != nil {
+			return nil, err
+		}
+		items := make([]item, 0, len(list.Items))
+		for _, s := range list.Items {
+			expires := "-"
+			if !s.NotAfter.IsZero() {
+				expires = s.NotAfter.UTC().Format(time.DateOnly)
+			}
+			items = append(items, item{
+				ns: s.Namespace, name: s.Name,
+				row:  []string{s.Name, s.Type, orNone(strings.Join(s.Hosts, ",")), expires},
+				wide: []string{orNone(s.Error)},
+				doc:  s,
+			})
+		}
+		return items, nil
+	},
 }
 
 func newSecret(g *globals) *cobra.Command {
-	secret := &cobra.Command{Use: "secret", Short: "Manage secrets (TLS certificates for manual ingress TLS)"}
-	tls := &cobra.Command{Use: "tls", Short: "TLS certificate secrets"}
+	secret := group("secret", "Manage secrets (TLS certificates for manual ingress TLS)", "command")
+	tls := group("tls", "TLS certificate secrets", "command")
 	var ns, certFile, keyFile string
 	create := &cobra.Command{
 		Use:   "create NAME --cert FILE --key FILE",
@@ -47,14 +87,15 @@ func newSecret(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.CreateTLSSecret(cmd.Context(), api.TLSSecretRequest{Namespace: ns, Name: args[0], Cert: string(cert), Key: string(key)}); err != nil {
+			action, err := c.CreateTLSSecret(cmd.Context(), api.TLSSecretRequest{Namespace: ns, Name: args[0], Cert: string(cert), Key: string(key)})
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "secret/%s (%s) created\n", args[0], ns)
+			fmt.Fprintf(cmd.OutOrStdout(), "secret/%s (%s) %s\n", args[0], ns, action)
 			return nil
 		},
 	}
-	create.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	g.namespaceFlag(create, &ns)
 	create.Flags().StringVar(&certFile, "cert", "", "PEM certificate chain, leaf first")
 	create.Flags().StringVar(&keyFile, "key", "", "PEM private key")
 	_ = create.MarkFlagRequired("cert")

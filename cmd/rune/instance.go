@@ -3,18 +3,16 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"time"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/runenet/runenet/api"
+	"github.com/runenet/runenet/cluster"
 )
 
 func newInstance(g *globals) *cobra.Command {
-	inst := &cobra.Command{
-		Use:   "instance",
-		Short: "Report instances as an orchestrator does: register, ready, unready, deregister",
-	}
+	inst := group("instance", "Report instances as an orchestrator does: register, ready, unready, deregister", "command")
 	var req api.RegisterInstanceRequest
 	var ip string
 	register := &cobra.Command{
@@ -39,13 +37,14 @@ func newInstance(g *globals) *cobra.Command {
 		},
 	}
 	register.Flags().StringVar(&req.Service, "service", "", "service the instance belongs to")
-	register.Flags().StringVarP(&req.Namespace, "namespace", "n", "default", "namespace of the service")
+	g.namespaceFlag(register, &req.Namespace)
 	register.Flags().StringVar(&ip, "ip", "", "the instance's IP address")
 	register.Flags().StringVar(&req.Node, "node", "", "node the instance runs on")
 	register.Flags().BoolVar(&req.Ready, "ready", true, "whether it passes its health checks")
 	for _, f := range []string{"service", "ip", "node"} {
 		_ = register.MarkFlagRequired(f)
 	}
+	_ = register.RegisterFlagCompletionFunc("service", g.completeNames(serviceKind, func() string { return req.Namespace }, 0))
 
 	inst.AddCommand(register,
 		instanceOp(g, "ready", "Mark an instance healthy: it joins its service's endpoints", func(c *api.Client, cmd *cobra.Command, id string) error {
@@ -64,9 +63,13 @@ func newInstance(g *globals) *cobra.Command {
 	return inst
 }
 
+// instanceOp is a command on one instance by ID. Instance IDs are unique
+// across namespaces, so -n is a check rather than a scope: given, the
+// instance must be in that namespace.
 func instanceOp(g *globals, verb, short string, do func(*api.Client, *cobra.Command, string) error) *cobra.Command {
 	past := map[string]string{"ready": "ready", "unready": "unready", "deregister": "deregistered"}[verb]
-	return &cobra.Command{
+	var ns string
+	cmd := &cobra.Command{
 		Use:   verb + " ID",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
@@ -75,6 +78,15 @@ func instanceOp(g *globals, verb, short string, do func(*api.Client, *cobra.Comm
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("namespace") {
+				list, err := c.Instances(cmd.Context(), ns)
+				if err != nil {
+					return err
+				}
+				if !slices.ContainsFunc(list.Items, func(in cluster.Instance) bool { return in.ID == args[0] }) {
+					return cluster.NotFound("instance", cluster.NamespacedName{Namespace: ns, Name: args[0]})
+				}
+			}
 			if err := do(c, cmd, args[0]); err != nil {
 				return err
 			}
@@ -82,16 +94,25 @@ func instanceOp(g *globals, verb, short string, do func(*api.Client, *cobra.Comm
 			return nil
 		},
 	}
+	g.namespaceFlag(cmd, &ns)
+	cmd.ValidArgsFunction = g.completeNames(instanceKind, func() string {
+		if cmd.Flags().Changed("namespace") {
+			return ns
+		}
+		return ""
+	}, 1)
+	return cmd
 }
 
 func newDelete(g *globals) *cobra.Command {
-	del := &cobra.Command{Use: "delete", Short: "Delete objects"}
+	del := group("delete KIND NAME...", "Delete services or secrets", "kind")
 	var ns string
 	svc := &cobra.Command{
-		Use:     "service NAME...",
-		Aliases: []string{"services", "svc"},
-		Short:   "Delete services; their VIPs are held for a while in case they come back",
-		Args:    cobra.MinimumNArgs(1),
+		Use:               "service NAME...",
+		Aliases:           []string{"services", "svc"},
+		Short:             "Delete services; their VIPs are held for a while in case they come back",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: g.completeNames(serviceKind, func() string { return ns }, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -106,71 +127,29 @@ func newDelete(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	svc.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
-	del.AddCommand(svc)
-	return del
-}
-
-func newStatus(g *globals) *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show runed's log position, lag and readiness",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	g.namespaceFlag(svc, &ns)
+	var secretNS string
+	secret := &cobra.Command{
+		Use:               "secret NAME...",
+		Aliases:           []string{"secrets"},
+		Short:             "Delete secrets; a service that names one serves no certificate for it after",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: g.completeNames(secretKind, func() string { return secretNS }, 0),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			st, err := c.Status(cmd.Context())
-			if err != nil {
-				return err
+			for _, name := range args {
+				if err := c.DeleteSecret(cmd.Context(), secretNS, name); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "secret/%s (%s) deleted\n", name, secretNS)
 			}
-			if output != "table" {
-				return printStructured(cmd.OutOrStdout(), output, st)
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "seq:          %d (tail %d)\n", st.Seq, st.Tail)
-			fmt.Fprintf(w, "lag:          %s (stale budget %s, stale=%t)\n",
-				time.Duration(st.LagSeconds*float64(time.Second)).Round(time.Millisecond),
-				time.Duration(st.StaleBudgetSeconds*float64(time.Second)), st.Stale)
-			fmt.Fprintf(w, "ready:        %t\n", st.Ready)
-			for _, r := range st.NotReady {
-				fmt.Fprintf(w, "  not ready:  %s\n", r)
-			}
-			for _, warning := range st.Warnings {
-				fmt.Fprintf(w, "warning:      %s\n", warning)
-			}
-			fmt.Fprintf(w, "cluster CIDR: %s\n", st.ClusterCIDR)
-			fmt.Fprintf(w, "services:     %d\ninstances:    %d\n", st.Services, st.Instances)
 			return nil
 		},
 	}
-	addOutputFlag(cmd, &output)
-	return cmd
-}
-
-func newDebug(g *globals) *cobra.Command {
-	dbg := &cobra.Command{Use: "debug", Short: "Fault injection and diagnostics (runed must run with --debug-api)"}
-	dbg.AddCommand(&cobra.Command{
-		Use:   "pause-watch DURATION",
-		Short: "Stop runed's View from applying the log for DURATION, to see every consumer fail closed past the stale budget",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := time.ParseDuration(args[0])
-			if err != nil {
-				return fmt.Errorf("duration %q: %w (e.g. 40s)", args[0], err)
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.PauseWatch(cmd.Context(), d.Seconds()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "watch paused for %s\n", d)
-			return nil
-		},
-	})
-	return dbg
+	g.namespaceFlag(secret, &secretNS)
+	del.AddCommand(svc, secret)
+	return del
 }

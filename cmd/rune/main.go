@@ -3,14 +3,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/runenet/runenet/api"
+	"github.com/runenet/runenet/corefile"
 )
 
 func main() {
@@ -18,9 +21,19 @@ func main() {
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		// The reason on one line; a spec with several problems lists one per line after it.
-		fmt.Fprintln(os.Stderr, "rune: "+strings.TrimSpace(err.Error()))
+		fmt.Fprintln(os.Stderr, "rune: "+strings.TrimSpace(explain(err).Error()))
 		os.Exit(1)
 	}
+}
+
+// explain adds to an unreachable runed where rune looks for one.
+func explain(err error) error {
+	var ue *api.UnreachableError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	return fmt.Errorf("%w\nis runed running? Without --api or RUNE_API, rune uses the first socket that exists of %s (production) and %s (dev mode)",
+		err, socketIn(corefile.DefaultDataDir), socketIn(corefile.DevDataDir()))
 }
 
 type globals struct {
@@ -62,21 +75,12 @@ func envOr(k, def string) string {
 // defaultAPI finds runed's socket where runed puts it by default: the
 // production data dir, else the dev-mode one.
 func defaultAPI() string {
-	for _, dir := range defaultDataDirs() {
-		p := dir + "/runed.sock"
-		if _, err := os.Stat(p); err == nil {
-			return "unix://" + p
+	for _, dir := range []string{corefile.DefaultDataDir, corefile.DevDataDir()} {
+		if _, err := os.Stat(socketIn(dir)); err == nil {
+			return "unix://" + socketIn(dir)
 		}
 	}
-	return "unix:///var/lib/rune/runed.sock"
+	return "unix://" + socketIn(corefile.DefaultDataDir)
 }
 
-func defaultDataDirs() []string {
-	dirs := []string{"/var/lib/rune"}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		dirs = append(dirs, d+"/rune")
-	} else if h, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, h+"/.local/state/rune")
-	}
-	return append(dirs, ".rune")
-}
+func socketIn(dir string) string { return filepath.Join(dir, "runed.sock") }

@@ -12,11 +12,24 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// outputFormats are kubectl's -o values that every get accepts.
+var outputFormats = []string{"table", "wide", "name", "json", "yaml"}
+
+// addOutputFlag adds -o for a command that prints one kind of answer
+// (status, cast, policy check): table, json or yaml.
 func addOutputFlag(cmd *cobra.Command, output *string) {
 	cmd.Flags().StringVarP(output, "output", "o", "table", "output format: table, json or yaml")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
-// printStructured prints v as JSON or YAML with the API's field names.
+// addGetOutputFlag adds -o for a get.
+func addGetOutputFlag(cmd *cobra.Command, output *string) {
+	cmd.Flags().StringVarP(output, "output", "o", "table", "output format: "+strings.Join(outputFormats, ", "))
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// printStructured prints v as JSON or YAML with the API's field names, in
+// the order the Go types declare them.
 func printStructured(w io.Writer, format string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -27,18 +40,28 @@ func printStructured(w io.Writer, format string, v any) error {
 		_, err = fmt.Fprintln(w, string(b))
 		return err
 	case "yaml":
-		var generic any
-		if err := json.Unmarshal(b, &generic); err != nil {
+		// JSON is YAML: parsed into nodes it keeps its key order, and with
+		// its flow style and quotes cleared it prints as block YAML.
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
 			return err
 		}
-		out, err := yaml.Marshal(generic)
-		if err != nil {
+		blockStyle(&doc)
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(&doc); err != nil {
 			return err
 		}
-		_, err = w.Write(out)
-		return err
+		return enc.Close()
 	}
 	return fmt.Errorf("unknown output format %q: use table, json or yaml", format)
+}
+
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
 }
 
 // table prints rows under a header, tab-aligned like kubectl.

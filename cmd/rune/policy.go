@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,31 +12,32 @@ import (
 	"github.com/runenet/runenet/cluster"
 )
 
-func printPolicies(cmd *cobra.Command, g *globals, f *nsFlags, output string) error {
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	list, err := c.Policies(cmd.Context(), f.query())
-	if err != nil {
-		return err
-	}
-	if output != "table" {
-		return printStructured(cmd.OutOrStdout(), output, list)
-	}
-	rows := make([][]string, 0, len(list.Items))
-	for _, it := range list.Items {
-		p := &it.Policy
-		rules := append(ruleSummaries("in", it.Namespace, p.Ingress, true), ruleSummaries("eg", it.Namespace, p.Egress, false)...)
-		if len(rules) == 0 {
-			rules = []string{"<none>"}
+var policyKind = kind{
+	plural: "policies", singular: "policy", aliases: []string{"policy", "netpol"},
+	header: []string{"SERVICE", "INGRESS", "EGRESS", "RULES"},
+	list: func(ctx context.Context, c *api.Client, ns string) ([]item, error) {
+		list, err := c.Policies(ctx, ns)
+		if err != nil {
+			return nil, err
 		}
-		rows = append(rows, f.withNS(it.Namespace, []string{it.Service,
-			direction(p.HasIngress || p.Ingress != nil, len(p.Ingress)),
-			direction(p.HasEgress || p.Egress != nil, len(p.Egress)),
-			strings.Join(rules, "; ")}))
-	}
-	return table(cmd.OutOrStdout(), f.withNS("NAMESPACE", []string{"SERVICE", "INGRESS", "EGRESS", "RULES"}), rows)
+		items := make([]item, 0, len(list.Items))
+		for _, it := range list.Items {
+			p := &it.Policy
+			rules := append(ruleSummaries("in", it.Namespace, p.Ingress, true), ruleSummaries("eg", it.Namespace, p.Egress, false)...)
+			if len(rules) == 0 {
+				rules = []string{"<none>"}
+			}
+			items = append(items, item{
+				ns: it.Namespace, name: it.Service,
+				row: []string{it.Service,
+					direction(p.HasIngress || p.Ingress != nil, len(p.Ingress)),
+					direction(p.HasEgress || p.Egress != nil, len(p.Egress)),
+					strings.Join(rules, "; ")},
+				doc: policyItemDoc{Namespace: it.Namespace, Service: it.Service, Policy: newPolicyDoc(p)},
+			})
+		}
+		return items, nil
+	},
 }
 
 // direction summarizes one direction: no block allows everything; a block
@@ -93,7 +95,7 @@ func ruleSummaries(prefix, ns string, rules []cluster.PolicyRule, ingress bool) 
 var errDenied = errors.New("the connection would be denied")
 
 func newPolicy(g *globals) *cobra.Command {
-	pol := &cobra.Command{Use: "policy", Short: "Inspect network policy"}
+	pol := group("policy", "Inspect network policy", "command")
 	var from, to, proto, output string
 	check := &cobra.Command{
 		Use:   "check --from SERVICE.NAMESPACE|IP --to SERVICE.NAMESPACE[:PORT]",

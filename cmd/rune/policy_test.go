@@ -94,7 +94,7 @@ func TestPolicyCheck(t *testing.T) {
 		{[]string{"--from", "worker.jobs", "--to", "web:80"}, "denied: default deny of jobs/worker egress (no rule matches to service web.default on 80/tcp)\n", errDenied},
 		{[]string{"--from", "api", "--to", "web"}, "denied: default deny of default/api egress (no rule matches to service web.default on 80/tcp)\n", errDenied},
 		{[]string{"--from", "web", "--to", "worker.jobs"}, "", errors.New(`service jobs/worker has no port ""`)},
-		{[]string{"--from", "ghost", "--to", "api:http"}, "", errors.New(`service "ghost" not found in namespace "default"`)},
+		{[]string{"--from", "ghost", "--to", "api:http"}, "", errors.New(`service "default/ghost" not found`)},
 		{[]string{"--to", "api:http"}, "", errors.New("needs --from and --to")},
 	} {
 		out, err := run(t, addr, append([]string{"policy", "check"}, tc.args...)...)

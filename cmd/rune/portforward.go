@@ -45,7 +45,8 @@ lasts until this command is interrupted.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	g.namespaceFlag(cmd, &ns)
+	cmd.ValidArgsFunction = g.completeNames(serviceKind, func() string { return ns }, 1)
 	cmd.Flags().StringVar(&address, "address", "127.0.0.1", "loopback address to listen on")
 	return cmd
 }

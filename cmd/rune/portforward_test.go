@@ -62,16 +62,28 @@ func TestPortForward(t *testing.T) {
 	rt.SetPortForwarder(dp.Proxy())
 	defer rt.SetPortForwarder(nil)
 
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	clash := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port) + ":18080"
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"port-forward", "nosuch", "18090:80"}, `service "default/nosuch" not found`},
+		{[]string{"port-forward", "api", "-n", "other", "18080"}, `service "other/api" not found`},
 		{[]string{"port-forward", "api", "9999"}, "no TCP port 9999"},
+		{[]string{"port-forward", "api", clash}, "address already in use"},
 		{[]string{"port-forward", "api", "abc"}, "want PORT or LOCAL:PORT"},
 		{[]string{"port-forward", "api", "0:18080", "--address", "10.0.0.1"}, "loopback"},
 	} {
-		if _, err := run(t, addr, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+		_, err := run(t, addr, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("rune %s: %v, want %q", strings.Join(tc.args, " "), err, tc.want)
+		} else if n := strings.Count(err.Error(), "port-forward"); n > 1 {
+			t.Errorf("rune %s: %q says port-forward %d times", strings.Join(tc.args, " "), err, n)
 		}
 	}
 

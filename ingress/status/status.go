@@ -1,6 +1,7 @@
-// Package status is the edge ingress's status rows, as `rune get ingresses`
-// prints them. It is apart from ingress/ so that the API and the CLI can use
-// the rows without linking the ingress (certmagic and all).
+// Package status is what the edge ingress reports through the API: a row per
+// route (`rune get ingresses`) and per TLS secret (`rune get secrets`). It is
+// apart from ingress/ so that the API and the CLI can use the rows without
+// linking the ingress (certmagic and all).
 package status
 
 import (
@@ -19,6 +20,18 @@ type Row struct {
 	Cert      string    `json:"cert,omitempty"` // pending, ready, error; empty without TLS
 	NotAfter  time.Time `json:"notAfter,omitzero"`
 	Error     string    `json:"error,omitempty"` // why Cert is error
+}
+
+// Secret describes a stored secret without its key material: one line of
+// `rune get secrets`.
+type Secret struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Hosts     []string  `json:"hosts"`
+	NotAfter  time.Time `json:"notAfter,omitzero"`
+	// Error says why the stored value is not a usable TLS secret.
+	Error string `json:"error,omitempty"`
 }
 
 // Expires renders the time left as the CLI shows it: whole days ("89d"),

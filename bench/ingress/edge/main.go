@@ -58,7 +58,7 @@ func main() {
 	ctl := cluster.NewController(lg, view, cluster.ControllerOptions{})
 
 	certPEM, keyPEM := selfSigned(*host)
-	if err := ingress.StoreTLSSecret(ctx, lg, "default", "bench-tls", certPEM, keyPEM); err != nil {
+	if _, err := ingress.StoreTLSSecret(ctx, lg, "default", "bench-tls", certPEM, keyPEM); err != nil {
 		log.Fatal(err)
 	}
 	if *certOut != "" {
