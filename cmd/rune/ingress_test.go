@@ -99,4 +99,52 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 	if out := mustRun(t, addr, "get", "ing", "-o", "json"); !strings.Contains(out, `"host": "api.example.test"`) {
 		t.Fatalf("json: %s", out)
 	}
+
+	// Why a certificate is in error shows in the table, not only in -o json.
+	mustRun(t, addr, "cast", writeFile(t, "other.yaml", "service:\n  name: other\n  ports:\n    - port: 80\n  expose:\n    host: other.example.test\n    tls:\n      mode: manual\n      secret: api-tls\n"))
+	bad := regexp.MustCompile(`(?m)^other\s+other\.example\.test\s+manual\s+error\s+-\s+the certificate in secret api-tls \(api\.example\.test\) does not cover other\.example\.test$`)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out = mustRun(t, addr, "get", "ingresses", "other"); bad.MatchString(out) {
+			break
+		}
+	}
+	if !bad.MatchString(out) {
+		t.Fatalf("get ingresses other:\n%s", out)
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	addr := startRuned(t)
+	cert, key, otherKey := selfSigned(t, "api.example.test")
+	cert2, key2, _ := selfSigned(t, "api.example.test")
+	certFile, keyFile := writeFile(t, "tls.crt", string(cert)), writeFile(t, "tls.key", string(key))
+	_, err := run(t, addr, "secret", "tls", "create", "api-tls", "--cert", certFile, "--key", writeFile(t, "other.key", string(otherKey)))
+	if err == nil || strings.Count(err.Error(), "default/api-tls") != 1 {
+		t.Errorf("mismatched key: %v, want the secret named once", err)
+	}
+	for i, want := range []string{"created", "unchanged", "configured"} {
+		c, k := certFile, keyFile
+		if i == 2 {
+			c, k = writeFile(t, "tls2.crt", string(cert2)), writeFile(t, "tls2.key", string(key2))
+		}
+		if out := mustRun(t, addr, "secret", "tls", "create", "api-tls", "--cert", c, "--key", k); out != "secret/api-tls (default) "+want+"\n" {
+			t.Errorf("create #%d: %q, want %s", i+1, out, want)
+		}
+	}
+	out := mustRun(t, addr, "get", "secrets")
+	if !regexp.MustCompile(`(?m)^NAME\s+TYPE\s+HOSTS\s+EXPIRES$`).MatchString(out) || !regexp.MustCompile(`(?m)^api-tls\s+tls\s+api\.example\.test\s+\d{4}-\d\d-\d\d$`).MatchString(out) {
+		t.Errorf("get secrets:\n%s", out)
+	}
+	if out := mustRun(t, addr, "get", "secret", "api-tls", "-o", "yaml"); strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, "CERTIFICATE") || !strings.Contains(out, "name: api-tls") {
+		t.Errorf("get secret -o yaml shows key material or no name:\n%s", out)
+	}
+	if out := mustRun(t, addr, "delete", "secret", "api-tls"); out != "secret/api-tls (default) deleted\n" {
+		t.Errorf("delete secret: %q", out)
+	}
+	if _, err := run(t, addr, "delete", "secret", "api-tls"); err == nil || err.Error() != `secret "default/api-tls" not found` {
+		t.Errorf("delete a missing secret: %v", err)
+	}
+	if out := mustRun(t, addr, "get", "secrets", "-o", "json"); !strings.Contains(out, `"items": []`) {
+		t.Errorf("no secrets: %s", out)
+	}
 }
