@@ -220,6 +220,7 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 		}
 		_ = r.view.Run(ctx)
 	}()
+	go logStaleness(ctx, r.view, slog.Default(), staleCheckEvery)
 	r.readiness.Register("view", func() (bool, string) {
 		switch {
 		case !r.view.Loaded():

@@ -1,11 +1,16 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/node/nodeconfig"
@@ -150,3 +155,40 @@ func TestAPISettingsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// The log says when the View goes stale and when it recovers, once each.
+func TestLogsStaleness(t *testing.T) {
+	rt, err := Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", StaleBudget: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Release()
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go logStaleness(ctx, rt.View(), logger, 10*time.Millisecond)
+	logged := func(want string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(buf.String(), want) == 1
+	}
+	rt.View().PauseFor(400 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); !logged("view has caught up"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log:\n%s", buf.String())
+		}
+	}
+	if !logged("level=WARN msg=\"view is stale: ") || !logged("behind the log (budget 0.1 s)") {
+		t.Fatalf("log:\n%s", buf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
