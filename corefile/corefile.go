@@ -92,6 +92,29 @@ func DevDataDir() string {
 	return ".rune"
 }
 
+// IngressHTTPAddr is where the edge ingress serves HTTP: --ingress-http,
+// else the ingress plugin's default for the mode.
+func (o Options) IngressHTTPAddr() string {
+	switch {
+	case o.IngressHTTP != "":
+		return o.IngressHTTP
+	case o.DevMode:
+		return "127.0.0.1:8080"
+	}
+	return ":80"
+}
+
+// IngressHTTPSAddr is IngressHTTPAddr for HTTPS.
+func (o Options) IngressHTTPSAddr() string {
+	switch {
+	case o.IngressHTTPS != "":
+		return o.IngressHTTPS
+	case o.DevMode:
+		return "127.0.0.1:8443"
+	}
+	return ":443"
+}
+
 // Validate reports the first option that cannot be rendered, naming its flag.
 func (o *Options) Validate() error {
 	if o.NodeRole != "" && o.NodeRole != RoleEdge {
@@ -314,7 +337,7 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 	# connection{{if not .DevMode}}, and nftables filter chains for direct container-IP traffic{{end}}.
 	netpolicy
 {{- if eq .NodeRole "edge"}}
-	# Edge node: HTTP/HTTPS ingress on {{with .IngressHTTP}}{{.}}{{else}}{{if .DevMode}}127.0.0.1:8080{{else}}:80{{end}}{{end}} and {{with .IngressHTTPS}}{{.}}{{else}}{{if .DevMode}}127.0.0.1:8443{{else}}:443{{end}}{{end}} with ACME certificates.
+	# Edge node: HTTP/HTTPS ingress on {{.IngressHTTPAddr}} and {{.IngressHTTPSAddr}} with ACME certificates.
 {{- if or .ACMEEmail .ACMECA .ACMECARoot .IngressHTTP .IngressHTTPS}}
 	ingress {
 {{- if .IngressHTTP}}

@@ -157,6 +157,20 @@ func Attach(dataDir string) (*Runtime, error) {
 	return r, nil
 }
 
+// Only returns the process's runtime when exactly one is open, for runed's
+// start-up summary; it takes no reference.
+func Only() *Runtime {
+	mu.Lock()
+	defer mu.Unlock()
+	if len(runtimes) != 1 {
+		return nil
+	}
+	for _, r := range runtimes {
+		return r
+	}
+	return nil
+}
+
 // Release drops a reference; the last one closes the runtime.
 func (r *Runtime) Release() error {
 	mu.Lock()

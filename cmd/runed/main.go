@@ -209,7 +209,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "runed: %v\n", err)
 		os.Exit(2)
 	}
-	if fs.Lookup("conf").Value.String() == "" {
+	if conf := fs.Lookup("conf").Value.String(); conf != "" {
+		logStartup(nil, conf)
+	} else {
+		logStartup(&f.opts, "")
 		// Called at start and again at every check of the reload directive,
 		// which restarts the server when the rendering changed: that is
 		// how a network added to the host after start-up gets recursion.

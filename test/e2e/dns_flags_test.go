@@ -129,6 +129,19 @@ func TestDNSFromFlags(t *testing.T) {
 
 	n.start(t)
 	n.waitSOA(t, 30*time.Second)
+	// One block at start says what runs where.
+	checkStartupBlock(t, n.log.String(), []string{
+		"[INFO] runed is running (production) as node n1\n",
+		"\n  data dir      " + n.dataDir + "\n",
+		"\n  API           " + sock + "\n",
+		"\n  DNS           " + dnsAddr,
+		"; .rune names answer service VIPs\n",
+		"\n  metrics       http://127.0.0.1:9100/metrics\n",
+		"\n  ready         http://127.0.0.1:8181/ready\n",
+		"\n  ingress       HTTP 127.0.0.1:8088, HTTPS 127.0.0.1:8448\n",
+		"\n  forward       kernel: nftables DNAT",
+		"\n  cluster CIDR  10.100.0.0/16\n",
+	})
 	vip := n.cast(t, dnsServices)["default/api"]
 	if !netip.MustParsePrefix("10.100.0.0/16").Contains(netip.MustParseAddr(vip)) {
 		t.Fatalf("VIP %s is not from --cluster-cidr 10.100.0.0/16", vip)
@@ -172,6 +185,13 @@ func TestDNSFromFlags(t *testing.T) {
 		d.api = []string{"--api", "https://" + flagsAPIAddr, "--token", flagsToken, "--ca", cert}
 		d.start(t)
 		d.waitSOA(t, 30*time.Second)
+		checkStartupBlock(t, d.log.String(), []string{
+			"[INFO] runed is running (dev mode) as node ",
+			"\n  API           tcp://" + flagsAPIAddr + " (TLS)\n",
+			"; .rune names answer 127.0.0.1 for every service (dev mode)\n",
+			"\n  ingress       HTTP 127.0.0.1:8080, HTTPS 127.0.0.1:8443\n",
+			"\n  forward       proxy, listening on 127.0.0.1:<service port>",
+		})
 		d.cast(t, dnsServices)
 		d.waitAnswer(t, "api.default.rune.", 10*time.Second)
 		for _, addr := range []string{dnsAddr, bindIP + ":53"} {
@@ -264,6 +284,16 @@ func checkEveryCorefileFlag(t *testing.T, runed string, args []string) {
 		}
 		if !slices.Contains(args, "--"+name) {
 			t.Errorf("runed --%s is not among the flags this test starts runed with", name)
+		}
+	}
+}
+
+// checkStartupBlock checks runed's start-up block says each of want, once.
+func checkStartupBlock(t *testing.T, log string, want []string) {
+	t.Helper()
+	for _, w := range want {
+		if strings.Count(log, w) != 1 {
+			t.Errorf("start-up log does not say %q once:\n%s", w, log)
 		}
 	}
 }
