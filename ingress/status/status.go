@@ -6,8 +6,6 @@ package status
 
 import (
 	"fmt"
-	"io"
-	"text/tabwriter"
 	"time"
 )
 
@@ -48,18 +46,4 @@ func (r Row) Expires(now time.Time) string {
 	default:
 		return fmt.Sprintf("%dd", int(left/(24*time.Hour)))
 	}
-}
-
-// WriteTable prints rows in the `rune get ingresses` format.
-func WriteTable(w io.Writer, rows []Row, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tHOST\tTLS\tCERT\tEXPIRES")
-	for _, r := range rows {
-		cert := r.Cert
-		if cert == "" {
-			cert = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Service, r.Host, r.TLS, cert, r.Expires(now))
-	}
-	return tw.Flush()
 }
