@@ -1,19 +1,13 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runenet/runenet/ingress"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/node/nodeconfig"
 )
@@ -21,28 +15,9 @@ import (
 // selfSigned returns PEM cert and key for host, and a second, unrelated key.
 func selfSigned(t *testing.T, host string) (certPEM, keyPEM, otherKeyPEM []byte) {
 	t.Helper()
-	keyOf := func() (*ecdsa.PrivateKey, []byte) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	}
-	k, keyPEM := keyOf()
-	_, otherKeyPEM = keyOf()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, otherKeyPEM
+	certPEM, keyPEM = testkit.SelfSigned(t, host, 90*24*time.Hour)
+	_, otherKeyPEM = testkit.SelfSigned(t, host, time.Hour)
+	return certPEM, keyPEM, otherKeyPEM
 }
 
 func TestIngressesAndTLSSecrets(t *testing.T) {

@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 )
 
 func TestStatus(t *testing.T) {
-	rt, err := node.Acquire(node.Config{DataDir: t.TempDir(), NodeName: "node-7", StaleBudget: 300 * time.Millisecond})
+	rt, err := node.Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "node-7", StaleBudget: 300 * time.Millisecond, DebugAPI: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,14 +20,8 @@ import (
 // its own CA, so a client trusts it by its file.
 func ServerCert(tb testing.TB) (certFile, keyFile string) {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
+	certPEM, keyPEM := selfSign(tb, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: "runed test API"},
-		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:              []string{"localhost"},
@@ -35,7 +29,34 @@ func ServerCert(tb testing.TB) (certFile, keyFile string) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+	})
+	dir := tb.TempDir()
+	certFile, keyFile = filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
+	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
 	}
+	return certFile, keyFile
+}
+
+// SelfSigned returns a PEM certificate for host, valid from an hour ago for
+// validFor, and its PEM private key: what an operator uploads with
+// `rune secret tls create`.
+func SelfSigned(tb testing.TB, host string, validFor time.Duration) (certPEM, keyPEM []byte) {
+	tb.Helper()
+	return selfSign(tb, &x509.Certificate{Subject: pkix.Name{CommonName: host}, DNSNames: []string{host}, NotAfter: time.Now().Add(validFor)})
+}
+
+// selfSign signs tmpl (serial 1, valid from an hour ago) with a new P-256
+// key and returns both as PEM.
+func selfSign(tb testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl.SerialNumber, tmpl.NotBefore = big.NewInt(1), time.Now().Add(-time.Hour)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		tb.Fatal(err)
@@ -44,12 +65,5 @@ func ServerCert(tb testing.TB) (certFile, keyFile string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dir := tb.TempDir()
-	certFile, keyFile = filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
-	for f, b := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return certFile, keyFile
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }

@@ -2,14 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // TestREADMETour runs the README's tour, command by command, against a
@@ -35,7 +30,7 @@ func TestREADMETour(t *testing.T) {
 	n.waitSOA(t, 30*time.Second)
 
 	work := t.TempDir()
-	certPEM, keyPEM := tourCertificate(t, "api.example.com")
+	certPEM, keyPEM := testkit.SelfSigned(t, "api.example.com", 90*24*time.Hour)
 	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
 		if err := os.WriteFile(filepath.Join(work, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -171,27 +166,4 @@ func readTour(t *testing.T) []tourStep {
 		steps[len(steps)-1].want = append(steps[len(steps)-1].want, line)
 	}
 	return steps
-}
-
-// tourCertificate is the tour's tls.crt and tls.key: self-signed for host,
-// valid for 90 days.
-func tourCertificate(t *testing.T, host string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
