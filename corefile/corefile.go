@@ -95,24 +95,22 @@ func DevDataDir() string {
 // IngressHTTPAddr is where the edge ingress serves HTTP: --ingress-http,
 // else the ingress plugin's default for the mode.
 func (o Options) IngressHTTPAddr() string {
-	switch {
-	case o.IngressHTTP != "":
-		return o.IngressHTTP
-	case o.DevMode:
-		return "127.0.0.1:8080"
-	}
-	return ":80"
+	return o.ingressAddr(o.IngressHTTP, "127.0.0.1:8080", ":80")
 }
 
 // IngressHTTPSAddr is IngressHTTPAddr for HTTPS.
 func (o Options) IngressHTTPSAddr() string {
+	return o.ingressAddr(o.IngressHTTPS, "127.0.0.1:8443", ":443")
+}
+
+func (o Options) ingressAddr(set, dev, production string) string {
 	switch {
-	case o.IngressHTTPS != "":
-		return o.IngressHTTPS
+	case set != "":
+		return set
 	case o.DevMode:
-		return "127.0.0.1:8443"
+		return dev
 	}
-	return ":443"
+	return production
 }
 
 // Validate reports the first option that cannot be rendered, naming its flag.
