@@ -90,13 +90,22 @@ func ruleSummaries(prefix, ns string, rules []cluster.PolicyRule, ingress bool) 
 	return out
 }
 
+// inNamespace qualifies a bare service name with ns; SERVICE.NAMESPACE and
+// IP addresses stay as they are (a service name has no dots).
+func inNamespace(peer, ns string) string {
+	if strings.Contains(peer, ".") || strings.Contains(peer, ":") {
+		return peer
+	}
+	return peer + "." + ns
+}
+
 // errDenied makes `rune policy check` exit 1 for a denied connection, after
 // the verdict is printed, so scripts can branch on the exit status.
 var errDenied = errors.New("the connection would be denied")
 
 func newPolicy(g *globals) *cobra.Command {
 	pol := group("policy", "Inspect network policy", "command")
-	var from, to, proto, output string
+	var from, to, proto, output, ns string
 	check := &cobra.Command{
 		Use:   "check --from SERVICE.NAMESPACE|IP --to SERVICE.NAMESPACE[:PORT]",
 		Short: "Ask how this node would decide a new connection, and which rule decides it",
@@ -123,6 +132,9 @@ which). Needs the netpolicy directive in runed's Corefile.`,
 			if from == "" || svc == "" {
 				return errors.New("policy check needs --from and --to (e.g. --from web.default --to api.default:8080)")
 			}
+			if cmd.Flags().Changed("namespace") {
+				from, svc = inNamespace(from, ns), inNamespace(svc, ns)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -146,7 +158,8 @@ which). Needs the netpolicy directive in runed's Corefile.`,
 			return nil
 		},
 	}
-	check.Flags().StringVar(&from, "from", "", "source: SERVICE.NAMESPACE, SERVICE (namespace default) or an IP address")
+	check.Flags().StringVar(&from, "from", "", "source: SERVICE.NAMESPACE, SERVICE (namespace -n, default default) or an IP address")
+	g.namespaceFlag(check, &ns)
 	check.Flags().StringVar(&to, "to", "", "destination: SERVICE.NAMESPACE[:PORT], the port by name or number")
 	check.Flags().StringVar(&proto, "protocol", "", "tcp or udp, for a port number declared with both (default: the port's own, else tcp)")
 	addOutputFlag(check, &output)

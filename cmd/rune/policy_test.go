@@ -96,6 +96,9 @@ func TestPolicyCheck(t *testing.T) {
 		{[]string{"--from", "web", "--to", "worker.jobs"}, "", errors.New(`service jobs/worker has no port ""`)},
 		{[]string{"--from", "ghost", "--to", "api:http"}, "", errors.New(`service "default/ghost" not found`)},
 		{[]string{"--to", "api:http"}, "", errors.New("needs --from and --to")},
+		// -n qualifies the bare names, as kubectl's -n does.
+		{[]string{"-n", "jobs", "--from", "worker", "--to", "web.default:80"}, "denied: default deny of jobs/worker egress (no rule matches to service web.default on 80/tcp)\n", errDenied},
+		{[]string{"-n", "jobs", "--from", "10.1.2.3", "--to", "api:http"}, "", errors.New(`service "jobs/api" not found`)},
 	} {
 		out, err := run(t, addr, append([]string{"policy", "check"}, tc.args...)...)
 		switch {
