@@ -36,6 +36,15 @@ func TestDNS(t *testing.T) {
 	n := newDNSNode(t)
 	n.start(t)
 	n.waitSOA(t, 20*time.Second)
+	// From -conf, the start-up block says what the node runtime runs and
+	// leaves the rest to the Corefile.
+	checkStartupBlock(t, n.log.String(), []string{
+		"[INFO] runed is running (production) as node ",
+		"\n  API           unix://" + n.dataDir + "/runed.sock\n",
+		"\n  DNS           " + dnsAddr + "; .rune names answer service VIPs\n",
+		"\n  Corefile      " + n.corefile + " (metrics, ready, ingress and forwarding as it sets them)\n",
+		"\n  cluster CIDR  10.96.0.0/16\n",
+	})
 	vips := n.cast(t, dnsServices)
 	api, db := vips["default/api"], vips["jobs/db"]
 	if api == "" || db == "" {
