@@ -439,6 +439,39 @@ func TestSpecAcrossFiles(t *testing.T) {
 	}
 }
 
+// A file's namespace (rune cast -n) is that of the services naming none and
+// must agree with those naming one; items and status, what rune get prints
+// around services, are read back as the services they hold.
+func TestSpecFileNamespaceAndGetOutput(t *testing.T) {
+	svcs, err := ParseFiles([]SourceFile{
+		{Name: "a.yaml", Data: []byte("service: {name: api}\n---\nservice: {name: db, namespace: staging}\n"), Namespace: "staging"},
+		{Name: "got.yaml", Data: []byte("items:\n  - service: {name: web}\n    status: {vip: 10.96.0.7}\n  - services: [{name: job, namespace: batch}]\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range svcs {
+		got = append(got, s.Namespace+"/"+s.Name)
+	}
+	if strings.Join(got, " ") != "staging/api staging/db default/web batch/job" {
+		t.Errorf("services %v", got)
+	}
+	for _, tc := range []struct {
+		file SourceFile
+		want string
+	}{
+		{SourceFile{Name: "b.yaml", Data: []byte("service:\n  name: db\n  namespace: prod\n"), Namespace: "staging"}, `b.yaml:3:14: service.namespace: is "prod", but the cast is into namespace "staging"`},
+		{SourceFile{Name: "c.yaml", Data: []byte("service: {name: db}\n"), Namespace: "Bad"}, `c.yaml: namespace "Bad" is not a valid DNS-1123 label: `},
+		{SourceFile{Name: "d.yaml", Data: []byte("items:\n  - {status: {vip: 10.96.0.7}}\n")}, `d.yaml: no service found`},
+		{SourceFile{Name: "e.yaml", Data: []byte("items:\n  - servce: {name: x}\n")}, `e.yaml:2:5: items[0].servce: unknown field "servce" (did you mean "service"?)`},
+	} {
+		if _, err := ParseFiles([]SourceFile{tc.file}); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.file.Name, err, tc.want)
+		}
+	}
+}
+
 // TestSpecHostileInput checks that inputs built to exhaust memory or
 // stack fail fast with an error instead.
 func TestSpecHostileInput(t *testing.T) {
