@@ -212,6 +212,8 @@ func TestUnknownCommandsAndKindsFail(t *testing.T) {
 		{[]string{"debug", "nope"}, `unknown command "nope" for rune debug`},
 		{[]string{"policy"}, "rune policy needs a command"},
 		{[]string{"nope"}, `unknown command "nope" for "rune"`},
+		{[]string{"completion"}, "rune completion needs a shell: bash, fish, powershell, zsh"},
+		{[]string{"completion", "tcsh"}, `unknown shell "tcsh" for rune completion`},
 	} {
 		_, err := run(t, addr, tc.args...)
 		switch {

@@ -70,7 +70,7 @@ func watchLag(st *api.Status) string {
 }
 
 func newDebug(g *globals) *cobra.Command {
-	dbg := group("debug", "Fault injection and diagnostics", "command")
+	dbg := group("debug", "Fault injection and diagnostics (runed must run with --debug-api)", "command")
 	dbg.AddCommand(&cobra.Command{
 		Use:   "pause-watch DURATION",
 		Short: "Stop runed's View from applying the log for DURATION, to see every consumer fail closed past the stale budget",
