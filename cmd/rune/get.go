@@ -92,6 +92,15 @@ func getCmd(g *globals, k kind) *cobra.Command {
 				return err
 			}
 			items, missing := pick(items, names, f.query())
+			if len(items) == 0 && len(names) == 0 && (output == "table" || output == "wide") {
+				// As kubectl: a note on stderr rather than a lone header.
+				where := ""
+				if !f.all {
+					where = " in namespace " + f.namespace
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "No %s found%s.\n", k.plural, where)
+				return nil
+			}
 			if len(items) > 0 || len(missing) == 0 {
 				if err := k.print(cmd.OutOrStdout(), &f, output, items, len(names) == 1 && len(items) == 1); err != nil {
 					return err

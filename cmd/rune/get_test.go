@@ -148,6 +148,12 @@ func TestGetOutputFormats(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &ep); err != nil || ep.Addresses == nil {
 		t.Errorf("get ep shop -o json: %v\n%s", err, raw)
 	}
+	if out := mustRun(t, addr, "get", "secrets"); out != "No secrets found in namespace default.\n" {
+		t.Errorf("get secrets with none: %q", out)
+	}
+	if out := mustRun(t, addr, "get", "instances", "-A"); out != "No instances found.\n" {
+		t.Errorf("get instances -A with none: %q", out)
+	}
 	if _, err := run(t, addr, "get", "svc", "-o", "xml"); err == nil || !strings.Contains(err.Error(), "use table, wide, name, json, yaml") {
 		t.Errorf("-o xml: %v", err)
 	}
