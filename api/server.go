@@ -17,7 +17,6 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
-	"github.com/runenet/runenet/readiness"
 )
 
 // maxBody bounds request bodies: a cast of many files is still far below it.
@@ -65,8 +64,8 @@ type Server struct {
 // Readiness is the node's data-path readiness, for `rune status`.
 type Readiness interface {
 	Ready() (bool, []string)
-	// States is each subsystem's readiness, sorted by name.
-	States() []readiness.State
+	// Each calls fn with each subsystem's readiness, in name order.
+	Each(fn func(name string, ready bool, reason string))
 }
 
 // Handler returns the API's routes.
@@ -311,7 +310,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	snap := s.View.Snapshot()
 	st := Status{
 		Node:               s.NodeName,
-		Subsystems:         []readiness.State{},
+		Subsystems:         []SubsystemState{},
 		Seq:                snap.Seq,
 		Tail:               s.View.Tail(),
 		LagSeconds:         s.View.Lag().Seconds(),
@@ -325,7 +324,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Readiness != nil {
 		st.Ready, st.NotReady = s.Readiness.Ready()
-		st.Subsystems = s.Readiness.States()
+		s.Readiness.Each(func(name string, ready bool, reason string) {
+			st.Subsystems = append(st.Subsystems, SubsystemState{Name: name, Ready: ready, Reason: reason})
+		})
 	}
 	if s.Warnings != nil {
 		st.Warnings = s.Warnings(r.Context(), snap.Seq, nil)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/orderedlog"
-	"github.com/runenet/runenet/readiness"
 )
 
 // CastFile is one file of a cast, sent verbatim so the server reports errors
@@ -85,10 +84,17 @@ type Status struct {
 	NotReady           []string `json:"notReady,omitempty"`
 	Warnings           []string `json:"warnings,omitempty"` // see Server.Warnings
 	// Subsystems is each data-path subsystem's readiness.
-	Subsystems  []readiness.State `json:"subsystems"`
-	ClusterCIDR string            `json:"clusterCIDR,omitempty"`
-	Services    int               `json:"services"`
-	Instances   int               `json:"instances"`
+	Subsystems  []SubsystemState `json:"subsystems"`
+	ClusterCIDR string           `json:"clusterCIDR,omitempty"`
+	Services    int              `json:"services"`
+	Instances   int              `json:"instances"`
+}
+
+// SubsystemState is one data-path subsystem's readiness.
+type SubsystemState struct {
+	Name   string `json:"name"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"` // why not, when not
 }
 
 // ErrorResponse carries a failure; Kind is invalid, not_found, conflict,

@@ -36,43 +36,43 @@ func (r *Registry) Unregister(name string) {
 	delete(r.checks, name)
 }
 
-// State is one subsystem's readiness, as `rune status` shows it.
-type State struct {
-	Name   string `json:"name"`
-	Ready  bool   `json:"ready"`
-	Reason string `json:"reason,omitempty"` // why not, when not
-}
-
-// States runs every check and reports each, sorted by name.
-func (r *Registry) States() []State {
+// Each runs every check and calls fn with each subsystem's name, whether it
+// is ready and, when not, why; in name order.
+func (r *Registry) Each(fn func(name string, ready bool, reason string)) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]State, 0, len(r.checks))
-	for name, c := range r.checks {
-		ok, why := c()
-		st := State{Name: name, Ready: ok}
-		if !ok {
-			st.Reason = why
-		}
-		out = append(out, st)
+	names := make([]string, 0, len(r.checks))
+	for name := range r.checks {
+		names = append(names, name)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	checks := make([]Check, len(names))
+	sort.Strings(names)
+	for i, name := range names {
+		checks[i] = r.checks[name]
+	}
+	r.mu.RUnlock()
+	for i, name := range names {
+		ok, why := checks[i]()
+		if ok {
+			why = ""
+		}
+		fn(name, ok, why)
+	}
 }
 
 // Ready reports whether every check passes; when not, it lists
 // "name: reason" for each failing one, sorted. An empty registry is not
 // ready: nothing has said the data path exists.
 func (r *Registry) Ready() (bool, []string) {
-	states := r.States()
-	if len(states) == 0 {
-		return false, []string{"no data-path subsystem registered"}
-	}
 	var failing []string
-	for _, st := range states {
-		if !st.Ready {
-			failing = append(failing, st.Name+": "+st.Reason)
+	n := 0
+	r.Each(func(name string, ok bool, why string) {
+		n++
+		if !ok {
+			failing = append(failing, name+": "+why)
 		}
+	})
+	if n == 0 {
+		return false, []string{"no data-path subsystem registered"}
 	}
 	return len(failing) == 0, failing
 }
