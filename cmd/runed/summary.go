@@ -94,7 +94,7 @@ func logStartup(opts *corefile.Options, conf string) {
 	})
 }
 
-// listenAddrs are the addresses the instance's DNS servers listen on.
+// listenAddrs are the addresses the instance's DNS servers listen on, sorted.
 func listenAddrs(inst *caddy.Instance) []string {
 	var out []string
 	for _, sl := range inst.Servers() {
@@ -106,5 +106,6 @@ func listenAddrs(inst *caddy.Instance) []string {
 			out = append(out, a.String())
 		}
 	}
+	slices.Sort(out)
 	return out
 }

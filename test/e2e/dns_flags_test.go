@@ -134,7 +134,7 @@ func TestDNSFromFlags(t *testing.T) {
 		"[INFO] runed is running (production) as node n1\n",
 		"\n  data dir      " + n.dataDir + "\n",
 		"\n  API           " + sock + "\n",
-		"\n  DNS           " + dnsAddr,
+		"\n  DNS           " + strings.Join(slices.Sorted(slices.Values([]string{dnsAddr, bindIP + ":53", nodeLocalIP + ":53", nodeRemoteIP + ":53"})), ", "),
 		"; .rune names answer service VIPs\n",
 		"\n  metrics       http://127.0.0.1:9100/metrics\n",
 		"\n  ready         http://127.0.0.1:8181/ready\n",
