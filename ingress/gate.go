@@ -2,11 +2,9 @@ package ingress
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -38,8 +36,8 @@ type gate struct {
 	head    []byte    // the head being read
 	out     []byte    // bytes checked and owed to net/http
 	started bool      // the head being read has its first byte: the header timeout runs
-	remain  int64     // bytes left of a Content-Length body or of a chunk's data
-	excess  int64     // chunk framing overhead, see copyChunked
+	remain  int64     // bytes left of a Content-Length body
+	chunk   chunkFollow
 	header  time.Duration
 	body    inactivity
 
@@ -54,15 +52,12 @@ type gate struct {
 type gateState uint8
 
 const (
-	gateHead      gateState = iota // reading a head
-	gateOwe                        // delivering out, then after
-	gateBody                       // in a Content-Length body
-	gateChunkSize                  // at a chunk-size line
-	gateChunkData                  // in a chunk's data
-	gateChunkEnd                   // at the CRLF after a chunk's data
-	gateTrailer                    // in the trailer section
-	gateClosed                     // after a refusal: nothing more is read
-	gatePass                       // hijacked: bytes pass through
+	gateHead    gateState = iota // reading a head
+	gateOwe                      // delivering out, then after
+	gateBody                     // in a Content-Length body
+	gateChunked                  // in a chunked body, as chunk follows it
+	gateClosed                   // after a refusal: nothing more is read
+	gatePass                     // hijacked: bytes pass through
 )
 
 // poison is what net/http gets in place of a refused head: a request line
@@ -102,25 +97,26 @@ func (g *gate) Read(p []byte) (int, error) {
 			if err := g.readHead(); err != nil {
 				return 0, err
 			}
-		case gateBody, gateChunkData:
+		case gateBody:
 			if g.remain == 0 {
-				if g.state == gateBody {
-					g.endBody()
-				} else {
-					g.state = gateChunkEnd
-				}
+				g.endBody()
 				continue
 			}
-			g.renewBody()
-			n, err := g.br.Read(p[:min(int64(len(p)), g.remain)])
+			n, err := g.readData(p, g.remain)
 			g.remain -= int64(n)
-			if err != nil {
-				err = g.fail(err)
-			}
 			return n, err
-		case gateChunkSize, gateChunkEnd, gateTrailer:
-			if err := g.chunkLine(); err != nil {
-				return 0, g.fail(err)
+		case gateChunked:
+			switch g.chunk.stage {
+			case chunkData:
+				n, err := g.readData(p, g.chunk.remain)
+				g.chunk.data(n)
+				return n, err
+			case chunkDone:
+				g.endBody()
+			default:
+				if err := g.chunkLine(); err != nil {
+					return 0, g.fail(err)
+				}
 			}
 		case gateClosed:
 			return 0, errGateClosed
@@ -160,7 +156,7 @@ func (g *gate) readHead() error {
 	case !ok:
 		g.out, g.after = []byte(poison), gateClosed
 	case fr.chunked:
-		g.after, g.excess = gateChunkSize, 0
+		g.after, g.chunk = gateChunked, chunkFollow{}
 	case fr.length > 0:
 		g.after, g.remain = gateBody, fr.length
 	default:
@@ -169,55 +165,31 @@ func (g *gate) readHead() error {
 	return nil
 }
 
+// readData reads at most n bytes of body data for net/http.
+func (g *gate) readData(p []byte, n int64) (int, error) {
+	g.renewBody()
+	m, err := g.br.Read(p[:min(int64(len(p)), n)])
+	if err != nil {
+		err = g.fail(err)
+	}
+	return m, err
+}
+
 // chunkLine checks one line of chunked framing and owes it to net/http,
 // less a trailer field that forbiddenTrailer names.
 func (g *gate) chunkLine() error {
 	g.renewBody()
-	line, err := g.br.ReadSlice('\n')
-	switch {
-	case err == bufio.ErrBufferFull:
-		return errChunkedFraming
-	case err == io.EOF:
-		return io.ErrUnexpectedEOF
-	case err != nil:
+	line, err := readChunkLine(g.br)
+	if err != nil {
 		return err
-	case len(line) < 2 || line[len(line)-2] != '\r':
-		return errChunkedFraming
 	}
-	text := line[:len(line)-2]
-	g.out, g.state, g.after = line, gateOwe, g.state
-	switch g.after {
-	case gateChunkSize:
-		size, ok := parseChunkSize(text)
-		switch {
-		case !ok:
-			return errChunkedFraming
-		case size == 0:
-			g.after = gateTrailer
-		default:
-			if g.excess = max(g.excess+int64(len(text))+2-16-2*size, 0); g.excess > maxChunkOverhead {
-				return errChunkOverhead
-			}
-			g.after, g.remain = gateChunkData, size
-		}
-	case gateChunkEnd:
-		if len(text) != 0 {
-			return errChunkedFraming
-		}
-		g.after = gateChunkSize
-	case gateTrailer:
-		if len(text) == 0 {
-			g.endBody()
-			g.state, g.after = gateOwe, gateHead
-			return nil
-		}
-		colon := bytes.IndexByte(text, ':')
-		if colon <= 0 || !isToken(text[:colon]) || !validFieldValue(text[colon+1:]) {
-			return errChunkedFraming
-		}
-		if forbiddenTrailer(text[:colon]) {
-			g.out = nil
-		}
+	trailer, err := g.chunk.line(line[:len(line)-2])
+	if err != nil {
+		return err
+	}
+	g.out, g.state, g.after = line, gateOwe, gateChunked
+	if trailer != nil && forbiddenTrailer(trailer) {
+		g.out = nil
 	}
 	return nil
 }

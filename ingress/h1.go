@@ -128,8 +128,11 @@ func (h *requestHead) parse(b []byte) bool {
 }
 
 // parse parses a backend's response head b, the way http.Transport reads
-// one: any HTTP/1.x status line, repeated identical Content-Length, and
-// chunked winning over Content-Length.
+// one (any HTTP/1.x status line), except that framing it would resolve is
+// refused as ambiguous (RFC 9112 6.3), as nginx refuses it: a repeated
+// Content-Length, even an identical one, and Transfer-Encoding beside
+// Content-Length. The net/http path holds backends to the same rules
+// (backendcheck.go).
 func (r *responseHead) parse(b []byte) bool {
 	*r = responseHead{contentLength: -1, fields: r.fields[:0]}
 	line, b, ok := nextLine(b)
@@ -153,16 +156,16 @@ func (r *responseHead) parse(b []byte) bool {
 	if r.fields, ok = parseFields(b, r.fields); !ok {
 		return false
 	}
-	var encodings int
+	var lengths, encodings int
 	for k := range r.fields {
 		f := &r.fields[k]
 		switch {
 		case fieldIs(f.name, "Content-Length"):
-			n, ok := parseLength(f.value)
-			if !ok || (r.contentLength >= 0 && n != r.contentLength) {
+			lengths++
+			f.drop = true // written anew, see requestHead.parse
+			if r.contentLength, ok = parseLength(f.value); !ok {
 				return false
 			}
-			r.contentLength, f.drop = n, true // written anew, see requestHead.parse
 		case fieldIs(f.name, "Transfer-Encoding"):
 			encodings++
 			r.chunked, f.drop = true, true
@@ -180,17 +183,13 @@ func (r *responseHead) parse(b []byte) bool {
 			f.drop = isHopByHop(f.name)
 		}
 	}
-	if encodings > 1 {
+	if lengths > 1 || encodings > 1 || lengths > 0 && encodings > 0 {
 		return false
 	}
 	if line[7] == '0' {
 		// As net/http: HTTP/1.0 has no transfer codings, the body is framed
 		// by Content-Length or the connection's end.
 		r.chunked = false
-	}
-	if r.chunked {
-		// Chunked framing wins over a Content-Length beside it (RFC 9112, 6.3).
-		r.contentLength = -1
 	}
 	dropListed(r.fields, r.chunked)
 	return true

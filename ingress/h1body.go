@@ -202,18 +202,90 @@ func chunkLine(dst *bufio.Writer, src *bufio.Reader) ([]byte, error) {
 			return nil, err
 		}
 	}
-	line, err := src.ReadSlice('\n')
-	switch {
-	case err == bufio.ErrBufferFull:
-		return nil, &srcError{errChunkedFraming}
-	case err == io.EOF:
-		return nil, &srcError{io.ErrUnexpectedEOF}
-	case err != nil:
+	line, err := readChunkLine(src)
+	if err != nil {
 		return nil, &srcError{err}
-	case len(line) < 2 || line[len(line)-2] != '\r':
-		return nil, &srcError{errChunkedFraming}
 	}
 	return line[:len(line)-2], nil
+}
+
+// readChunkLine reads one line of chunked framing, CRLF included, refusing
+// bare LF and lines longer than br's buffer.
+func readChunkLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	switch {
+	case err == bufio.ErrBufferFull:
+		return nil, errChunkedFraming
+	case err == io.EOF:
+		return nil, io.ErrUnexpectedEOF
+	case err != nil:
+		return nil, err
+	case len(line) < 2 || line[len(line)-2] != '\r':
+		return nil, errChunkedFraming
+	}
+	return line, nil
+}
+
+// chunkFollow follows a chunked body's framing for the readers that pass
+// the body on as it came instead of re-framing it (the gate, backendCheck),
+// holding it to copyChunked's rules.
+type chunkFollow struct {
+	stage  chunkStage
+	remain int64 // data bytes left of the chunk being read
+	excess int64 // framing overhead, counted as copyChunked counts it
+}
+
+type chunkStage uint8
+
+const (
+	chunkSize    chunkStage = iota // at a chunk-size line
+	chunkData                      // in a chunk's data
+	chunkEnd                       // at the CRLF after a chunk's data
+	chunkTrailer                   // in the trailer section
+	chunkDone                      // past the empty line that ends the body
+)
+
+// line judges one line of framing met at a line stage (text without its
+// CRLF) and moves past it; for a trailer field it returns the field's name.
+func (c *chunkFollow) line(text []byte) (trailer []byte, err error) {
+	switch c.stage {
+	case chunkSize:
+		size, ok := parseChunkSize(text)
+		switch {
+		case !ok:
+			return nil, errChunkedFraming
+		case size == 0:
+			c.stage = chunkTrailer
+		default:
+			if c.excess = max(c.excess+int64(len(text))+2-16-2*size, 0); c.excess > maxChunkOverhead {
+				return nil, errChunkOverhead
+			}
+			c.stage, c.remain = chunkData, size
+		}
+	case chunkEnd:
+		if len(text) != 0 {
+			return nil, errChunkedFraming
+		}
+		c.stage = chunkSize
+	case chunkTrailer:
+		if len(text) == 0 {
+			c.stage = chunkDone
+			return nil, nil
+		}
+		colon := bytes.IndexByte(text, ':')
+		if colon <= 0 || !isToken(text[:colon]) || !validFieldValue(text[colon+1:]) {
+			return nil, errChunkedFraming
+		}
+		return text[:colon], nil
+	}
+	return nil, nil
+}
+
+// data accounts for n bytes of a chunk's data passed on.
+func (c *chunkFollow) data(n int) {
+	if c.remain -= int64(n); c.remain == 0 {
+		c.stage = chunkEnd
+	}
 }
 
 // parseChunkSize parses "hex[;extensions]", ignoring extensions as

@@ -214,7 +214,11 @@ func New(log orderedlog.Log, view *cluster.View, opts Options) (*Ingress, error)
 	// upgrades.
 	i.transport = &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return i.dialBackend(ctx, addr)
+			c, err := i.dialBackend(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newBackendCheck(c), nil
 		},
 		MaxIdleConnsPerHost:   maxIdleConnsPerBackend,
 		IdleConnTimeout:       i.to.BackendIdle,

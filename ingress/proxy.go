@@ -16,6 +16,7 @@ func (i *Ingress) newBackend(addr string) *backend {
 	target := &url.URL{Scheme: "http", Host: addr}
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out = traceMethod(pr.Out)
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // backends route and build links by the public host
 			// Replaces, not appends to, any client-sent X-Forwarded-*: the
