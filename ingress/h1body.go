@@ -140,54 +140,37 @@ const maxChunkOverhead = 16 << 10
 // refused, as net/http refuses them; trailer fields that forbiddenTrailer
 // names are left out.
 func copyChunked(dst *bufio.Writer, src *bufio.Reader, pool *bufferPool) error {
-	var excess int64
-	for {
+	var c chunkFollow
+	for total := 0; c.stage != chunkDone; {
 		line, err := chunkLine(dst, src)
 		if err != nil {
 			return err
 		}
-		size, ok := parseChunkSize(line)
-		if !ok {
-			return &srcError{errChunkedFraming}
-		}
-		if size == 0 {
-			break
-		}
-		// net/http's accounting: each line costs its length, each chunk
-		// earns 16 bytes and twice its size.
-		if excess = max(excess+int64(len(line))+2-16-2*size, 0); excess > maxChunkOverhead {
-			return &srcError{errChunkOverhead}
-		}
-		writeChunkHeader(dst, size)
-		if err := copyBody(dst, src, size, false, pool); err != nil {
-			return err
-		}
-		if line, err = chunkLine(dst, src); err != nil {
-			return err
-		} else if len(line) != 0 {
-			return &srcError{errChunkedFraming}
-		}
-		dst.WriteString("\r\n")
-	}
-	dst.WriteString("0\r\n")
-	for total := 0; ; {
-		line, err := chunkLine(dst, src)
+		trailer, err := c.line(line)
 		if err != nil {
-			return err
+			return &srcError{err}
 		}
-		if len(line) == 0 {
-			break
-		}
-		if total += len(line); total > maxHeaderBytes {
-			return &srcError{errTrailerTooLong}
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) || !validFieldValue(line[colon+1:]) {
-			return &srcError{errChunkedFraming}
-		}
-		if !forbiddenTrailer(line[:colon]) {
-			dst.Write(line)
+		switch c.stage {
+		case chunkData: // line was a chunk's size
+			writeChunkHeader(dst, c.remain)
+			if err := copyBody(dst, src, c.remain, false, pool); err != nil {
+				return err
+			}
+			c.data(int(c.remain))
+		case chunkSize: // line ended a chunk's data
 			dst.WriteString("\r\n")
+		case chunkTrailer:
+			if trailer == nil { // line was the last chunk's size
+				dst.WriteString("0\r\n")
+				continue
+			}
+			if total += len(line); total > maxHeaderBytes {
+				return &srcError{errTrailerTooLong}
+			}
+			if !forbiddenTrailer(trailer) {
+				dst.Write(line)
+				dst.WriteString("\r\n")
+			}
 		}
 	}
 	_, err := dst.WriteString("\r\n")
@@ -226,13 +209,13 @@ func readChunkLine(br *bufio.Reader) ([]byte, error) {
 	return line, nil
 }
 
-// chunkFollow follows a chunked body's framing for the readers that pass
-// the body on as it came instead of re-framing it (the gate, backendCheck),
-// holding it to copyChunked's rules.
+// chunkFollow follows a chunked body's framing line by line, with the
+// rules of every reader of one: copyChunked, which re-frames the body, and
+// the gate and backendCheck, which pass it on as it came.
 type chunkFollow struct {
 	stage  chunkStage
 	remain int64 // data bytes left of the chunk being read
-	excess int64 // framing overhead, counted as copyChunked counts it
+	excess int64 // framing overhead beyond the data
 }
 
 type chunkStage uint8
@@ -257,6 +240,8 @@ func (c *chunkFollow) line(text []byte) (trailer []byte, err error) {
 		case size == 0:
 			c.stage = chunkTrailer
 		default:
+			// net/http's accounting: each line costs its length, each chunk
+			// earns 16 bytes and twice its size.
 			if c.excess = max(c.excess+int64(len(text))+2-16-2*size, 0); c.excess > maxChunkOverhead {
 				return nil, errChunkOverhead
 			}
