@@ -69,6 +69,9 @@ func newBackendCheck(c net.Conn) *backendCheck {
 }
 
 func (c *backendCheck) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
 		switch c.state {
 		case checkOwe:
@@ -79,20 +82,22 @@ func (c *backendCheck) Read(p []byte) (int, error) {
 			}
 			c.state = c.after
 		case checkStart:
-			// The start of a head goes on as it arrives: a failure after it
-			// is not one the Transport takes for a backend closing an idle
-			// connection (it would send the request again), and the
-			// Transport sees at once bytes sent on an idle connection.
+			// The start of a head goes on as it arrives. When reading the
+			// first byte of a response fails on a reused connection, the
+			// Transport takes it for a backend that closed the connection
+			// idle and sends the request again; once a byte came, a refusal
+			// fails the request. And bytes sent on an idle connection reach
+			// the Transport at once, which closes it.
 			b, err := c.br.Peek(1)
 			if err != nil {
 				return 0, c.fail(err)
 			}
-			b, _ = c.br.Peek(min(c.br.Buffered(), headPreview))
+			b, _ = c.br.Peek(min(c.br.Buffered(), headPreview, len(p)))
 			if i := bytes.IndexByte(b, '\n'); i >= 0 {
 				b = b[:max(i, 1)] // the rest of the first line is read as part of the head
 			}
 			c.hd = append(c.hd[:0], b...)
-			n := copy(p, b) // p is the Transport's buffer, never this small
+			n := copy(p, b)
 			c.br.Discard(n)
 			c.state = checkHead
 			if b[0] == '\n' { // an empty head: the Transport refuses it too

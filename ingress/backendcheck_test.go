@@ -1,9 +1,15 @@
 package ingress
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // A backend response the fast path refuses is refused the same way on the
@@ -81,5 +87,54 @@ func TestBackendCheckKeepsPooledConnectionsInStep(t *testing.T) {
 				t.Errorf("%d backend connections for %d requests in a row, want 1 (reused)", n, len(steps))
 			}
 		})
+	}
+}
+
+// Bytes a backend sends on a connection idle in the net/http path's pool
+// reach http.Transport at once, which closes the connection, though the
+// check holds back a response head until it is whole: the next request
+// goes to a new connection, not to one that would answer it with them.
+func TestBackendCheckShowsBytesOnAnIdleConnection(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk, closed := make(chan struct{}), make(chan struct{}, 2)
+	var accepted atomic.Int32
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		first := accepted.Add(1) == 1
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				break
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if first {
+				<-junk
+				io.WriteString(c, "junk") // not even a line
+				first = false
+			}
+		}
+		closed <- struct{}{}
+	})
+	ing := setupTo(t, ln.Addr().(*net.TCPAddr).Port, Options{DisableFastPath: true})
+	rc := dialRaw(t, ing.HTTPAddr())
+	rc.send("GET / HTTP/1.1\r\nHost: " + fastHost + "\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("%d %q, want 200 \"ok\"", resp.StatusCode, body)
+	}
+	close(junk)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle backend connection that got bytes out of turn was kept 10s")
+	}
+	rc.send("GET / HTTP/1.1\r\nHost: " + fastHost + "\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("next request: %d %q, want 200 \"ok\"", resp.StatusCode, body)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d backend connections, want 2", n)
 	}
 }
