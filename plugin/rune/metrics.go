@@ -25,3 +25,15 @@ var responses = func() [numResults]prometheus.Counter {
 	}
 	return c
 }()
+
+// fastPackets counts the UDP packets the fast path read, by what became of
+// them: answered from its rendered replies, or declined to the full plugin
+// chain. Both stay zero while the fast path is off.
+var fastPackets = func() (p struct{ answered, declined prometheus.Counter }) {
+	vec := promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rune_dns_fastpath_packets_total",
+		Help: "UDP packets the rune plugin's fast path read, by path: answered (from replies rendered per snapshot) or declined (served by the full plugin chain).",
+	}, []string{"path"})
+	p.answered, p.declined = vec.WithLabelValues("answered"), vec.WithLabelValues("declined")
+	return p
+}()

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,11 @@ type Rune struct {
 	view atomic.Pointer[cluster.View]
 	// rev caches the reverse zones of the cluster CIDR the snapshot carries.
 	rev atomic.Pointer[reverseZones]
+
+	// The fast paths (fastpath.go) this handler runs, one per server
+	// address of its block.
+	fastMu sync.Mutex
+	fast   []*fastPath
 }
 
 // SetView points the handler at the View it answers from.
@@ -84,12 +90,7 @@ func (r *Rune) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg)
 	qname := strings.ToLower(req.Question[0].Name)
 	v := r.view.Load()
 
-	zone := ""
-	if qname == Zone || strings.HasSuffix(qname, "."+Zone) {
-		zone = Zone
-	} else if v != nil {
-		zone = r.reverseZone(v.Snapshot(), qname)
-	}
+	zone := r.zoneOf(v, qname)
 	if zone == "" {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
@@ -124,16 +125,25 @@ func (r *Rune) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg)
 			v.Lag().Round(time.Millisecond), v.StaleBudget()))
 	}
 
-	snap := v.Snapshot()
+	m, res := r.reply(v.Snapshot(), &state, qname, zone)
+	responses[res].Inc()
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
+
+// reply builds the answer to a query for qname (lower case) in zone, from a
+// view that is loaded and within its stale budget. The fast path renders its
+// wire answers with it too, so both paths answer from the same code.
+func (r *Rune) reply(snap *cluster.Snapshot, state *request.Request, qname, zone string) (*dns.Msg, result) {
 	m := new(dns.Msg)
-	m.SetReply(req)
+	m.SetReply(state.Req)
 	m.Authoritative = true
 
 	var res result
 	if zone == Zone {
-		res = r.serveForward(snap, &state, qname, m)
+		res = r.serveForward(snap, state, qname, m)
 	} else {
-		res = r.serveReverse(snap, &state, qname, zone, m)
+		res = r.serveReverse(snap, state, qname, zone, m)
 	}
 	switch res {
 	case resultNXDomain:
@@ -142,9 +152,18 @@ func (r *Rune) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg)
 	case resultNoData:
 		m.Ns = append(m.Ns, r.soa(zone, snap.Seq))
 	}
-	responses[res].Inc()
-	w.WriteMsg(m)
-	return dns.RcodeSuccess, nil
+	return m, res
+}
+
+// zoneOf returns the zone of ours that holds qname (lower case), or "".
+func (r *Rune) zoneOf(v *cluster.View, qname string) string {
+	if qname == Zone || strings.HasSuffix(qname, "."+Zone) {
+		return Zone
+	}
+	if v != nil {
+		return r.reverseZone(v.Snapshot(), qname)
+	}
+	return ""
 }
 
 // serveForward answers a name under rune.:

@@ -11,6 +11,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/miekg/dns"
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
@@ -47,6 +48,7 @@ type config struct {
 	endpoint string // remote mode: watch a runed over its API instead of opening a store
 	ca       string // remote mode: PEM roots for a TLS endpoint
 	ttl      uint32
+	fastpath bool
 }
 
 func setup(c *caddy.Controller) error {
@@ -72,6 +74,7 @@ func setup(c *caddy.Controller) error {
 		return nil
 	})
 	c.OnShutdown(func() error {
+		r.stopFast()
 		if release == nil {
 			return nil
 		}
@@ -79,10 +82,23 @@ func setup(c *caddy.Controller) error {
 		return release()
 	})
 
-	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+	dc := dnsserver.GetConfig(c)
+	dc.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		r.Next = next
 		return r
 	})
+	switch {
+	case !cfg.fastpath:
+	case dc.UDPDecorateWriterFunc != nil:
+		log.Infof("fast path off: another plugin of the block decorates UDP replies")
+	default:
+		// CoreDNS calls this as each UDP server of the block starts
+		// serving: the hook that hands a plugin its *dnsserver.Server.
+		dc.UDPDecorateWriterFunc = func(s *dnsserver.Server) dns.DecorateWriter {
+			r.startFast(dc, s)
+			return nil
+		}
+	}
 	return nil
 }
 
@@ -136,6 +152,7 @@ func (cfg *config) open() (*cluster.View, func() error, error) {
 //	    debug
 //	    endpoint URL
 //	    ca FILE
+//	    fastpath on|off
 //	}
 func (cfg *config) set(opt string, args []string) error {
 	v := args[0]
@@ -157,18 +174,23 @@ func (cfg *config) set(opt string, args []string) error {
 			return err
 		}
 		cfg.ca = v
+	case "fastpath":
+		if v != "on" && v != "off" {
+			return fmt.Errorf("%q: want on or off", v)
+		}
+		cfg.fastpath = v == "on"
 	}
 	return nil
 }
 
 func parse(c *caddy.Controller) (*config, error) {
-	cfg := &config{node: nodeopt.Defaults(), ttl: DefaultTTL}
+	cfg := &config{node: nodeopt.Defaults(), ttl: DefaultTTL, fastpath: true}
 	c.Next() // "rune"
 	if args := c.RemainingArgs(); len(args) > 0 {
 		return nil, c.Errf("rune takes no zones (it answers for %s and the cluster CIDR's reverse zones), got %q", Zone, strings.Join(args, " "))
 	}
 	defaults := cfg.node
-	if err := nodeopt.Block(c, &cfg.node, map[string]int{"ttl": 1, "endpoint": 1, "ca": 1}, cfg.set); err != nil {
+	if err := nodeopt.Block(c, &cfg.node, map[string]int{"ttl": 1, "endpoint": 1, "ca": 1, "fastpath": 1}, cfg.set); err != nil {
 		return nil, err
 	}
 	if cfg.endpoint == "" {

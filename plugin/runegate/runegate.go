@@ -50,15 +50,26 @@ func (g *Gate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (
 	if !g.gates(r.Question[0].Name) {
 		return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
 	}
-	if now := time.Now().UnixNano(); now >= g.openUntil.Load() {
-		ok, failing := g.check()
-		if !ok {
-			heldBack.Inc()
-			return ede.ServFail(w, r, dns.ExtendedErrorCodeNotReady, "rune: data path not ready: "+strings.Join(failing, "; "))
-		}
-		g.openUntil.Store(now + int64(recheckOpen))
+	if ok, failing := g.Open(); !ok {
+		heldBack.Inc()
+		return ede.ServFail(w, r, dns.ExtendedErrorCodeNotReady, "rune: data path not ready: "+strings.Join(failing, "; "))
 	}
 	return plugin.NextOrFailure(g.Name(), g.Next, ctx, w, r)
+}
+
+// Open reports whether the gate lets queries through and, if not, what is
+// failing. The rune plugin's fast path asks it too, once per batch of
+// packets, and leaves everything to the full chain while it is closed.
+func (g *Gate) Open() (bool, []string) {
+	now := time.Now().UnixNano()
+	if now < g.openUntil.Load() {
+		return true, nil
+	}
+	ok, failing := g.check()
+	if ok {
+		g.openUntil.Store(now + int64(recheckOpen))
+	}
+	return ok, failing
 }
 
 // check runs Check and shows its outcome in rune_dns_gate_open.

@@ -1,0 +1,362 @@
+package rune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin/metrics"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/plugin/runegate"
+)
+
+var log = clog.NewWithPlugin("rune")
+
+// fastPath serves one CoreDNS server's UDP address for the rune block.
+//
+// CoreDNS's server spends a goroutine per query, grows its stack through
+// the plugin chain, looks up metric labels and makes a syscall per packet
+// each way; the answer itself is a few per cent of that. The fast path opens
+// its own sockets on the server's address (SO_REUSEPORT, the group CoreDNS's
+// socket is in), steers the address's packets to them with a reuseport BPF
+// program, and reads and writes them in batches (recvmmsg/sendmmsg) from one
+// goroutine per socket. A query it can answer (parseQuery, render) gets the
+// reply the plugin chain would write, byte for byte, and the metrics the
+// chain would count. Every other packet goes, unchanged, to a miekg/dns
+// server on a pipe (slowConn) whose handler is the CoreDNS server's own
+// ServeDNS: the full chain, as if it had arrived on CoreDNS's socket. A
+// packet that still lands on CoreDNS's socket (during a reload, or when the
+// BPF program cannot be attached) is served by CoreDNS as before.
+type fastPath struct {
+	r     *Rune
+	srv   *dnsserver.Server
+	gate  *runegate.Gate // nil without runegate in the block
+	zones map[string]bool
+	stats *chainMetrics // nil without prometheus in the block
+	fam   string
+
+	conns []*net.UDPConn
+	slow  *slowConn
+	dns   *dns.Server
+	wg    sync.WaitGroup
+}
+
+// transparent are the plugins that may sit in the rune block's chain: for
+// the queries the fast path answers, each either passes them on unchanged
+// or is behind rune (which answers without calling them). A block with any
+// other plugin (log, rewrite, cache, acl, ...) gets no fast path: that
+// plugin sees every query.
+var transparent = func() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range TransparentPlugins {
+		m[p] = true
+	}
+	return m
+}()
+
+// TransparentPlugins are the plugins a rune block may hold and keep the
+// fast path (runed -plugins lists them).
+var TransparentPlugins = []string{"prometheus", "errors", "runegate", "rune", "dataplane", "netpolicy", "ingress"}
+
+// eligible returns why the fast path cannot serve srv for the block cfg, or "".
+func eligible(cfg *dnsserver.Config, srv *dnsserver.Server) (reason string, zones map[string]bool) {
+	for _, h := range cfg.Handlers() {
+		if !transparent[h.Name()] {
+			return fmt.Sprintf("the block has %q, which must see every query", h.Name()), nil
+		}
+	}
+	switch {
+	case len(cfg.FilterFuncs) > 0 || cfg.ViewName != "":
+		return "the block has a view", nil
+	case cfg.ProxyProtoConnPolicy != nil:
+		return "the block takes the PROXY protocol", nil
+	case cfg.NumSockets > 1:
+		return "the block has multisocket", nil
+	}
+	addr, ok := strings.CutPrefix(srv.Addr, "dns://")
+	if !ok {
+		return "not a plain DNS server", nil
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Addr().IsUnspecified() {
+		// A wildcard socket does not know a packet's destination;
+		// miekg/dns keeps it per packet for the reply's source.
+		return "the server listens on every address (use bind)", nil
+	}
+	return serverZones(cfg, srv)
+}
+
+// serverZones reads the zones srv routes queries by (the server blocks
+// sharing its address) and marks those whose chain is the rune block's.
+// CoreDNS exports no accessor; read-only reflection finds them, and any
+// mismatch of field or type keeps the fast path off. It also refuses a
+// server where some block has opted into more opcodes (its accept function
+// is not exported either).
+func serverZones(cfg *dnsserver.Config, srv *dnsserver.Server) (string, map[string]bool) {
+	sv := reflect.ValueOf(srv).Elem()
+	zv := sv.FieldByName("zones")
+	if !zv.IsValid() || zv.Type() != reflect.TypeOf(map[string][]*dnsserver.Config(nil)) {
+		return "this CoreDNS's server zones are not readable", nil
+	}
+	if ov := sv.FieldByName("allowedOpcodes"); !ov.IsValid() || ov.Kind() != reflect.Map || ov.Len() > 0 {
+		return "a block on this address accepts extra opcodes", nil
+	}
+	mine := cfg.Handler("rune")
+	zones := map[string]bool{}
+	for _, k := range zv.MapKeys() {
+		cs := zv.MapIndex(k)
+		ours := false
+		if cs.Len() == 1 {
+			c := (*dnsserver.Config)(unsafe.Pointer(cs.Index(0).Pointer()))
+			ours = c.Handler("rune") == mine
+		}
+		zones[k.String()] = ours
+	}
+	return "", zones
+}
+
+// routed reports whether the CoreDNS server would send qname (lower case)
+// to the rune block: the longest zone holding it must be one of the block's,
+// as in dnsserver.Server.ServeDNS.
+func (fp *fastPath) routed(qname string) bool {
+	for off, end := 0, false; !end; off, end = dns.NextLabel(qname, off) {
+		if ours, ok := fp.zones[qname[off:]]; ok {
+			return ours
+		}
+	}
+	return fp.zones["."]
+}
+
+// startFast starts a fast path for srv if the block allows it; it logs why not.
+func (r *Rune) startFast(cfg *dnsserver.Config, srv *dnsserver.Server) {
+	reason, zones := eligible(cfg, srv)
+	if reason != "" {
+		log.Infof("fast path off for %s: %s", srv.Addr, reason)
+		return
+	}
+	fp := &fastPath{r: r, srv: srv, zones: zones}
+	if g, ok := cfg.Handler("runegate").(*runegate.Gate); ok {
+		fp.gate = g
+	}
+	if m, ok := cfg.Handler("prometheus").(*metrics.Metrics); ok {
+		fp.stats = &chainMetrics{m: m, server: srv.Addr}
+	}
+	if err := fp.start(strings.TrimPrefix(srv.Addr, "dns://")); err != nil {
+		log.Warningf("fast path off for %s: %v", srv.Addr, err)
+		return
+	}
+	r.fastMu.Lock()
+	r.fast = append(r.fast, fp)
+	r.fastMu.Unlock()
+}
+
+// stopFast stops every fast path the handler started.
+func (r *Rune) stopFast() {
+	r.fastMu.Lock()
+	defer r.fastMu.Unlock()
+	for _, fp := range r.fast {
+		fp.stop()
+	}
+	r.fast = nil
+}
+
+func (fp *fastPath) start(addr string) error {
+	ap := netip.MustParseAddrPort(addr)
+	fp.fam = "1"
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		fp.fam = "2"
+	}
+	n := min(runtime.GOMAXPROCS(0), 8)
+	for range n {
+		c, err := listenReusePort(addr)
+		if err != nil {
+			fp.closeConns()
+			return err
+		}
+		fp.conns = append(fp.conns, c)
+	}
+	// CoreDNS's socket joined the group first (index 0): ours are 1..n.
+	if err := steer(fp.conns[0], 1, n); err != nil {
+		log.Warningf("fast path on %s: %v; it gets a share of the packets only", addr, err)
+	}
+	fp.slow = newSlowConn(fp.conns[0])
+	srv := fp.srv
+	fp.dns = &dns.Server{PacketConn: fp.slow, Net: "udp", TsigSecret: srv.TsigSecret,
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+			// What dnsserver.Server.ServePacket's handler does.
+			ctx := context.WithValue(context.Background(), dnsserver.Key{}, srv)
+			ctx = context.WithValue(ctx, dnsserver.LoopKey{}, 0)
+			srv.ServeDNS(ctx, w, m)
+		})}
+	fp.wg.Add(1 + len(fp.conns))
+	go func() { defer fp.wg.Done(); fp.dns.ActivateAndServe() }()
+	for _, c := range fp.conns {
+		go func() { defer fp.wg.Done(); fp.serve(c) }()
+	}
+	return nil
+}
+
+func (fp *fastPath) closeConns() {
+	for _, c := range fp.conns {
+		c.Close()
+	}
+}
+
+func (fp *fastPath) stop() {
+	fp.closeConns()
+	fp.slow.Close()
+	fp.wg.Wait()
+}
+
+// ready reports whether answers may come from the view: otherwise the full
+// chain answers (SERVFAIL with the EDE saying why).
+func (fp *fastPath) ready() (*cluster.View, bool) {
+	v := fp.r.view.Load()
+	if v == nil || !v.Loaded() || v.Stale() {
+		return nil, false
+	}
+	if fp.gate != nil {
+		if ok, _ := fp.gate.Open(); !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// batch is how many packets one recvmmsg/sendmmsg moves at most.
+const batch = 64
+
+// entry is a worker's cached answer for a name and type, with the metric
+// series it counts into.
+type entry struct {
+	a      *wireAnswer // nil: leave to the full chain
+	name   string
+	qtype  uint16
+	series [2]*series // without, with DO
+}
+
+// serve is one socket's worker: it owns its cache, so the answer path takes
+// no lock; the cache is dropped when the snapshot changes.
+func (fp *fastPath) serve(c *net.UDPConn) {
+	pc := ipv4.NewPacketConn(c) // recvmmsg/sendmmsg; the same calls for IPv6
+	in := make([]ipv4.Message, batch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)}
+	}
+	out := make([]ipv4.Message, batch)
+	outBuf := make([][]byte, batch)
+	for i := range outBuf {
+		outBuf[i] = make([]byte, 0, dns.MinMsgSize)
+		out[i].Buffers = [][]byte{nil}
+	}
+	type pending struct {
+		e   *entry
+		do  bool
+		req int
+	}
+	counted := make([]pending, 0, batch)
+	cache := map[string]*entry{}
+	var snap *cluster.Snapshot
+	key := make([]byte, 0, 260)
+	for {
+		n, err := pc.ReadBatch(in, 0)
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			continue
+		}
+		start := time.Now()
+		v, ok := fp.ready()
+		if ok {
+			if s := v.Snapshot(); s != snap {
+				clear(cache)
+				snap = s
+			}
+		}
+		k := 0
+		counted = counted[:0]
+		for i := range n {
+			p := in[i].Buffers[0][:in[i].N]
+			if ok && in[i].N <= dns.MinMsgSize {
+				q, kb, parsed := parseQuery(p, key[:0])
+				key = kb
+				if parsed {
+					e := cache[string(key)]
+					if e == nil {
+						e = fp.newEntry(snap, key, q.qtype)
+						if len(cache) < maxCache {
+							cache[string(key)] = e
+						}
+					}
+					if e.a != nil {
+						outBuf[k] = e.a.write(outBuf[k][:0], p, q)
+						out[k].Buffers[0] = outBuf[k]
+						out[k].Addr = in[i].Addr
+						counted = append(counted, pending{e, q.do, len(p)})
+						k++
+						continue
+					}
+				}
+			}
+			fp.slow.deliver(p, in[i].Addr)
+		}
+		for sent := 0; sent < k; {
+			m, err := pc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				if isClosed(err) {
+					return
+				}
+				break // as miekg/dns: a reply that cannot be sent is dropped
+			}
+			sent += m
+		}
+		fastPackets.answered.Add(float64(k))
+		fastPackets.declined.Add(float64(n - k))
+		dur := time.Since(start).Seconds()
+		for _, c := range counted {
+			responses[c.e.a.res].Inc()
+			if s := fp.seriesOf(c.e, c.do); s != nil {
+				// The chain's recorder sees the reply before CoreDNS
+				// appends the OPT record: its size is the rendered one.
+				s.observe(dur, c.req, len(c.e.a.msg))
+			}
+		}
+	}
+}
+
+// maxCache bounds a worker's cache; past it answers are rendered per query.
+const maxCache = 1 << 20
+
+func (fp *fastPath) newEntry(snap *cluster.Snapshot, key []byte, qtype uint16) *entry {
+	e := &entry{name: keyName(key), qtype: qtype}
+	if fp.routed(e.name) {
+		e.a = fp.r.render(snap, e.name, qtype)
+	}
+	return e
+}
+
+// keyName is the presentation form of the name in a parseQuery key.
+func keyName(key []byte) string {
+	var b strings.Builder
+	for off := 0; key[off] != 0; off += 1 + int(key[off]) {
+		b.Write(key[off+1 : off+1+int(key[off])])
+		b.WriteByte('.')
+	}
+	return b.String()
+}
+
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,62 @@
+package rune
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// listenReusePort opens a UDP socket on addr in the SO_REUSEPORT group
+// CoreDNS's socket on it is in.
+func listenReusePort(addr string) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// steer attaches a reuseport program to the group of c that hands every
+// packet to socket base + (CPU mod n): the kernel numbers a group's sockets
+// in the order they joined, and falls back to its hash when the index is
+// not one of them.
+func steer(c *net.UDPConn, base, n int) error {
+	raw, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtCPUID},
+		bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: uint32(base)},
+		bpf.RetA{},
+	})
+	if err != nil {
+		return err
+	}
+	prog := unix.SockFprog{Len: uint16(len(raw)), Filter: (*unix.SockFilter)(unsafe.Pointer(&raw[0]))}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &prog)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("attaching the reuseport steering program: %w", serr)
+	}
+	return nil
+}

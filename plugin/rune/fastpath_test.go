@@ -1,0 +1,393 @@
+package rune
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/corefile"
+	"github.com/runenet/runenet/node"
+	_ "github.com/runenet/runenet/plugin/runegate"
+	"github.com/runenet/runenet/readiness"
+)
+
+// servers are two rune blocks of one in-process CoreDNS on one node
+// runtime, the same plugins in each: fast on the fast path, full with
+// `fastpath off`, so every reply of one can be compared with the other's.
+type servers struct {
+	fast, full string
+	rep        *strings.Replacer
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startCoreDNS runs corefile in this process, with runed's directive order.
+func startCoreDNS(t testing.TB, cf string) {
+	t.Helper()
+	dnsserver.Directives = corefile.Directives
+	dnsserver.Quiet = true
+	inst, err := caddy.Start(caddy.CaddyfileInput{Contents: []byte(cf), Filepath: "Corefile", ServerTypeName: "dns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		inst.Stop()
+		inst.ShutdownCallbacks()
+	})
+}
+
+// newServers starts the two blocks, the second block's extra plugins
+// (e.g. "log") added to the fast one's, and casts testServices.
+func newServers(t testing.TB, extra string) *servers {
+	dir := t.TempDir()
+	pf, pm := freePort(t), freePort(t)
+	pm2 := freePort(t)
+	block := func(port int, opts, plugins string) string {
+		return fmt.Sprintf(`rune:%[1]d 10.96.0.0/16:%[1]d {
+	bind 127.0.0.1
+	rune {
+		data_dir %[2]s
+		cluster_cidr 10.96.0.0/16
+		node_name test
+		%[3]s
+	}
+	runegate
+	prometheus 127.0.0.1:%[4]d
+	errors
+	%[5]s
+}
+`, port, dir, opts, pm, plugins)
+	}
+	cf := block(pf, "", extra) + block(pm2, "fastpath off", "")
+	startCoreDNS(t, cf)
+	rt, err := node.Attach(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Release() })
+	files := make([]cluster.SourceFile, len(testServices))
+	for i, d := range testServices {
+		files[i] = cluster.SourceFile{Name: fmt.Sprintf("svc%d.yaml", i), Data: []byte(d)}
+	}
+	ctx := context.Background()
+	_, seq, err := rt.Controller().Cast(ctx, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.View().WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	vip := func(ns, name string) netip.Addr {
+		e, _ := rt.View().Snapshot().Service(cluster.NamespacedName{Namespace: ns, Name: name})
+		return e.Value.VIP
+	}
+	api, web, db := vip("default", "api"), vip("default", "web"), vip("jobs", "db")
+	apiRev, _ := dns.ReverseAddr(api.String())
+	dbRev, _ := dns.ReverseAddr(db.String())
+	s := &servers{
+		fast: fmt.Sprintf("127.0.0.1:%d", pf), full: fmt.Sprintf("127.0.0.1:%d", pm2),
+		rep: strings.NewReplacer("{api}", api.String(), "{web}", web.String(), "{db}", db.String(),
+			"{api-rev}", apiRev, "{db-rev-upper}", strings.ToUpper(dbRev),
+			"{serial}", fmt.Sprint(uint32(rt.View().Snapshot().Seq))),
+	}
+	return s
+}
+
+// exchange sends the raw packet q and returns the raw reply, nil when none
+// came within timeout.
+func exchange(t testing.TB, addr string, q []byte, timeout time.Duration) []byte {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(timeout))
+	b := make([]byte, 65535)
+	n, err := c.Read(b)
+	if err != nil {
+		return nil
+	}
+	return b[:n]
+}
+
+// variants are the ways a query is asked: flags, EDNS sizes, DO, options.
+var variants = []struct {
+	name string
+	edit func(*dns.Msg)
+}{
+	{"plain", func(m *dns.Msg) {}},
+	{"no RD", func(m *dns.Msg) { m.RecursionDesired = false }},
+	{"CD AD", func(m *dns.Msg) { m.CheckingDisabled, m.AuthenticatedData = true, true }},
+	{"EDNS 1232", func(m *dns.Msg) { m.SetEdns0(1232, false) }},
+	{"EDNS 4096 DO", func(m *dns.Msg) { m.SetEdns0(4096, true) }},
+	{"EDNS 100", func(m *dns.Msg) { m.SetEdns0(100, false) }},
+	{"EDNS version 1", func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) }},
+	{"EDNS Z flags", func(m *dns.Msg) { m.SetEdns0(1232, true); m.IsEdns0().Hdr.Ttl |= 0x7fff }},
+	{"EDNS NSID", func(m *dns.Msg) {
+		m.SetEdns0(1232, false)
+		o := m.IsEdns0()
+		o.Option = append(o.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
+	}},
+	{"EDNS cookie", func(m *dns.Msg) {
+		m.SetEdns0(1232, false)
+		o := m.IsEdns0()
+		o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+	}},
+	{"opcode status", func(m *dns.Msg) { m.Opcode = dns.OpcodeStatus }},
+	{"AA set", func(m *dns.Msg) { m.Authoritative = true }},
+}
+
+// TestFastPathEqualsFullChain asks both blocks every conformance query
+// (answerTests) in every variant, and a mixed-case spelling of each, and
+// wants the same bytes back; the fast block's reply must also be the
+// expected one. It fails if the fast path answered nothing.
+func TestFastPathEqualsFullChain(t *testing.T) {
+	s := newServers(t, "")
+	before := testutil.ToFloat64(fastPackets.answered)
+	id := uint16(1)
+	for _, ac := range answerTests {
+		req, tc := ac.request(t, s.rep)
+		for _, spell := range []func(string) string{func(n string) string { return n }, mixCase} {
+			for _, v := range variants {
+				m := req.Copy()
+				m.Question[0].Name = spell(m.Question[0].Name)
+				v.edit(m)
+				m.Id = id
+				id++
+				q, err := m.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := fmt.Sprintf("%s %s %s %s", dns.ClassToString[m.Question[0].Qclass], dns.TypeToString[m.Question[0].Qtype], m.Question[0].Name, v.name)
+				fast, full := exchange(t, s.fast, q, 5*time.Second), exchange(t, s.full, q, 5*time.Second)
+				if !bytes.Equal(fast, full) {
+					t.Errorf("%s: fast path and full chain differ\nfast: %v\nfull: %v", name, unpack(fast), unpack(full))
+					continue
+				}
+				if v.name == "plain" && m.Question[0].Name == req.Question[0].Name {
+					r := unpack(fast)
+					if r == nil {
+						t.Errorf("%s: no reply", name)
+					} else if err := test.SortAndCheck(r, tc); err != nil {
+						t.Errorf("%s: %v", name, err)
+					}
+				}
+			}
+		}
+	}
+	if testutil.ToFloat64(fastPackets.answered) == before {
+		t.Fatal("the fast path answered none of the queries: it is not in front")
+	}
+}
+
+// mixCase flips the case of every other letter.
+func mixCase(n string) string {
+	b := []byte(n)
+	for i := range b {
+		if i%2 == 0 && 'a' <= b[i] && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		} else if i%2 == 0 && 'A' <= b[i] && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func unpack(b []byte) *dns.Msg {
+	if b == nil {
+		return nil
+	}
+	m := new(dns.Msg)
+	if m.Unpack(b) != nil {
+		return nil
+	}
+	return m
+}
+
+// TestFastPathCountsAsTheChain checks that the coredns_dns_* series of the
+// fast block grow as the full block's do for the same queries.
+func TestFastPathCountsAsTheChain(t *testing.T) {
+	s := newServers(t, "")
+	qs := []*dns.Msg{
+		query("api.default.rune.", dns.TypeA, false),
+		query("web.default.rune.", dns.TypeAAAA, true),
+		query("_http._tcp.api.default.rune.", dns.TypeSRV, false),
+		query(s.rep.Replace("{api-rev}"), dns.TypePTR, false),
+		query("nope.default.rune.", dns.TypeA, false),
+	}
+	qs[1].IsEdns0().SetDo()
+	before := map[string]map[string]float64{s.fast: dnsSeries(t, s.fast), s.full: dnsSeries(t, s.full)}
+	for i := range 3 {
+		for _, q := range qs {
+			q.Id = uint16(i)
+			b, _ := q.Pack()
+			if exchange(t, s.fast, b, 5*time.Second) == nil || exchange(t, s.full, b, 5*time.Second) == nil {
+				t.Fatalf("no reply to %v", q.Question[0])
+			}
+		}
+	}
+	delta := func(addr string) map[string]float64 {
+		d := map[string]float64{}
+		for k, v := range dnsSeries(t, addr) {
+			if v != before[addr][k] {
+				d[k] = v - before[addr][k]
+			}
+		}
+		return d
+	}
+	fast, full := delta(s.fast), delta(s.full)
+	if fmt.Sprint(fast) != fmt.Sprint(full) {
+		t.Errorf("metrics differ\nfast: %v\nfull: %v", fast, full)
+	}
+	if len(fast) == 0 {
+		t.Error("no coredns_dns_* series moved")
+	}
+}
+
+// dnsSeries flattens the coredns_dns_* series of server addr: counters by
+// value, histograms by sample count (and sum, for sizes), labels but the
+// server's.
+func dnsSeries(t testing.TB, addr string) map[string]float64 {
+	t.Helper()
+	fams, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if !strings.HasPrefix(f.GetName(), "coredns_dns_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			mine := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "server" {
+					mine = l.GetValue() == "dns://"+addr
+					continue
+				}
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			if !mine {
+				continue
+			}
+			sort.Strings(labels)
+			k := f.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out[k] = m.GetCounter().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[k+" count"] = float64(m.GetHistogram().GetSampleCount())
+				if !strings.Contains(f.GetName(), "duration") {
+					out[k+" sum"] = m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestFastPathStepsAsideForOtherPlugins: a block with log (which must see
+// every query) gets no fast path.
+func TestFastPathStepsAsideForOtherPlugins(t *testing.T) {
+	s := newServers(t, "log")
+	before := testutil.ToFloat64(fastPackets.answered) + testutil.ToFloat64(fastPackets.declined)
+	b, _ := query("api.default.rune.", dns.TypeA, false).Pack()
+	if r := unpack(exchange(t, s.fast, b, 5*time.Second)); r == nil || len(r.Answer) != 1 {
+		t.Fatalf("reply %v, want the A record", r)
+	}
+	if after := testutil.ToFloat64(fastPackets.answered) + testutil.ToFloat64(fastPackets.declined); after != before {
+		t.Errorf("the fast path read %v packets of a block with log", after-before)
+	}
+}
+
+// TestFastPathFailsClosedWithTheGate: while the data path is not ready the
+// fast block answers the gate's SERVFAIL, as the full one does, and answers
+// again once it is.
+func TestFastPathFailsClosedWithTheGate(t *testing.T) {
+	s := newServers(t, "")
+	q := query("api.default.rune.", dns.TypeA, true)
+	b, _ := q.Pack()
+	readiness.Default.Register("fastpath-test", func() (bool, string) { return false, "test: not ready" })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := unpack(exchange(t, s.fast, b, 5*time.Second))
+		if r != nil && r.Rcode == dns.RcodeServerFailure {
+			if full := exchange(t, s.full, b, 5*time.Second); !bytes.Equal(full, exchange(t, s.fast, b, 5*time.Second)) {
+				t.Errorf("gate closed: fast and full replies differ: %v", unpack(full))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %v 10s after the data path stopped being ready", r)
+		}
+	}
+	readiness.Default.Unregister("fastpath-test")
+	for {
+		r := unpack(exchange(t, s.fast, b, 5*time.Second))
+		if r != nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %v after the data path was ready again", r)
+		}
+	}
+}
+
+// FuzzFastPath sends arbitrary packets to both blocks and wants the same
+// reply (or none from either).
+//
+//	go test ./plugin/rune -run '^$' -fuzz FuzzFastPath -fuzztime 30s
+func FuzzFastPath(f *testing.F) {
+	s := newServers(f, "")
+	for _, ac := range answerTests {
+		req, _ := ac.request(f, s.rep)
+		for _, v := range variants {
+			m := req.Copy()
+			v.edit(m)
+			b, _ := m.Pack()
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, q []byte) {
+		fast, full := exchange(t, s.fast, q, 200*time.Millisecond), exchange(t, s.full, q, 200*time.Millisecond)
+		if (fast == nil) != (full == nil) {
+			// One may only have been slow on this loaded machine: ask again.
+			fast, full = exchange(t, s.fast, q, 3*time.Second), exchange(t, s.full, q, 3*time.Second)
+		}
+		if !bytes.Equal(fast, full) {
+			t.Fatalf("query %x: fast path and full chain differ\nfast: %v\nfull: %v", q, unpack(fast), unpack(full))
+		}
+	})
+}
