@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# DNS benchmarks (docs/benchmarks.md, "DNS"): runed vs stock CoreDNS of the
-# same version serving the same names with `hosts`, dnsperf on the same
-# machine, loopback only. Run from anywhere as root (or any user with
-# apt-get already done):  bench/dns/run.sh
+# DNS benchmarks (docs/benchmarks.md, "DNS"): runed (its rune block with the
+# UDP fast path, and the same block with `fastpath off`) vs stock CoreDNS of
+# the same version serving the same names with `hosts`, and dnsmasq, dnsperf
+# on the same machine, loopback only. Run from anywhere as root (or any user
+# with apt-get already done):  bench/dns/run.sh
 #
 # The machine is shared and noisy, so servers alternate in short rounds and
 # the summary gives each one's median QPS.
 #
 # Env: DURATION (dnsperf seconds per run, default 10), CLIENTS (default 10),
 # ROUNDS (alternating rounds, default 5), BIG (default 100000;
-# 0 skips the big-cluster runs). When dnsmasq is installed (dnsmasq-base) it
-# serves the same hosts file as a third reference point.
+# 0 skips the big-cluster runs). dnsmasq (dnsmasq-base) serves the same hosts
+# file as the reference to beat.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -26,8 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v dnsperf >/dev/null; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf
+if ! command -v dnsperf >/dev/null || ! command -v dnsmasq >/dev/null; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf dnsmasq-base
 fi
 
 cd "$ROOT"
@@ -37,20 +38,27 @@ go build -o "$W/coredns" ./bench/dns/stockcoredns
 go build -o "$W/dnsbench" ./bench/dns/dnsbench
 
 # Both servers get the same extras (metrics and errors), only their answer
-# plugin differs. runed's block is the rune block of its default Corefile.
+# plugin differs. runed's block is the rune block of its default Corefile;
+# one runed serves it twice, on $2 with the fast path and on $2+3 without
+# (`fastpath off`: every query through CoreDNS's server and plugin chain).
 runed_corefile() { # data dir, port, cluster CIDR
-	cat <<EOC
-rune:$2 $3:$2 {
+	for fp in on off; do
+		local port=$2
+		[ $fp = on ] || port=$(($2 + 3))
+		cat <<EOC
+rune:$port $3:$port {
 	bind 127.0.0.1
 	rune {
 		data_dir $1
 		cluster_cidr $3
+		fastpath $fp
 	}
 	runegate
 	prometheus 127.0.0.1:9253
 	errors
 }
 EOC
+	done
 }
 cat >"$W/Corefile.hosts" <<EOC
 rune:5302 {
@@ -95,9 +103,14 @@ median() { # per server measured since the last call: median QPS and CPU per que
 			{ v[$1, ++n[$1]] = $col; if (!($1 in seen)) { seen[$1]; order[++k] = $1 } }
 			END { for (i = 1; i <= k; i++) { s = order[i]; c = n[s]
 				m = (c % 2) ? v[s, (c + 1) / 2] : (v[s, c / 2] + v[s, c / 2 + 1]) / 2
-				printf "median %s, %s: %.1f over %d rounds\n", col == 2 ? "QPS" : "server CPU us/query", s, m, c } }'
+				printf "median %s, %s: %.1f over %d rounds\n", col == 2 ? "QPS" : "server CPU us/query", s, m, c
+				if (col == 2) printf "%s\t%.1f\n", s, m >> "'"$W/medians"'" } }'
 	done
 	: >"$W/qps"
+}
+ratio() { # label, server a, server b: median QPS of a over b's
+	awk -F'\t' -v a="$2" -v b="$3" -v l="$1" '$1 == a { x = $2 } $1 == b { y = $2 }
+		END { if (x && y) printf "ratio %s: %.2f\n", l, x / y }' "$W/medians"
 }
 rss() { echo "RSS of $1: $(awk '/VmRSS/ {print $2, $3}' /proc/"$2"/status)"; }
 
@@ -107,22 +120,24 @@ start_runed "$W/data1k" 5301 10.96.0.0/16
 "$W/coredns" -conf "$W/Corefile.hosts" >"$W/coredns.log" 2>&1 &
 COREDNS=$!
 PIDS+=("$COREDNS")
-if command -v dnsmasq >/dev/null; then
-	dnsmasq -k -C /dev/null --port=5303 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+dnsmasq -k -C /dev/null --port=5303 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
 		--addn-hosts="$W/hosts1k" --user=root --pid-file= >"$W/dnsmasq.log" 2>&1 &
-	DNSMASQ=$!
-	PIDS+=("$DNSMASQ")
-fi
+DNSMASQ=$!
+PIDS+=("$DNSMASQ")
 sleep 1
 for r in $(seq "$ROUNDS"); do
 	perf "runed, 1,000 services (round $r)" 5301 "$W/q1k" "$RUNED"
+	perf "runed fastpath off, 1,000 services (round $r)" 5304 "$W/q1k" "$RUNED"
 	perf "CoreDNS hosts, 1,000 names (round $r)" 5302 "$W/q1k" "$COREDNS"
-	[ -z "${DNSMASQ:-}" ] || perf "dnsmasq, 1,000 names (round $r)" 5303 "$W/q1k" "$DNSMASQ"
+	perf "dnsmasq, 1,000 names (round $r)" 5303 "$W/q1k" "$DNSMASQ"
 done
 median
+ratio "runed / dnsmasq, 1,000 names" "runed, 1,000 services" "dnsmasq, 1,000 names"
+ratio "runed / CoreDNS hosts, 1,000 names" "runed, 1,000 services" "CoreDNS hosts, 1,000 names"
+ratio "runed fastpath off / CoreDNS hosts, 1,000 names" "runed fastpath off, 1,000 services" "CoreDNS hosts, 1,000 names"
 rss "runed (1,000 services)" "$RUNED"
 rss "CoreDNS hosts (1,000 names)" "$COREDNS"
-kill "$COREDNS" ${DNSMASQ:-}
+kill "$COREDNS" "$DNSMASQ"
 
 echo "### cast -> resolvable"
 "$W/dnsbench" castlat -api "unix://$W/data1k/runed.sock" -dns 127.0.0.1:5301 -n 300
@@ -135,8 +150,10 @@ start_runed "$W/databig" 5301 10.96.0.0/12
 "$W/dnsbench" seed -api "unix://$W/databig/runed.sock" -n "$BIG" -hosts "$W/hostsbig" -queries "$W/qbig"
 for r in $(seq "$ROUNDS"); do
 	perf "runed, $BIG services (round $r)" 5301 "$W/qbig" "$RUNED"
+	perf "runed fastpath off, $BIG services (round $r)" 5304 "$W/qbig" "$RUNED"
 done
 median
+ratio "runed $BIG / 1,000 services" "runed, $BIG services" "runed, 1,000 services"
 rss "runed ($BIG services)" "$RUNED"
 stop_runed
 

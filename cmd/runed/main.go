@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -58,7 +59,7 @@ import (
 	_ "github.com/runenet/runenet/plugin/dataplane"
 	_ "github.com/runenet/runenet/plugin/ingress"
 	_ "github.com/runenet/runenet/plugin/netpolicy"
-	_ "github.com/runenet/runenet/plugin/rune"
+	runeplugin "github.com/runenet/runenet/plugin/rune"
 	_ "github.com/runenet/runenet/plugin/rune/inprocess"
 	_ "github.com/runenet/runenet/plugin/runegate"
 )
@@ -208,6 +209,16 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runed: %v\n", err)
 		os.Exit(2)
+	}
+	if fs.Lookup("plugins").Value.String() == "true" {
+		// coremain's list, and which plugins keep rune's fast path.
+		fmt.Println(caddy.DescribePlugins())
+		fmt.Printf("%s\n  %s\n%s\n",
+			"The rune plugin answers .rune A/AAAA/SRV/PTR queries over UDP on a fast path in front of CoreDNS's\n"+
+				"server when its block holds only these plugins (and not `fastpath off`):",
+			strings.Join(runeplugin.TransparentPlugins, ", "),
+			"Any other plugin in the block (log, rewrite, cache, acl, ...) sees every query. See plugin/rune/README.md.")
+		return
 	}
 	if conf := fs.Lookup("conf").Value.String(); conf != "" {
 		logStartup(nil, conf)
