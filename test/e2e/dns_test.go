@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,8 +34,20 @@ const dnsServices = `services:
 // namespace, casts services through the CLI and checks every record type,
 // forwarding, truncation, metrics, the readiness gate and stale budget, a
 // reload of an edited Corefile, and a restart.
+//
+// It runs twice: with the rune plugin's UDP fast path (the default) and with
+// `fastpath off`, every query through CoreDNS's server and plugin chain.
 func TestDNS(t *testing.T) {
+	for _, fastpath := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fastpath %v", fastpath), func(t *testing.T) { testDNS(t, fastpath) })
+	}
+}
+
+func testDNS(t *testing.T, fastpath bool) {
 	n := newDNSNode(t)
+	if !fastpath {
+		n.editCorefile(t, "\t\tttl 5\n", "\t\tttl 5\n\t\tfastpath off\n")
+	}
 	n.start(t)
 	n.waitSOA(t, 20*time.Second)
 	// From -conf, the start-up block says what the node runtime runs and
@@ -142,6 +156,11 @@ func TestDNS(t *testing.T) {
 			if code != 200 || !strings.Contains(body, want) {
 				t.Errorf("/metrics (%d) lacks %s", code, want)
 			}
+		}
+		// The fast path answered (most of) the queries above, or none.
+		answered := regexp.MustCompile(`(?m)^rune_dns_fastpath_packets_total\{path="answered"\} (\S+)$`).FindStringSubmatch(body)
+		if answered == nil || (answered[1] != "0") != fastpath {
+			t.Errorf("fast path %v, but /metrics has %q", fastpath, answered)
 		}
 	})
 
