@@ -18,6 +18,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/log"
 	_ "github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/test"
+	_ "github.com/coredns/coredns/plugin/whoami"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -63,9 +64,10 @@ func startCoreDNS(t testing.TB, cf string) {
 	})
 }
 
-// newServers starts the two blocks, the second block's extra plugins
-// (e.g. "log") added to the fast one's, and casts testServices.
-func newServers(t testing.TB, extra string) *servers {
+// newServers starts the two blocks, extra plugins (e.g. "log") added to
+// the fast one's and other server blocks (more, where {port} is the fast
+// one's port), and casts testServices.
+func newServers(t testing.TB, extra string, more ...string) *servers {
 	dir := t.TempDir()
 	pf, pm := freePort(t), freePort(t)
 	pm2 := freePort(t)
@@ -86,6 +88,9 @@ func newServers(t testing.TB, extra string) *servers {
 `, port, dir, opts, pm, plugins)
 	}
 	cf := block(pf, "", extra) + block(pm2, "fastpath off", "")
+	for _, b := range more {
+		cf += strings.ReplaceAll(b, "{port}", fmt.Sprint(pf)) + "\n"
+	}
 	startCoreDNS(t, cf)
 	rt, err := node.Attach(dir)
 	if err != nil {
@@ -248,6 +253,8 @@ func TestFastPathCountsAsTheChain(t *testing.T) {
 	}
 	qs[1].IsEdns0().SetDo()
 	before := map[string]map[string]float64{s.fast: dnsSeries(t, s.fast), s.full: dnsSeries(t, s.full)}
+	read := func() float64 { return testutil.ToFloat64(fastPackets.answered) + testutil.ToFloat64(fastPackets.declined) }
+	readBefore := read()
 	for i := range 3 {
 		for _, q := range qs {
 			q.Id = uint16(i)
@@ -265,6 +272,10 @@ func TestFastPathCountsAsTheChain(t *testing.T) {
 			}
 		}
 		return d
+	}
+	// Steering: every packet to the address reached the fast path's sockets.
+	if got, want := read()-readBefore, float64(3*len(qs)); got != want {
+		t.Errorf("the fast path read %v packets of the %v sent to its address", got, want)
 	}
 	fast, full := delta(s.fast), delta(s.full)
 	if fmt.Sprint(fast) != fmt.Sprint(full) {
@@ -390,4 +401,52 @@ func FuzzFastPath(f *testing.F) {
 			t.Fatalf("query %x: fast path and full chain differ\nfast: %v\nfull: %v", q, unpack(fast), unpack(full))
 		}
 	})
+}
+
+// TestFastPathLeavesOtherBlocksTheirNames: a block for a zone below rune.
+// on the same address gets its names, as CoreDNS's routing gives them.
+func TestFastPathLeavesOtherBlocksTheirNames(t *testing.T) {
+	s := newServers(t, "", "web.default.rune:{port} {\n\tbind 127.0.0.1\n\twhoami\n}")
+	b, _ := query("web.default.rune.", dns.TypeA, false).Pack()
+	r := unpack(exchange(t, s.fast, b, 5*time.Second))
+	if r == nil || len(r.Extra) == 0 || r.Extra[0].Header().Rrtype != dns.TypeA || r.Extra[0].Header().Name != "web.default.rune." {
+		t.Errorf("web.default.rune. A: %v, want whoami's reply", r)
+	}
+	b, _ = query("api.default.rune.", dns.TypeA, false).Pack()
+	if r := unpack(exchange(t, s.fast, b, 5*time.Second)); r == nil || len(r.Answer) != 1 {
+		t.Errorf("api.default.rune. A: %v, want rune's answer", r)
+	}
+}
+
+// TestFastPathIPv6 serves a block bound to ::1 from the fast path.
+func TestFastPathIPv6(t *testing.T) {
+	c, err := net.ListenPacket("udp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("no IPv6 loopback: %v", err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	dir := t.TempDir()
+	startCoreDNS(t, fmt.Sprintf("rune:%d {\n\tbind ::1\n\trune {\n\t\tdata_dir %s\n\t\tnode_name test\n\t}\n\terrors\n}\n", port, dir))
+	rt, err := node.Attach(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Release()
+	ctx := context.Background()
+	_, seq, err := rt.Controller().Cast(ctx, []cluster.SourceFile{{Name: "api.yaml", Data: []byte(service("default", "api"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.View().WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(fastPackets.answered)
+	b, _ := query("api.default.rune.", dns.TypeA, true).Pack()
+	if r := unpack(exchange(t, fmt.Sprintf("[::1]:%d", port), b, 5*time.Second)); r == nil || len(r.Answer) != 1 {
+		t.Fatalf("api.default.rune. A over ::1: %v", r)
+	}
+	if testutil.ToFloat64(fastPackets.answered) == before {
+		t.Error("the fast path did not answer over IPv6")
+	}
 }
