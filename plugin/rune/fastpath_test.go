@@ -42,14 +42,29 @@ type servers struct {
 	rep        *strings.Replacer
 }
 
-func freePort(t testing.TB) int {
+// freePort returns a port of 127.0.0.1 (or host) free for both TCP and UDP
+// (a DNS server listens on both).
+func freePort(t testing.TB, host ...string) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	h := "127.0.0.1"
+	if len(host) > 0 {
+		h = host[0]
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(h, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		c, err := net.ListenPacket("udp", net.JoinHostPort(h, fmt.Sprint(port)))
+		l.Close()
+		if err == nil {
+			c.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP")
+	return 0
 }
 
 // startCoreDNS runs corefile in this process, with runed's directive order.
@@ -458,12 +473,7 @@ func FuzzFastPath(f *testing.F) {
 
 // TestFastPathIPv6 serves a block bound to ::1 from the fast path.
 func TestFastPathIPv6(t *testing.T) {
-	c, err := net.ListenPacket("udp", "[::1]:0")
-	if err != nil {
-		t.Fatalf("no IPv6 loopback: %v", err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
+	port := freePort(t, "::1")
 	dir := t.TempDir()
 	startCoreDNS(t, fmt.Sprintf("rune:%d {\n\tbind ::1\n\trune {\n\t\tdata_dir %s\n\t\tnode_name test\n\t}\n\terrors\n}\n", port, dir))
 	rt, err := node.Attach(dir)
