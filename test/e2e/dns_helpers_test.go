@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -345,4 +347,19 @@ func ede(m *dns.Msg) *dns.EDNS0_EDE {
 		}
 	}
 	return nil
+}
+
+// fastAnswered is rune_dns_fastpath_packets_total{path="answered"} on runed's /metrics.
+func (n *dnsNode) fastAnswered(t *testing.T) float64 {
+	t.Helper()
+	code, body := n.httpGet(t, "http://127.0.0.1:9100/metrics")
+	m := regexp.MustCompile(`(?m)^rune_dns_fastpath_packets_total\{path="answered"\} (\S+)$`).FindStringSubmatch(body)
+	if code != 200 || m == nil {
+		t.Fatalf("/metrics (%d) lacks rune_dns_fastpath_packets_total", code)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,9 +157,8 @@ func testDNS(t *testing.T, fastpath bool) {
 			}
 		}
 		// The fast path answered (most of) the queries above, or none.
-		answered := regexp.MustCompile(`(?m)^rune_dns_fastpath_packets_total\{path="answered"\} (\S+)$`).FindStringSubmatch(body)
-		if answered == nil || (answered[1] != "0") != fastpath {
-			t.Errorf("fast path %v, but /metrics has %q", fastpath, answered)
+		if answered := n.fastAnswered(t); (answered > 0) != fastpath {
+			t.Errorf("fast path %v, but it answered %v queries", fastpath, answered)
 		}
 	})
 
@@ -227,6 +225,16 @@ func testDNS(t *testing.T, fastpath bool) {
 		wg.Wait()
 		if f := failures.Load(); f > 0 {
 			t.Errorf("%d queries failed or went wrong across the reload; last: %v", f, last.Load())
+		}
+		// The reloaded block's fast path gets every packet again.
+		if fastpath {
+			before := n.fastAnswered(t)
+			for range 20 {
+				n.ask(t, "udp", "api.default.rune.", dns.TypeA)
+			}
+			if got := n.fastAnswered(t) - before; got < 20 {
+				t.Errorf("after the reload the fast path answered %v of 20 queries", got)
+			}
 		}
 	})
 
