@@ -20,7 +20,6 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/plugin/runegate"
 )
 
 var log = clog.NewWithPlugin("rune")
@@ -43,7 +42,7 @@ var log = clog.NewWithPlugin("rune")
 type fastPath struct {
 	r     *Rune
 	srv   *dnsserver.Server
-	gate  *runegate.Gate // nil without runegate in the block
+	gate  gate // nil without runegate in the block
 	zones map[string]bool
 	stats *chainMetrics // nil without prometheus in the block
 	fam   string
@@ -52,6 +51,12 @@ type fastPath struct {
 	slow  *slowConn
 	dns   *dns.Server
 	wg    sync.WaitGroup
+}
+
+// gate is runegate's handler, asked through an interface: importing it
+// would link the node runtime into a stock CoreDNS.
+type gate interface {
+	Open() (bool, []string)
 }
 
 // transparent are the plugins that may sit in the rune block's chain: for
@@ -148,7 +153,7 @@ func (r *Rune) startFast(cfg *dnsserver.Config, srv *dnsserver.Server) {
 		return
 	}
 	fp := &fastPath{r: r, srv: srv, zones: zones}
-	if g, ok := cfg.Handler("runegate").(*runegate.Gate); ok {
+	if g, ok := cfg.Handler("runegate").(gate); ok {
 		fp.gate = g
 	}
 	if m, ok := cfg.Handler("prometheus").(*metrics.Metrics); ok {

@@ -30,8 +30,8 @@ import (
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/corefile"
 	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
 	_ "github.com/runenet/runenet/plugin/runegate"
-	"github.com/runenet/runenet/readiness"
 )
 
 // servers are two rune blocks of one in-process CoreDNS on one node
@@ -40,6 +40,7 @@ import (
 type servers struct {
 	fast, full string
 	rep        *strings.Replacer
+	rt         *node.Runtime
 }
 
 // freePort returns a port of 127.0.0.1 (or host) free for both TCP and UDP
@@ -70,6 +71,16 @@ func freePort(t testing.TB, host ...string) int {
 // startCoreDNS runs corefile in this process, with runed's directive order.
 func startCoreDNS(t testing.TB, cf string) {
 	t.Helper()
+	// runed links the in-process mode in (plugin/rune/inprocess, which
+	// imports this package): the node runtime, opened the same way.
+	SetLocal(func(cfg nodeconfig.Config) (*cluster.View, func() error, error) {
+		rt, err := node.Acquire(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rt.View(), rt.Release, nil
+	})
+	t.Cleanup(func() { SetLocal(nil) })
 	dnsserver.Directives = corefile.Directives
 	dnsserver.Quiet = true
 	inst, err := caddy.Start(caddy.CaddyfileInput{Contents: []byte(cf), Filepath: "Corefile", ServerTypeName: "dns"})
@@ -135,7 +146,7 @@ func newServers(t testing.TB, extra string, more ...string) *servers {
 	apiRev, _ := dns.ReverseAddr(api.String())
 	dbRev, _ := dns.ReverseAddr(db.String())
 	s := &servers{
-		fast: fmt.Sprintf("127.0.0.1:%d", pf), full: fmt.Sprintf("127.0.0.1:%d", pm2),
+		fast: fmt.Sprintf("127.0.0.1:%d", pf), full: fmt.Sprintf("127.0.0.1:%d", pm2), rt: rt,
 		rep: strings.NewReplacer("{api}", api.String(), "{web}", web.String(), "{db}", db.String(),
 			"{api-rev}", apiRev, "{db-rev-upper}", strings.ToUpper(dbRev),
 			"{serial}", fmt.Sprint(uint32(rt.View().Snapshot().Seq))),
@@ -370,7 +381,7 @@ func TestFastPathFailsClosedWithTheGate(t *testing.T) {
 	s := newServers(t, "")
 	q := query("api.default.rune.", dns.TypeA, true)
 	b, _ := q.Pack()
-	readiness.Default.Register("fastpath-test", func() (bool, string) { return false, "test: not ready" })
+	s.rt.Readiness().Register("fastpath-test", func() (bool, string) { return false, "test: not ready" })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := unpack(exchange(t, s.fast, b, 5*time.Second))
@@ -384,7 +395,7 @@ func TestFastPathFailsClosedWithTheGate(t *testing.T) {
 			t.Fatalf("still %v 10s after the data path stopped being ready", r)
 		}
 	}
-	readiness.Default.Unregister("fastpath-test")
+	s.rt.Readiness().Unregister("fastpath-test")
 	for {
 		r := unpack(exchange(t, s.fast, b, 5*time.Second))
 		if r != nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
