@@ -275,6 +275,7 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 	counted := make([]pending, 0, batch)
 	cache := map[string]*entry{}
 	var snap *cluster.Snapshot
+	negatives := 0
 	key := make([]byte, 0, 260)
 	for {
 		n, err := pc.ReadBatch(in, 0)
@@ -289,6 +290,7 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 		if ok {
 			if s := v.Snapshot(); s != snap {
 				clear(cache)
+				negatives = 0
 				snap = s
 			}
 		}
@@ -303,8 +305,16 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 					e := cache[string(key)]
 					if e == nil {
 						e = fp.newEntry(snap, key, q.qtype)
-						if len(cache) < maxCache {
+						// Answers exist only for the cluster's names, so
+						// they are bounded; queries the fast path leaves
+						// to the chain (other zones, unknown names) are
+						// remembered up to maxNegative, so a flood of
+						// random names costs renders, not memory.
+						if e.a != nil || negatives < maxNegative {
 							cache[string(key)] = e
+							if e.a == nil {
+								negatives++
+							}
 						}
 					}
 					if e.a != nil {
@@ -343,8 +353,9 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 	}
 }
 
-// maxCache bounds a worker's cache; past it answers are rendered per query.
-const maxCache = 1 << 20
+// maxNegative bounds the entries per worker and snapshot of queries the
+// fast path declines.
+const maxNegative = 1 << 16
 
 func (fp *fastPath) newEntry(snap *cluster.Snapshot, key []byte, qtype uint16) *entry {
 	e := &entry{name: keyName(key), qtype: qtype}
