@@ -297,3 +297,22 @@ func checkStartupBlock(t *testing.T, log string, want []string) {
 		}
 	}
 }
+
+// TestRunedPluginsNamesTheFastPathPlugins: runed -plugins lists CoreDNS's
+// plugins and ours, and which plugins a rune block may hold and keep the
+// UDP fast path.
+func TestRunedPluginsNamesTheFastPathPlugins(t *testing.T) {
+	out, err := exec.Command(buildBinary(t, "./cmd/runed"), "-plugins").Output()
+	if err != nil {
+		t.Fatalf("runed -plugins: %v", err)
+	}
+	lines := strings.Split(string(out), "\n")
+	for _, want := range []string{"rune", "runegate", "forward"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("runed -plugins lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(string(out), "fast path") || !slices.Contains(lines, "  prometheus, errors, runegate, rune, dataplane, netpolicy, ingress") {
+		t.Errorf("runed -plugins does not name the fast path's plugins:\n%s", out)
+	}
+}
