@@ -188,6 +188,12 @@ func (c *Client) Services(ctx context.Context, ns string) (*ServiceList, error) 
 	return &out, c.do(ctx, http.MethodGet, "/v1/services"+nsQuery(ns), nil, &out)
 }
 
+// Nodes lists the cluster's members as the node asked knows them.
+func (c *Client) Nodes(ctx context.Context) (*NodeList, error) {
+	var out NodeList
+	return &out, c.do(ctx, http.MethodGet, "/v1/nodes", nil, &out)
+}
+
 func (c *Client) DeleteService(ctx context.Context, ns, name string) (uint64, error) {
 	var out SeqResponse
 	err := c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(ns)+"/"+url.PathEscape(name), nil, &out)

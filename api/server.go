@@ -59,6 +59,8 @@ type Server struct {
 	// delete secret`.
 	ListSecrets  ListSecrets
 	DeleteSecret DeleteSecret
+	// Cluster serves `rune get nodes` and the cluster line of status.
+	Cluster Cluster
 }
 
 // Readiness is the node's data-path readiness, for `rune status`.
@@ -81,6 +83,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/instances/{id}/ready", s.setReady)
 	mux.HandleFunc("DELETE /v1/instances/{id}", s.deregisterInstance)
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/nodes", s.listNodes)
 	mux.HandleFunc("GET /v1/list", s.list)
 	mux.HandleFunc("GET /v1/watch", s.watch)
 	mux.HandleFunc("POST /v1/debug/pause-watch", s.debug(s.pauseWatch))
@@ -330,6 +333,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Warnings != nil {
 		st.Warnings = s.Warnings(r.Context(), snap.Seq, nil)
+	}
+	if s.Cluster != nil {
+		st.Cluster = clusterStatus(s.Cluster)
 	}
 	writeJSON(w, http.StatusOK, st)
 }

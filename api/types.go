@@ -88,6 +88,20 @@ type Status struct {
 	ClusterCIDR string           `json:"clusterCIDR,omitempty"`
 	Services    int              `json:"services"`
 	Instances   int              `json:"instances"`
+	// Cluster is the node's place in the cluster (nil: not known).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is the node's role in the cluster and the leader it knows.
+type ClusterStatus struct {
+	Backend string `json:"backend"` // badger (single node) or raft
+	// State is the node's: leader, follower, candidate or shutdown.
+	State     string `json:"state"`
+	Leader    string `json:"leader,omitempty"` // "" when it knows none
+	Voters    int    `json:"voters"`
+	NonVoters int    `json:"nonVoters"`
+	// Error says why the membership could not be read.
+	Error string `json:"error,omitempty"`
 }
 
 // SubsystemState is one data-path subsystem's readiness.

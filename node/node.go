@@ -204,6 +204,7 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	opened := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{cfg: cfg, log: lg, cancel: cancel, done: make(chan struct{})}
 	fail := func(err error) (*Runtime, error) {
@@ -260,6 +261,7 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 		return ingress.DeleteSecret(ctx, lg, ns, name)
 	}
 	srv.Warnings = r.warnings
+	srv.Cluster = clusterAPI(cfg.NodeName, lg, opened)
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/orderedlog"
+	"github.com/runenet/runenet/orderedlog/raft"
 	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 )
@@ -57,4 +60,52 @@ func (f forwarder) PortForward(svc cluster.NamespacedName, port uint16, local ne
 		return nil, err // not a typed nil
 	}
 	return fwd, nil
+}
+
+// clusterAPI is the node's membership as the API reads it: the Raft
+// configuration on a cluster node, this node alone on the Badger backend.
+func clusterAPI(name string, lg orderedlog.Log, since time.Time) api.Cluster {
+	if rl, ok := lg.(*raft.Log); ok {
+		return raftCluster{rl, since}
+	}
+	return singleNode{name, lg, since}
+}
+
+type singleNode struct {
+	name  string
+	lg    orderedlog.Log
+	since time.Time
+}
+
+func (s singleNode) Nodes() (api.NodeList, error) {
+	applied, lag := s.lg.Tail(), uint64(0)
+	return api.NodeList{Backend: api.BackendBadger, Leader: s.name, Items: []api.Node{{
+		Name: s.name, Role: "voter", State: "leader", Self: true, Applied: &applied, Lag: &lag, Since: s.since,
+	}}}, nil
+}
+
+type raftCluster struct {
+	lg    *raft.Log
+	since time.Time
+}
+
+func (c raftCluster) Nodes() (api.NodeList, error) {
+	members, err := c.lg.Members()
+	if err != nil {
+		return api.NodeList{}, err
+	}
+	leader, _ := c.lg.Leader()
+	out := api.NodeList{Backend: api.BackendRaft, Leader: leader, Items: make([]api.Node, 0, len(members))}
+	for _, m := range members {
+		n := api.Node{Name: m.ID, Address: m.Address, Role: raft.RoleName(m.Voter), Self: m.Self}
+		if m.State != "" {
+			n.State = raft.StateName(m.State)
+		}
+		if m.Self {
+			applied, lag, contact := m.Applied, m.CommitLag, m.LastContact.Seconds()
+			n.Applied, n.Lag, n.LastContactSeconds, n.Since = &applied, &lag, &contact, c.since
+		}
+		out.Items = append(out.Items, n)
+	}
+	return out, nil
 }

@@ -30,7 +30,7 @@ func TestCompletion(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"get", ""}, "endpoints ingresses instances policies secrets services"},
+		{[]string{"get", ""}, "endpoints ingresses instances nodes policies secrets services"},
 		{[]string{"get", "services", ""}, "api web"},
 		{[]string{"get", "svc", "api", ""}, "web"},
 		{[]string{"get", "svc", "-n", "staging", ""}, "db"},
@@ -39,6 +39,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"port-forward", ""}, "api web"},
 		{[]string{"port-forward", "api", ""}, ""},
 		{[]string{"instance", "ready", ""}, "api-1"},
+		{[]string{"get", "nodes", ""}, "node-1"},
 		{[]string{"instance", "register", "x", "--service", ""}, "api web"},
 		{[]string{"get", "svc", "-n", ""}, "default staging"},
 		{[]string{"cast", "--namespace", ""}, "default staging"},

@@ -55,16 +55,18 @@ type kind struct {
 	plural, singular string
 	aliases          []string
 	header, wide     []string
-	list             func(ctx context.Context, c *api.Client, ns string) ([]item, error)
+	// clusterScoped kinds (nodes) belong to no namespace: no -n/-A.
+	clusterScoped bool
+	list          func(ctx context.Context, c *api.Client, ns string) ([]item, error)
 }
 
 // kinds are what `rune get` lists, in the order help shows them.
 func kinds() []kind {
-	return []kind{serviceKind, endpointsKind, instanceKind, policyKind, ingressKind, secretKind}
+	return []kind{serviceKind, endpointsKind, instanceKind, policyKind, ingressKind, secretKind, nodeKind}
 }
 
 func newGet(g *globals) *cobra.Command {
-	get := group("get KIND [NAME...]", "Show services, endpoints, instances, network policies, ingresses or secrets", "kind")
+	get := group("get KIND [NAME...]", "Show services, endpoints, instances, network policies, ingresses, secrets or cluster nodes", "kind")
 	for _, k := range kinds() {
 		get.AddCommand(getCmd(g, k))
 	}
@@ -95,7 +97,7 @@ func getCmd(g *globals, k kind) *cobra.Command {
 			if len(items) == 0 && len(names) == 0 && (output == "table" || output == "wide") {
 				// As kubectl: a note on stderr rather than a lone header.
 				where := ""
-				if !f.all {
+				if !f.all && !k.clusterScoped {
 					where = " in namespace " + f.namespace
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "No %s found%s.\n", k.plural, where)
@@ -113,7 +115,9 @@ func getCmd(g *globals, k kind) *cobra.Command {
 			return errors.Join(errs...)
 		},
 	}
-	f.add(g, cmd)
+	if !k.clusterScoped {
+		f.add(g, cmd)
+	}
 	addGetOutputFlag(cmd, &output)
 	return cmd
 }

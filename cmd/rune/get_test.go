@@ -110,7 +110,7 @@ func TestGetOutputFormats(t *testing.T) {
 		!regexp.MustCompile(`(?m)^shop\s.*\s8000,9090\s+ghcr\.io/example/shop:2$`).MatchString(out) {
 		t.Errorf("-o wide:\n%s", out)
 	}
-	for _, kind := range []string{"services", "endpoints", "instances", "policies", "secrets"} {
+	for _, kind := range []string{"services", "endpoints", "instances", "policies", "secrets", "nodes"} {
 		for _, o := range outputFormats {
 			if _, err := run(t, addr, "get", kind, "-o", o); err != nil {
 				t.Errorf("get %s -o %s: %v", kind, o, err)
@@ -211,7 +211,7 @@ func TestUnknownCommandsAndKindsFail(t *testing.T) {
 		{[]string{"get", "foo"}, `unknown kind "foo" for rune get`},
 		{[]string{"get", "service"}, ""}, // an alias: fine
 		{[]string{"get", "servces"}, `(did you mean "services"?)`},
-		{[]string{"get"}, "rune get needs a kind: endpoints, ingresses, instances, policies, secrets, services"},
+		{[]string{"get"}, "rune get needs a kind: endpoints, ingresses, instances, nodes, policies, secrets, services"},
 		{[]string{"delete", "foo", "x"}, `unknown kind "foo" for rune delete`},
 		{[]string{"secret", "tls", "delete", "x"}, `unknown command "delete" for rune secret tls; use one of: create`},
 		{[]string{"instance"}, "rune instance needs a command"},

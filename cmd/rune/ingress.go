@@ -23,16 +23,9 @@ var ingressKind = kind{
 		now := time.Now()
 		items := make([]item, 0, len(list.Items))
 		for _, r := range list.Items {
-			cert, reason := r.Cert, r.Error
-			if cert == "" {
-				cert = "-"
-			}
-			if reason == "" {
-				reason = "-"
-			}
 			items = append(items, item{
 				ns: r.Namespace, name: r.Service,
-				row: []string{r.Service, r.Host, r.TLS, cert, r.Expires(now), reason},
+				row: []string{r.Service, r.Host, r.TLS, orDash(r.Cert), r.Expires(now), orDash(r.Error)},
 				doc: r,
 			})
 		}

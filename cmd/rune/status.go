@@ -54,9 +54,43 @@ func writeStatus(w io.Writer, st *api.Status) {
 	for _, warning := range st.Warnings {
 		fmt.Fprintf(w, "warning:      %s\n", warning)
 	}
+	if st.Cluster != nil {
+		fmt.Fprintf(w, "cluster:      %s\n", clusterLine(st.Cluster))
+	}
 	fmt.Fprintf(w, "watch:        %s\n", watchLag(st))
 	fmt.Fprintf(w, "cluster CIDR: %s\n", st.ClusterCIDR)
 	fmt.Fprintf(w, "services:     %d\ninstances:    %d\n", st.Services, st.Instances)
+}
+
+// clusterLine is the node's role and the leader it knows: "single node
+// (Badger)", "leader (1 voter)", "follower (3 voters), leader node-1".
+func clusterLine(c *api.ClusterStatus) string {
+	switch {
+	case c.Error != "":
+		return "unknown: " + c.Error
+	case c.Backend == api.BackendBadger:
+		return "single node (Badger)"
+	}
+	members := plural(c.Voters, "voter")
+	if c.NonVoters > 0 {
+		members += ", " + plural(c.NonVoters, "non-voter")
+	}
+	line := fmt.Sprintf("%s (%s)", orDash(c.State), members)
+	switch {
+	case c.State == "leader":
+	case c.Leader == "":
+		line += ", no leader known"
+	default:
+		line += ", leader " + c.Leader
+	}
+	return line
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // watchLag says how far the View is behind the log against its budget:

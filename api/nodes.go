@@ -1,0 +1,96 @@
+package api
+
+import (
+	"net/http"
+	"time"
+)
+
+// Cluster is the node's cluster membership as this node knows it, for
+// `rune get nodes` and `rune status`.
+type Cluster interface {
+	Nodes() (NodeList, error)
+}
+
+// Backends of NodeList.
+const (
+	BackendBadger = "badger" // single node
+	BackendRaft   = "raft"
+)
+
+// NodeList answers GET /v1/nodes.
+type NodeList struct {
+	// Backend is the OrderedLog's: badger (one node) or raft.
+	Backend string `json:"backend"`
+	// Leader names the leader this node knows ("" when it knows none).
+	Leader string `json:"leader,omitempty"`
+	Items  []Node `json:"items"`
+}
+
+// Node is one member. Only the answering node knows its own progress: a
+// peer's Applied, Lag, LastContact and Since are unset, and its State is
+// "" unless it is the leader.
+type Node struct {
+	Name    string `json:"name"`
+	Address string `json:"address,omitempty"`
+	// Role is voter or non-voter.
+	Role string `json:"role"`
+	// State is leader, follower, candidate or shutdown; "" when unknown.
+	State string `json:"state,omitempty"`
+	// Self marks the node that answered.
+	Self bool `json:"self,omitempty"`
+	// Applied is the seq of the last batch the node applied.
+	Applied *uint64 `json:"applied,omitempty"`
+	// Lag is how many Raft entries the node knows committed but has not
+	// applied yet.
+	Lag *uint64 `json:"lag,omitempty"`
+	// LastContactSeconds is how long ago the node last heard from a leader
+	// (0 on the leader).
+	LastContactSeconds *float64 `json:"lastContactSeconds,omitempty"`
+	// Since is when the node opened its log (this runed's start).
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Self is the answering node's row (nil if the list lacks it).
+func (l *NodeList) Self() *Node {
+	for i := range l.Items {
+		if l.Items[i].Self {
+			return &l.Items[i]
+		}
+	}
+	return nil
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	if s.Cluster == nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node reports no cluster membership", Kind: "unavailable"})
+		return
+	}
+	list, err := s.Cluster.Nodes()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if list.Items == nil {
+		list.Items = []Node{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func clusterStatus(c Cluster) *ClusterStatus {
+	list, err := c.Nodes()
+	if err != nil {
+		return &ClusterStatus{Error: err.Error()}
+	}
+	st := &ClusterStatus{Backend: list.Backend, Leader: list.Leader}
+	if self := list.Self(); self != nil {
+		st.State = self.State
+	}
+	for _, n := range list.Items {
+		if n.Role == "voter" {
+			st.Voters++
+		} else {
+			st.NonVoters++
+		}
+	}
+	return st
+}
