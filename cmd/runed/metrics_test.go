@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/runenet/runenet/orderedlog/badger"
+	"github.com/runenet/runenet/orderedlog/raft"
 )
 
 // runedMetrics gathers every metric family this binary — runed's own link
@@ -19,6 +20,8 @@ import (
 // default registry, with one series of every labelled metric created first:
 // a vector nobody has used yet is invisible to Gather (and so to /metrics
 // and promlint) although runed exports it as soon as it counts anything.
+// Both OrderedLog backends are opened, so the metrics of a cluster node
+// (--cluster-addr) are among them.
 func runedMetrics(t *testing.T) []*dto.MetricFamily {
 	t.Helper()
 	// The OrderedLog registers its metrics when a log is opened, as runed does at start.
@@ -27,6 +30,9 @@ func runedMetrics(t *testing.T) []*dto.MetricFamily {
 		t.Fatal(err)
 	}
 	lg.Close()
+	// A Raft node's gauges (rune_cluster_nodes among them) describe the
+	// open log: it stays open until the test ends.
+	raft.NewTestCluster(t, 1, raft.TestOptions()).Leader()
 
 	reg := prometheus.DefaultRegisterer.(*prometheus.Registry)
 	for _, c := range registeredCollectors(t, reg) {
@@ -135,7 +141,8 @@ func TestMetricsLint(t *testing.T) {
 	}
 	// The spec's metrics, several of them labelled, are among those linted.
 	for _, want := range []string{"rune_vip_allocations_total", "rune_endpoints_published_total", "rune_dataplane_stale_seconds",
-		"rune_policy_drops_total", "rune_policy_local_instances", "rune_ingress_requests_total", "rune_acme_certificates"} {
+		"rune_policy_drops_total", "rune_policy_local_instances", "rune_ingress_requests_total", "rune_acme_certificates",
+		"rune_raft_term", "rune_orderedlog_forwarded_total", "rune_cluster_nodes"} {
 		if !slices.Contains(ours, want) {
 			t.Errorf("%s was not linted (linted: %v)", want, ours)
 		}
