@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/runenet/runenet/internal/pmap"
 	"github.com/runenet/runenet/orderedlog"
 )
 
@@ -25,16 +26,21 @@ type Snapshot struct {
 	// NetworkRev is the revision of network/cluster (0 until bootstrapped).
 	NetworkRev uint64
 
-	services   pmap[NamespacedName, Entry[ServiceRecord]]
-	byVIP      pmap[netip.Addr, NamespacedName]
-	byHost     pmap[string, []NamespacedName] // expose.host → its services, sorted; one unless a store predates the check
-	namespaces pmap[string, int]              // services per namespace
-	endpoints  pmap[NamespacedName, Entry[Endpoints]]
-	policies   pmap[NamespacedName, Entry[NetworkPolicy]]
-	instances  pmap[string, Entry[Instance]] // by instance id
-	byIP       pmap[netip.Addr, string]      // instance IP → id
-	vips       pmap[netip.Addr, Entry[VIPAllocation]]
-	vipOwners  pmap[NamespacedName, netip.Addr] // allocations, active or held
+	services   pmap.Map[NamespacedName, Entry[ServiceRecord]]
+	byVIP      pmap.Map[netip.Addr, NamespacedName]
+	byHost     pmap.Map[string, []NamespacedName] // expose.host → its services, sorted; one unless a store predates the check
+	namespaces pmap.Map[string, int]              // services per namespace
+	endpoints  pmap.Map[NamespacedName, Entry[Endpoints]]
+	policies   pmap.Map[NamespacedName, Entry[NetworkPolicy]]
+	instances  pmap.Map[string, Entry[Instance]] // by instance id
+	byIP       pmap.Map[netip.Addr, string]      // instance IP → id
+	bySvc      pmap.Map[NamespacedName, []string] // a service's instance ids, sorted
+	vips       pmap.Map[netip.Addr, Entry[VIPAllocation]]
+	vipOwners  pmap.Map[NamespacedName, netip.Addr] // allocations, active or held
+
+	// hist and gen place the snapshot in its View's history (see ChangesSince).
+	hist *history
+	gen  uint64
 }
 
 func (s *Snapshot) Service(n NamespacedName) (Entry[ServiceRecord], bool) {
@@ -129,8 +135,18 @@ func (s *Snapshot) AllEndpoints(ns string) []Entry[Endpoints] {
 }
 
 // Instances lists instances, optionally filtered by namespace and/or service, sorted by id.
+// With both, it costs the service's instances only.
 func (s *Snapshot) Instances(ns, service string) []Entry[Instance] {
 	var out []Entry[Instance]
+	if ns != "" && service != "" {
+		ids, _ := s.bySvc.Get(NamespacedName{ns, service})
+		for _, id := range ids {
+			if e, ok := s.instances.Get(id); ok {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
 	s.instances.Range(func(_ string, e Entry[Instance]) bool {
 		if (ns == "" || e.Value.Namespace == ns) && (service == "" || e.Value.Service == service) {
 			out = append(out, e)
@@ -161,31 +177,38 @@ func lessName(a, b NamespacedName) bool { return compareName(a, b) < 0 }
 // snapshotEditor applies log operations to produce the next Snapshot.
 type snapshotEditor struct {
 	next       Snapshot
-	services   *pmapEditor[NamespacedName, Entry[ServiceRecord]]
-	byVIP      *pmapEditor[netip.Addr, NamespacedName]
-	byHost     *pmapEditor[string, []NamespacedName]
-	namespaces *pmapEditor[string, int]
-	endpoints  *pmapEditor[NamespacedName, Entry[Endpoints]]
-	policies   *pmapEditor[NamespacedName, Entry[NetworkPolicy]]
-	instances  *pmapEditor[string, Entry[Instance]]
-	byIP       *pmapEditor[netip.Addr, string]
-	vips       *pmapEditor[netip.Addr, Entry[VIPAllocation]]
-	vipOwners  *pmapEditor[NamespacedName, netip.Addr]
+	services   *pmap.Editor[NamespacedName, Entry[ServiceRecord]]
+	byVIP      *pmap.Editor[netip.Addr, NamespacedName]
+	byHost     *pmap.Editor[string, []NamespacedName]
+	namespaces *pmap.Editor[string, int]
+	endpoints  *pmap.Editor[NamespacedName, Entry[Endpoints]]
+	policies   *pmap.Editor[NamespacedName, Entry[NetworkPolicy]]
+	instances  *pmap.Editor[string, Entry[Instance]]
+	byIP       *pmap.Editor[netip.Addr, string]
+	bySvc      *pmap.Editor[NamespacedName, []string]
+	vips       *pmap.Editor[netip.Addr, Entry[VIPAllocation]]
+	vipOwners  *pmap.Editor[NamespacedName, netip.Addr]
+	// changed collects the services an edit touches, for ChangesSince; nil
+	// for a bulk load, which is a full change anyway (and indexes from
+	// several goroutines).
+	changed map[NamespacedName]struct{}
 }
 
 func (s *Snapshot) edit() *snapshotEditor {
 	return &snapshotEditor{
 		next:       Snapshot{Seq: s.Seq, Network: s.Network, NetworkRev: s.NetworkRev},
-		services:   s.services.edit(),
-		byVIP:      s.byVIP.edit(),
-		byHost:     s.byHost.edit(),
-		namespaces: s.namespaces.edit(),
-		endpoints:  s.endpoints.edit(),
-		policies:   s.policies.edit(),
-		instances:  s.instances.edit(),
-		byIP:       s.byIP.edit(),
-		vips:       s.vips.edit(),
-		vipOwners:  s.vipOwners.edit(),
+		services:   s.services.Edit(),
+		byVIP:      s.byVIP.Edit(),
+		byHost:     s.byHost.Edit(),
+		namespaces: s.namespaces.Edit(),
+		endpoints:  s.endpoints.Edit(),
+		policies:   s.policies.Edit(),
+		instances:  s.instances.Edit(),
+		byIP:       s.byIP.Edit(),
+		bySvc:      s.bySvc.Edit(),
+		vips:       s.vips.Edit(),
+		vipOwners:  s.vipOwners.Edit(),
+		changed:    map[NamespacedName]struct{}{},
 	}
 }
 
@@ -193,31 +216,33 @@ func (s *Snapshot) edit() *snapshotEditor {
 // of each kind.
 func newSnapshotEditor(counts map[recordKind]int) *snapshotEditor {
 	return &snapshotEditor{
-		services:   newPmapEditor[NamespacedName, Entry[ServiceRecord]](counts[recService]),
-		byVIP:      newPmapEditor[netip.Addr, NamespacedName](counts[recService]),
-		byHost:     newPmapEditor[string, []NamespacedName](0),
-		namespaces: newPmapEditor[string, int](0),
-		endpoints:  newPmapEditor[NamespacedName, Entry[Endpoints]](counts[recEndpoints]),
-		policies:   newPmapEditor[NamespacedName, Entry[NetworkPolicy]](counts[recPolicy]),
-		instances:  newPmapEditor[string, Entry[Instance]](counts[recInstance]),
-		byIP:       newPmapEditor[netip.Addr, string](counts[recInstance]),
-		vips:       newPmapEditor[netip.Addr, Entry[VIPAllocation]](counts[recVIP]),
-		vipOwners:  newPmapEditor[NamespacedName, netip.Addr](counts[recVIP]),
+		services:   pmap.NewEditor[NamespacedName, Entry[ServiceRecord]](counts[recService]),
+		byVIP:      pmap.NewEditor[netip.Addr, NamespacedName](counts[recService]),
+		byHost:     pmap.NewEditor[string, []NamespacedName](0),
+		namespaces: pmap.NewEditor[string, int](0),
+		endpoints:  pmap.NewEditor[NamespacedName, Entry[Endpoints]](counts[recEndpoints]),
+		policies:   pmap.NewEditor[NamespacedName, Entry[NetworkPolicy]](counts[recPolicy]),
+		instances:  pmap.NewEditor[string, Entry[Instance]](counts[recInstance]),
+		byIP:       pmap.NewEditor[netip.Addr, string](counts[recInstance]),
+		bySvc:      pmap.NewEditor[NamespacedName, []string](counts[recService]),
+		vips:       pmap.NewEditor[netip.Addr, Entry[VIPAllocation]](counts[recVIP]),
+		vipOwners:  pmap.NewEditor[NamespacedName, netip.Addr](counts[recVIP]),
 	}
 }
 
 func (e *snapshotEditor) done() *Snapshot {
 	n := e.next
-	n.services = e.services.done()
-	n.byVIP = e.byVIP.done()
-	n.byHost = e.byHost.done()
-	n.namespaces = e.namespaces.done()
-	n.endpoints = e.endpoints.done()
-	n.policies = e.policies.done()
-	n.instances = e.instances.done()
-	n.byIP = e.byIP.done()
-	n.vips = e.vips.done()
-	n.vipOwners = e.vipOwners.done()
+	n.services = e.services.Done()
+	n.byVIP = e.byVIP.Done()
+	n.byHost = e.byHost.Done()
+	n.namespaces = e.namespaces.Done()
+	n.endpoints = e.endpoints.Done()
+	n.policies = e.policies.Done()
+	n.instances = e.instances.Done()
+	n.byIP = e.byIP.Done()
+	n.bySvc = e.bySvc.Done()
+	n.vips = e.vips.Done()
+	n.vipOwners = e.vipOwners.Done()
 	return &n
 }
 
@@ -313,11 +338,13 @@ func (e *snapshotEditor) apply(op orderedlog.Op, rev uint64) error {
 func (e *snapshotEditor) insert(r record, rev uint64) {
 	switch r.kind {
 	case recNetwork:
+		e.touchAll()
 		e.next.Network, e.next.NetworkRev = nil, 0
 		if r.value != nil {
 			e.next.Network, e.next.NetworkRev = r.value.(*ClusterNetwork), rev
 		}
 	case recService:
+		e.touch(r.name)
 		e.removeService(r.name)
 		if r.value == nil {
 			return
@@ -335,11 +362,13 @@ func (e *snapshotEditor) insert(r record, rev uint64) {
 		c, _ := e.namespaces.Get(r.name.Namespace)
 		e.namespaces.Set(r.name.Namespace, c+1)
 	case recEndpoints:
+		e.touch(r.name)
 		e.endpoints.Delete(r.name)
 		if r.value != nil {
 			e.endpoints.Set(r.name, Entry[Endpoints]{r.value.(*Endpoints), rev})
 		}
 	case recPolicy:
+		e.touch(r.name)
 		e.policies.Delete(r.name)
 		if r.value != nil {
 			e.policies.Set(r.name, Entry[NetworkPolicy]{r.value.(*NetworkPolicy), rev})
@@ -352,16 +381,30 @@ func (e *snapshotEditor) insert(r record, rev uint64) {
 			if owner, _ := e.byIP.Get(old.Value.IP); owner == r.id {
 				e.byIP.Delete(old.Value.IP)
 			}
+			svc := old.Value.service()
+			e.touch(svc)
+			ids, _ := e.bySvc.Get(svc)
+			if rest := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == r.id }); len(rest) > 0 {
+				e.bySvc.Set(svc, rest)
+			} else {
+				e.bySvc.Delete(svc)
+			}
 			e.instances.Delete(r.id)
 		}
 		if r.value != nil {
 			in := r.value.(*Instance)
 			e.instances.Set(r.id, Entry[Instance]{in, rev})
 			e.byIP.Set(in.IP, r.id)
+			svc := in.service()
+			e.touch(svc)
+			ids, _ := e.bySvc.Get(svc)
+			i, _ := slices.BinarySearch(ids, r.id)
+			e.bySvc.Set(svc, slices.Insert(slices.Clip(ids), i, r.id)) // a copy: snapshots share the old slice
 		}
 	case recVIP:
 		if old, ok := e.vips.Get(r.ip); ok {
 			owner := NamespacedName{old.Value.Namespace, old.Value.Service}
+			e.touch(owner)
 			if cur, ok := e.vipOwners.Get(owner); ok && cur == r.ip {
 				e.vipOwners.Delete(owner)
 			}
@@ -370,6 +413,7 @@ func (e *snapshotEditor) insert(r record, rev uint64) {
 		if r.value != nil {
 			a := r.value.(*VIPAllocation)
 			e.vips.Set(r.ip, Entry[VIPAllocation]{a, rev})
+			e.touch(NamespacedName{a.Namespace, a.Service})
 			e.vipOwners.Set(NamespacedName{a.Namespace, a.Service}, r.ip)
 		}
 	}
@@ -396,5 +440,23 @@ func (e *snapshotEditor) removeService(n NamespacedName) {
 		e.namespaces.Delete(n.Namespace)
 	} else {
 		e.namespaces.Set(n.Namespace, c-1)
+	}
+}
+
+func (in *Instance) service() NamespacedName { return NamespacedName{in.Namespace, in.Service} }
+
+// touch records that n's service, VIP, endpoints, policy or instances
+// changed in this edit.
+func (e *snapshotEditor) touch(n NamespacedName) {
+	if e.changed != nil {
+		e.changed[n] = struct{}{}
+	}
+}
+
+// touchAll records a change that concerns every service (the cluster
+// network), which makes the edit a full change.
+func (e *snapshotEditor) touchAll() {
+	if e.changed != nil {
+		e.changed[allServices] = struct{}{}
 	}
 }

@@ -35,6 +35,7 @@ type View struct {
 	opts ViewOptions
 
 	snap atomic.Pointer[Snapshot]
+	hist *history // what each snapshot changed, for Snapshot.ChangesSince
 	// currentAt is when the View last knew it had applied everything the log
 	// holds (unix nanos); lag is measured from it, so it keeps growing when the
 	// watch stalls even though nothing new arrives.
@@ -66,8 +67,8 @@ func NewView(src Source, opts ViewOptions) *View {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	v := &View{src: src, opts: opts, changed: make(chan struct{})}
-	v.snap.Store(&Snapshot{})
+	v := &View{src: src, opts: opts, changed: make(chan struct{}), hist: &history{}}
+	v.snap.Store(&Snapshot{hist: v.hist})
 	v.currentAt.Store(time.Now().UnixNano())
 	return v
 }
@@ -143,7 +144,10 @@ func (v *View) PauseFor(d time.Duration) {
 
 func (v *View) paused() bool { return time.Now().UnixNano() < v.pausedTil.Load() }
 
-func (v *View) publish(s *Snapshot) {
+// publish makes e's snapshot the current one, recording what it changed.
+func (v *View) publish(e *snapshotEditor) {
+	s := e.done()
+	s.hist, s.gen = v.hist, v.hist.add(e.changed)
 	v.snap.Store(s)
 	v.notify()
 }
@@ -213,6 +217,7 @@ func (v *View) relist(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.hist, s.gen = v.hist, v.hist.add(nil)
 	// Loaded before waiters wake, so WaitLoaded sees the load it woke for.
 	v.snap.Store(s)
 	v.markCurrent(s.Seq, time.Duration(v.sinceLeader.Load()))
@@ -385,7 +390,7 @@ func (v *View) applyBatches(b *orderedlog.Batch, ch <-chan orderedlog.Event, las
 					last.Tail = ev.Tail
 				}
 			} else {
-				v.publish(e.done())
+				v.publish(e)
 				if !ok {
 					return errors.New("watch closed")
 				}
@@ -393,7 +398,7 @@ func (v *View) applyBatches(b *orderedlog.Batch, ch <-chan orderedlog.Event, las
 			}
 		default:
 		}
-		v.publish(e.done())
+		v.publish(e)
 		return nil
 	}
 }
