@@ -32,8 +32,8 @@ type Snapshot struct {
 	namespaces pmap.Map[string, int]              // services per namespace
 	endpoints  pmap.Map[NamespacedName, Entry[Endpoints]]
 	policies   pmap.Map[NamespacedName, Entry[NetworkPolicy]]
-	instances  pmap.Map[string, Entry[Instance]] // by instance id
-	byIP       pmap.Map[netip.Addr, string]      // instance IP → id
+	instances  pmap.Map[string, Entry[Instance]]  // by instance id
+	byIP       pmap.Map[netip.Addr, string]       // instance IP → id
 	bySvc      pmap.Map[NamespacedName, []string] // a service's instance ids, sorted
 	vips       pmap.Map[netip.Addr, Entry[VIPAllocation]]
 	vipOwners  pmap.Map[NamespacedName, netip.Addr] // allocations, active or held
