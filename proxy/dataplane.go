@@ -26,6 +26,9 @@ type Source interface {
 // fences off the rest of the cluster CIDR. *NFT is the production one.
 type Interceptor interface {
 	Sync(cidr netip.Prefix, rs []Redirect) error
+	// Patch replaces the redirects of rs' protocol and VIP (Port 0: none
+	// any more) and leaves the others; it follows a successful Sync.
+	Patch(rs []Redirect) error
 	// Heartbeat keeps kernel forwarding (Redirects with Endpoints) on for
 	// ttl more; without heartbeats it stops, and the guard refuses.
 	Heartbeat(ttl time.Duration) error
@@ -53,6 +56,12 @@ type Dataplane struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// last is the snapshot fully put in place, nil until one is (or after
+	// a failure): the next change is applied relative to it. kernelPorts
+	// counts its kernel-forwarded ports. Only run touches them.
+	last        *cluster.Snapshot
+	kernelPorts int
 
 	mu      sync.Mutex
 	synced  bool   // a snapshot has been fully put in place
@@ -171,20 +180,20 @@ func countKernel(rs []Redirect) int {
 	return n
 }
 
+// apply puts s in place: only the services that changed since the last
+// snapshot applied when the View can tell (O(change)), else the whole table.
 func (d *Dataplane) apply(s *cluster.Snapshot) error {
-	t := TableFrom(s)
-	rs := d.proxy.Update(t)
-	var err error
-	switch {
-	case d.icpt == nil:
-	case !t.CIDR.IsValid():
-		err = fmt.Errorf("the cluster network is not bootstrapped yet (no CIDR at seq %d)", s.Seq)
-	default:
-		err = d.icpt.Sync(t.CIDR, rs)
+	patched, err := d.patch(s)
+	if !patched {
+		err = d.applyAll(s)
 	}
 	if err == nil && d.kernel() {
-		kernelPorts.Set(float64(countKernel(rs)))
+		kernelPorts.Set(float64(d.kernelPorts))
 		err = d.heartbeat()
+	}
+	d.last = nil
+	if err == nil {
+		d.last = s
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -193,6 +202,50 @@ func (d *Dataplane) apply(s *cluster.Snapshot) error {
 		d.synced, d.applied = true, s.Seq
 	}
 	return err
+}
+
+// applyAll rebuilds the whole table from s.
+func (d *Dataplane) applyAll(s *cluster.Snapshot) error {
+	t := TableFrom(s)
+	rs := d.proxy.Update(t)
+	d.kernelPorts = countKernel(rs)
+	switch {
+	case d.icpt == nil:
+		return nil
+	case !t.CIDR.IsValid():
+		return fmt.Errorf("the cluster network is not bootstrapped yet (no CIDR at seq %d)", s.Seq)
+	}
+	return d.icpt.Sync(t.CIDR, rs)
+}
+
+// patch applies what changed between the last snapshot applied and s, and
+// reports false when it cannot (nothing applied yet, a full change, or the
+// proxy needing a full update).
+func (d *Dataplane) patch(s *cluster.Snapshot) (bool, error) {
+	if d.last == nil {
+		return false, nil
+	}
+	c := s.ChangesSince(d.last)
+	if c.Full {
+		return false, nil
+	}
+	changed := make(map[cluster.NamespacedName]ServiceRoutes, len(c.Services))
+	prevEgress := map[cluster.NamespacedName][]netip.Addr{}
+	for n := range c.Services {
+		changed[n] = RoutesOf(s, n)
+		if eg := RoutesOf(d.last, n).Egress; eg != nil {
+			prevEgress[n] = eg
+		}
+	}
+	rs, kernelDelta, ok := d.proxy.Patch(s.Seq, changed, prevEgress)
+	if !ok {
+		return false, nil
+	}
+	d.kernelPorts += kernelDelta
+	if d.icpt == nil || len(rs) == 0 {
+		return true, nil
+	}
+	return true, d.icpt.Patch(rs)
 }
 
 // Applied is the seq of the last snapshot fully in place (proxy table and

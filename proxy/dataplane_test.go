@@ -67,6 +67,14 @@ func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
 	return nil
 }
 
+func (f *fakeInterceptor) Patch([]Redirect) error {
+	f.syncs.Add(1)
+	if f.fail.Load() {
+		return errors.New("boom")
+	}
+	return nil
+}
+
 func (f *fakeInterceptor) Heartbeat(time.Duration) error {
 	f.beats.Add(1)
 	if f.failBeats.Load() {

@@ -33,7 +33,7 @@ func (p *Proxy) PortForward(svc cluster.NamespacedName, port uint16, local netip
 		return nil, fmt.Errorf("port-forward: %s is not a loopback address; forwards only listen on loopback", local.Addr())
 	}
 	key := portKey{svc, port}
-	if _, ok := p.routes.Load().byPort[key]; !ok {
+	if _, ok := p.routes.Load().byPort.Get(key); !ok {
 		return nil, fmt.Errorf("port-forward: service %s has no TCP port %d", svc, port)
 	}
 	ln, err := listenTCP("tcp", local)
@@ -46,6 +46,6 @@ func (p *Proxy) PortForward(svc cluster.NamespacedName, port uint16, local netip
 			denied(from, v)
 		}
 	}
-	go p.serveTCP(ln, func(*net.TCPConn) *route { return p.routes.Load().byPort[key] }, refused)
+	go p.serveTCP(ln, func(*net.TCPConn) *route { return p.routes.Load().port(key) }, refused)
 	return &Forward{ln: ln}, nil
 }

@@ -223,43 +223,112 @@ func replaceTable(c *nftables.Conn, name string) *nftables.Table {
 }
 
 func (n *NFT) update(want map[redirectKey]Redirect) error {
-	del, add := map[*nftables.Set][]nftables.SetElement{}, map[*nftables.Set][]nftables.SetElement{}
+	var d nftDiff
 	for k, old := range n.installed {
-		r, ok := want[k]
-		if old.Port != 0 && (!ok || r.Port != old.Port) {
-			del[n.maps[k.proto]] = append(del[n.maps[k.proto]], element(old))
-		}
-		if old.Endpoints != nil && (!ok || !slices.Equal(old.Endpoints, r.Endpoints)) {
-			if !ok || len(old.Endpoints) != len(r.Endpoints) {
-				del[n.pick] = append(del[n.pick], pickElement(old))
-			}
-			del[n.eps] = append(del[n.eps], epElements(old)...)
-		}
+		d.key(n, k, old, want[k])
 	}
 	for k, r := range want {
-		old, ok := n.installed[k]
-		if r.Port != 0 && (!ok || old.Port != r.Port) {
-			add[n.maps[k.proto]] = append(add[n.maps[k.proto]], element(r))
-		}
-		if r.Endpoints != nil && (!ok || !slices.Equal(old.Endpoints, r.Endpoints)) {
-			if !ok || len(old.Endpoints) != len(r.Endpoints) {
-				n.ensurePick(len(r.Endpoints))
-				add[n.pick] = append(add[n.pick], pickElement(r))
-			}
-			add[n.eps] = append(add[n.eps], epElements(r)...)
+		if _, ok := n.installed[k]; !ok {
+			d.key(n, k, Redirect{}, r)
 		}
 	}
-	if len(del)+len(add) == 0 {
+	if err := n.commit(&d); err != nil {
+		return err
+	}
+	n.installed = want
+	return nil
+}
+
+// Patch changes only the redirects of rs, each replacing whatever its
+// protocol and VIP had (Port 0: none any more), in one transaction; every
+// other element stays. It needs a table Sync installed.
+func (n *NFT) Patch(rs []Redirect) (err error) {
+	start := time.Now()
+	defer func() {
+		nftSyncDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			nftSyncErrors.Inc()
+			n.installed = nil
+		}
+	}()
+	if n.installed == nil {
+		return fmt.Errorf("nftables: patch before the table is installed")
+	}
+	var d nftDiff
+	for _, r := range rs {
+		if r.Endpoints != nil && r.Protocol != cluster.TCP {
+			return fmt.Errorf("nftables: %s %s: kernel forwarding is for TCP only", r.Protocol, r.VIP)
+		}
+		k := redirectKey{r.Protocol, r.VIP}
+		d.key(n, k, n.installed[k], r)
+	}
+	if err := n.commit(&d); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		k := redirectKey{r.Protocol, r.VIP}
+		if r.Port == 0 && r.Endpoints == nil {
+			delete(n.installed, k)
+		} else {
+			n.installed[k] = r
+		}
+	}
+	return nil
+}
+
+// nftDiff collects the element deletes and adds that turn one set of
+// redirects into another.
+type nftDiff struct {
+	del, add map[*nftables.Set][]nftables.SetElement
+}
+
+func (d *nftDiff) queue(m *map[*nftables.Set][]nftables.SetElement, s *nftables.Set, elems ...nftables.SetElement) {
+	if *m == nil {
+		*m = map[*nftables.Set][]nftables.SetElement{}
+	}
+	(*m)[s] = append((*m)[s], elems...)
+}
+
+// key queues what changes for k from old to r; a zero Redirect is none.
+func (d *nftDiff) key(n *NFT, k redirectKey, old, r Redirect) {
+	if old.Port != r.Port {
+		if old.Port != 0 {
+			d.queue(&d.del, n.maps[k.proto], element(old))
+		}
+		if r.Port != 0 {
+			d.queue(&d.add, n.maps[k.proto], element(r))
+		}
+	}
+	if slices.Equal(old.Endpoints, r.Endpoints) && (old.Endpoints == nil) == (r.Endpoints == nil) {
+		return
+	}
+	if old.Endpoints != nil {
+		if len(old.Endpoints) != len(r.Endpoints) || r.Endpoints == nil {
+			d.queue(&d.del, n.pick, pickElement(old))
+		}
+		d.queue(&d.del, n.eps, epElements(old)...)
+	}
+	if r.Endpoints != nil {
+		if len(old.Endpoints) != len(r.Endpoints) || old.Endpoints == nil {
+			n.ensurePick(len(r.Endpoints))
+			d.queue(&d.add, n.pick, pickElement(r))
+		}
+		d.queue(&d.add, n.eps, epElements(r)...)
+	}
+}
+
+// commit sends d in one transaction. Deletes go first: a changed element
+// is deleted and re-added, and no packet sees it missing.
+func (n *NFT) commit(d *nftDiff) error {
+	if len(d.del)+len(d.add) == 0 {
 		return nil
 	}
-	// Deletes first, all in one transaction: a changed element is deleted
-	// and re-added, and no packet sees it missing.
-	for s, elems := range del {
+	for s, elems := range d.del {
 		if err := nftconn.InChunks(n.conn.SetDeleteElements, s, elems); err != nil {
 			return err
 		}
 	}
-	for s, elems := range add {
+	for s, elems := range d.add {
 		if err := nftconn.InChunks(n.conn.SetAddElements, s, elems); err != nil {
 			return err
 		}
@@ -267,7 +336,6 @@ func (n *NFT) update(want map[redirectKey]Redirect) error {
 	if err := n.conn.Flush(); err != nil {
 		return fmt.Errorf("nftables: update table %s: %w", n.cfg.Table, err)
 	}
-	n.installed = want
 	return nil
 }
 

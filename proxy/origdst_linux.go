@@ -18,7 +18,7 @@ func (p *Proxy) resolveOriginalDst(c *net.TCPConn) *route {
 	if !ok {
 		return nil
 	}
-	return p.routes.Load().byFront[frontKey{cluster.TCP, dst}]
+	return p.routes.Load().front(frontKey{cluster.TCP, dst})
 }
 
 func originalDst(c *net.TCPConn) (netip.AddrPort, bool) {

@@ -138,7 +138,7 @@ func TestPolicyAtAccept(t *testing.T) {
 	})
 
 	t.Run("AdmitDoesNotAllocate", func(t *testing.T) {
-		r := p.routes.Load().byFront[frontKey{cluster.TCP, netip.AddrPortFrom(devAddr, port)}]
+		r := p.routes.Load().front(frontKey{cluster.TCP, netip.AddrPortFrom(devAddr, port)})
 		src := netip.MustParseAddr("127.0.0.7")
 		if n := testing.AllocsPerRun(100, func() { p.admit(src, r) }); n != 0 {
 			t.Errorf("admitting a connection allocates %v times", n)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/pmap"
 	"github.com/runenet/runenet/policy"
 )
 
@@ -102,8 +103,7 @@ type portKey struct {
 }
 
 // route is one service port as compiled for the data path. An update that
-// leaves a service port as it was keeps its route, so a change costs little
-// more than copying the lookup maps.
+// leaves a service port as it was keeps its route.
 type route struct {
 	sp  ServicePort
 	eps []*endpoint
@@ -112,12 +112,28 @@ type route struct {
 }
 
 // routes is an immutable compiled table, swapped atomically per update.
+// Its maps are persistent (pmap), so an update of a few services copies a
+// few shards, not the table.
 type routes struct {
 	seq     uint64 // the Table's
-	byFront map[frontKey]*route
-	byPort  map[portKey]*route // TCP ports, for port-forward
-	all     []*route           // including dev-mode clashes, which have no front
-	egress  map[netip.Addr]cluster.NamespacedName
+	byFront pmap.Map[frontKey, *route]
+	byPort  pmap.Map[portKey, *route] // TCP ports, for port-forward
+	// bySvc lists each service's routes in table order, including dev-mode
+	// clashes, which have no front.
+	bySvc  pmap.Map[cluster.NamespacedName, []*route]
+	egress pmap.Map[netip.Addr, cluster.NamespacedName]
+}
+
+// front is the route serving k, nil if none.
+func (rt *routes) front(k frontKey) *route {
+	r, _ := rt.byFront.Get(k)
+	return r
+}
+
+// port is the TCP route of a service port, nil if none.
+func (rt *routes) port(k portKey) *route {
+	r, _ := rt.byPort.Get(k)
+	return r
 }
 
 // Redirect tells the interceptor to steer Protocol traffic for VIP to the
@@ -187,7 +203,7 @@ func New(cfg Config) (*Proxy, error) {
 		fronts:    map[frontKey]front{},
 		updated:   make(chan struct{}),
 	}
-	p.routes.Store(&routes{byFront: map[frontKey]*route{}, byPort: map[portKey]*route{}})
+	p.routes.Store(&routes{})
 	if !cfg.Dev {
 		ln, err := listenTCP("tcp4", cfg.InterceptAddr)
 		if err != nil {
@@ -248,7 +264,7 @@ func (rt *routes) governing(src netip.Addr, r *route) (policy.Verdict, bool) {
 	if r.sp.Policed {
 		return policy.NotReady(r.sp.Service), true
 	}
-	if n, ok := rt.egress[src.Unmap()]; ok {
+	if n, ok := rt.egress.Get(src.Unmap()); ok {
 		return policy.NotReady(n), true
 	}
 	return policy.Verdict{}, false
@@ -273,46 +289,63 @@ func (p *Proxy) Update(t *Table) []Redirect {
 	}
 	p.gen++
 	old := p.routes.Load()
-	rt := &routes{seq: t.Seq, egress: t.EgressPoliced, byFront: make(map[frontKey]*route, len(t.Ports)), byPort: make(map[portKey]*route, len(t.Ports)), all: make([]*route, 0, len(t.Ports))}
+	byFront := pmap.NewEditor[frontKey, *route](len(t.Ports))
+	byPort := pmap.NewEditor[portKey, *route](len(t.Ports))
+	bySvc := pmap.NewEditor[cluster.NamespacedName, []*route](len(t.Ports))
+	egress := pmap.NewEditor[netip.Addr, cluster.NamespacedName](len(t.EgressPoliced))
+	for a, n := range t.EgressPoliced {
+		egress.Set(a, n)
+	}
 	var clashes []Clash
 	for i := range t.Ports {
 		sp := &t.Ports[i]
 		k := p.frontOf(sp)
 		pk := portKey{sp.Service, sp.VIP.Port()}
-		r := old.byPort[pk]
+		r := old.port(pk)
 		if sp.Protocol != cluster.TCP {
-			r = old.byFront[k]
+			r = old.front(k)
 		}
 		if r == nil || r.gen == p.gen || !r.sp.same(sp) {
 			r = p.newRoute(sp)
 		}
 		r.gen = p.gen
-		rt.all = append(rt.all, r)
+		rs, _ := bySvc.Get(sp.Service)
+		bySvc.Set(sp.Service, append(rs, r))
 		if sp.Protocol == cluster.TCP {
-			rt.byPort[pk] = r
+			byPort.Set(pk, r)
 		}
 		if p.reserved(k) {
 			clashes = append(clashes, Clash{sp.Service, sp.Protocol, sp.VIP.Port(), fmt.Sprintf("%s is reserved for the ingress", k.addr)})
 			continue
 		}
-		if prev, ok := rt.byFront[k]; ok {
+		if prev, ok := byFront.Get(k); ok {
 			// Only possible in dev mode, where every service shares DevAddr.
 			clashes = append(clashes, Clash{sp.Service, sp.Protocol, sp.VIP.Port(), fmt.Sprintf("%s already has %s", prev.sp.Service, k.addr)})
 			continue
 		}
-		rt.byFront[k] = r
+		byFront.Set(k, r)
 	}
-	for _, r := range old.all {
-		if r.gen != p.gen {
-			p.release(r)
+	old.bySvc.Range(func(_ cluster.NamespacedName, rs []*route) bool {
+		for _, r := range rs {
+			if r.gen != p.gen {
+				p.release(r)
+			}
 		}
-	}
+		return true
+	})
+	rt := &routes{seq: t.Seq, byFront: byFront.Done(), byPort: byPort.Done(), bySvc: bySvc.Done(), egress: egress.Done()}
 	p.routes.Store(rt)
 	clashes = append(clashes, p.reconcileFronts(rt)...)
+	p.swapped(clashes)
+	return p.redirects(rt)
+}
+
+// swapped reports the clashes of the routes just stored and wakes
+// clashesAt's waiters.
+func (p *Proxy) swapped(clashes []Clash) {
 	p.reportClashes(clashes)
 	close(p.updated)
 	p.updated = make(chan struct{})
-	return p.redirects(rt)
 }
 
 // reserved reports whether k is a dev-mode TCP port the ingress owns.
@@ -382,28 +415,43 @@ func (p *Proxy) frontOf(sp *ServicePort) frontKey {
 // accepted connections alone. It returns the keys it could not bind.
 func (p *Proxy) reconcileFronts(rt *routes) []Clash {
 	var failed []Clash
-	for k := range rt.byFront {
-		if _, ok := p.fronts[k]; ok || (!p.cfg.Dev && k.proto == cluster.TCP) {
-			continue
+	rt.byFront.Range(func(k frontKey, r *route) bool {
+		if c, ok := p.openFrontFor(k, r); !ok {
+			failed = append(failed, c)
 		}
-		f, err := p.openFront(k)
-		if err != nil {
-			failed = append(failed, Clash{rt.byFront[k].sp.Service, k.proto, k.addr.Port(), err.Error()})
-			continue
-		}
-		p.fronts[k] = f
-	}
-	for k, f := range p.fronts {
-		if _, ok := rt.byFront[k]; !ok {
-			f.Close()
-			delete(p.fronts, k)
-		}
+		return true
+	})
+	for k := range p.fronts {
+		p.closeFrontUnless(rt, k)
 	}
 	return failed
 }
 
+// openFrontFor opens k's own socket if it needs one and has none; a
+// failure is returned as a clash.
+func (p *Proxy) openFrontFor(k frontKey, r *route) (Clash, bool) {
+	if _, ok := p.fronts[k]; ok || (!p.cfg.Dev && k.proto == cluster.TCP) {
+		return Clash{}, true
+	}
+	f, err := p.openFront(k)
+	if err != nil {
+		return Clash{r.sp.Service, k.proto, k.addr.Port(), err.Error()}, false
+	}
+	p.fronts[k] = f
+	return Clash{}, true
+}
+
+// closeFrontUnless closes k's socket unless rt still routes k.
+func (p *Proxy) closeFrontUnless(rt *routes, k frontKey) {
+	f, ok := p.fronts[k]
+	if _, routed := rt.byFront.Get(k); ok && !routed {
+		f.Close()
+		delete(p.fronts, k)
+	}
+}
+
 func (p *Proxy) openFront(k frontKey) (front, error) {
-	resolve := func() *route { return p.routes.Load().byFront[k] }
+	resolve := func() *route { return p.routes.Load().front(k) }
 	if k.proto == cluster.UDP {
 		bind := k.addr
 		if !p.cfg.Dev {
@@ -423,32 +471,46 @@ func (p *Proxy) redirects(rt *routes) []Redirect {
 	if p.cfg.Dev {
 		return nil
 	}
-	out := make([]Redirect, 0, len(rt.byFront))
-	tcpPort := p.InterceptPort()
-	for k, r := range rt.byFront {
-		if len(r.eps) == 0 {
-			// Left to the guard, which refuses at the first packet: a
-			// client sees "connection refused" rather than a reset after
-			// its connect succeeded.
-			continue
+	out := make([]Redirect, 0, rt.byFront.Len())
+	rt.byFront.Range(func(k frontKey, r *route) bool {
+		if rd := p.redirectOf(k, r); rd.Port != 0 {
+			out = append(out, rd)
 		}
-		port := tcpPort
-		if p.cfg.Kernel && k.proto == cluster.TCP && !r.sp.Policed {
-			// The proxy stays behind the DNAT for what it cannot take:
-			// host processes connecting from a loopback address.
-			out = append(out, Redirect{Protocol: k.proto, VIP: k.addr, Port: port, Endpoints: r.sp.Endpoints})
-			continue
-		}
-		if k.proto == cluster.UDP {
-			f, ok := p.fronts[k]
-			if !ok {
-				continue // could not bind; left to the guard, which rejects
-			}
-			port = f.port()
-		}
-		out = append(out, Redirect{Protocol: k.proto, VIP: k.addr, Port: port})
-	}
+		return true
+	})
 	return out
+}
+
+// redirectOf is what interception must do for k, served by r (nil: by
+// nothing). Port 0 means no redirect.
+func (p *Proxy) redirectOf(k frontKey, r *route) Redirect {
+	none := Redirect{Protocol: k.proto, VIP: k.addr}
+	if r == nil || len(r.eps) == 0 {
+		// Left to the guard, which refuses at the first packet: a client
+		// sees "connection refused" rather than a reset after its connect
+		// succeeded.
+		return none
+	}
+	port := p.InterceptPort()
+	if p.kernelForwards(k, r) {
+		// The proxy stays behind the DNAT for what it cannot take: host
+		// processes connecting from a loopback address.
+		return Redirect{Protocol: k.proto, VIP: k.addr, Port: port, Endpoints: r.sp.Endpoints}
+	}
+	if k.proto == cluster.UDP {
+		f, ok := p.fronts[k]
+		if !ok {
+			return none // could not bind; left to the guard, which rejects
+		}
+		port = f.port()
+	}
+	return Redirect{Protocol: k.proto, VIP: k.addr, Port: port}
+}
+
+// kernelForwards reports whether the kernel forwards k's connections to
+// r's endpoints itself (kernel mode: TCP ports without an ingress policy).
+func (p *Proxy) kernelForwards(k frontKey, r *route) bool {
+	return p.cfg.Kernel && k.proto == cluster.TCP && !r.sp.Policed && len(r.eps) > 0
 }
 
 func (p *Proxy) reportClashes(clashes []Clash) {

@@ -45,39 +45,58 @@ func TableFrom(s *cluster.Snapshot) *Table {
 		t.CIDR = s.Network.CIDR
 	}
 	s.RangeServices(func(e cluster.Entry[cluster.ServiceRecord]) bool {
-		rec := e.Value
-		if !rec.VIP.IsValid() {
-			return true
-		}
-		name := cluster.NamespacedName{Namespace: rec.Spec.Namespace, Name: rec.Spec.Name}
-		if np := rec.Spec.NetworkPolicy; np != nil && np.HasEgress {
-			for _, in := range s.Instances(name.Namespace, name.Name) {
-				if t.EgressPoliced == nil {
-					t.EgressPoliced = map[netip.Addr]cluster.NamespacedName{}
-				}
-				t.EgressPoliced[in.Value.IP.Unmap()] = name
+		sr := routesOf(s, e.Value)
+		for _, a := range sr.Egress {
+			if t.EgressPoliced == nil {
+				t.EgressPoliced = map[netip.Addr]cluster.NamespacedName{}
 			}
+			t.EgressPoliced[a] = cluster.NamespacedName{Namespace: e.Value.Spec.Namespace, Name: e.Value.Spec.Name}
 		}
-		var eps *cluster.Endpoints
-		if ep, ok := s.Endpoints(name); ok {
-			eps = ep.Value
-		}
-		for _, p := range rec.Spec.Ports {
-			sp := ServicePort{
-				Service:  name,
-				Protocol: protocolOf(p.Protocol),
-				VIP:      netip.AddrPortFrom(rec.VIP, uint16(p.Port)),
-				Name:     p.Name,
-				Policed:  rec.Spec.NetworkPolicy != nil && rec.Spec.NetworkPolicy.HasIngress,
-			}
-			sp.Endpoints = endpointsFor(eps, sp)
-			t.Ports = append(t.Ports, sp)
-		}
+		t.Ports = append(t.Ports, sr.Ports...)
 		return true
 	})
 	// Sorted so that dev-mode port clashes resolve the same way every time.
 	sort.Slice(t.Ports, func(i, j int) bool { return lessPort(&t.Ports[i], &t.Ports[j]) })
 	return t
+}
+
+// RoutesOf is what the data plane derives from service n in s (nothing
+// when it does not exist): TableFrom's part for one service.
+func RoutesOf(s *cluster.Snapshot, n cluster.NamespacedName) ServiceRoutes {
+	e, ok := s.Service(n)
+	if !ok {
+		return ServiceRoutes{}
+	}
+	return routesOf(s, e.Value)
+}
+
+func routesOf(s *cluster.Snapshot, rec *cluster.ServiceRecord) ServiceRoutes {
+	var sr ServiceRoutes
+	if !rec.VIP.IsValid() {
+		return sr
+	}
+	name := cluster.NamespacedName{Namespace: rec.Spec.Namespace, Name: rec.Spec.Name}
+	if np := rec.Spec.NetworkPolicy; np != nil && np.HasEgress {
+		for _, in := range s.Instances(name.Namespace, name.Name) {
+			sr.Egress = append(sr.Egress, in.Value.IP.Unmap())
+		}
+	}
+	var eps *cluster.Endpoints
+	if ep, ok := s.Endpoints(name); ok {
+		eps = ep.Value
+	}
+	for _, p := range rec.Spec.Ports {
+		sp := ServicePort{
+			Service:  name,
+			Protocol: protocolOf(p.Protocol),
+			VIP:      netip.AddrPortFrom(rec.VIP, uint16(p.Port)),
+			Name:     p.Name,
+			Policed:  rec.Spec.NetworkPolicy != nil && rec.Spec.NetworkPolicy.HasIngress,
+		}
+		sp.Endpoints = endpointsFor(eps, sp)
+		sr.Ports = append(sr.Ports, sp)
+	}
+	return sr
 }
 
 // same reports whether two service ports route identically.
