@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -46,14 +47,16 @@ func (c *NFTConfig) setDefaults() {
 //	table ip rune {
 //	  map svc_tcp { type ipv4_addr . inet_service : inet_service }   # VIP . port : proxy port
 //	  map svc_udp { ... }
-//	  map svc_tcp_pick { type ipv4_addr . inet_service : verdict }   # kernel forwarding:
-//	                                            # VIP . port : goto pick-<number of endpoints>
+//	  set svc_tcp_3 { type ipv4_addr . inet_service }   # kernel forwarding: the VIP . ports
+//	                                            # with 3 endpoints; one set per endpoint count
 //	  map svc_tcp_ep { type ipv4_addr . inet_service . mark : ipv4_addr . inet_service }
 //	                                            # VIP . port . i : endpoint i
 //	  set alive { type mark; flags timeout }     # one element, refreshed by Heartbeat
 //	  chain pick-3 { dnat to ip daddr . tcp dport . numgen random mod 3 map @svc_tcp_ep }
+//	  chain kernel { ip daddr . tcp dport @svc_tcp_3 goto pick-3   # one rule per count
+//	                 ... }
 //	  chain prerouting { type nat hook prerouting priority dstnat   # from containers
-//	    ip daddr <CIDR> meta l4proto tcp ip saddr != 127.0.0.0/8 1 @alive ip daddr . tcp dport vmap @svc_tcp_pick
+//	    ip daddr <CIDR> meta l4proto tcp ip saddr != 127.0.0.0/8 1 @alive jump kernel
 //	    meta l4proto tcp redirect to ip daddr . tcp dport map @svc_tcp
 //	    meta l4proto udp redirect to ip daddr . udp dport map @svc_udp }
 //	  chain output { type nat hook output priority -100 ... }       # from the host
@@ -70,17 +73,21 @@ func (c *NFTConfig) setDefaults() {
 // services, and a change touches only the map elements that differ. The
 // pick chains are per endpoint count, not per service: a commit revalidates
 // every chain a verdict map can reach, so thousands of per-service chains
-// would make each change cost milliseconds per thousand services.
+// would make each change cost milliseconds per thousand services. For the
+// same reason no map holds verdicts: adding a goto element to a verdict map
+// makes the kernel revalidate every element of it on commit (46 ms per
+// change with 100,000 services); a set per endpoint count, and a rule per
+// set, cost one lookup per count a new connection tries.
 type NFT struct {
 	cfg  NFTConfig
 	conn *nftables.Conn
 
 	table *nftables.Table
 	maps  map[cluster.Protocol]*nftables.Set
-	pick  *nftables.Set // VIP . port : goto pick-N
+	kern  *nftables.Chain
 	eps   *nftables.Set // VIP . port . i : endpoint
 	alive *nftables.Set
-	picks map[int]bool // the pick-N chains that exist
+	picks map[int]*nftables.Set // endpoint count → its set (with its pick chain and rule)
 	cidr  netip.Prefix
 	// installed mirrors what is in the kernel; nil forces a full reinstall
 	// (first sync, or after a failed transaction left it unknown).
@@ -148,28 +155,31 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]Redirect) error {
 	vipPort := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 	n.table = t
 	n.maps = map[cluster.Protocol]*nftables.Set{}
-	n.pick = &nftables.Set{Table: t, Name: "svc_tcp_pick", IsMap: true, Concatenation: true, KeyType: vipPort, DataType: nftables.TypeVerdict}
 	n.eps = &nftables.Set{
 		Table: t, Name: "svc_tcp_ep", IsMap: true, Concatenation: true,
 		KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService, nftables.TypeMark),
 		DataType: vipPort,
 	}
 	n.alive = &nftables.Set{Table: t, Name: "alive", KeyType: nftables.TypeMark, HasTimeout: true}
-	n.picks = map[int]bool{}
-	for _, s := range []*nftables.Set{n.pick, n.eps, n.alive} {
+	n.picks = map[int]*nftables.Set{}
+	n.kern = n.conn.AddChain(&nftables.Chain{Name: "kernel", Table: t})
+	for _, s := range []*nftables.Set{n.eps, n.alive} {
 		if err := n.conn.AddSet(s, nil); err != nil {
 			return fmt.Errorf("nftables: set %s: %w", s.Name, err)
 		}
 	}
-	var pick, eps []nftables.SetElement
+	elems := map[*nftables.Set][]nftables.SetElement{}
 	for _, r := range want {
 		if r.Endpoints != nil {
-			n.ensurePick(len(r.Endpoints))
-			pick = append(pick, pickElement(r))
-			eps = append(eps, epElements(r)...)
+			s, err := n.ensurePick(len(r.Endpoints))
+			if err != nil {
+				return err
+			}
+			elems[s] = append(elems[s], nftables.SetElement{Key: vipKey(r.VIP)})
+			elems[n.eps] = append(elems[n.eps], epElements(r)...)
 		}
 	}
-	for s, elems := range map[*nftables.Set][]nftables.SetElement{n.pick: pick, n.eps: eps} {
+	for s, elems := range elems {
 		if err := nftconn.InChunks(n.conn.SetAddElements, s, elems); err != nil {
 			return fmt.Errorf("nftables: map %s: %w", s.Name, err)
 		}
@@ -280,6 +290,7 @@ func (n *NFT) Patch(rs []Redirect) (err error) {
 // redirects into another.
 type nftDiff struct {
 	del, add map[*nftables.Set][]nftables.SetElement
+	err      error // the first failure to queue a new endpoint count
 }
 
 func (d *nftDiff) queue(m *map[*nftables.Set][]nftables.SetElement, s *nftables.Set, elems ...nftables.SetElement) {
@@ -304,14 +315,18 @@ func (d *nftDiff) key(n *NFT, k redirectKey, old, r Redirect) {
 	}
 	if old.Endpoints != nil {
 		if len(old.Endpoints) != len(r.Endpoints) || r.Endpoints == nil {
-			d.queue(&d.del, n.pick, pickElement(old))
+			d.queue(&d.del, n.picks[len(old.Endpoints)], nftables.SetElement{Key: vipKey(old.VIP)})
 		}
 		d.queue(&d.del, n.eps, epElements(old)...)
 	}
 	if r.Endpoints != nil {
 		if len(old.Endpoints) != len(r.Endpoints) || old.Endpoints == nil {
-			n.ensurePick(len(r.Endpoints))
-			d.queue(&d.add, n.pick, pickElement(r))
+			s, err := n.ensurePick(len(r.Endpoints))
+			if err != nil {
+				d.err = cmp.Or(d.err, err)
+				return
+			}
+			d.queue(&d.add, s, nftables.SetElement{Key: vipKey(r.VIP)})
 		}
 		d.queue(&d.add, n.eps, epElements(r)...)
 	}
@@ -320,6 +335,9 @@ func (d *nftDiff) key(n *NFT, k redirectKey, old, r Redirect) {
 // commit sends d in one transaction. Deletes go first: a changed element
 // is deleted and re-added, and no packet sees it missing.
 func (n *NFT) commit(d *nftDiff) error {
+	if d.err != nil {
+		return d.err
+	}
 	if len(d.del)+len(d.add) == 0 {
 		return nil
 	}
@@ -361,15 +379,21 @@ func (n *NFT) Heartbeat(ttl time.Duration) error {
 // aliveKey is the one element of the alive set.
 var aliveKey = binary.BigEndian.AppendUint32(nil, 1)
 
-// ensurePick queues the chain that picks one of count endpoints, once:
-// dnat to ip daddr . tcp dport . numgen random mod count map @svc_tcp_ep.
-// It stays until the next reinstall, unused or not: there are only as
-// many as distinct endpoint counts.
-func (n *NFT) ensurePick(count int) {
-	if n.picks[count] {
-		return
+// ensurePick queues, once per endpoint count, the set of the VIP . ports
+// with count endpoints, the chain that picks one of them (dnat to ip daddr
+// . tcp dport . numgen random mod count map @svc_tcp_ep) and the kernel
+// chain's rule that leads there, and returns the set. They stay until the
+// next reinstall, used or not: there are only as many as distinct counts.
+func (n *NFT) ensurePick(count int) (*nftables.Set, error) {
+	if s := n.picks[count]; s != nil {
+		return s, nil
 	}
-	n.picks[count] = true
+	s := &nftables.Set{Table: n.table, Name: fmt.Sprintf("svc_tcp_%d", count), Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
+	if err := n.conn.AddSet(s, nil); err != nil {
+		return nil, fmt.Errorf("nftables: set %s: %w", s.Name, err)
+	}
+	n.picks[count] = s
 	ch := n.conn.AddChain(&nftables.Chain{Name: pickChain(count), Table: n.table})
 	n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
@@ -378,14 +402,16 @@ func (n *NFT) ensurePick(count int) {
 		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: n.eps.Name, SetID: n.eps.ID},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
 	}})
+	n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: n.kern, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: pickChain(count)},
+	}})
+	return s, nil
 }
 
 func pickChain(count int) string { return fmt.Sprintf("pick-%d", count) }
-
-// pickElement encodes VIP . port : goto pick-<number of endpoints>.
-func pickElement(r Redirect) nftables.SetElement {
-	return nftables.SetElement{Key: vipKey(r.VIP), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: pickChain(len(r.Endpoints))}}
-}
 
 // epElements encodes VIP . port . i : endpoint i. The index is typed a
 // mark because, like numgen's output, marks are in host order (and nft can
@@ -400,10 +426,10 @@ func epElements(r Redirect) []nftables.SetElement {
 }
 
 // dispatchExprs: ip daddr <CIDR>, meta l4proto tcp, ip saddr !=
-// 127.0.0.0/8, the alive element present, then ip daddr . tcp dport vmap
-// @svc_tcp_pick. A miss falls through to the redirect rules. The CIDR test
-// comes first so that a node's other new connections (to the internet, say)
-// cost one compare, not two set lookups. Host processes connecting from
+// 127.0.0.0/8, the alive element present, then jump kernel (the VIP . port
+// looked up in the set of each endpoint count). A miss returns to the
+// redirect rules. The CIDR test comes first so that a node's other new
+// connections (to the internet, say) cost one compare, not set lookups. Host processes connecting from
 // 127.0.0.1 (the source the CIDR route pins) go to the proxy: a packet from
 // a loopback address may not be routed out of another interface after DNAT.
 func (n *NFT) dispatchExprs(cidr netip.Prefix) []expr.Any {
@@ -416,9 +442,7 @@ func (n *NFT) dispatchExprs(cidr netip.Prefix) []expr.Any {
 		maskExpr(loopback), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(loopback)},
 		&expr.Immediate{Register: 1, Data: aliveKey},
 		&expr.Lookup{SourceRegister: 1, SetName: n.alive.Name, SetID: n.alive.ID},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: n.pick.Name, SetID: n.pick.ID},
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: n.kern.Name},
 	)
 }
 
