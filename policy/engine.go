@@ -70,6 +70,10 @@ type Engine struct {
 	opts   EngineOptions
 	tables atomic.Pointer[Tables]
 	ready  atomic.Bool
+	// from is the snapshot the current tables were compiled from, so the
+	// next compile can take only what changed since (touched by whoever
+	// compiles: NewEngine, then Run).
+	from *cluster.Snapshot
 
 	mu      sync.Mutex
 	swapped chan struct{} // closed and replaced on every new Tables
@@ -132,25 +136,42 @@ func (e *Engine) CatchUp(ctx context.Context, seq uint64) bool {
 	return e.WaitFor(ctx, seq) == nil
 }
 
+// compile compiles s: only the services that changed since the snapshot
+// of prev when the View can tell, else all of them.
 func (e *Engine) compile(s *cluster.Snapshot, prev *Tables) *Tables {
 	start := time.Now()
-	t := compile(s, s.Seq, e.node, prev)
+	var t *Tables
+	if c := s.ChangesSince(e.from); prev != nil && !c.Full {
+		t = patch(s, e.from, s.Seq, e.node, prev, c.Services)
+		forgetDeleted(prev, s, c.Services)
+	} else {
+		t = compile(s, s.Seq, e.node, prev)
+		if prev != nil {
+			forgetDeleted(prev, s, nil)
+		}
+	}
+	e.from = s
 	compileSeconds.Observe(time.Since(start).Seconds())
 	localInstances.Set(float64(t.LocalInstances()))
-	if prev != nil {
-		forgetDeleted(prev, s)
-	}
 	return t
 }
 
-// forgetDeleted drops the drop counters of policy-bearing services that no
-// longer exist, so a deleted service leaves /metrics.
-func forgetDeleted(prev *Tables, s *cluster.Snapshot) {
-	for n := range prev.services {
-		if _, ok := s.Service(n); !ok {
+// forgetDeleted drops the drop counters of policy-bearing services of prev
+// (among changed, nil: all) that no longer exist, so a deleted service
+// leaves /metrics.
+func forgetDeleted(prev *Tables, s *cluster.Snapshot, changed map[cluster.NamespacedName]struct{}) {
+	forget := func(n cluster.NamespacedName) {
+		if _, ok := s.Service(n); !ok && prev.service(n) != nil {
 			drops.DeletePartialMatch(prometheus.Labels{"service": n.Name, "namespace": n.Namespace})
 		}
 	}
+	if changed != nil {
+		for n := range changed {
+			forget(n)
+		}
+		return
+	}
+	prev.services.Range(func(n cluster.NamespacedName, _ *servicePolicy) bool { forget(n); return true })
 }
 
 // Tables returns the current rule tables (for listing and `policy check`).
@@ -253,7 +274,7 @@ func (e *Engine) Edge(client netip.Addr, dst cluster.NamespacedName, port uint16
 func (e *Engine) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict {
 	t := e.tables.Load()
 	v := t.Egress(src, dst, port, proto)
-	from, ok := t.local[src.Unmap()]
+	from, ok := t.local.Get(src.Unmap())
 	if !ok {
 		return v
 	}

@@ -188,7 +188,7 @@ func TestCompileReusesUnchangedPolicies(t *testing.T) {
 	s2 := c.View.Snapshot()
 	t2 := compile(s2, s2.Seq, localNode, t1)
 	other := cluster.NamespacedName{Namespace: "default", Name: "other"}
-	if t2.services[other] != t1.services[other] {
+	if t2.service(other) != t1.service(other) {
 		t.Error("other's policy was recompiled though nothing of it changed")
 	}
 	if v := t2.Ingress(webIP, apiName, 8081, cluster.TCP); !v.Allowed {

@@ -41,10 +41,11 @@ type span struct{ lo, hi uint32 }
 // policy-bearing services are refused until the View catches up.
 func planKernel(t *Tables, stale bool) kernelPlan {
 	var p kernelPlan
-	for n, sp := range t.services {
-		guarded := slices.DeleteFunc(slices.Clone(t.localBySvc[n]), func(a netip.Addr) bool { return !a.Is4() })
+	t.services.Range(func(n cluster.NamespacedName, sp *servicePolicy) bool {
+		ips, _ := t.localBySvc.Get(n)
+		guarded := slices.DeleteFunc(slices.Clone(ips), func(a netip.Addr) bool { return !a.Is4() })
 		if len(guarded) == 0 {
-			continue
+			return true
 		}
 		slices.SortFunc(guarded, netip.Addr.Compare)
 		for _, dir := range []struct {
@@ -60,7 +61,8 @@ func planKernel(t *Tables, stale bool) kernelPlan {
 			}
 			p.chains = append(p.chains, c)
 		}
-	}
+		return true
+	})
 	// A stable order keeps chain layout identical across identical syncs.
 	slices.SortFunc(p.chains, func(a, b kernelChain) int {
 		return cmp.Or(
@@ -121,7 +123,8 @@ func (t *Tables) peerSpans(r *rule) []span {
 		}
 	}
 	for _, n := range r.peers {
-		for _, a := range t.localBySvc[n] {
+		ips, _ := t.localBySvc.Get(n)
+		for _, a := range ips {
 			if a.Is4() {
 				v := binary.BigEndian.Uint32(a.AsSlice())
 				out = append(out, span{v, v})

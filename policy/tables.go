@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/pmap"
 )
 
 // Verdict is the answer for one new connection, with what decided it so that
@@ -33,16 +34,23 @@ const (
 
 // Tables is the compiled policy of one node as of one snapshot. It is
 // immutable: the Engine swaps whole Tables, so a decision never sees half of
-// an update.
+// an update. Its maps are persistent (pmap), so the next Tables after a
+// change of a few services shares all but a few shards with this one.
 type Tables struct {
 	Seq uint64
 	// local maps this node's instance IPs to their service: the only source
 	// identities v1 knows (service selectors are same-node only).
-	local map[netip.Addr]cluster.NamespacedName
+	local pmap.Map[netip.Addr, cluster.NamespacedName]
 	// localBySvc lists the local instance IPs per service, for the kernel.
-	localBySvc map[cluster.NamespacedName][]netip.Addr
-	vips       map[netip.Addr]cluster.NamespacedName
-	services   map[cluster.NamespacedName]*servicePolicy
+	localBySvc pmap.Map[cluster.NamespacedName, []netip.Addr]
+	vips       pmap.Map[netip.Addr, cluster.NamespacedName]
+	services   pmap.Map[cluster.NamespacedName, *servicePolicy]
+}
+
+// service is n's compiled policy, nil if it has none.
+func (t *Tables) service(n cluster.NamespacedName) *servicePolicy {
+	sp, _ := t.services.Get(n)
+	return sp
 }
 
 // servicePolicy is one service's policy; a nil direction is default-allow.
@@ -117,56 +125,116 @@ func Compile(snap *cluster.Snapshot, node string) *Tables {
 	return compile(snap, snap.Seq, node, nil)
 }
 
+// tablesEditor builds the next Tables.
+type tablesEditor struct {
+	node       string
+	local      *pmap.Editor[netip.Addr, cluster.NamespacedName]
+	localBySvc *pmap.Editor[cluster.NamespacedName, []netip.Addr]
+	vips       *pmap.Editor[netip.Addr, cluster.NamespacedName]
+	services   *pmap.Editor[cluster.NamespacedName, *servicePolicy]
+}
+
+func (e *tablesEditor) done(seq uint64) *Tables {
+	return &Tables{Seq: seq, local: e.local.Done(), localBySvc: e.localBySvc.Done(), vips: e.vips.Done(), services: e.services.Done()}
+}
+
 // compile builds the tables, reusing prev's compiled policies whose records
 // did not change: a policy update then costs the one policy it touches, not
 // every policy on the node.
 func compile(src source, seq uint64, node string, prev *Tables) *Tables {
-	t := &Tables{
-		Seq:        seq,
-		local:      map[netip.Addr]cluster.NamespacedName{},
-		localBySvc: map[cluster.NamespacedName][]netip.Addr{},
-		vips:       map[netip.Addr]cluster.NamespacedName{},
-		services:   map[cluster.NamespacedName]*servicePolicy{},
+	e := &tablesEditor{
+		node:       node,
+		local:      pmap.NewEditor[netip.Addr, cluster.NamespacedName](0),
+		localBySvc: pmap.NewEditor[cluster.NamespacedName, []netip.Addr](0),
+		vips:       pmap.NewEditor[netip.Addr, cluster.NamespacedName](0),
+		services:   pmap.NewEditor[cluster.NamespacedName, *servicePolicy](0),
 	}
-	for _, e := range src.Instances("", "") {
-		in := e.Value
+	for _, ie := range src.Instances("", "") {
+		in := ie.Value
 		if in.Node != node || !in.IP.IsValid() {
 			continue
 		}
 		n := cluster.NamespacedName{Namespace: in.Namespace, Name: in.Service}
 		ip := in.IP.Unmap()
-		t.local[ip] = n
-		t.localBySvc[n] = append(t.localBySvc[n], ip)
+		e.local.Set(ip, n)
+		ips, _ := e.localBySvc.Get(n)
+		e.localBySvc.Set(n, append(ips, ip))
 	}
-	src.RangeServices(func(e cluster.Entry[cluster.ServiceRecord]) bool {
-		svc := &e.Value.Spec
+	src.RangeServices(func(se cluster.Entry[cluster.ServiceRecord]) bool {
+		svc := &se.Value.Spec
 		n := cluster.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
-		if e.Value.VIP.IsValid() {
-			t.vips[e.Value.VIP.Unmap()] = n
+		if se.Value.VIP.IsValid() {
+			e.vips.Set(se.Value.VIP.Unmap(), n)
 		}
-		p, ok := src.Policy(n)
-		if !ok {
-			return true
-		}
-		if prev != nil {
-			if sp := prev.services[n]; sp != nil && sp.policyRev == p.Rev && sp.serviceRev == e.Rev {
-				t.services[n] = sp
-				return true
-			}
-		}
-		sp := &servicePolicy{name: n, label: n.String(), policyRev: p.Rev, serviceRev: e.Rev}
-		if p.Value.HasIngress || p.Value.Ingress != nil {
-			sp.ingress = compileRules(p.Value.Ingress, svc, true)
-		}
-		if p.Value.HasEgress || p.Value.Egress != nil {
-			sp.egress = compileRules(p.Value.Egress, svc, false)
-		}
-		if sp.ingress != nil || sp.egress != nil {
-			t.services[n] = sp
-		}
+		e.setPolicy(src, n, se, prev)
 		return true
 	})
-	return t
+	return e.done(seq)
+}
+
+// patch builds the tables of src from prev, the tables of from, when only
+// the services in changed differ between the two: O(change), not O(cluster).
+func patch(src, from *cluster.Snapshot, seq uint64, node string, prev *Tables, changed map[cluster.NamespacedName]struct{}) *Tables {
+	e := &tablesEditor{node: node, local: prev.local.Edit(), localBySvc: prev.localBySvc.Edit(), vips: prev.vips.Edit(), services: prev.services.Edit()}
+	for n := range changed {
+		old, _ := prev.localBySvc.Get(n)
+		for _, ip := range old {
+			if cur, _ := e.local.Get(ip); cur == n {
+				e.local.Delete(ip)
+			}
+		}
+		var ips []netip.Addr
+		for _, ie := range src.Instances(n.Namespace, n.Name) {
+			if in := ie.Value; in.Node == node && in.IP.IsValid() {
+				e.local.Set(in.IP.Unmap(), n)
+				ips = append(ips, in.IP.Unmap())
+			}
+		}
+		if len(ips) > 0 {
+			e.localBySvc.Set(n, ips)
+		} else {
+			e.localBySvc.Delete(n)
+		}
+		if was, ok := from.Service(n); ok && was.Value.VIP.IsValid() {
+			if cur, _ := e.vips.Get(was.Value.VIP.Unmap()); cur == n {
+				e.vips.Delete(was.Value.VIP.Unmap())
+			}
+		}
+		e.services.Delete(n)
+		if se, ok := src.Service(n); ok {
+			if se.Value.VIP.IsValid() {
+				e.vips.Set(se.Value.VIP.Unmap(), n)
+			}
+			e.setPolicy(src, n, se, prev)
+		}
+	}
+	return e.done(seq)
+}
+
+// setPolicy compiles the policy of service n (record se), reusing prev's
+// when neither record changed.
+func (e *tablesEditor) setPolicy(src source, n cluster.NamespacedName, se cluster.Entry[cluster.ServiceRecord], prev *Tables) {
+	p, ok := src.Policy(n)
+	if !ok {
+		return
+	}
+	if prev != nil {
+		if sp := prev.service(n); sp != nil && sp.policyRev == p.Rev && sp.serviceRev == se.Rev {
+			e.services.Set(n, sp)
+			return
+		}
+	}
+	svc := &se.Value.Spec
+	sp := &servicePolicy{name: n, label: n.String(), policyRev: p.Rev, serviceRev: se.Rev}
+	if p.Value.HasIngress || p.Value.Ingress != nil {
+		sp.ingress = compileRules(p.Value.Ingress, svc, true)
+	}
+	if p.Value.HasEgress || p.Value.Egress != nil {
+		sp.egress = compileRules(p.Value.Egress, svc, false)
+	}
+	if sp.ingress != nil || sp.egress != nil {
+		e.services.Set(n, sp)
+	}
 }
 
 func compileRules(in []cluster.PolicyRule, svc *cluster.Service, ingress bool) *ruleSet {
@@ -280,12 +348,12 @@ func (rs *ruleSet) decide(sp *servicePolicy, id cluster.NamespacedName, known bo
 // (VIP) port. src has a service identity only if it is an instance on this
 // node; CIDR peers match any src.
 func (t *Tables) Ingress(src netip.Addr, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict {
-	sp := t.services[dst]
+	sp := t.service(dst)
 	if sp == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
 	src = src.Unmap()
-	id, known := t.local[src]
+	id, known := t.local.Get(src)
 	return sp.ingress.decide(sp, id, known, src, port, proto)
 }
 
@@ -293,7 +361,7 @@ func (t *Tables) Ingress(src netip.Addr, dst cluster.NamespacedName, port uint16
 // connected to dst: what `rune policy check --from <svc.ns>` asks, where
 // there is no address for CIDR peers to match.
 func (t *Tables) IngressFromService(src, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict {
-	sp := t.services[dst]
+	sp := t.service(dst)
 	if sp == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
@@ -305,7 +373,7 @@ func (t *Tables) IngressFromService(src, dst cluster.NamespacedName, port uint16
 // so only CIDR peers covering the client's address can allow it (see the
 // package documentation).
 func (t *Tables) Edge(client netip.Addr, dst cluster.NamespacedName, port uint16) Verdict {
-	sp := t.services[dst]
+	sp := t.service(dst)
 	if sp == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
@@ -316,19 +384,19 @@ func (t *Tables) Edge(client netip.Addr, dst cluster.NamespacedName, port uint16
 // any other address, on destination port port. The destination is a
 // service if dst is its VIP or one of its instances on this node.
 func (t *Tables) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict {
-	from, ok := t.local[src.Unmap()]
+	from, ok := t.local.Get(src.Unmap())
 	if !ok {
 		// Not an instance of this node: no service, hence no egress policy.
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
-	sp := t.services[from]
+	sp := t.service(from)
 	if sp == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
 	dst = dst.Unmap()
-	id, known := t.vips[dst]
+	id, known := t.vips.Get(dst)
 	if !known {
-		id, known = t.local[dst]
+		id, known = t.local.Get(dst)
 	}
 	return sp.egress.decide(sp, id, known, dst, port, proto)
 }
@@ -336,7 +404,7 @@ func (t *Tables) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol
 // guards reports whether inbound (or outbound) traffic of n is under policy:
 // the services that fail closed when the view is stale.
 func (t *Tables) guards(n cluster.NamespacedName, ingress bool) (*servicePolicy, bool) {
-	sp := t.services[n]
+	sp := t.service(n)
 	if sp == nil {
 		return nil, false
 	}
@@ -347,13 +415,13 @@ func (t *Tables) guards(n cluster.NamespacedName, ingress bool) (*servicePolicy,
 }
 
 // LocalInstances is the number of instance rows of this node.
-func (t *Tables) LocalInstances() int { return len(t.local) }
+func (t *Tables) LocalInstances() int { return t.local.Len() }
 
 // EgressFromService decides as if an instance of src on this node connected
 // to dst's VIP dstAddr: the egress half of `rune policy check --from
 // <svc.ns>`, where the source has no address of its own.
 func (t *Tables) EgressFromService(src, dst cluster.NamespacedName, dstAddr netip.Addr, port uint16, proto cluster.Protocol) Verdict {
-	sp := t.services[src]
+	sp := t.service(src)
 	if sp == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -68,7 +67,7 @@ func TestPatchMatchesRebuild(t *testing.T) {
 			ctx := context.Background()
 			patched := 0
 			for step := range 400 {
-				seq := randomChange(t, rng, c)
+				seq := c.RandomChange(t, rng)
 				if err := c.View.WaitFor(ctx, seq); err != nil {
 					t.Fatal(err)
 				}
@@ -95,58 +94,6 @@ func TestPatchMatchesRebuild(t *testing.T) {
 			}
 		})
 	}
-}
-
-// randomChange makes one random write through the controller and returns
-// its seq.
-func randomChange(t *testing.T, rng *rand.Rand, c *testkit.Cluster) uint64 {
-	t.Helper()
-	ctx := context.Background()
-	s := c.View.Snapshot()
-	name := fmt.Sprintf("svc%d", rng.IntN(12))
-	ns := fmt.Sprintf("ns%d", rng.IntN(2))
-	_, exists := s.Service(cluster.NamespacedName{Namespace: ns, Name: name})
-	instances := s.Instances("", "")
-	var seq uint64
-	var err error
-	switch op := rng.IntN(10); {
-	case op < 3 || !exists:
-		seq = c.Cast(t, serviceDoc(rng, ns, name))
-	case op == 3:
-		seq, err = c.Ctl.DeleteService(ctx, cluster.NamespacedName{Namespace: ns, Name: name})
-	case op < 7 || len(instances) == 0:
-		id := rng.IntN(60)
-		seq, err = c.Ctl.RegisterInstance(ctx, cluster.Instance{
-			ID: fmt.Sprintf("in%d", id), Namespace: ns, Service: name, Node: "n1",
-			IP: netip.AddrFrom4([4]byte{10, 1, 0, byte(id + 1)}), Ready: rng.IntN(4) > 0,
-		})
-	case op < 9:
-		in := instances[rng.IntN(len(instances))].Value
-		seq, err = c.Ctl.SetInstanceReady(ctx, in.ID, !in.Ready)
-	default:
-		seq, err = c.Ctl.DeregisterInstance(ctx, instances[rng.IntN(len(instances))].Value.ID)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return seq
-}
-
-func serviceDoc(rng *rand.Rand, ns, name string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "service:\n  name: %s\n  namespace: %s\n  ports:\n", name, ns)
-	ports := []string{"{name: http, port: 80}", "{name: dns, port: 53, protocol: udp}", "{name: alt, port: 8080, targetPort: 80}"}
-	n := 1 + rng.IntN(len(ports))
-	for _, i := range rng.Perm(len(ports))[:n] {
-		fmt.Fprintf(&b, "    - %s\n", ports[i])
-	}
-	switch rng.IntN(4) {
-	case 1:
-		b.WriteString("  networkPolicy:\n    ingress:\n      - from: [{service: svc1}]\n")
-	case 2:
-		b.WriteString("  networkPolicy:\n    egress:\n      - to: [{cidr: 10.0.0.0/8}]\n")
-	}
-	return b.String()
 }
 
 // compareWithRebuild builds a fresh proxy from s and compares it with d's.
