@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/runenet/runenet/orderedlog"
 )
 
 func changedNames(c Changes) []string {
@@ -102,5 +104,82 @@ func TestHistoryBounds(t *testing.T) {
 	h.add(map[NamespacedName]struct{}{allServices: {}})
 	if c := h.since(h.gen-2, h.gen); !c.Full {
 		t.Errorf("a network change in between: %+v, want full", c)
+	}
+}
+
+// compactingSource is a log whose live watch can be told that its history
+// was compacted, as a watcher that fell behind compaction is.
+type compactingSource struct {
+	orderedlog.Follower
+	compact chan struct{}
+}
+
+func (c *compactingSource) Watch(ctx context.Context, from uint64) (<-chan orderedlog.Event, error) {
+	in, err := c.Follower.Watch(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan orderedlog.Event)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case ev, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			case <-c.compact:
+				select {
+				case out <- orderedlog.Event{Err: orderedlog.ErrCompacted}:
+				case <-ctx.Done():
+				}
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// TestChangesAfterRelist: a View that re-lists after compaction publishes a
+// full change, and tracks changes again from there.
+func TestChangesAfterRelist(t *testing.T) {
+	lg := openLog(t, t.TempDir())
+	ctx := context.Background()
+	if err := Bootstrap(ctx, lg, netip.MustParsePrefix("10.96.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	src := &compactingSource{Follower: lg, compact: make(chan struct{})}
+	n := &testNode{log: lg, view: NewView(src, ViewOptions{})}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); n.view.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	n.ctl = NewController(lg, n.view, ControllerOptions{})
+	cast(t, n, svcYAML("api", "default", ""))
+	a := n.view.Snapshot()
+	changed := n.view.Changed()
+	src.compact <- struct{}{}
+	<-changed
+	relisted := n.view.Snapshot()
+	if c := relisted.ChangesSince(a); !c.Full {
+		t.Fatalf("after a re-list: %+v, want a full change", c)
+	}
+	seq, err := n.ctl.RegisterInstance(ctx, Instance{ID: "api-1", Service: "api", Namespace: "default", Node: "n1", IP: netip.MustParseAddr("10.1.0.1"), Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.view.WaitFor(ctx, seq)
+	if got := changedNames(n.view.Snapshot().ChangesSince(relisted)); !slices.Equal(got, []string{"default/api"}) {
+		t.Errorf("a change after the re-list: %v, want [default/api]", got)
+	}
+	if c := n.view.Snapshot().ChangesSince(a); !c.Full {
+		t.Errorf("across the re-list: %+v, want a full change", c)
 	}
 }
