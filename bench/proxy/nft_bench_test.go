@@ -150,9 +150,12 @@ func BenchmarkProxyUpdate(b *testing.B) {
 // instance turns ready or unready) with 1,000, 10,000 and 100,000 services
 // × 3 endpoints, from the write to "applied": the controller's durable
 // write, the View, the policy engine's compile (the data plane waits for
-// it, as in runed), the data plane's update and nftables. p50-ms and
-// p99-ms are over the iterations. TableFrom, what a full rebuild of the
-// data plane's table costs at that size, is measured beside it.
+// it, as in runed), the data plane's update and nftables. applied-p50-ms
+// and applied-p99-ms time the bar, from the write returning (the
+// controller returns once the View holds it) to the data plane reporting it
+// applied; with-write-p50-ms and with-write-p99-ms include the durable
+// write. TableFrom, what a full rebuild of the data plane's table costs at
+// that size, is measured beside it.
 func BenchmarkApplyOneChange(b *testing.B) {
 	netnstest.RequireRoot(b)
 	for _, n := range []int{1000, 10000, 100000} {
@@ -167,7 +170,7 @@ func BenchmarkApplyOneChange(b *testing.B) {
 			for _, m := range modes {
 				b.Run(m.name, func(b *testing.B) {
 					dp := startDataplane(b, c, m.kernel)
-					var lat []time.Duration
+					var applied, withWrite []time.Duration
 					i := 0
 					for b.Loop() {
 						i++
@@ -176,10 +179,13 @@ func BenchmarkApplyOneChange(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
+						written := time.Now()
 						waitApplied(b, dp, seq)
-						lat = append(lat, time.Since(start))
+						applied = append(applied, time.Since(written))
+						withWrite = append(withWrite, time.Since(start))
 					}
-					reportPercentiles(b, lat)
+					reportPercentiles(b, "applied-", applied)
+					reportPercentiles(b, "with-write-", withWrite)
 				})
 			}
 		})
@@ -308,13 +314,13 @@ func startDataplane(b *testing.B, c *testkit.Cluster, kernel bool) *proxy.Datapl
 	return dp
 }
 
-func reportPercentiles(b *testing.B, lat []time.Duration) {
+func reportPercentiles(b *testing.B, prefix string, lat []time.Duration) {
 	slices.Sort(lat)
 	at := func(q float64) float64 {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
-	b.ReportMetric(at(0.50), "p50-ms")
-	b.ReportMetric(at(0.99), "p99-ms")
+	b.ReportMetric(at(0.50), prefix+"p50-ms")
+	b.ReportMetric(at(0.99), prefix+"p99-ms")
 }
 
 func waitApplied(b *testing.B, dp *proxy.Dataplane, seq uint64) {
