@@ -88,43 +88,63 @@ func BenchmarkNFTInstall(b *testing.B) {
 
 // BenchmarkNFTOneChange: with 10,000 services installed, one service
 // appears or disappears; in kernel mode also one endpoint of one service
-// changes (its forwarding chain is refilled).
+// moves (its endpoint elements are refilled), and one service loses an
+// endpoint (it moves to another endpoint count's set), as an instance
+// turning unready does. Each change is made with Sync (the whole list,
+// diffed against what is installed) and with Patch (the changed redirect
+// only, what the data plane sends).
 func BenchmarkNFTOneChange(b *testing.B) {
 	netnstest.RequireRoot(b)
 	ns := netnstest.New(b, "dp-bench")
 	for _, m := range modes {
 		full := redirectsFor(b, m.kernel)
-		moved := slices.Clone(full)
+		type change struct{ other []proxy.Redirect }
+		gone := full[len(full)-1]
+		gone.Port, gone.Endpoints = 0, nil
+		changes := map[string]change{"service": {full[:len(full)-1]}}
 		if m.kernel {
+			moved := slices.Clone(full)
 			moved[0].Endpoints = slices.Clone(moved[0].Endpoints)
 			moved[0].Endpoints[0] = netip.AddrPortFrom(moved[0].Endpoints[0].Addr(), 9090)
+			changes["endpoint"] = change{moved}
+			fewer := slices.Clone(full)
+			fewer[0].Endpoints = fewer[0].Endpoints[1:]
+			changes["unready"] = change{fewer}
 		}
-		changes := map[string][]proxy.Redirect{"service": full[:len(full)-1]}
-		if m.kernel {
-			changes["endpoint"] = moved
-		}
-		for what, other := range changes {
-			b.Run(m.name+"/"+what, func(b *testing.B) {
-				n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer n.Close()
-				if err := n.Sync(cidr, full); err != nil {
-					b.Fatal(err)
-				}
-				i := 0
-				for b.Loop() {
-					rs := other
-					if i%2 == 1 {
-						rs = full
-					}
-					i++
-					if err := n.Sync(cidr, rs); err != nil {
+		for what, c := range changes {
+			// The redirect that differs, as Patch takes it.
+			there, back := []proxy.Redirect{gone}, []proxy.Redirect{full[len(full)-1]}
+			if what != "service" {
+				there, back = c.other[:1], full[:1]
+			}
+			for _, how := range []string{"sync", "patch"} {
+				b.Run(m.name+"/"+what+"/"+how, func(b *testing.B) {
+					n, err := proxy.NewNFT(proxy.NFTConfig{NetNS: ns.FD})
+					if err != nil {
 						b.Fatal(err)
 					}
-				}
-			})
+					defer n.Close()
+					if err := n.Sync(cidr, full); err != nil {
+						b.Fatal(err)
+					}
+					i := 0
+					for b.Loop() {
+						rs, patch := c.other, there
+						if i%2 == 1 {
+							rs, patch = full, back
+						}
+						i++
+						if how == "patch" {
+							err = n.Patch(patch)
+						} else {
+							err = n.Sync(cidr, rs)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
 		}
 	}
 }
