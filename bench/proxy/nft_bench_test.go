@@ -98,24 +98,23 @@ func BenchmarkNFTOneChange(b *testing.B) {
 	ns := netnstest.New(b, "dp-bench")
 	for _, m := range modes {
 		full := redirectsFor(b, m.kernel)
-		type change struct{ other []proxy.Redirect }
 		gone := full[len(full)-1]
 		gone.Port, gone.Endpoints = 0, nil
-		changes := map[string]change{"service": {full[:len(full)-1]}}
+		changes := map[string][]proxy.Redirect{"service": full[:len(full)-1]}
 		if m.kernel {
 			moved := slices.Clone(full)
 			moved[0].Endpoints = slices.Clone(moved[0].Endpoints)
 			moved[0].Endpoints[0] = netip.AddrPortFrom(moved[0].Endpoints[0].Addr(), 9090)
-			changes["endpoint"] = change{moved}
+			changes["endpoint"] = moved
 			fewer := slices.Clone(full)
 			fewer[0].Endpoints = fewer[0].Endpoints[1:]
-			changes["unready"] = change{fewer}
+			changes["unready"] = fewer
 		}
-		for what, c := range changes {
+		for what, other := range changes {
 			// The redirect that differs, as Patch takes it.
 			there, back := []proxy.Redirect{gone}, []proxy.Redirect{full[len(full)-1]}
 			if what != "service" {
-				there, back = c.other[:1], full[:1]
+				there, back = other[:1], full[:1]
 			}
 			for _, how := range []string{"sync", "patch"} {
 				b.Run(m.name+"/"+what+"/"+how, func(b *testing.B) {
@@ -129,7 +128,7 @@ func BenchmarkNFTOneChange(b *testing.B) {
 					}
 					i := 0
 					for b.Loop() {
-						rs, patch := c.other, there
+						rs, patch := other, there
 						if i%2 == 1 {
 							rs, patch = full, back
 						}
