@@ -112,15 +112,24 @@ func NewNFT(cfg NFTConfig) (*NFT, error) {
 // Sync makes the kernel steer exactly rs. The first call (and any after a
 // CIDR change or a failure) replaces the tables in one transaction; later
 // calls change only the elements and forwarding chains that differ.
-func (n *NFT) Sync(cidr netip.Prefix, rs []Redirect) (err error) {
+func (n *NFT) Sync(cidr netip.Prefix, rs []Redirect) error {
+	return n.timed(func() error { return n.sync(cidr, rs) })
+}
+
+// timed runs one sync or patch for the metrics. After a failure what the
+// kernel holds is unknown, so the next Sync reinstalls.
+func (n *NFT) timed(f func() error) error {
 	start := time.Now()
-	defer func() {
-		nftSyncDuration.Observe(time.Since(start).Seconds())
-		if err != nil {
-			nftSyncErrors.Inc()
-			n.installed = nil
-		}
-	}()
+	err := f()
+	nftSyncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		nftSyncErrors.Inc()
+		n.installed = nil
+	}
+	return err
+}
+
+func (n *NFT) sync(cidr netip.Prefix, rs []Redirect) error {
 	want := make(map[redirectKey]Redirect, len(rs))
 	for _, r := range rs {
 		if r.Endpoints != nil && r.Protocol != cluster.TCP {
@@ -252,15 +261,11 @@ func (n *NFT) update(want map[redirectKey]Redirect) error {
 // Patch changes only the redirects of rs, each replacing whatever its
 // protocol and VIP had (Port 0: none any more), in one transaction; every
 // other element stays. It needs a table Sync installed.
-func (n *NFT) Patch(rs []Redirect) (err error) {
-	start := time.Now()
-	defer func() {
-		nftSyncDuration.Observe(time.Since(start).Seconds())
-		if err != nil {
-			nftSyncErrors.Inc()
-			n.installed = nil
-		}
-	}()
+func (n *NFT) Patch(rs []Redirect) error {
+	return n.timed(func() error { return n.patch(rs) })
+}
+
+func (n *NFT) patch(rs []Redirect) error {
 	if n.installed == nil {
 		return fmt.Errorf("nftables: patch before the table is installed")
 	}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -64,22 +63,8 @@ func TestPatchMatchesRebuild(t *testing.T) {
 			defer p.Close()
 			rec := &recorder{}
 			d := &Dataplane{proxy: p, icpt: rec, src: c.View, log: slog.Default()}
-			ctx := context.Background()
 			patched := 0
-			for step := range 400 {
-				seq := c.RandomChange(t, rng)
-				if err := c.View.WaitFor(ctx, seq); err != nil {
-					t.Fatal(err)
-				}
-				s := c.View.Snapshot()
-				switch x := rng.IntN(20); {
-				case x == 0:
-					if s, err = cluster.LoadFrom(ctx, c.Log); err != nil {
-						t.Fatal(err)
-					}
-				case x < 12:
-					continue // skipped: the next apply covers this change too
-				}
+			c.RandomSnapshots(t, rng, 400, func(step int, s *cluster.Snapshot) {
 				syncs := rec.syncs
 				if err := d.apply(s); err != nil {
 					t.Fatalf("step %d: apply: %v", step, err)
@@ -88,7 +73,7 @@ func TestPatchMatchesRebuild(t *testing.T) {
 					patched++
 				}
 				compareWithRebuild(t, step, cfg, d, rec, s)
-			}
+			})
 			if patched < 50 {
 				t.Errorf("only %d of the applies were incremental: the test does not exercise Patch", patched)
 			}

@@ -65,3 +65,30 @@ func randomService(rng *rand.Rand, ns, name string) string {
 	}
 	return b.String()
 }
+
+// RandomSnapshots makes steps random changes (RandomChange) and hands
+// apply about two in five of the resulting snapshots, so that a consumer
+// skips the rest and must take their changes together, and now and then
+// instead a full listing of the log (cluster.LoadFrom), as a View gets
+// after a re-list: what an incremental consumer must survive.
+func (c *Cluster) RandomSnapshots(t testing.TB, rng *rand.Rand, steps int, apply func(step int, s *cluster.Snapshot)) {
+	t.Helper()
+	ctx := context.Background()
+	for step := range steps {
+		seq := c.RandomChange(t, rng)
+		if err := c.View.WaitFor(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+		s := c.View.Snapshot()
+		switch x := rng.IntN(20); {
+		case x == 0:
+			var err error
+			if s, err = cluster.LoadFrom(ctx, c.Log); err != nil {
+				t.Fatal(err)
+			}
+		case x < 12:
+			continue
+		}
+		apply(step, s)
+	}
+}
