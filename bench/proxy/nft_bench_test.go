@@ -244,14 +244,15 @@ func sustain(b *testing.B, c *testkit.Cluster, n int) {
 			maxLag = max(maxLag, time.Since(w.at))
 		}
 	}()
-	// Writers are paced by one ticker; 16 of them keep a slow fsync from
-	// holding back the offered rate.
+	// Writers are paced by one ticker; 128 of them keep a slow fsync (tens
+	// of ms on a loaded machine) from holding back the offered rate: the
+	// log commits concurrent writes together.
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range 16 {
+	for range 128 {
 		wg.Go(func() {
 			for i := range jobs {
 				id := fmt.Sprintf("svc%d-%d", i%n, i/n%3)
