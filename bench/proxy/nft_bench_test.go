@@ -244,11 +244,10 @@ func sustain(b *testing.B, c *testkit.Cluster, n int) {
 			maxLag = max(maxLag, time.Since(w.at))
 		}
 	}()
-	// Writers are paced by one ticker; 128 of them keep a slow fsync (tens
-	// of ms on a loaded machine) from holding back the offered rate: the
-	// log commits concurrent writes together.
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
+	// Change i is offered at start + i ms (late ones at once, so the rate
+	// catches up rather than drifting, as a ticker's dropped ticks would);
+	// 128 writers keep a slow fsync (tens of ms on a loaded machine) from
+	// holding it back: the log commits concurrent writes together.
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -266,7 +265,9 @@ func sustain(b *testing.B, c *testkit.Cluster, n int) {
 		})
 	}
 	for i := 0; b.Loop(); i++ {
-		<-tick.C
+		if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
+			time.Sleep(d)
+		}
 		jobs <- i
 	}
 	close(jobs)
