@@ -335,11 +335,15 @@ func (r *Runtime) SetWarner(w Warner) {
 	r.warner.Store(&w)
 }
 
+// warnings are the data path's (the dataplane directive's Warner) and what
+// exposed services' own settings will make fail at the edge. A cast returns
+// once the View has applied it, so the View's snapshot holds what it wrote.
 func (r *Runtime) warnings(ctx context.Context, seq uint64, services []cluster.NamespacedName) []string {
+	var out []string
 	if w := r.warner.Load(); w != nil {
-		return (*w)(ctx, seq, services)
+		out = (*w)(ctx, seq, services)
 	}
-	return nil
+	return append(out, exposeWarnings(ctx, r.log, r.view.Snapshot(), services)...)
 }
 
 // SetIngress gives the API the node's edge router (nil: none), for
