@@ -244,6 +244,7 @@ func (fc *fastConn) closeGracefully() {
 // whether the connection can carry another request, or that net/http must
 // serve it instead.
 func (fc *fastConn) forward() (keep, handoff bool) {
+	start := time.Now()
 	req := &fc.req
 	plain := fc.f.tlsConf == nil
 	if !req.parse(fc.head) {
@@ -269,7 +270,7 @@ func (fc *fastConn) forward() (keep, handoff bool) {
 	}
 	// Counted before the last flush, so that a client that has the whole
 	// response also finds it counted (as when net/http served it).
-	fc.count.inc(a.rt.host, status)
+	fc.count.inc(a.rt.host, status, start)
 	if fc.bw.Flush() != nil {
 		keep = false
 	}

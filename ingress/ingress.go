@@ -451,7 +451,8 @@ func (i *Ingress) rebuild(ctx context.Context) {
 	if e := i.engine(); e != nil {
 		e.CatchUp(ctx, t.seq) // see policy.Engine.CatchUp
 	}
-	forgetHosts(i.table.Swap(t), t)
+	old := i.table.Swap(t)
+	forgetHosts(old, t)
 	idleCutoff := now.Add(-i.to.BackendIdle)
 	i.pool.Range(func(k, v any) bool {
 		if !used[k.(string)] {
@@ -481,7 +482,7 @@ func (i *Ingress) rebuild(ctx context.Context) {
 		}
 	}
 	i.managed = acmeHosts
-	setCertGauge(t)
+	setCertGauges(old, t)
 }
 
 func (i *Ingress) acmeState(r *route, now time.Time) {
@@ -626,6 +627,7 @@ func (i *Ingress) admit(host, serverName string, client netip.AddrPort, plain bo
 // serve handles one request on either listener, for what the fast path
 // hands over (see fastconn.go), behind its gate (gate.go).
 func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
+	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	host := requestHost(r.Host)
 	client, _ := netip.ParseAddrPort(r.RemoteAddr)
@@ -643,7 +645,7 @@ func (i *Ingress) serve(w http.ResponseWriter, r *http.Request, plain bool) {
 		sw.Header().Set("Strict-Transport-Security", i.hsts)
 	}
 	var count requestCounter
-	defer func() { count.inc(label, sw.status()) }() // also when ReverseProxy aborts with http.ErrAbortHandler
+	defer func() { count.inc(label, sw.status(), start) }() // also when ReverseProxy aborts with http.ErrAbortHandler
 	switch {
 	case r.Method == http.MethodConnect:
 		// An edge router is no forward proxy; what follows a CONNECT is not

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +12,11 @@ var (
 		Name: "rune_ingress_requests_total",
 		Help: "Edge HTTP/HTTPS requests by routed host (\"unknown\" when no route matched) and response status.",
 	}, []string{"host", "status"})
+	ingressDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rune_ingress_request_duration_seconds",
+		Help:    "Time from an edge request's head being read to its response being written, by routed host (\"unknown\" when no route matched).",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"host"})
 	ingressLoops = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rune_ingress_loops_total",
 		Help: "Requests answered 508 Loop Detected because they came back to the edge node that had forwarded them, by routed host.",
@@ -19,21 +25,40 @@ var (
 		Name: "rune_acme_certificates",
 		Help: "ACME-managed certificates of this edge node by lifecycle state: pending, ready, error.",
 	}, []string{"state"})
+	certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rune_acme_certificate_expiry_timestamp_seconds",
+		Help: "Unix time at which the certificate serving a routed host (ACME or manual TLS) expires.",
+	}, []string{"host"})
 )
 
 func init() {
-	prometheus.MustRegister(ingressRequests, ingressLoops, acmeCertificates)
+	prometheus.MustRegister(ingressRequests, ingressDuration, ingressLoops, acmeCertificates, certExpiry)
 }
 
-func setCertGauge(t *table) {
+// setCertGauges sets the certificate metrics from cur, and drops the expiry
+// series of hosts that old had a certificate for and cur has none for.
+func setCertGauges(old, cur *table) {
 	counts := map[string]float64{CertPending: 0, CertReady: 0, CertError: 0}
-	for _, r := range t.ordered {
+	has := make(map[string]bool, len(cur.ordered))
+	for _, r := range cur.ordered {
 		if r.tlsMode == TLSACME {
 			counts[r.state]++
+		}
+		if !r.notAfter.IsZero() {
+			has[r.host] = true
+			certExpiry.WithLabelValues(r.host).Set(float64(r.notAfter.Unix()))
 		}
 	}
 	for state, n := range counts {
 		acmeCertificates.WithLabelValues(state).Set(n)
+	}
+	if old == nil {
+		return
+	}
+	for _, r := range old.ordered {
+		if !r.notAfter.IsZero() && !has[r.host] {
+			certExpiry.DeleteLabelValues(r.host)
+		}
 	}
 }
 
@@ -51,22 +76,31 @@ func forgetHosts(old, cur *table) {
 	for _, r := range old.ordered {
 		if !kept[r.host] {
 			ingressRequests.DeletePartialMatch(prometheus.Labels{"host": r.host})
+			ingressDuration.DeleteLabelValues(r.host)
 		}
 	}
 }
 
-// requestCounter counts requests in rune_ingress_requests_total. It keeps
-// the last series it counted in: a keep-alive connection mostly repeats it,
-// and finding a series by its label values hashes and allocates.
+// requestCounter counts requests in rune_ingress_requests_total and
+// rune_ingress_request_duration_seconds. It keeps the last series it counted
+// in: a keep-alive connection mostly repeats them, and finding a series by
+// its label values hashes and allocates.
 type requestCounter struct {
-	host   string
-	status int
-	c      prometheus.Counter
+	host     string
+	status   int
+	c        prometheus.Counter
+	obsHost  string
+	duration prometheus.Observer
 }
 
-func (rc *requestCounter) inc(host string, status int) {
+// inc counts a request for host answered with status, started at start.
+func (rc *requestCounter) inc(host string, status int, start time.Time) {
 	if rc.c == nil || rc.status != status || rc.host != host {
 		rc.host, rc.status, rc.c = host, status, ingressRequests.WithLabelValues(host, strconv.Itoa(status))
 	}
 	rc.c.Inc()
+	if rc.duration == nil || rc.obsHost != host {
+		rc.obsHost, rc.duration = host, ingressDuration.WithLabelValues(host)
+	}
+	rc.duration.Observe(time.Since(start).Seconds())
 }

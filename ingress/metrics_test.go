@@ -39,3 +39,62 @@ func TestDeletedServiceDropsItsRequestSeries(t *testing.T) {
 		t.Fatal("deleting one service dropped another's series")
 	}
 }
+
+// A manual-TLS host's certificate expiry is exported while its route lives,
+// and its series goes with the route.
+func TestCertificateExpiryGauge(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	ca := newTestCA(t)
+	port := startBackend(t, "exp-1", "127.0.0.1", 0)
+	ing := startIngress(t, n, ACMEOptions{})
+	notAfter := time.Now().Add(20 * 24 * time.Hour).Truncate(time.Second)
+	certPEM, keyPEM := ca.issue(t, notAfter, "exp.example.test")
+	if _, err := StoreTLSSecret(ctx, n.Log, "default", "exp-tls", certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	n.cast(t, "exp", port, "exp.example.test", "    tls:\n      mode: manual\n      secret: exp-tls\n")
+	n.addInstance(t, "exp", "exp-1", "127.0.0.1")
+	waitFor(t, 5*time.Second, "the manual certificate", func() bool { r, _ := statusOf(ing, "exp.example.test"); return r.Cert == CertReady })
+	expiry := func() float64 {
+		return testkit.Metric(t, "rune_acme_certificate_expiry_timestamp_seconds", map[string]string{"host": "exp.example.test"})
+	}
+	if got := expiry(); got != float64(notAfter.Unix()) {
+		t.Fatalf("rune_acme_certificate_expiry_timestamp_seconds = %v, want the certificate's NotAfter %d", got, notAfter.Unix())
+	}
+	if _, err := n.Ctl.DeleteService(ctx, cluster.NamespacedName{Namespace: "default", Name: "exp"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the deleted service's route to go", func() bool { return ing.table.Load().lookup("exp.example.test") == nil })
+	if got := expiry(); got != 0 {
+		t.Fatalf("rune_acme_certificate_expiry_timestamp_seconds still %v for a host that has no route", got)
+	}
+}
+
+// A proxied request is observed in rune_ingress_request_duration_seconds on
+// the fast path and on the net/http path.
+func TestRequestDurationObservedOnBothPaths(t *testing.T) {
+	for _, mode := range servingPaths {
+		t.Run(mode.name, func(t *testing.T) {
+			sb := startScriptedBackend(t, "127.0.0.1")
+			ing := setupTo(t, sb.port, Options{DisableFastPath: mode.off})
+			observed := func() float64 {
+				return testkit.Metric(t, "rune_ingress_request_duration_seconds", map[string]string{"host": fastHost})
+			}
+			before := observed()
+			rc := dialRaw(t, ing.HTTPAddr())
+			rc.send("GET / HTTP/1.1\r\nHost: " + fastHost + "\r\n\r\n")
+			resp, _ := rc.read("GET")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d, want 200", resp.StatusCode)
+			}
+			if fast := resp.Status == "200 Fast"; fast == mode.off {
+				t.Fatalf("status %q: not served by the path under test", resp.Status)
+			}
+			// Observed before the response's last flush, so already there.
+			if got := observed() - before; got != 1 {
+				t.Fatalf("%v requests observed, want 1", got)
+			}
+		})
+	}
+}

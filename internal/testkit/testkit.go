@@ -71,8 +71,8 @@ func (c *Cluster) Cast(tb testing.TB, docs ...string) uint64 {
 	return seq
 }
 
-// Metric sums the default registry's counter or gauge samples of name whose
-// labels include every labels[k] = v (nil: all of them), as /metrics shows them.
+// Metric sums the default registry's counter or gauge values, or histogram
+// sample counts, of name whose labels include every labels[k] = v (nil: all of them), as /metrics shows them.
 func Metric(tb testing.TB, name string, labels map[string]string) float64 {
 	tb.Helper()
 	mfs, err := prometheus.DefaultGatherer.Gather()
@@ -95,7 +95,7 @@ func Metric(tb testing.TB, name string, labels map[string]string) float64 {
 					continue samples
 				}
 			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return sum
