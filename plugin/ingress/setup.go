@@ -150,14 +150,11 @@ func (cfg *config) set(opt string, args []string) error {
 	}
 	switch opt {
 	case "fastpath":
-		switch args[0] {
-		case "on":
-			cfg.noFastPath = false
-		case "off":
-			cfg.noFastPath = true
-		default:
-			return fmt.Errorf("%q: want on or off", args[0])
+		on, err := nodeopt.OnOff(args[0])
+		if err != nil {
+			return err
 		}
+		cfg.noFastPath = !on
 	case "http", "https":
 		if _, _, err := net.SplitHostPort(args[0]); err != nil {
 			return fmt.Errorf("%q: want [HOST]:PORT, such as :%s", args[0], map[string]string{"http": "80", "https": "443"}[opt])

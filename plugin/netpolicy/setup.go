@@ -83,13 +83,13 @@ func (cfg *config) set(opt string, args []string) error {
 	case "data_dir":
 		cfg.dataDir = args[0]
 	case "kernel":
-		switch args[0] {
-		case "on":
+		on, err := nodeopt.OnOff(args[0])
+		if err != nil {
+			return err
+		}
+		cfg.kernel = kernelOff
+		if on {
 			cfg.kernel = kernelOn
-		case "off":
-			cfg.kernel = kernelOff
-		default:
-			return fmt.Errorf("%q: want on or off", args[0])
 		}
 	case "table":
 		cfg.table = args[0]

@@ -175,10 +175,11 @@ func (cfg *config) set(opt string, args []string) error {
 		}
 		cfg.ca = v
 	case "fastpath":
-		if v != "on" && v != "off" {
-			return fmt.Errorf("%q: want on or off", v)
+		on, err := nodeopt.OnOff(v)
+		if err != nil {
+			return err
 		}
-		cfg.fastpath = v == "on"
+		cfg.fastpath = on
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package nodeopt
 
 import (
+	"fmt"
+
 	"github.com/coredns/caddy"
 
 	"github.com/runenet/runenet/node/nodeconfig"
@@ -44,4 +46,15 @@ func Block(c *caddy.Controller, cfg *nodeconfig.Config, arity map[string]int, se
 		return c.Errf("%s can only be used once per server block", name)
 	}
 	return nil
+}
+
+// OnOff reads an on|off option argument, naming it when it is neither.
+func OnOff(arg string) (bool, error) {
+	switch arg {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q: want on or off", arg)
 }
