@@ -48,14 +48,17 @@ func (n *node) cast(t *testing.T, name string, targetPort int, host, tlsYAML str
 	}
 }
 
-func (n *node) addInstance(t *testing.T, svc, id, ip string) {
+// addInstance registers a ready instance and returns the log seq it was
+// written at, for tests that must wait for a follower of the View.
+func (n *node) addInstance(t *testing.T, svc, id, ip string) uint64 {
 	t.Helper()
-	_, err := n.Ctl.RegisterInstance(context.Background(), cluster.Instance{
+	seq, err := n.Ctl.RegisterInstance(context.Background(), cluster.Instance{
 		ID: id, Service: svc, Namespace: "default", Node: "edge1", IP: netip.MustParseAddr(ip), Ready: true,
 	})
 	if err != nil {
 		t.Fatalf("register %s: %v", id, err)
 	}
+	return seq
 }
 
 func startIngress(t *testing.T, n *node, acme ACMEOptions) *Ingress {

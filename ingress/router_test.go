@@ -191,7 +191,7 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 		return seq
 	}
 	castWithPolicy("cidr: 127.0.0.0/8")
-	n.addInstance(t, "api", "api-1", "127.0.0.1")
+	seq := n.addInstance(t, "api", "api-1", "127.0.0.1")
 	waitRoute(t, ing, "api.example.test", 1)
 	c := client(ing.HTTPAddr(), nil)
 	drops := func(reason string) float64 {
@@ -203,6 +203,11 @@ func TestNetworkPolicyAppliesAtTheEdge(t *testing.T) {
 	}
 	if d := drops(policy.ReasonNotReady) - before; d != 1 {
 		t.Fatalf("not-ready drops moved by %v, want 1", d)
+	}
+	// The route table is as new as the instance; the engine's tables must
+	// be too, or the edge still (rightly) answers not-ready.
+	if err := engine.WaitFor(ctx, seq); err != nil {
+		t.Fatal(err)
 	}
 	current.Store(engine)
 	if resp, body := get(t, c, "http://api.example.test/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "api-1") {
