@@ -16,6 +16,9 @@ type Changes struct {
 	// Full. Every snapshot published in between is covered: deltas of
 	// snapshots a consumer skipped are unioned, never lost.
 	Services map[NamespacedName]struct{}
+	// Nodes are the node records that may differ (created, heartbeat,
+	// subnet, removed), by name; nil when Full.
+	Nodes map[string]struct{}
 }
 
 // ChangesSince reports what may differ between prev, an older snapshot of
@@ -24,7 +27,7 @@ type Changes struct {
 func (s *Snapshot) ChangesSince(prev *Snapshot) Changes {
 	switch {
 	case prev == s:
-		return Changes{Services: map[NamespacedName]struct{}{}}
+		return Changes{Services: map[NamespacedName]struct{}{}, Nodes: map[string]struct{}{}}
 	case prev == nil || s.hist == nil || prev.hist != s.hist || prev.gen >= s.gen:
 		return Changes{Full: true}
 	}
@@ -47,7 +50,7 @@ const (
 type history struct {
 	mu     sync.Mutex
 	deltas []delta // consecutive gens, oldest first
-	names  int     // services listed in deltas
+	names  int     // services and nodes listed in deltas
 	gen    uint64  // the newest gen handed out
 }
 
@@ -56,11 +59,13 @@ type delta struct {
 	gen      uint64
 	full     bool
 	services []NamespacedName
+	nodes    []string
 }
 
 // add records the delta to the next snapshot and returns that snapshot's
-// gen. changed nil (or holding allServices) is a full change.
-func (h *history) add(changed map[NamespacedName]struct{}) uint64 {
+// gen. changed nil (or holding allServices) is a full change; nodes are the
+// node records it changed.
+func (h *history) add(changed map[NamespacedName]struct{}, nodes map[string]struct{}) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.gen++
@@ -73,15 +78,18 @@ func (h *history) add(changed map[NamespacedName]struct{}) uint64 {
 		for n := range changed {
 			d.services = append(d.services, n)
 		}
+		for n := range nodes {
+			d.nodes = append(d.nodes, n)
+		}
 	}
 	h.deltas = append(h.deltas, d)
-	h.names += len(d.services)
+	h.names += len(d.services) + len(d.nodes)
 	// Trimmed to half the bounds once past them, so the copy is amortized
 	// over many publishes.
 	if len(h.deltas) > historyDeltas || h.names > historyNames {
 		drop := 0
 		for len(h.deltas)-drop > historyDeltas/2 || (h.names > historyNames/2 && len(h.deltas)-drop > 1) {
-			h.names -= len(h.deltas[drop].services)
+			h.names -= len(h.deltas[drop].services) + len(h.deltas[drop].nodes)
 			drop++
 		}
 		h.deltas = append(h.deltas[:0:0], h.deltas[drop:]...)
@@ -96,7 +104,7 @@ func (h *history) since(from, to uint64) Changes {
 	if len(h.deltas) == 0 || h.deltas[0].gen > from+1 {
 		return Changes{Full: true}
 	}
-	c := Changes{Services: map[NamespacedName]struct{}{}}
+	c := Changes{Services: map[NamespacedName]struct{}{}, Nodes: map[string]struct{}{}}
 	for _, d := range h.deltas[from+1-h.deltas[0].gen:] {
 		if d.gen > to {
 			break
@@ -106,6 +114,9 @@ func (h *history) since(from, to uint64) Changes {
 		}
 		for _, n := range d.services {
 			c.Services[n] = struct{}{}
+		}
+		for _, n := range d.nodes {
+			c.Nodes[n] = struct{}{}
 		}
 	}
 	return c

@@ -88,9 +88,9 @@ func TestChangesSince(t *testing.T) {
 // change, one within it the union of what it missed.
 func TestHistoryBounds(t *testing.T) {
 	h := &history{}
-	first := h.add(nil)
+	first := h.add(nil, nil)
 	for i := range historyDeltas + 10 {
-		h.add(map[NamespacedName]struct{}{{"ns", string(rune('a' + i%3))}: {}})
+		h.add(map[NamespacedName]struct{}{{"ns", string(rune('a' + i%3))}: {}}, nil)
 	}
 	if c := h.since(first, h.gen); !c.Full {
 		t.Errorf("past the history: %+v, want full", c)
@@ -101,7 +101,7 @@ func TestHistoryBounds(t *testing.T) {
 	if c := h.since(h.gen-1, h.gen-1); c.Full || len(c.Services) != 0 {
 		t.Errorf("no deltas: %+v", c)
 	}
-	h.add(map[NamespacedName]struct{}{allServices: {}})
+	h.add(map[NamespacedName]struct{}{allServices: {}}, nil)
 	if c := h.since(h.gen-2, h.gen); !c.Full {
 		t.Errorf("a network change in between: %+v, want full", c)
 	}

@@ -112,6 +112,8 @@ func TestCodecRoundTripsEveryField(t *testing.T) {
 		func() codec { return &Endpoints{} },
 		func() codec { return &VIPAllocation{} },
 		func() codec { return &ClusterNetwork{} },
+		func() codec { return &ContainerNetwork{} },
+		func() codec { return &Node{} },
 	} {
 		in, out := newRecord(), newRecord()
 		f := fillAll(t, in, -1)

@@ -43,6 +43,9 @@ type Controller struct {
 	// that API calls merely mention do not pile up.
 	locksMu   sync.Mutex
 	serviceMu map[NamespacedName]*serviceLock
+	// heartbeatMu serializes this process's heartbeats, which touch only
+	// node records.
+	heartbeatMu sync.Mutex
 }
 
 func NewController(log orderedlog.Log, view *View, opts ControllerOptions) *Controller {

@@ -17,6 +17,11 @@ const (
 	// precondition, so two racing writers cannot both take one.
 	prefixInstanceIDs = orderedlog.PrefixNetwork + "instance-ids/"
 	prefixInstanceIPs = orderedlog.PrefixNetwork + "instance-ips/"
+	// keyContainerNetwork holds the container CIDR; a node's subnet claims
+	// its /24 blocks under prefixSubnets, created with "must not exist", so
+	// two nodes claiming at once never both get one.
+	keyContainerNetwork = orderedlog.PrefixNetwork + "containers"
+	prefixSubnets       = orderedlog.PrefixNetwork + "subnets/"
 )
 
 func serviceKey(n NamespacedName) string {
@@ -30,6 +35,8 @@ func vipKey(ip netip.Addr) string       { return prefixVIPs + ip.String() }
 func instanceKey(node, id string) string {
 	return orderedlog.PrefixLocalInstances + node + "/" + id
 }
+func nodeKey(name string) string         { return orderedlog.PrefixNodes + name }
+func subnetKey(block netip.Addr) string  { return prefixSubnets + block.String() }
 func instanceIDKey(id string) string     { return prefixInstanceIDs + id }
 func instanceIPKey(ip netip.Addr) string { return prefixInstanceIPs + ip.String() }
 

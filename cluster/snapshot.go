@@ -25,6 +25,9 @@ type Snapshot struct {
 	Network *ClusterNetwork
 	// NetworkRev is the revision of network/cluster (0 until bootstrapped).
 	NetworkRev uint64
+	// ContainerNetwork is the range node subnets come from (nil until
+	// bootstrapped).
+	ContainerNetwork *ContainerNetwork
 
 	services   pmap.Map[NamespacedName, Entry[ServiceRecord]]
 	byVIP      pmap.Map[netip.Addr, NamespacedName]
@@ -37,6 +40,8 @@ type Snapshot struct {
 	bySvc      pmap.Map[NamespacedName, []string] // a service's instance ids, sorted
 	vips       pmap.Map[netip.Addr, Entry[VIPAllocation]]
 	vipOwners  pmap.Map[NamespacedName, netip.Addr] // allocations, active or held
+	nodes      pmap.Map[string, Entry[Node]]
+	subnets    pmap.Map[netip.Addr, subnetClaim] // /24 block → the node holding it
 
 	// hist and gen place the snapshot in its View's history (see ChangesSince).
 	hist *history
@@ -101,6 +106,31 @@ func (s *Snapshot) AllocationOf(n NamespacedName) (Entry[VIPAllocation], bool) {
 		return Entry[VIPAllocation]{}, false
 	}
 	return s.vips.Get(ip)
+}
+
+// Node is one node's record.
+func (s *Snapshot) Node(name string) (Entry[Node], bool) { return s.nodes.Get(name) }
+
+// Nodes lists every node record, sorted by name.
+func (s *Snapshot) Nodes() []Entry[Node] {
+	out := make([]Entry[Node], 0, s.nodes.Len())
+	s.nodes.Range(func(_ string, e Entry[Node]) bool {
+		out = append(out, e)
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Value.Name < out[j].Value.Name })
+	return out
+}
+
+// SubnetHolder names the node holding the /24 block that contains addr
+// ("" for none).
+func (s *Snapshot) SubnetHolder(addr netip.Addr) string {
+	b, err := addr.Prefix(NodeSubnetBits)
+	if err != nil {
+		return ""
+	}
+	c, _ := s.subnets.Get(b.Addr())
+	return c.node
 }
 
 func (s *Snapshot) NumServices() int  { return s.services.Len() }
@@ -188,27 +218,33 @@ type snapshotEditor struct {
 	bySvc      *pmap.Editor[NamespacedName, []string]
 	vips       *pmap.Editor[netip.Addr, Entry[VIPAllocation]]
 	vipOwners  *pmap.Editor[NamespacedName, netip.Addr]
-	// changed collects the services an edit touches, for ChangesSince; nil
-	// for a bulk load, which is a full change anyway (and indexes from
-	// several goroutines).
-	changed map[NamespacedName]struct{}
+	nodes      *pmap.Editor[string, Entry[Node]]
+	subnets    *pmap.Editor[netip.Addr, subnetClaim]
+	// changed collects the services an edit touches, and changedNodes the
+	// node records, for ChangesSince; nil for a bulk load, which is a full
+	// change anyway (and indexes from several goroutines).
+	changed      map[NamespacedName]struct{}
+	changedNodes map[string]struct{}
 }
 
 func (s *Snapshot) edit() *snapshotEditor {
 	return &snapshotEditor{
-		next:       Snapshot{Seq: s.Seq, Network: s.Network, NetworkRev: s.NetworkRev},
-		services:   s.services.Edit(),
-		byVIP:      s.byVIP.Edit(),
-		byHost:     s.byHost.Edit(),
-		namespaces: s.namespaces.Edit(),
-		endpoints:  s.endpoints.Edit(),
-		policies:   s.policies.Edit(),
-		instances:  s.instances.Edit(),
-		byIP:       s.byIP.Edit(),
-		bySvc:      s.bySvc.Edit(),
-		vips:       s.vips.Edit(),
-		vipOwners:  s.vipOwners.Edit(),
-		changed:    map[NamespacedName]struct{}{},
+		next:         Snapshot{Seq: s.Seq, Network: s.Network, NetworkRev: s.NetworkRev, ContainerNetwork: s.ContainerNetwork},
+		services:     s.services.Edit(),
+		byVIP:        s.byVIP.Edit(),
+		byHost:       s.byHost.Edit(),
+		namespaces:   s.namespaces.Edit(),
+		endpoints:    s.endpoints.Edit(),
+		policies:     s.policies.Edit(),
+		instances:    s.instances.Edit(),
+		byIP:         s.byIP.Edit(),
+		bySvc:        s.bySvc.Edit(),
+		vips:         s.vips.Edit(),
+		vipOwners:    s.vipOwners.Edit(),
+		nodes:        s.nodes.Edit(),
+		subnets:      s.subnets.Edit(),
+		changed:      map[NamespacedName]struct{}{},
+		changedNodes: map[string]struct{}{},
 	}
 }
 
@@ -227,6 +263,8 @@ func newSnapshotEditor(counts map[recordKind]int) *snapshotEditor {
 		bySvc:      pmap.NewEditor[NamespacedName, []string](counts[recService]),
 		vips:       pmap.NewEditor[netip.Addr, Entry[VIPAllocation]](counts[recVIP]),
 		vipOwners:  pmap.NewEditor[NamespacedName, netip.Addr](counts[recVIP]),
+		nodes:      pmap.NewEditor[string, Entry[Node]](counts[recNode]),
+		subnets:    pmap.NewEditor[netip.Addr, subnetClaim](counts[recSubnet]),
 	}
 }
 
@@ -243,6 +281,8 @@ func (e *snapshotEditor) done() *Snapshot {
 	n.bySvc = e.bySvc.Done()
 	n.vips = e.vips.Done()
 	n.vipOwners = e.vipOwners.Done()
+	n.nodes = e.nodes.Done()
+	n.subnets = e.subnets.Done()
 	return &n
 }
 
@@ -250,9 +290,9 @@ func (e *snapshotEditor) done() *Snapshot {
 type record struct {
 	kind  recordKind
 	name  NamespacedName // services, endpoints, policies
-	node  string         // instances
+	node  string         // instances, nodes
 	id    string         // instances
-	ip    netip.Addr     // VIP allocations
+	ip    netip.Addr     // VIP allocations, subnet blocks
 	value any            // *ServiceRecord, *Endpoints, ... ; nil for a delete
 }
 
@@ -266,6 +306,9 @@ const (
 	recPolicy
 	recInstance
 	recVIP
+	recContainerNetwork
+	recNode
+	recSubnet
 )
 
 // decodeRecord parses a key and, for a put, its value. A record that does not
@@ -298,6 +341,24 @@ func decodeRecord(key string, value []byte, del bool) (record, error) {
 			return r, fmt.Errorf("malformed instance key %q", key)
 		}
 		r.kind, r.node, r.id, target = recInstance, node, id, &Instance{}
+	case key == keyContainerNetwork:
+		r.kind, target = recContainerNetwork, &ContainerNetwork{}
+	case strings.HasPrefix(key, orderedlog.PrefixNodes):
+		name := strings.TrimPrefix(key, orderedlog.PrefixNodes)
+		if NodeNameProblem(name) != "" {
+			return r, fmt.Errorf("malformed node key %q", key)
+		}
+		r.kind, r.node, target = recNode, name, &Node{}
+	case strings.HasPrefix(key, prefixSubnets):
+		ip, perr := netip.ParseAddr(strings.TrimPrefix(key, prefixSubnets))
+		if perr != nil || !ip.Is4() {
+			return r, fmt.Errorf("malformed subnet claim key %q", key)
+		}
+		r.kind, r.ip = recSubnet, ip
+		if !del {
+			r.value = subnetClaim{node: string(value)}
+		}
+		return r, nil
 	case strings.HasPrefix(key, prefixVIPs):
 		ip, perr := netip.ParseAddr(strings.TrimPrefix(key, prefixVIPs))
 		if perr != nil {
@@ -315,6 +376,9 @@ func decodeRecord(key string, value []byte, del bool) (record, error) {
 	}
 	if in, ok := target.(*Instance); ok && (in.Node != r.node || in.ID != r.id) {
 		return r, fmt.Errorf("%s holds instance %s of node %s", key, in.ID, in.Node)
+	}
+	if n, ok := target.(*Node); ok && n.Name != r.node {
+		return r, fmt.Errorf("%s holds node %s", key, n.Name)
 	}
 	r.value = target
 	return r, nil
@@ -401,6 +465,25 @@ func (e *snapshotEditor) insert(r record, rev uint64) {
 			i, _ := slices.BinarySearch(ids, r.id)
 			e.bySvc.Set(svc, slices.Insert(slices.Clip(ids), i, r.id)) // a copy: snapshots share the old slice
 		}
+	case recContainerNetwork:
+		e.touchAll() // every node's subnet is judged against it
+		e.next.ContainerNetwork = nil
+		if r.value != nil {
+			e.next.ContainerNetwork = r.value.(*ContainerNetwork)
+		}
+	case recNode:
+		e.touchNode(r.node)
+		e.nodes.Delete(r.node)
+		if r.value != nil {
+			e.nodes.Set(r.node, Entry[Node]{r.value.(*Node), rev})
+		}
+	case recSubnet:
+		e.subnets.Delete(r.ip)
+		if r.value != nil {
+			c := r.value.(subnetClaim)
+			c.rev = rev
+			e.subnets.Set(r.ip, c)
+		}
 	case recVIP:
 		if old, ok := e.vips.Get(r.ip); ok {
 			owner := NamespacedName{old.Value.Namespace, old.Value.Service}
@@ -450,6 +533,13 @@ func (in *Instance) service() NamespacedName { return NamespacedName{in.Namespac
 func (e *snapshotEditor) touch(n NamespacedName) {
 	if e.changed != nil {
 		e.changed[n] = struct{}{}
+	}
+}
+
+// touchNode records that node name's record changed in this edit.
+func (e *snapshotEditor) touchNode(name string) {
+	if e.changedNodes != nil {
+		e.changedNodes[name] = struct{}{}
 	}
 }
 

@@ -147,7 +147,7 @@ func (v *View) paused() bool { return time.Now().UnixNano() < v.pausedTil.Load()
 // publish makes e's snapshot the current one, recording what it changed.
 func (v *View) publish(e *snapshotEditor) {
 	s := e.done()
-	s.hist, s.gen = v.hist, v.hist.add(e.changed)
+	s.hist, s.gen = v.hist, v.hist.add(e.changed, e.changedNodes)
 	v.snap.Store(s)
 	v.notify()
 }
@@ -217,7 +217,7 @@ func (v *View) relist(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.hist, s.gen = v.hist, v.hist.add(nil)
+	s.hist, s.gen = v.hist, v.hist.add(nil, nil)
 	// Loaded before waiters wake, so WaitLoaded sees the load it woke for.
 	v.snap.Store(s)
 	v.markCurrent(s.Seq, time.Duration(v.sinceLeader.Load()))
@@ -287,7 +287,7 @@ func LoadFrom(ctx context.Context, src Source) (*Snapshot, error) {
 	// Each group of kinds touches only its own maps, so the groups index in
 	// parallel.
 	var iwg sync.WaitGroup
-	for _, group := range [][]recordKind{{recService, recNetwork}, {recInstance}, {recVIP}, {recEndpoints, recPolicy}} {
+	for _, group := range [][]recordKind{{recService, recNetwork, recContainerNetwork}, {recInstance}, {recVIP}, {recEndpoints, recPolicy}, {recNode, recSubnet}} {
 		iwg.Add(1)
 		go func() {
 			defer iwg.Done()

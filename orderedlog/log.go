@@ -25,6 +25,7 @@ const (
 	PrefixPolicy         = "policy/"
 	PrefixCerts          = "certs/"
 	PrefixSecrets        = "secrets/"
+	PrefixNodes          = "nodes/"
 )
 
 // OpType says what an Op does to its key.

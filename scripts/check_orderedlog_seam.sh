@@ -68,7 +68,7 @@ fi
 # hand. Whole-line comments are skipped.
 if ((${#literal[@]} > 0)); then
 	report "protected key prefix in a string literal; build keys with cluster/keys.go and write them through orderedlog Propose" \
-		< <(grep -HnE "[\"\`](network|endpoints|local_instances|policy)/" -- "${literal[@]}" |
+		< <(grep -HnE "[\"\`](network|endpoints|local_instances|policy|nodes)/" -- "${literal[@]}" |
 			grep -vE '^[^:]+:[0-9]+:[[:space:]]*//' || true)
 fi
 
