@@ -29,17 +29,27 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// linearizable marks every read ?linearizable=true (LinearizableReads).
+	linearizable bool
 }
 
 // ClientOption adjusts a Client.
 type ClientOption func(*clientOptions)
 
-type clientOptions struct{ caFile string }
+type clientOptions struct {
+	caFile       string
+	linearizable bool
+}
 
 // WithCA makes the client talk TLS to a tcp:// address (https:// always is)
 // and trust the PEM certificates in file — runed's API certificate or the CA
 // that issued it — instead of the system's roots.
 func WithCA(file string) ClientOption { return func(o *clientOptions) { o.caFile = file } }
+
+// LinearizableReads makes every read (lists and gets, not watches) reflect
+// each write acknowledged anywhere in the cluster before it, at the cost of
+// a round through the Raft leader per read (see LinearizableParam).
+func LinearizableReads() ClientOption { return func(o *clientOptions) { o.linearizable = true } }
 
 // NewClient accepts "unix:///path/runed.sock", "tcp://host:port" or
 // "http(s)://host:port".
@@ -48,7 +58,7 @@ func NewClient(addr, token string, opts ...ClientOption) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{addr: addr, token: token}
+	c := &Client{addr: addr, token: token, linearizable: o.linearizable}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.caFile != "" {
 		pem, err := os.ReadFile(o.caFile)
@@ -128,6 +138,13 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 			return nil, err
 		}
 		rd = bytes.NewReader(b)
+	}
+	if c.linearizable && method == http.MethodGet && !strings.HasPrefix(path, "/v1/watch") {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + LinearizableParam + "=true"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {

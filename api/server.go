@@ -218,6 +218,14 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) (*cluster.Snap
 		writeError(w, err)
 		return nil, false
 	}
+	seq, err := s.readPoint(r.Context(), r)
+	if err == nil {
+		err = s.View.WaitFor(ctx, seq)
+	}
+	if err != nil {
+		writeError(w, err)
+		return nil, false
+	}
 	return s.View.Snapshot(), true
 }
 
@@ -347,6 +355,10 @@ func private(key string) bool {
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.readPoint(r.Context(), r); err != nil {
+		writeError(w, err)
+		return
+	}
 	kvs, seq, err := s.Log.List(r.Context(), r.URL.Query().Get("prefix"))
 	if err != nil {
 		writeError(w, err)

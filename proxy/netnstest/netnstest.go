@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,6 +49,7 @@ func New(tb testing.TB, prefix string) *NS {
 		if ns.FD > 0 {
 			unix.Close(ns.FD)
 		}
+		ns.KillAll()
 		exec.Command("ip", "netns", "del", name).Run()
 	})
 	fd, err := unix.Open("/var/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -56,6 +59,18 @@ func New(tb testing.TB, prefix string) *NS {
 	ns.FD = fd
 	ns.Run(tb, "ip", "link", "set", "lo", "up")
 	return ns
+}
+
+// KillAll SIGKILLs every process still running in the namespace (ip netns
+// pids): whatever a failed test left behind there is the test's own, and a
+// namespace is only deleted empty.
+func (ns *NS) KillAll() {
+	out, _ := exec.Command("ip", "netns", "pids", ns.Name).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
 }
 
 // Run runs a command inside the namespace and returns its output; failure
@@ -118,4 +133,19 @@ func (ns *NS) Do(tb testing.TB, f func()) {
 		}
 	}()
 	f()
+}
+
+// ResolvConf points the namespace's /etc/resolv.conf at nameserver for
+// commands run with ip netns exec (it bind-mounts /etc/netns/NAME/ over
+// /etc), and removes the file when the test ends.
+func (ns *NS) ResolvConf(tb testing.TB, nameserver string) {
+	tb.Helper()
+	etc := filepath.Join("/etc/netns", ns.Name)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+nameserver+"\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
 }

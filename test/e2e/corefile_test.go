@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/internal/testkit"
 )
 
 // TestRunedRefusesDataPathWithoutNetPolicy: an operator's Corefile with
 // dataplane but no netpolicy makes runed exit at start, before it opens
 // anything, with an error naming the directive, the line and the fix.
 func TestRunedRefusesDataPathWithoutNetPolicy(t *testing.T) {
-	runed := buildBinary(t, "./cmd/runed")
+	runed := testkit.Binary(t, "./cmd/runed")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "Corefile")
 	body := "rune.:0 {\n\tbind 127.0.0.1\n\trune {\n\t\tdata_dir " + filepath.Join(dir, "data") + "\n\t}\n\tdataplane\n}\n"

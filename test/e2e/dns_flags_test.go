@@ -46,7 +46,7 @@ func newResolverNet(t *testing.T) *resolverNet {
 	n.ns.Run(t, "ip", "route", "add", "198.51.100.0/24", "dev", nodeIf)
 	netnstest.Link(t, n.ns, "10.0.3.1/24", r.upstream, upstreamIP+"/24")
 	n.ns.Run(t, "ip", "addr", "add", bindIP+"/32", "dev", "lo")
-	writeResolvConf(t, n.ns, upstreamIP)
+	n.ns.ResolvConf(t, upstreamIP)
 	startUpstream(t, r.upstream, upstreamIP+":53")
 	return r
 }
@@ -178,7 +178,7 @@ func TestDNSFromFlags(t *testing.T) {
 
 	t.Run("dev mode", func(t *testing.T) {
 		d := newNode(t, "rune-e2e-dev")
-		writeResolvConf(t, d.ns, "127.0.0.1") // nothing there: no query leaves the namespace
+		d.ns.ResolvConf(t, "127.0.0.1") // nothing there: no query leaves the namespace
 		d.ns.Run(t, "ip", "addr", "add", bindIP+"/32", "dev", "lo")
 		d.flags = slices.Clone(devFlags)
 		d.flags[slices.Index(d.flags, "DIR")] = d.dataDir
@@ -302,7 +302,7 @@ func checkStartupBlock(t *testing.T, log string, want []string) {
 // plugins and ours, and which plugins a rune block may hold and keep the
 // UDP fast path.
 func TestRunedPluginsNamesTheFastPathPlugins(t *testing.T) {
-	out, err := exec.Command(buildBinary(t, "./cmd/runed"), "-plugins").Output()
+	out, err := exec.Command(testkit.Binary(t, "./cmd/runed"), "-plugins").Output()
 	if err != nil {
 		t.Fatalf("runed -plugins: %v", err)
 	}

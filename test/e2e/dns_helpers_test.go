@@ -49,7 +49,7 @@ func newDNSNode(t *testing.T, flags ...string) *dnsNode {
 	t.Helper()
 	n := newNode(t, "rune-e2e-dns")
 	n.corefile = filepath.Join(filepath.Dir(n.dataDir), "Corefile")
-	writeResolvConf(t, n.ns, "127.0.0.1")
+	n.ns.ResolvConf(t, "127.0.0.1")
 	startUpstream(t, n.ns, "127.0.0.1:53")
 
 	// --debug-api: the tests inject faults (rune debug pause-watch).
@@ -68,27 +68,13 @@ func newNode(t *testing.T, prefix string) *dnsNode {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	n := &dnsNode{
-		runed:   buildBinary(t, "./cmd/runed"),
-		rune:    buildBinary(t, "./cmd/rune"),
+		runed:   testkit.Binary(t, "./cmd/runed"),
+		rune:    testkit.Binary(t, "./cmd/rune"),
 		ns:      netnstest.New(t, prefix),
 		dataDir: filepath.Join(t.TempDir(), "data"),
 	}
 	n.api = []string{"--api", "unix://" + filepath.Join(n.dataDir, "runed.sock")}
 	return n
-}
-
-// writeResolvConf points ns's /etc/resolv.conf at nameserver (ip netns exec
-// bind-mounts /etc/netns/NAME/ over /etc).
-func writeResolvConf(t *testing.T, ns *netnstest.NS, nameserver string) {
-	t.Helper()
-	etc := filepath.Join("/etc/netns", ns.Name)
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+nameserver+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (n *dnsNode) writeCorefile(t *testing.T, s string) {

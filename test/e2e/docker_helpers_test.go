@@ -191,7 +191,7 @@ type dockerRuned struct {
 func startDockerRuned(t *testing.T, env *dockerEnv, node string, flags []string, dnsAddrs ...netip.Addr) *dockerRuned {
 	t.Helper()
 	dir := t.TempDir()
-	r := &dockerRuned{t: t, bin: buildBinary(t, "./cmd/runed"), corefile: filepath.Join(dir, "Corefile"),
+	r := &dockerRuned{t: t, bin: testkit.Binary(t, "./cmd/runed"), corefile: filepath.Join(dir, "Corefile"),
 		pid: docker(t, "inspect", "-f", "{{.State.Pid}}", node)}
 	data := filepath.Join(dir, "data")
 	args := append([]string{"--print-corefile", "--data-dir", data, "--node-name", "node1", "--docker",

@@ -24,7 +24,7 @@ import (
 func TestREADMETour(t *testing.T) {
 	steps := readTour(t)
 	n := newNode(t, "rune-e2e-tour")
-	writeResolvConf(t, n.ns, "127.0.0.1")
+	n.ns.ResolvConf(t, "127.0.0.1")
 	n.flags = []string{"--dev-mode", "--data-dir", n.dataDir, "--node-name", "laptop"}
 	n.start(t)
 	n.waitSOA(t, 30*time.Second)

@@ -34,7 +34,7 @@ const (
 func buildStockCoreDNS(t *testing.T) string {
 	t.Helper()
 	t.Setenv("CGO_ENABLED", "0")
-	return buildBinary(t, "./test/stockcoredns")
+	return testkit.Binary(t, "./test/stockcoredns")
 }
 
 // stockNode is a stock CoreDNS in a runed node's namespace, following that
