@@ -205,6 +205,23 @@ func (c *Client) Services(ctx context.Context, ns string) (*ServiceList, error) 
 	return &out, c.do(ctx, http.MethodGet, "/v1/services"+nsQuery(ns), nil, &out)
 }
 
+// CreateJoinToken asks the node for a join token valid for ttl (0: the
+// node's default).
+func (c *Client) CreateJoinToken(ctx context.Context, ttl time.Duration) (*JoinToken, error) {
+	var req JoinTokenRequest
+	if ttl != 0 {
+		req.TTL = ttl.String()
+	}
+	var out JoinToken
+	return &out, c.do(ctx, http.MethodPost, "/v1/cluster/join-tokens", req, &out)
+}
+
+// RemoveNode removes the named node from the cluster.
+func (c *Client) RemoveNode(ctx context.Context, name string) error {
+	var out NodeRemoved
+	return c.do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name), nil, &out)
+}
+
 // Nodes lists the cluster's members as the node asked knows them.
 func (c *Client) Nodes(ctx context.Context) (*NodeList, error) {
 	var out NodeList

@@ -1,14 +1,42 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
+
+	"github.com/runenet/runenet/cluster"
 )
 
 // Cluster is the node's cluster membership as this node knows it, for
-// `rune get nodes` and `rune status`.
+// `rune get nodes` and `rune status`, and its changes.
 type Cluster interface {
 	Nodes() (NodeList, error)
+	// JoinToken creates a join token valid for ttl.
+	JoinToken(ctx context.Context, ttl time.Duration) (JoinToken, error)
+	// RemoveNode removes the named node from the cluster.
+	RemoveNode(ctx context.Context, name string) error
+}
+
+// DefaultJoinTokenTTL is a join token's lifetime unless the request says.
+const DefaultJoinTokenTTL = time.Hour
+
+// JoinTokenRequest is POST /v1/cluster/join-tokens's body.
+type JoinTokenRequest struct {
+	// TTL is how long the token admits nodes, a Go duration ("1h");
+	// empty: DefaultJoinTokenTTL.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// JoinToken answers POST /v1/cluster/join-tokens.
+type JoinToken struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// NodeRemoved answers DELETE /v1/nodes/{name}.
+type NodeRemoved struct {
+	Name string `json:"name"`
 }
 
 // Backends of NodeList.
@@ -74,6 +102,45 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 		list.Items = []Node{}
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
+	if s.Cluster == nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node reports no cluster membership", Kind: "unavailable"})
+		return
+	}
+	var req JoinTokenRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	ttl := DefaultJoinTokenTTL
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			writeError(w, &cluster.Error{Kind: cluster.KindInvalid, Msg: "ttl " + req.TTL + ": want a positive duration such as 30m or 24h"})
+			return
+		}
+		ttl = d
+	}
+	tok, err := s.Cluster.JoinToken(r.Context(), ttl)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, tok)
+}
+
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
+	if s.Cluster == nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "this node reports no cluster membership", Kind: "unavailable"})
+		return
+	}
+	name := r.PathValue("name")
+	if err := s.Cluster.RemoveNode(r.Context(), name); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, NodeRemoved{Name: name})
 }
 
 func clusterStatus(c Cluster) *ClusterStatus {

@@ -84,6 +84,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/instances/{id}", s.deregisterInstance)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/nodes", s.listNodes)
+	mux.HandleFunc("DELETE /v1/nodes/{name}", s.removeNode)
+	mux.HandleFunc("POST /v1/cluster/join-tokens", s.createJoinToken)
 	mux.HandleFunc("GET /v1/list", s.list)
 	mux.HandleFunc("GET /v1/watch", s.watch)
 	mux.HandleFunc("POST /v1/debug/pause-watch", s.debug(s.pauseWatch))

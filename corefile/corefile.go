@@ -63,9 +63,12 @@ type Options struct {
 	// 127.0.0.1:8443).
 	IngressHTTP, IngressHTTPS string
 	// ClusterAddr (IP:PORT) makes the node a Raft cluster member on that
-	// mutual-TLS port; Bootstrap creates the cluster.
+	// mutual-TLS port; Bootstrap creates the cluster, Join (a member's
+	// cluster address) with JoinToken joins one.
 	ClusterAddr string
 	Bootstrap   bool
+	Join        string
+	JoinToken   string
 }
 
 // Defaults for runed's flags.
@@ -177,6 +180,19 @@ func (o *Options) Validate() error {
 		}
 	} else if o.Bootstrap {
 		return fmt.Errorf("--bootstrap creates a cluster: it needs --cluster-addr")
+	} else if o.Join != "" {
+		return fmt.Errorf("--join joins a cluster: it needs --cluster-addr, this node's own address in it")
+	}
+	switch {
+	case o.Bootstrap && o.Join != "":
+		return fmt.Errorf("--bootstrap creates a new cluster, --join joins an existing one: give one of them")
+	case o.JoinToken != "" && o.Join == "":
+		return fmt.Errorf("--join-token needs --join, the cluster address of a member to join through")
+	}
+	if o.Join != "" {
+		if _, _, err := net.SplitHostPort(o.Join); err != nil {
+			return fmt.Errorf("--join %q: want IP:PORT, a member's --cluster-addr", o.Join)
+		}
 	}
 	if o.VIPHold < 0 {
 		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
@@ -296,6 +312,12 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 {{- end}}
 {{- if .Bootstrap}}
 		bootstrap
+{{- end}}
+{{- if .Join}}
+		join {{.Join}}
+{{- end}}
+{{- if .JoinToken}}
+		join_token {{.JoinToken}}
 {{- end}}
 {{- if .DevMode}}
 		dev_mode

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,12 +18,12 @@ import (
 	"github.com/runenet/runenet/orderedlog/raft"
 )
 
-// nodeCertValidity is how long a node certificate issued at bootstrap lasts.
-const nodeCertValidity = 10 * 365 * 24 * time.Hour
-
 // openLog opens the node's OrderedLog: Badger in DataDir/store, or, with a
 // cluster address, this node's member of the Raft cluster in DataDir/raft
-// with its TLS material in DataDir/cluster-tls.
+// with its TLS material in DataDir/cluster-tls: ca.pem, node.pem,
+// node-key.pem and ca-key.pem, which every member keeps so that any member
+// admits joining nodes (orderedlog/raft/join.go says why it is not kept in
+// the log).
 func openLog(cfg nodeconfig.Config) (orderedlog.Log, error) {
 	store := filepath.Join(cfg.DataDir, "store")
 	if cfg.ClusterAddr == "" {
@@ -32,72 +33,165 @@ func openLog(cfg nodeconfig.Config) (orderedlog.Log, error) {
 		}
 		return lg, nil
 	}
-	dir := filepath.Join(cfg.DataDir, "raft")
-	_, err := os.Stat(dir)
-	fresh := errors.Is(err, fs.ErrNotExist)
-	if fresh && !empty(store) {
+	tlsDir := filepath.Join(cfg.DataDir, "cluster-tls")
+	_, err := os.Stat(filepath.Join(tlsDir, "node.pem"))
+	member := err == nil
+	if !member && !empty(store) {
 		// Starting a cluster here would hide every service and VIP the
 		// single-node store holds.
 		return nil, fmt.Errorf("--cluster-addr: %s holds a single-node store; turning it into a cluster's first node is not supported yet — run without --cluster-addr, or use another --data-dir", store)
 	}
-	tlsConf, err := clusterTLS(cfg, fresh)
+	// A joiner listens before it asks to join: the leader replicates to it
+	// as soon as it is added, and its dials wait in the backlog meanwhile.
+	var ln net.Listener
+	switch {
+	case member:
+		if cfg.Join != "" || cfg.JoinToken != "" {
+			slog.Info("this data directory already belongs to a cluster: --join and --join-token are ignored", "data-dir", cfg.DataDir)
+		}
+	case cfg.Bootstrap:
+		if err := createCluster(cfg.NodeName, tlsDir); err != nil {
+			return nil, err
+		}
+	case cfg.Join != "":
+		if ln, err = joinCluster(cfg, tlsDir); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("--cluster-addr: this data directory belongs to no cluster yet; start the first node with --bootstrap, or join one with --join MEMBER_ADDR --join-token TOKEN (from rune cluster join-token on a member)")
+	}
+	tlsConf, ca, err := loadClusterTLS(tlsDir)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return nil, err
 	}
-	tr, err := raft.ListenTLS(cfg.ClusterAddr, tlsConf, slog.Default())
+	var tr raft.Transport
+	if ln != nil {
+		tr, err = raft.ListenTLSOn(ln, tlsConf, slog.Default())
+	} else {
+		tr, err = raft.ListenTLS(cfg.ClusterAddr, tlsConf, slog.Default())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-addr %s: %w", cfg.ClusterAddr, err)
 	}
-	lg, err := raft.Open(raft.Options{NodeID: cfg.NodeName, Dir: dir, Transport: tr, Bootstrap: cfg.Bootstrap})
+	dir := filepath.Join(cfg.DataDir, "raft")
+	lg, err := raft.Open(raft.Options{NodeID: cfg.NodeName, Dir: dir, Transport: tr, Bootstrap: cfg.Bootstrap, CA: ca})
 	if err != nil {
 		return nil, fmt.Errorf("opening the cluster log in %s: %w", dir, err)
 	}
 	return lg, nil
 }
 
-// clusterTLS loads the node's cluster certificate, or on a fresh bootstrap
-// creates the cluster CA and issues it.
-func clusterTLS(cfg nodeconfig.Config, fresh bool) (raft.TLSConfig, error) {
-	dir := filepath.Join(cfg.DataDir, "cluster-tls")
-	caPath, certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem")
-	if fresh {
-		if !cfg.Bootstrap {
-			return raft.TLSConfig{}, errors.New("--cluster-addr: this data directory belongs to no cluster yet; start the first node with --bootstrap (joining another node's cluster is not supported yet)")
-		}
-		ca, err := raft.NewCA(cfg.NodeName)
-		if err != nil {
-			return raft.TLSConfig{}, fmt.Errorf("creating the cluster CA: %w", err)
-		}
-		cert, key, err := ca.Issue(cfg.NodeName, nodeCertValidity)
-		if err != nil {
-			return raft.TLSConfig{}, fmt.Errorf("issuing this node's certificate: %w", err)
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return raft.TLSConfig{}, err
-		}
-		for path, data := range map[string][]byte{caPath: ca.CertPEM, filepath.Join(dir, "ca-key.pem"): ca.KeyPEM, certPath: cert, keyPath: key} {
-			if err := os.WriteFile(path, data, 0o600); err != nil {
-				return raft.TLSConfig{}, fmt.Errorf("writing %s: %w", path, err)
-			}
+// createCluster creates the cluster CA and this node's certificate.
+func createCluster(node, tlsDir string) error {
+	ca, err := raft.NewCA(node)
+	if err != nil {
+		return fmt.Errorf("creating the cluster CA: %w", err)
+	}
+	cert, key, err := ca.Issue(node, raft.NodeCertValidity)
+	if err != nil {
+		return fmt.Errorf("issuing this node's certificate: %w", err)
+	}
+	return writeClusterTLS(tlsDir, raft.TLSConfig{CAPEM: ca.CertPEM, CertPEM: cert, KeyPEM: key}, ca.KeyPEM)
+}
+
+// joinTimeout bounds asking a member to admit this node.
+const joinTimeout = time.Minute
+
+// joinCluster has the member at --join admit this node with the join
+// token, and stores what it got. It returns the cluster listener, already
+// open.
+func joinCluster(cfg nodeconfig.Config, tlsDir string) (net.Listener, error) {
+	if cfg.JoinToken == "" {
+		return nil, fmt.Errorf("--join %s: this data directory belongs to no cluster yet, so joining needs a join token: --join-token TOKEN, from rune cluster join-token on a member", cfg.Join)
+	}
+	ln, err := net.Listen("tcp", cfg.ClusterAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-addr %s: %w", cfg.ClusterAddr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	j, err := raft.Join(ctx, cfg.Join, cfg.JoinToken, cfg.NodeName, cfg.ClusterAddr)
+	if err == nil {
+		err = writeClusterTLS(tlsDir, j.TLS, j.CAKeyPEM)
+	}
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--join %s: %w", cfg.Join, err)
+	}
+	slog.Info("joined the cluster as a non-voter", "via", cfg.Join, "node", cfg.NodeName)
+	return ln, nil
+}
+
+func writeClusterTLS(dir string, c raft.TLSConfig, caKey []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// node.pem last: it marks the directory as a member's (openLog).
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"ca.pem", c.CAPEM}, {"ca-key.pem", caKey}, {"node-key.pem", c.KeyPEM}, {"node.pem", c.CertPEM}} {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path, f.data, 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
 		}
 	}
+	return nil
+}
+
+// loadClusterTLS reads the node's cluster certificate and, when the node
+// has it, the CA key.
+func loadClusterTLS(dir string) (raft.TLSConfig, *raft.CA, error) {
 	var c raft.TLSConfig
 	for _, f := range []struct {
-		path string
+		name string
 		dst  *[]byte
-	}{{caPath, &c.CAPEM}, {certPath, &c.CertPEM}, {keyPath, &c.KeyPEM}} {
-		b, err := os.ReadFile(f.path)
+	}{{"ca.pem", &c.CAPEM}, {"node.pem", &c.CertPEM}, {"node-key.pem", &c.KeyPEM}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
 		if err != nil {
-			return raft.TLSConfig{}, fmt.Errorf("cluster TLS: %w", err)
+			return raft.TLSConfig{}, nil, fmt.Errorf("cluster TLS: %w", err)
 		}
 		*f.dst = b
 	}
-	return c, nil
+	key, err := os.ReadFile(filepath.Join(dir, "ca-key.pem"))
+	if errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("cluster TLS: no ca-key.pem: this node cannot admit joining nodes or create join tokens", "dir", dir)
+		return c, nil, nil
+	}
+	if err != nil {
+		return raft.TLSConfig{}, nil, fmt.Errorf("cluster TLS: %w", err)
+	}
+	ca, err := raft.LoadCA(c.CAPEM, key)
+	if err != nil {
+		return raft.TLSConfig{}, nil, fmt.Errorf("cluster TLS: %s: %w", filepath.Join(dir, "ca-key.pem"), err)
+	}
+	return c, ca, nil
 }
 
 func empty(dir string) bool {
 	entries, err := os.ReadDir(dir)
 	return err != nil || len(entries) == 0
+}
+
+// validClusterConfig checks the cluster flags: --cluster-addr, and
+// --bootstrap or --join with its token.
+func validClusterConfig(c nodeconfig.Config) error {
+	if err := validClusterAddr(c.ClusterAddr); err != nil {
+		return err
+	}
+	switch {
+	case c.Bootstrap && c.Join != "":
+		return errors.New("--bootstrap creates a new cluster, --join joins an existing one: give one of them")
+	case c.JoinToken != "" && c.Join == "":
+		return errors.New("--join-token needs --join, the cluster address of a member to join through")
+	}
+	if _, _, err := net.SplitHostPort(c.Join); c.Join != "" && err != nil {
+		return fmt.Errorf("--join %q: want IP:PORT, a member's --cluster-addr", c.Join)
+	}
+	return nil
 }
 
 // validClusterAddr checks a --cluster-addr: the other nodes dial it, so it

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/node/nodeconfig"
 )
@@ -98,5 +99,162 @@ func TestClusterConfigRefusals(t *testing.T) {
 	r.Release()
 	if _, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true}); err == nil || !strings.Contains(err.Error(), "holds a single-node store") {
 		t.Fatalf("bootstrap over a Badger store: %v, want a refusal", err)
+	}
+}
+
+// apiClient is a client of r's API (its unix socket in the data dir).
+func apiClient(t *testing.T, r *Runtime) *api.Client {
+	t.Helper()
+	c, err := api.NewClient(r.Config().APIAddr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// roles is each member's role as the node behind c lists it.
+func roles(t *testing.T, c *api.Client) map[string]string {
+	t.Helper()
+	list, err := c.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, n := range list.Items {
+		out[n.Name] = n.Role
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60s", what)
+		}
+	}
+}
+
+// Three runtimes in one process on loopback: n1 bootstraps, n2 and n3 join
+// with a token from n1's API (n3 through n2), start as non-voters and are
+// promoted to voters; a cast on n3 answers on every node; n2 restarted on
+// its data dir with no token (its --join and --join-token ignored) rejoins
+// and sees a cast made while it was down; n3 is removed through n1's API.
+func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	live := map[string]*Runtime{} // by node name, released when the test ends
+	t.Cleanup(func() {
+		for _, r := range live {
+			r.Release()
+		}
+	})
+	start := func(cfg nodeconfig.Config) *Runtime {
+		t.Helper()
+		r, err := Acquire(cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", cfg.NodeName, err)
+		}
+		live[cfg.NodeName] = r
+		return r
+	}
+	n1 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true})
+	c1 := apiClient(t, n1)
+	tok, err := c1.CreateJoinToken(ctx, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok.Token, "RUNETKN-1-") || time.Until(tok.Expires) > 10*time.Minute || time.Until(tok.Expires) < 9*time.Minute {
+		t.Fatalf("join token %+v", tok)
+	}
+
+	cfg2 := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: freeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tok.Token}
+	n2 := start(cfg2)
+	if r := roles(t, c1); r["n2"] != "non-voter" {
+		t.Fatalf("n2 right after joining: roles %v, want non-voter", r)
+	}
+	n3 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n3", ClusterAddr: freeAddr(t), Join: cfg2.ClusterAddr, JoinToken: tok.Token})
+	c3 := apiClient(t, n3)
+	waitUntil(t, "three voters", func() bool {
+		r := roles(t, c3)
+		return r["n1"] == "voter" && r["n2"] == "voter" && r["n3"] == "voter"
+	})
+
+	cast := func(r *Runtime, name string) uint64 {
+		t.Helper()
+		_, seq, err := r.Controller().Cast(ctx, []cluster.SourceFile{{Name: name + ".yaml", Data: []byte("service:\n  name: " + name + "\n  ports:\n    - name: http\n      port: 80\n")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	has := func(r *Runtime, name string, seq uint64) {
+		t.Helper()
+		if err := r.View().WaitFor(ctx, seq); err != nil {
+			t.Fatalf("%s: %v", r.Config().NodeName, err)
+		}
+		if _, ok := r.View().Snapshot().Service(cluster.NamespacedName{Namespace: "default", Name: name}); !ok {
+			t.Fatalf("%s lacks service %s", r.Config().NodeName, name)
+		}
+	}
+	seq := cast(n3, "api")
+	for _, r := range []*Runtime{n1, n2, n3} {
+		has(r, "api", seq)
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "node.pem", "node-key.pem"} {
+		if fi, err := os.Stat(filepath.Join(cfg2.DataDir, "cluster-tls", f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("n2's cluster-tls/%s: %v (mode %v), want a private file", f, err, fi)
+		}
+	}
+
+	delete(live, "n2")
+	if err := n2.Release(); err != nil {
+		t.Fatal(err)
+	}
+	seq = cast(n1, "web")
+	n2 = start(cfg2) // the same flags, token included: ignored now
+	has(n2, "web", seq)
+
+	if err := c1.RemoveNode(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	if r := roles(t, c1); len(r) != 2 || r["n3"] != "" {
+		t.Fatalf("after rune node remove n3: roles %v", r)
+	}
+	if err := c1.RemoveNode(ctx, "n3"); err == nil || !strings.Contains(err.Error(), `node "n3" not found`) {
+		t.Fatalf("removing n3 again: %v, want not found", err)
+	}
+}
+
+// A wrong or expired join token keeps the joiner from opening: the error
+// says "join token" and what is wrong.
+func TestClusterJoinRefusesABadToken(t *testing.T) {
+	n1, err := Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := apiClient(t, n1).CreateJoinToken(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := tok.Token[:len(tok.Token)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(tok.Token, "0")]
+	for _, tc := range []struct{ token, want string }{
+		{wrong, "join token: wrong secret"},
+		{"", "needs a join token"},
+	} {
+		dir := t.TempDir()
+		r, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n2", ClusterAddr: freeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tc.token})
+		if err == nil {
+			r.Release()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("joining with token %q: %v, want %q", tc.token, err, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "cluster-tls", "node.pem")); err == nil {
+			t.Errorf("a refused join left a node certificate in %s", dir)
+		}
 	}
 }

@@ -63,10 +63,13 @@ func setDefaults(c *nodeconfig.Config) error {
 		return fmt.Errorf("%s %q %s: set --node-name (node_name in the Corefile) to a DNS label such as node-1", from, c.NodeName, p)
 	}
 	if c.ClusterAddr != "" {
-		return validClusterAddr(c.ClusterAddr)
+		return validClusterConfig(*c)
 	}
 	if c.Bootstrap {
 		return errors.New("--bootstrap creates a cluster: it needs --cluster-addr")
+	}
+	if c.Join != "" {
+		return errors.New("--join joins a cluster: it needs --cluster-addr, this node's own address in it")
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -77,6 +79,15 @@ type singleNode struct {
 	since time.Time
 }
 
+// errSingleNode refuses cluster changes on the Badger backend.
+var errSingleNode = &cluster.Error{Kind: cluster.KindInvalid, Msg: "this node keeps its log on its own (single-node Badger): it has no cluster to join or leave; start runed with --cluster-addr --bootstrap to create one"}
+
+func (s singleNode) JoinToken(context.Context, time.Duration) (api.JoinToken, error) {
+	return api.JoinToken{}, errSingleNode
+}
+
+func (s singleNode) RemoveNode(context.Context, string) error { return errSingleNode }
+
 func (s singleNode) Nodes() (api.NodeList, error) {
 	applied, lag := s.lg.Tail(), uint64(0)
 	return api.NodeList{Backend: api.BackendBadger, Leader: s.name, Items: []api.Node{{
@@ -87,6 +98,25 @@ func (s singleNode) Nodes() (api.NodeList, error) {
 type raftCluster struct {
 	lg    *raft.Log
 	since time.Time
+}
+
+func (c raftCluster) JoinToken(ctx context.Context, ttl time.Duration) (api.JoinToken, error) {
+	tok, expires, err := c.lg.CreateJoinToken(ctx, ttl)
+	if err != nil {
+		return api.JoinToken{}, err
+	}
+	return api.JoinToken{Token: tok, Expires: expires}, nil
+}
+
+func (c raftCluster) RemoveNode(ctx context.Context, name string) error {
+	err := c.lg.RemoveMember(ctx, name)
+	switch {
+	case errors.Is(err, raft.ErrNotMember):
+		return &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("node %q not found (see rune get nodes)", name), Err: err}
+	case err != nil && raft.IsRefused(err):
+		return &cluster.Error{Kind: cluster.KindConflict, Msg: "rune node remove " + name, Err: err}
+	}
+	return err
 }
 
 func (c raftCluster) Nodes() (api.NodeList, error) {

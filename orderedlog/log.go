@@ -26,6 +26,9 @@ const (
 	PrefixCerts          = "certs/"
 	PrefixSecrets        = "secrets/"
 	PrefixNodes          = "nodes/"
+	// PrefixJoinTokens holds the Raft backend's join tokens: each one's
+	// secret's hash and expiry, never the secret.
+	PrefixJoinTokens = "join-tokens/"
 )
 
 // OpType says what an Op does to its key.

@@ -61,7 +61,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.api, "api", envOr("RUNE_API", defaultAPI()), "runed API address: unix:///path/runed.sock, tcp://host:port or https://host:port (env RUNE_API)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("RUNE_TOKEN"), "bearer token for a TCP API (env RUNE_TOKEN)")
 	root.PersistentFlags().StringVar(&g.ca, "ca", os.Getenv("RUNE_CA"), "PEM file of the certificate (or its CA) runed's TLS API serves; talks TLS to a tcp:// address (env RUNE_CA)")
-	root.AddCommand(newCompletion(), newCast(g), newGet(g), newDelete(g), newInstance(g), newStatus(g), newDebug(g), newPolicy(g), newSecret(g), newPortForward(g), newVersion())
+	root.AddCommand(newCompletion(), newCast(g), newGet(g), newDelete(g), newInstance(g), newStatus(g), newDebug(g), newPolicy(g), newSecret(g), newPortForward(g), newCluster(g), newNode(g), newVersion())
 	return root
 }
 

@@ -74,7 +74,7 @@ type runedFlags struct {
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "api-token-file", "api-read-token-file", "api-tls-cert", "api-tls-key", "debug-api", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow", "cluster-addr", "bootstrap"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "api-token-file", "api-read-token-file", "api-tls-cert", "api-tls-key", "debug-api", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow", "cluster-addr", "bootstrap", "join", "join-token"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -113,6 +113,8 @@ func register(fs *flag.FlagSet) *runedFlags {
 	})
 	fs.StringVar(&f.opts.ClusterAddr, "cluster-addr", "", "IP:PORT of this node in a Raft cluster (all cluster traffic, mutual TLS); without it the log is single-node")
 	fs.BoolVar(&f.opts.Bootstrap, "bootstrap", false, "with --cluster-addr: create a new cluster (and its CA) with this node as its first voter")
+	fs.StringVar(&f.opts.Join, "join", "", "with --cluster-addr and --join-token: join the cluster through the member at this IP:PORT (its --cluster-addr); ignored once the data dir belongs to a cluster")
+	fs.StringVar(&f.opts.JoinToken, "join-token", "", "for --join: the token rune cluster join-token printed")
 	fs.BoolVar(&f.print, "print-corefile", false, "print the Corefile these flags render and exit")
 	return f
 }

@@ -43,20 +43,27 @@ type Config struct {
 	// ClusterAddr (IP:PORT), when set, makes the node a member of a Raft
 	// cluster that carries the OrderedLog, on this one mutual-TLS port;
 	// without it the log is single-node Badger. Bootstrap creates the
-	// cluster (and its CA) on a data directory that belongs to none.
+	// cluster (and its CA) on a data directory that belongs to none; Join
+	// (a member's cluster address) with JoinToken joins one. A data
+	// directory that already belongs to a cluster ignores both.
 	ClusterAddr string
 	Bootstrap   bool
+	Join        string
+	JoinToken   string
 }
 
 // redacted is Config without its methods, so formatting it does not recurse.
 type redacted Config
 
-// String formats c for logs and errors (%v and %+v use it) with the token
+// String formats c for logs and errors (%v and %+v use it) with the tokens
 // replaced: a Config ends up in messages, a token must not.
 func (c Config) String() string {
 	r := redacted(c)
 	if r.APIToken != "" {
 		r.APIToken = "REDACTED"
+	}
+	if r.JoinToken != "" {
+		r.JoinToken = "REDACTED"
 	}
 	return fmt.Sprintf("%+v", r)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -19,6 +20,13 @@ import (
 const (
 	forwardPropose byte = 1 // body: a log command; reply body: an outcome
 	forwardSync    byte = 2 // body: none; reply body: the leader's applied seq and index
+	// Membership changes, done by the leader; reply body: an outcome
+	// carrying the configuration entry's index.
+	forwardAddNonvoter byte = 3 // body: id, address
+	forwardRemove      byte = 4 // body: id
+	// forwardStatus asks any node for its progress (promote.go); reply
+	// body: its applied Raft index and time since it last knew a leader.
+	forwardStatus byte = 5
 )
 
 const (
@@ -65,8 +73,11 @@ func (l *Log) submit(ctx context.Context, kind byte, body []byte, timeout time.D
 
 // lead does a request as the leader.
 func (l *Log) lead(kind byte, body []byte, timeout time.Duration) (*outcome, error) {
-	if kind == forwardSync {
+	switch kind {
+	case forwardSync:
 		return l.syncAsLeader(timeout)
+	case forwardAddNonvoter, forwardRemove:
+		return l.changeAsLeader(kind, body, timeout)
 	}
 	return l.applyAsLeader(body, timeout)
 }
@@ -128,13 +139,19 @@ func (l *Log) wait(f hraft.Future, timeout time.Duration) error {
 
 // serveForward answers a forwarded request on the node that received it.
 func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
-	switch {
-	case len(req) == 0 || req[0] != forwardPropose && req[0] != forwardSync:
-		return append([]byte{replyRejected}, "unknown forwarded request (mixed runed versions?)"...)
-	case req[0] == forwardPropose:
+	if len(req) == 0 {
+		return append([]byte{replyRejected}, "empty forwarded request"...)
+	}
+	switch req[0] {
+	case forwardStatus:
+		return l.status()
+	case forwardPropose:
 		if _, _, err := decodeCommand(req[1:]); err != nil {
 			return append([]byte{replyRejected}, err.Error()...)
 		}
+	case forwardSync, forwardAddNonvoter, forwardRemove:
+	default:
+		return append([]byte{replyRejected}, "unknown forwarded request (mixed runed versions?)"...)
 	}
 	if l.raft.State() != hraft.Leader {
 		return append([]byte{replyNotLeader}, "not the leader"...)
@@ -151,6 +168,8 @@ func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
 		return e.buf
 	case errors.Is(err, errNotLeader):
 		return append([]byte{replyNotLeader}, err.Error()...)
+	case errors.Is(err, errRejected):
+		return append([]byte{replyRejected}, strings.TrimPrefix(err.Error(), errRejected.Error()+": ")...)
 	default:
 		return append([]byte{replyUnknown}, err.Error()...)
 	}

@@ -1,9 +1,13 @@
 package raft
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -38,12 +42,114 @@ func (l *Log) AddVoter(ctx context.Context, id, addr string) error {
 	return nil
 }
 
-// RemoveServer removes the node id from the cluster. Only the leader can.
-func (l *Log) RemoveServer(ctx context.Context, id string) error {
-	if err := l.raft.RemoveServer(hraft.ServerID(id), 0, timeoutOf(ctx)).Error(); err != nil {
-		return membershipErr("removing "+id, err)
+// AddNonvoter adds the node id, reachable at addr, as a non-voter: it gets
+// the log but does not vote until promotion (promote.go) makes it a voter.
+// It works on any node (a follower forwards it to the leader); a name or an
+// address a member already has is refused.
+func (l *Log) AddNonvoter(ctx context.Context, id, addr string) error {
+	e := &encoder{}
+	e.bytes([]byte(id))
+	e.bytes([]byte(addr))
+	if _, err := l.through(ctx, forwardAddNonvoter, e.buf, time.Now().Add(l.opts.RetryWindow)); err != nil {
+		return fmt.Errorf("adding node %s: %w", id, err)
 	}
 	return nil
+}
+
+// RemoveMember removes the node id from the cluster. It works on any node;
+// removing a node that is no member (ErrNotMember), or the last voter
+// (ErrLastVoter), is refused — by this node when its configuration shows
+// it, else by the leader.
+func (l *Log) RemoveMember(ctx context.Context, id string) error {
+	cf := l.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("orderedlog/raft: reading the configuration: %w", err)
+	}
+	if err := checkRemove(cf.Configuration().Servers, hraft.ServerID(id)); err != nil {
+		return err
+	}
+	e := &encoder{}
+	e.bytes([]byte(id))
+	if _, err := l.through(ctx, forwardRemove, e.buf, time.Now().Add(l.opts.RetryWindow)); err != nil {
+		return fmt.Errorf("removing node %s: %w", id, err)
+	}
+	return nil
+}
+
+// ErrNotMember: a membership change named a node the cluster does not have.
+var ErrNotMember = errors.New("no such member")
+
+// ErrLastVoter: removing the cluster's only voter would leave no one to
+// commit anything, its own removal included.
+var ErrLastVoter = errors.New("the cluster's last voter")
+
+// IsRefused reports whether err is a request refused as such (a bad
+// membership change, a malformed command), which retrying cannot change.
+func IsRefused(err error) bool { return errors.Is(err, errRejected) }
+
+// checkRemove refuses removing id from servers when it is no member or the
+// last voter.
+func checkRemove(servers []hraft.Server, id hraft.ServerID) error {
+	i := slices.IndexFunc(servers, func(s hraft.Server) bool { return s.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: %w: node %q (see `rune get nodes`)", errRejected, ErrNotMember, id)
+	}
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == hraft.Voter {
+			voters++
+		}
+	}
+	if servers[i].Suffrage == hraft.Voter && voters == 1 {
+		return fmt.Errorf("%w: node %q is %w: without it nothing can commit", errRejected, id, ErrLastVoter)
+	}
+	return nil
+}
+
+// changeAsLeader does a membership change as the leader, against the
+// configuration it reads, so a concurrent change makes it fail (and retry)
+// rather than act on a stale one.
+func (l *Log) changeAsLeader(kind byte, body []byte, timeout time.Duration) (*outcome, error) {
+	d := &decoder{r: bufio.NewReader(bytes.NewReader(body))}
+	id := hraft.ServerID(d.bytes())
+	var addr hraft.ServerAddress
+	if kind == forwardAddNonvoter {
+		addr = hraft.ServerAddress(d.bytes())
+	}
+	d.end()
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: membership change: %w", errRejected, d.err)
+	}
+	cf := l.raft.GetConfiguration()
+	if err := l.wait(cf, timeout); err != nil {
+		return nil, fmt.Errorf("%w: reading the configuration: %w", errNotLeader, err)
+	}
+	var f hraft.IndexFuture
+	servers := cf.Configuration().Servers
+	switch kind {
+	case forwardAddNonvoter:
+		for _, s := range servers {
+			switch {
+			case s.ID == id:
+				return nil, fmt.Errorf("%w: node name %q is already a member (at %s); pick another --node-name, or if that node is gone for good, `rune node remove %s` first", errRejected, id, s.Address, id)
+			case s.Address == addr:
+				return nil, fmt.Errorf("%w: cluster address %s is already member %s's", errRejected, addr, s.ID)
+			}
+		}
+		f = l.raft.AddNonvoter(id, addr, cf.Index(), timeout)
+	case forwardRemove:
+		if err := checkRemove(servers, id); err != nil {
+			return nil, err
+		}
+		f = l.raft.RemoveServer(id, cf.Index(), timeout)
+	}
+	if err := l.wait(f, timeout); err != nil {
+		if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipTransferInProgress) || errors.Is(err, hraft.ErrEnqueueTimeout) || strings.Contains(err.Error(), "configuration changed since") {
+			return nil, fmt.Errorf("%w: %w", errNotLeader, err)
+		}
+		return nil, fmt.Errorf("%w: %w", errMaybeSubmitted, err)
+	}
+	return &outcome{index: f.Index()}, nil
 }
 
 // Leader returns the current leader's ID and address as this node knows

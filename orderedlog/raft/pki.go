@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -80,6 +82,32 @@ func (ca *CA) Issue(node string, validity time.Duration) (certPEM, keyPEM []byte
 	if err != nil {
 		return nil, nil, err
 	}
+	certPEM, err = ca.issue(node, key.Public(), validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certPEM, pemBlock("PRIVATE KEY", keyDER), nil
+}
+
+// Sign issues a certificate for the node named node (its SAN, whatever the
+// request's subject says) to the key of a certificate request (DER), whose
+// signature proves the requester holds that key.
+func (ca *CA) Sign(csrDER []byte, node string, validity time.Duration) (certPEM []byte, err error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	return ca.issue(node, csr.PublicKey, validity)
+}
+
+func (ca *CA) issue(node string, pub crypto.PublicKey, validity time.Duration) ([]byte, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -90,15 +118,20 @@ func (ca *CA) Issue(node string, validity time.Duration) (certPEM, keyPEM []byte
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER), nil
+	return pemBlock("CERTIFICATE", der), nil
+}
+
+// Fingerprint is the SHA-256 of the CA certificate, in hex: what a join
+// token names the cluster by.
+func (ca *CA) Fingerprint() string { return fingerprint(ca.cert.Raw) }
+
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }
 
 func pemBlock(typ string, der []byte) []byte {

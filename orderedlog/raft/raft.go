@@ -44,6 +44,9 @@ type Options struct {
 	// Bootstrap makes a node with no Raft state in Dir the first voter of
 	// a new cluster. A node that has state ignores it.
 	Bootstrap bool
+	// CA is the cluster CA with its key: with it (and a TLS transport) the
+	// node admits joining nodes and creates join tokens (join.go).
+	CA *CA
 
 	// RetryWindow is how long Propose keeps retrying through leader
 	// changes before giving up with ErrOutcomeUnknown (or ErrUnavailable
@@ -134,6 +137,9 @@ type Log struct {
 	// leaderSeen is the last time (unix nanos) this node knew a leader:
 	// itself, or one it heard from.
 	leaderSeen atomic.Int64
+	// heartbeatTimeout is Raft's: a node that heard from no leader for
+	// longer is not healthy (promote.go).
+	heartbeatTimeout time.Duration
 }
 
 var _ orderedlog.Log = (*Log)(nil)
@@ -201,6 +207,8 @@ func Open(opts Options) (*Log, error) {
 		trans:   opts.Transport,
 		store:   store,
 		closing: make(chan struct{}),
+
+		heartbeatTimeout: conf.HeartbeatTimeout,
 	}
 	l.leaderSeen.Store(time.Now().UnixNano())
 	r, err := hraft.NewRaft(conf, l.fsm, logs, store, snaps, opts.Transport.Raft())
@@ -210,6 +218,10 @@ func Open(opts Options) (*Log, error) {
 	}
 	l.raft = r
 	opts.Transport.Handle(l.serveForward)
+	if js, ok := opts.Transport.(joinServer); ok && opts.CA != nil {
+		js.HandleJoin(l.serveJoin)
+	}
+	l.wg.Go(l.promoteLoop)
 	if opts.Bootstrap && !hasState {
 		boot := hraft.Configuration{Servers: []hraft.Server{{ID: conf.LocalID, Address: opts.Transport.Raft().LocalAddr()}}}
 		if err := r.BootstrapCluster(boot).Error(); err != nil {

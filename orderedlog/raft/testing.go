@@ -55,13 +55,15 @@ func NewTestCluster(t testing.TB, n int, opts Options) *TestCluster {
 }
 
 // NewTLSTestCluster is NewTestCluster over real mutual-TLS transports on
-// loopback ports, with certificates from one cluster CA.
+// loopback ports, with certificates from one cluster CA, which every node
+// holds (so it admits joins).
 func NewTLSTestCluster(t testing.TB, n int, opts Options) *TestCluster {
 	t.Helper()
 	ca, err := NewCA("test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.CA = ca // every node can admit joiners, as in runed
 	return newTestCluster(t, n, opts, func(i int, addr string) Transport {
 		cert, key, err := ca.Issue(nodeID(i), time.Hour)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,12 +19,17 @@ import (
 	hraft "github.com/hashicorp/raft"
 )
 
-// All cluster traffic uses one TCP port under mutual TLS 1.3: both ends
-// present a certificate from the cluster CA, or the handshake fails. After
-// the handshake the dialer sends one byte saying what the connection is for.
+// All cluster traffic uses one TCP port under TLS 1.3. After the handshake
+// the dialer sends one byte saying what the connection is for. Raft and
+// forwarding need mutual TLS: the dialer's certificate from the cluster CA.
+// The one exception is a join: a node that has no certificate yet may open
+// a join stream only, and gets one if its join token is good (join.go). A
+// client certificate that is given but not from the cluster CA fails the
+// handshake.
 const (
 	streamRaft    byte = 'R' // hashicorp/raft's RPCs, for the NetworkTransport
 	streamForward byte = 'F' // one forwarded request and its reply
+	streamJoin    byte = 'J' // one join request and its reply; needs no client certificate
 )
 
 // handshakeTimeout bounds a peer's TLS handshake and its stream byte.
@@ -45,11 +51,19 @@ func (c TLSConfig) configs() (server, client *tls.Config, err error) {
 	if !roots.AppendCertsFromPEM(c.CAPEM) {
 		return nil, nil, errors.New("orderedlog/raft: the cluster CA certificate does not parse")
 	}
+	// The chain a node presents ends with the CA, so a joiner that knows
+	// only the CA's fingerprint (from its token) can check whom it talks to
+	// before sending the token's secret.
+	if ca, _ := pem.Decode(c.CAPEM); ca != nil {
+		pair.Certificate = append(pair.Certificate, ca.Bytes)
+	}
 	server = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    roots,
+		// route admits a connection without a certificate to the join
+		// stream only.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  roots,
 	}
 	client = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -85,6 +99,7 @@ type tlsTransport struct {
 
 	raftConns chan net.Conn
 	handler   atomic.Pointer[func(context.Context, []byte) []byte]
+	join      atomic.Pointer[func(context.Context, []byte) []byte]
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -94,16 +109,30 @@ type tlsTransport struct {
 // node's transport. Raft advertises the listener's address, so addr must be
 // one the other nodes can reach.
 func ListenTLS(addr string, conf TLSConfig, logger *slog.Logger) (Transport, error) {
+	if _, _, err := conf.configs(); err != nil {
+		return nil, err
+	}
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("orderedlog/raft: cluster address: %w", err)
+	}
+	t, err := ListenTLSOn(tcp, conf, logger)
+	if err != nil {
+		tcp.Close()
+	}
+	return t, err
+}
+
+// ListenTLSOn is ListenTLS on a TCP listener already open: a joining node
+// listens before it asks to join, so the leader's first dials to it wait in
+// the backlog instead of failing (and backing off) while it starts.
+func ListenTLSOn(tcp net.Listener, conf TLSConfig, logger *slog.Logger) (Transport, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	server, client, err := conf.configs()
 	if err != nil {
 		return nil, err
-	}
-	tcp, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("orderedlog/raft: cluster address: %w", err)
 	}
 	t := &tlsTransport{
 		ln:        tls.NewListener(tcp, server),
@@ -125,6 +154,9 @@ func ListenTLS(addr string, conf TLSConfig, logger *slog.Logger) (Transport, err
 func (t *tlsTransport) Raft() hraft.Transport { return t.raft }
 
 func (t *tlsTransport) Handle(h func(context.Context, []byte) []byte) { t.handler.Store(&h) }
+
+// HandleJoin sets what answers join requests (joinServer).
+func (t *tlsTransport) HandleJoin(h func(context.Context, []byte) []byte) { t.join.Store(&h) }
 
 // accept hands each authenticated connection to Raft or to the forwarding
 // handler. A peer without a valid certificate fails its handshake here.
@@ -157,6 +189,11 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 		conn.Close()
 		return
 	}
+	if kind[0] != streamJoin && len(conn.ConnectionState().PeerCertificates) == 0 {
+		t.logger.Warn("cluster listener: refused a peer without a cluster certificate", "peer", conn.RemoteAddr(), "stream", string(kind[:]))
+		conn.Close()
+		return
+	}
 	conn.SetDeadline(time.Time{})
 	switch kind[0] {
 	case streamRaft:
@@ -166,7 +203,10 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 			conn.Close()
 		}
 	case streamForward:
-		t.serveForward(conn)
+		t.serveFrame(conn, t.handler.Load())
+	case streamJoin:
+		conn.SetDeadline(time.Now().Add(joinTimeout))
+		t.serveFrame(conn, t.join.Load())
 	default:
 		t.logger.Warn("cluster listener: unknown stream", "peer", conn.RemoteAddr(), "kind", kind[0])
 		conn.Close()
@@ -176,15 +216,15 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 // maxForward bounds a forwarded request or reply: one batch and its framing.
 const maxForward = 64<<20 + 1<<16
 
-func (t *tlsTransport) serveForward(conn net.Conn) {
+// serveFrame answers one framed request on conn with h.
+func (t *tlsTransport) serveFrame(conn net.Conn, h *func(context.Context, []byte) []byte) {
 	defer conn.Close()
 	r := bufio.NewReader(conn)
 	req, err := readFrame(r)
 	if err != nil {
-		t.logger.Warn("cluster listener: bad forwarded request", "peer", conn.RemoteAddr(), "err", err)
+		t.logger.Warn("cluster listener: bad request", "peer", conn.RemoteAddr(), "err", err)
 		return
 	}
-	h := t.handler.Load()
 	if h == nil {
 		return
 	}
@@ -231,6 +271,12 @@ func (t *tlsTransport) Forward(ctx context.Context, addr hraft.ServerAddress, re
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
+	return exchange(ctx, conn, req)
+}
+
+// exchange sends one framed request on conn and reads the framed reply,
+// within ctx; it closes conn.
+func exchange(ctx context.Context, conn net.Conn, req []byte) ([]byte, error) {
 	defer conn.Close()
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(d)

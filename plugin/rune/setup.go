@@ -220,6 +220,8 @@ func parse(c *caddy.Controller) (*config, error) {
 		{"debug", cfg.node.DebugAPI},
 		{"cluster_addr", cfg.node.ClusterAddr != ""},
 		{"bootstrap", cfg.node.Bootstrap},
+		{"join", cfg.node.Join != ""},
+		{"join_token", cfg.node.JoinToken != ""},
 	} {
 		if o.set {
 			return nil, c.Errf("%s configures the local store or its API and cannot be combined with endpoint (remote mode)", o.opt)

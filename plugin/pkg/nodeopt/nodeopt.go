@@ -30,7 +30,7 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 			cfg.Docker = "default"
 			return true, nil
 		}
-	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve", "cluster_addr":
+	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve", "cluster_addr", "join", "join_token":
 	default:
 		return false, nil
 	}
@@ -52,6 +52,10 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 		cfg.Bootstrap = true
 	case "cluster_addr":
 		cfg.ClusterAddr = args[0]
+	case "join":
+		cfg.Join = args[0]
+	case "join_token":
+		cfg.JoinToken = args[0]
 	case "debug":
 		cfg.DebugAPI = true
 	case "tls":
