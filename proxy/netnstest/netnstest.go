@@ -149,3 +149,25 @@ func (ns *NS) ResolvConf(tb testing.TB, nameserver string) {
 		tb.Fatal(err)
 	}
 }
+
+// Bridge creates a bridge named br inside sw (a namespace standing for the
+// switch between hosts) and brings it up.
+func Bridge(tb testing.TB, sw *NS, br string) {
+	tb.Helper()
+	sw.Run(tb, "ip", "link", "add", br, "type", "bridge")
+	sw.Run(tb, "ip", "link", "set", br, "up")
+}
+
+// Attach connects ns to bridge br in sw with a veth pair: ns's end gets addr
+// (CIDR notation), sw's end is a port of br. It returns ns's interface.
+func Attach(tb testing.TB, sw *NS, br string, ns *NS, addr string) string {
+	tb.Helper()
+	n := seq.Add(1)
+	nsIf, swIf := fmt.Sprintf("va%d", n), fmt.Sprintf("vb%d", n)
+	Run(tb, "ip", "link", "add", nsIf, "netns", ns.Name, "type", "veth", "peer", "name", swIf, "netns", sw.Name)
+	ns.Run(tb, "ip", "addr", "add", addr, "dev", nsIf)
+	ns.Run(tb, "ip", "link", "set", nsIf, "up")
+	sw.Run(tb, "ip", "link", "set", swIf, "master", br)
+	sw.Run(tb, "ip", "link", "set", swIf, "up")
+	return nsIf
+}
