@@ -24,7 +24,11 @@ var (
 	}, []string{"service", "namespace", "policy", "reason"})
 	localInstances = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "rune_policy_local_instances",
-		Help: "Container-IP rows of this node: the source identities policy can recognize.",
+		Help: "Container-IP rows of this node: the instances whose egress and ingress this node's kernel guards.",
+	})
+	identities = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "rune_policy_identities",
+		Help: "Instance addresses of every node that carry a service identity for policy.",
 	})
 	compileSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "rune_policy_compile_duration_seconds",
@@ -153,6 +157,7 @@ func (e *Engine) compile(s *cluster.Snapshot, prev *Tables) *Tables {
 	e.from = s
 	compileSeconds.Observe(time.Since(start).Seconds())
 	localInstances.Set(float64(t.LocalInstances()))
+	identities.Set(float64(t.Identities()))
 	return t
 }
 
@@ -274,7 +279,7 @@ func (e *Engine) Edge(client netip.Addr, dst cluster.NamespacedName, port uint16
 func (e *Engine) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict {
 	t := e.tables.Load()
 	v := t.Egress(src, dst, port, proto)
-	from, ok := t.local.Get(src.Unmap())
+	from, ok := t.localSource(src)
 	if !ok {
 		return v
 	}

@@ -12,7 +12,7 @@ import (
 
 // kernelPlan is what the nftables chains must hold for one Tables: for each
 // policy-bearing service with instances on this node, per direction, the
-// guarded instance IPs and the allowed (peer address range, protocol, port
+// guarded (local) instance IPs and the allowed (peer address range, protocol, port
 // range) tuples. Peers are IPv4 only: instance IPs are IPv4, and IPv6 CIDR
 // peers are enforced by the proxy alone.
 type kernelPlan struct {
@@ -42,8 +42,13 @@ type span struct{ lo, hi uint32 }
 func planKernel(t *Tables, stale bool) kernelPlan {
 	var p kernelPlan
 	t.services.Range(func(n cluster.NamespacedName, sp *servicePolicy) bool {
-		ips, _ := t.localBySvc.Get(n)
-		guarded := slices.DeleteFunc(slices.Clone(ips), func(a netip.Addr) bool { return !a.Is4() })
+		ms, _ := t.members.Get(n)
+		var guarded []netip.Addr
+		for _, m := range ms {
+			if m.local && m.ip.Is4() {
+				guarded = append(guarded, m.ip)
+			}
+		}
 		if len(guarded) == 0 {
 			return true
 		}
@@ -112,8 +117,9 @@ func (t *Tables) allowElems(rs *ruleSet) []allowElem {
 	return out
 }
 
-// peerSpans is a rule's IPv4 peers as ranges: its CIDRs and the local
-// instances of its service peers.
+// peerSpans is a rule's IPv4 peers as ranges: its CIDRs and the instances
+// of its service peers, on every node (direct container-IP traffic from
+// another node keeps its source address: no SNAT inside the cluster).
 func (t *Tables) peerSpans(r *rule) []span {
 	var out []span
 	for _, c := range r.cidrs {
@@ -123,10 +129,10 @@ func (t *Tables) peerSpans(r *rule) []span {
 		}
 	}
 	for _, n := range r.peers {
-		ips, _ := t.localBySvc.Get(n)
-		for _, a := range ips {
-			if a.Is4() {
-				v := binary.BigEndian.Uint32(a.AsSlice())
+		ms, _ := t.members.Get(n)
+		for _, m := range ms {
+			if m.ip.Is4() {
+				v := binary.BigEndian.Uint32(m.ip.AsSlice())
 				out = append(out, span{v, v})
 			}
 		}

@@ -33,11 +33,14 @@ func TestPatchMatchesCompile(t *testing.T) {
 		if got.Seq != want.Seq {
 			fail("seqs", got.Seq, want.Seq)
 		}
-		if a, b := collect(got.local), collect(want.local); !maps.Equal(a, b) {
-			fail("local instances", a, b)
+		if a, b := collect(got.ids), collect(want.ids); !maps.Equal(a, b) {
+			fail("identities", a, b)
 		}
-		if a, b := render(got.localBySvc), render(want.localBySvc); !maps.Equal(a, b) {
-			fail("local instances per service", a, b)
+		if a, b := render(got.members), render(want.members); !maps.Equal(a, b) {
+			fail("instances per service", a, b)
+		}
+		if got.localCount != want.localCount {
+			fail("local instance counts", got.localCount, want.localCount)
 		}
 		if a, b := collect(got.vips), collect(want.vips); !maps.Equal(a, b) {
 			fail("VIPs", a, b)

@@ -82,7 +82,7 @@ service:
 `}
 
 // Instance IPs: web 172.17.0.10 (n1) and .11 (n2), worker .20, jobs/web .30,
-// api .40, db .50 (n1) and .51 (n2), open .60.
+// api .40 (n1) and .41 (n2), db .50 (n1) and .51 (n2), open .60.
 func semanticsCluster(t testing.TB) *testCluster {
 	c := newTestCluster(t, cluster.ViewOptions{})
 	c.Cast(t, semanticsDocs...)
@@ -92,6 +92,7 @@ func semanticsCluster(t testing.TB) *testCluster {
 		{"worker-1", "jobs", "worker", localNode, "172.17.0.20"},
 		{"jobsweb-1", "jobs", "web", localNode, "172.17.0.30"},
 		{"api-1", "default", "api", localNode, "172.17.0.40"},
+		{"api-2", "default", "api", remoteNode, "172.17.0.41"},
 		{"db-1", "default", "db", localNode, "172.17.0.50"},
 		{"db-2", "default", "db", remoteNode, "172.17.0.51"},
 		{"open-1", "default", "open", localNode, "172.17.0.60"},
@@ -123,7 +124,8 @@ func TestSemantics(t *testing.T) {
 	}{
 		{"same ns service peer, named port", "in", web, "default/api", 8080, "tcp", true, 0, "rule-match", "default/api"},
 		{"same ns service peer, port of no rule", "in", web, "default/api", 9090, "tcp", false, -1, "default-deny", "default/api"},
-		{"service peer on another node does not match", "in", webRemote, "default/api", 8080, "tcp", false, -1, "default-deny", "default/api"},
+		{"service peer on another node matches", "in", webRemote, "default/api", 8080, "tcp", true, 0, "rule-match", "default/api"},
+		{"service peer on another node, port of no rule", "in", webRemote, "default/api", 9090, "tcp", false, -1, "default-deny", "default/api"},
 		{"same name in another namespace does not match", "in", jobsWeb, "default/api", 8080, "tcp", false, -1, "default-deny", "default/api"},
 		{"other ns peer, named port", "in", worker, "default/api", 9090, "tcp", true, 1, "rule-match", "default/api"},
 		{"other ns peer, numbered port", "in", worker, "default/api", 8080, "tcp", true, 1, "rule-match", "default/api"},
@@ -153,7 +155,8 @@ func TestSemantics(t *testing.T) {
 
 		{"egress to service VIP, listed port", "out", api, "vip:default/db", 5432, "tcp", true, 0, "rule-match", "default/api"},
 		{"egress to local instance of the service", "out", api, db, 5432, "tcp", true, 0, "rule-match", "default/api"},
-		{"egress to remote instance of the service", "out", api, dbRemote, 5432, "tcp", false, -1, "default-deny", "default/api"},
+		{"egress to remote instance of the service", "out", api, dbRemote, 5432, "tcp", true, 0, "rule-match", "default/api"},
+		{"egress to remote instance, other port", "out", api, dbRemote, 5433, "tcp", false, -1, "default-deny", "default/api"},
 		{"egress to service VIP, other port", "out", api, "vip:default/db", 5433, "tcp", false, -1, "default-deny", "default/api"},
 		{"egress to a service not listed", "out", api, "vip:default/web", 80, "tcp", false, -1, "default-deny", "default/api"},
 		{"egress CIDR, tcp port", "out", api, "203.0.113.5", 443, "tcp", true, 1, "rule-match", "default/api"},
@@ -163,7 +166,8 @@ func TestSemantics(t *testing.T) {
 		{"egress outside every peer", "out", api, "8.8.8.8", 53, "udp", false, -1, "default-deny", "default/api"},
 		{"no egress policy", "out", web, "8.8.8.8", 53, "udp", true, -1, "no-policy", ""},
 		{"ingress-only policy leaves egress open", "out", db, "8.8.8.8", 53, "udp", true, -1, "no-policy", ""},
-		{"source on another node has no identity", "out", webRemote, "8.8.8.8", 53, "udp", true, -1, "no-policy", ""},
+		{"egress of a source on another node is its node's to judge", "out", webRemote, "8.8.8.8", 53, "udp", true, -1, "no-policy", ""},
+		{"egress of a remote api instance is not judged here", "out", "172.17.0.41", "8.8.8.8", 53, "udp", true, -1, "no-policy", ""},
 		{"source not an instance", "out", "172.17.99.99", "8.8.8.8", 53, "udp", true, -1, "no-policy", ""},
 		{"empty egress list denies a VIP", "out", open, "vip:default/web", 80, "tcp", false, -1, "default-deny", "default/open"},
 		{"empty egress list denies any address", "out", open, "8.8.8.8", 53, "udp", false, -1, "default-deny", "default/open"},
@@ -240,6 +244,9 @@ func TestSemantics(t *testing.T) {
 		}
 	}
 	if got := tables.LocalInstances(); got != 6 {
-		t.Errorf("LocalInstances = %d, want 6 (two instances are on %s)", got, remoteNode)
+		t.Errorf("LocalInstances = %d, want 6 (three instances are on %s)", got, remoteNode)
+	}
+	if got := tables.Identities(); got != 9 {
+		t.Errorf("Identities = %d, want 9 (every node's instances)", got)
 	}
 }

@@ -40,6 +40,15 @@ func (f *fakeState) Instances(ns, svc string) []cluster.Entry[cluster.Instance] 
 	return out
 }
 
+func (f *fakeState) InstanceByIP(ip netip.Addr) (cluster.Entry[cluster.Instance], bool) {
+	for i := range f.instances {
+		if f.instances[i].IP == ip {
+			return cluster.Entry[cluster.Instance]{Value: &f.instances[i]}, true
+		}
+	}
+	return cluster.Entry[cluster.Instance]{}, false
+}
+
 // The reference evaluator reads the spec literally: scan the rules in
 // order, scan each rule's peers and ports, no indexes.
 
@@ -52,10 +61,12 @@ func (f *fakeState) refService(n cluster.NamespacedName) *cluster.ServiceRecord 
 	return nil
 }
 
-func (f *fakeState) refLocal(ip netip.Addr, node string) (cluster.NamespacedName, bool) {
+// refInstance is the service of the first instance at ip on node ("": any
+// node), as the cluster's claims give an IP to one instance.
+func (f *fakeState) refInstance(ip netip.Addr, node string) (cluster.NamespacedName, bool) {
 	for _, in := range f.instances {
-		if in.Node == node && in.IP == ip {
-			return cluster.NamespacedName{Namespace: in.Namespace, Name: in.Service}, true
+		if in.IP == ip {
+			return cluster.NamespacedName{Namespace: in.Namespace, Name: in.Service}, node == "" || in.Node == node
 		}
 	}
 	return cluster.NamespacedName{}, false
@@ -111,12 +122,12 @@ func (f *fakeState) refIngress(node string, src netip.Addr, dst cluster.Namespac
 	if !ok || !p.HasIngress {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
-	id, known := f.refLocal(src, node)
+	id, known := f.refInstance(src, "") // identity is cluster-wide
 	return refVerdict(dst, p.Ingress, true, &f.refService(dst).Spec, id, known, src, port, proto)
 }
 
 func (f *fakeState) refEgress(node string, src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict {
-	from, ok := f.refLocal(src, node)
+	from, ok := f.refInstance(src, node) // only local sources' egress is judged here
 	p, hasPolicy := f.policies[from]
 	if !ok || !hasPolicy || !p.HasEgress {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
@@ -129,7 +140,7 @@ func (f *fakeState) refEgress(node string, src, dst netip.Addr, port uint16, pro
 		}
 	}
 	if !known {
-		id, known = f.refLocal(dst, node)
+		id, known = f.refInstance(dst, "")
 	}
 	return refVerdict(from, p.Egress, false, &f.refService(from).Spec, id, known, dst, port, proto)
 }

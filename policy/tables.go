@@ -38,13 +38,27 @@ const (
 // change of a few services shares all but a few shards with this one.
 type Tables struct {
 	Seq uint64
-	// local maps this node's instance IPs to their service: the only source
-	// identities v1 knows (service selectors are same-node only).
-	local pmap.Map[netip.Addr, cluster.NamespacedName]
-	// localBySvc lists the local instance IPs per service, for the kernel.
-	localBySvc pmap.Map[cluster.NamespacedName, []netip.Addr]
+	// ids maps the instance IPs of every node to their service: source
+	// identity is cluster-wide, learned from the replicated instances.
+	ids pmap.Map[netip.Addr, identity]
+	// members lists each service's instance IPs (every node's), for the
+	// kernel's allow sets; the local ones are also its guarded addresses.
+	members    pmap.Map[cluster.NamespacedName, []member]
 	vips       pmap.Map[netip.Addr, cluster.NamespacedName]
 	services   pmap.Map[cluster.NamespacedName, *servicePolicy]
+	localCount int // instance rows of this node, for the gauge
+}
+
+// identity is what an instance address says about its sender.
+type identity struct {
+	service cluster.NamespacedName
+	// local: the instance runs on this node, so its egress is ours to judge.
+	local bool
+}
+
+type member struct {
+	ip    netip.Addr
+	local bool
 }
 
 // service is n's compiled policy, nil if it has none.
@@ -118,6 +132,7 @@ type source interface {
 	RangeServices(func(cluster.Entry[cluster.ServiceRecord]) bool)
 	Policy(cluster.NamespacedName) (cluster.Entry[cluster.NetworkPolicy], bool)
 	Instances(ns, service string) []cluster.Entry[cluster.Instance]
+	InstanceByIP(netip.Addr) (cluster.Entry[cluster.Instance], bool)
 }
 
 // Compile builds the rule tables of node from a snapshot.
@@ -128,14 +143,68 @@ func Compile(snap *cluster.Snapshot, node string) *Tables {
 // tablesEditor builds the next Tables.
 type tablesEditor struct {
 	node       string
-	local      *pmap.Editor[netip.Addr, cluster.NamespacedName]
-	localBySvc *pmap.Editor[cluster.NamespacedName, []netip.Addr]
+	ids        *pmap.Editor[netip.Addr, identity]
+	members    *pmap.Editor[cluster.NamespacedName, []member]
 	vips       *pmap.Editor[netip.Addr, cluster.NamespacedName]
 	services   *pmap.Editor[cluster.NamespacedName, *servicePolicy]
+	localCount int
 }
 
 func (e *tablesEditor) done(seq uint64) *Tables {
-	return &Tables{Seq: seq, local: e.local.Done(), localBySvc: e.localBySvc.Done(), vips: e.vips.Done(), services: e.services.Done()}
+	return &Tables{Seq: seq, ids: e.ids.Done(), members: e.members.Done(), vips: e.vips.Done(), services: e.services.Done(), localCount: e.localCount}
+}
+
+// owner reports whether in is the instance the log gives its IP to. The
+// controller's claims keep an IP to one instance; a store from before the
+// claims may hold two, and then the snapshot's owner, not whichever of
+// them a compile met last, is the identity (so patch and compile agree).
+func owner(src source, in *cluster.Instance) bool {
+	o, ok := src.InstanceByIP(in.IP)
+	return ok && o.Value.ID == in.ID
+}
+
+// setMembers records the instances of n found in src, all nodes'. It
+// returns the services whose identity rows it took an address from (the
+// address now belongs to n): their member lists must be derived again.
+func (e *tablesEditor) setMembers(src source, n cluster.NamespacedName) []cluster.NamespacedName {
+	var ms []member
+	var displaced []cluster.NamespacedName
+	for _, ie := range src.Instances(n.Namespace, n.Name) {
+		in := ie.Value
+		if !in.IP.IsValid() || !owner(src, in) {
+			continue
+		}
+		ip := in.IP.Unmap()
+		if was, ok := e.ids.Get(ip); ok && was.service != n {
+			displaced = append(displaced, was.service)
+		}
+		local := in.Node == e.node
+		e.ids.Set(ip, identity{service: n, local: local})
+		ms = append(ms, member{ip: ip, local: local})
+		if local {
+			e.localCount++
+		}
+	}
+	if len(ms) > 0 {
+		e.members.Set(n, ms)
+	} else {
+		e.members.Delete(n)
+	}
+	return displaced
+}
+
+// dropMembers removes n's identity rows (those still n's) and its list.
+func (e *tablesEditor) dropMembers(n cluster.NamespacedName) {
+	old, _ := e.members.Get(n)
+	for _, m := range old {
+		if cur, _ := e.ids.Get(m.ip); cur.service == n {
+			e.ids.Delete(m.ip)
+		}
+		if m.local {
+			e.localCount--
+		}
+	}
+	e.members.Delete(n)
 }
 
 // compile builds the tables, reusing prev's compiled policies whose records
@@ -143,22 +212,25 @@ func (e *tablesEditor) done(seq uint64) *Tables {
 // every policy on the node.
 func compile(src source, seq uint64, node string, prev *Tables) *Tables {
 	e := &tablesEditor{
-		node:       node,
-		local:      pmap.NewEditor[netip.Addr, cluster.NamespacedName](0),
-		localBySvc: pmap.NewEditor[cluster.NamespacedName, []netip.Addr](0),
-		vips:       pmap.NewEditor[netip.Addr, cluster.NamespacedName](0),
-		services:   pmap.NewEditor[cluster.NamespacedName, *servicePolicy](0),
+		node:     node,
+		ids:      pmap.NewEditor[netip.Addr, identity](0),
+		members:  pmap.NewEditor[cluster.NamespacedName, []member](0),
+		vips:     pmap.NewEditor[netip.Addr, cluster.NamespacedName](0),
+		services: pmap.NewEditor[cluster.NamespacedName, *servicePolicy](0),
 	}
 	for _, ie := range src.Instances("", "") {
 		in := ie.Value
-		if in.Node != node || !in.IP.IsValid() {
+		if !in.IP.IsValid() || !owner(src, in) {
 			continue
 		}
 		n := cluster.NamespacedName{Namespace: in.Namespace, Name: in.Service}
-		ip := in.IP.Unmap()
-		e.local.Set(ip, n)
-		ips, _ := e.localBySvc.Get(n)
-		e.localBySvc.Set(n, append(ips, ip))
+		ip, local := in.IP.Unmap(), in.Node == node
+		e.ids.Set(ip, identity{service: n, local: local})
+		ms, _ := e.members.Get(n)
+		e.members.Set(n, append(ms, member{ip: ip, local: local}))
+		if local {
+			e.localCount++
+		}
 	}
 	src.RangeServices(func(se cluster.Entry[cluster.ServiceRecord]) bool {
 		svc := &se.Value.Spec
@@ -175,26 +247,30 @@ func compile(src source, seq uint64, node string, prev *Tables) *Tables {
 // patch builds the tables of src from prev, the tables of from, when only
 // the services in changed differ between the two: O(change), not O(cluster).
 func patch(src, from *cluster.Snapshot, seq uint64, node string, prev *Tables, changed map[cluster.NamespacedName]struct{}) *Tables {
-	e := &tablesEditor{node: node, local: prev.local.Edit(), localBySvc: prev.localBySvc.Edit(), vips: prev.vips.Edit(), services: prev.services.Edit()}
+	e := &tablesEditor{node: node, ids: prev.ids.Edit(), members: prev.members.Edit(), vips: prev.vips.Edit(), services: prev.services.Edit(), localCount: prev.localCount}
 	for n := range changed {
-		old, _ := prev.localBySvc.Get(n)
-		for _, ip := range old {
-			if cur, _ := e.local.Get(ip); cur == n {
-				e.local.Delete(ip)
-			}
+		e.dropMembers(n)
+	}
+	// Members after all drops, so an address that moved between two changed
+	// services is not removed by the one it left after the other took it.
+	done := map[cluster.NamespacedName]bool{}
+	work := make([]cluster.NamespacedName, 0, len(changed))
+	for n := range changed {
+		work = append(work, n)
+	}
+	for len(work) > 0 {
+		n := work[len(work)-1]
+		work = work[:len(work)-1]
+		if done[n] {
+			continue
 		}
-		var ips []netip.Addr
-		for _, ie := range src.Instances(n.Namespace, n.Name) {
-			if in := ie.Value; in.Node == node && in.IP.IsValid() {
-				e.local.Set(in.IP.Unmap(), n)
-				ips = append(ips, in.IP.Unmap())
-			}
+		done[n] = true
+		if _, ok := changed[n]; !ok {
+			e.dropMembers(n) // displaced: derive its members again
 		}
-		if len(ips) > 0 {
-			e.localBySvc.Set(n, ips)
-		} else {
-			e.localBySvc.Delete(n)
-		}
+		work = append(work, e.setMembers(src, n)...)
+	}
+	for n := range changed {
 		if was, ok := from.Service(n); ok && was.Value.VIP.IsValid() {
 			if cur, _ := e.vips.Get(was.Value.VIP.Unmap()); cur == n {
 				e.vips.Delete(was.Value.VIP.Unmap())
@@ -345,19 +421,19 @@ func (rs *ruleSet) decide(sp *servicePolicy, id cluster.NamespacedName, known bo
 }
 
 // Ingress decides a connection from src to service dst on dst's service
-// (VIP) port. src has a service identity only if it is an instance on this
-// node; CIDR peers match any src.
+// (VIP) port. src has a service identity if it is an instance on any node;
+// CIDR peers match any src.
 func (t *Tables) Ingress(src netip.Addr, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict {
 	sp := t.service(dst)
 	if sp == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
 	src = src.Unmap()
-	id, known := t.local.Get(src)
-	return sp.ingress.decide(sp, id, known, src, port, proto)
+	id, known := t.ids.Get(src)
+	return sp.ingress.decide(sp, id.service, known, src, port, proto)
 }
 
-// IngressFromService decides as if an instance of src on this node
+// IngressFromService decides as if an instance of src (on any node)
 // connected to dst: what `rune policy check --from <svc.ns>` asks, where
 // there is no address for CIDR peers to match.
 func (t *Tables) IngressFromService(src, dst cluster.NamespacedName, port uint16, proto cluster.Protocol) Verdict {
@@ -382,11 +458,11 @@ func (t *Tables) Edge(client netip.Addr, dst cluster.NamespacedName, port uint16
 
 // Egress decides a connection from the local instance src to dst, a VIP or
 // any other address, on destination port port. The destination is a
-// service if dst is its VIP or one of its instances on this node.
+// service if dst is its VIP or one of its instances, on any node.
 func (t *Tables) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol) Verdict {
-	from, ok := t.local.Get(src.Unmap())
+	from, ok := t.localSource(src)
 	if !ok {
-		// Not an instance of this node: no service, hence no egress policy.
+		// Not an instance of this node: its own node judges its egress.
 		return Verdict{Allowed: true, Rule: -1, Reason: ReasonNoPolicy}
 	}
 	sp := t.service(from)
@@ -396,9 +472,24 @@ func (t *Tables) Egress(src, dst netip.Addr, port uint16, proto cluster.Protocol
 	dst = dst.Unmap()
 	id, known := t.vips.Get(dst)
 	if !known {
-		id, known = t.local.Get(dst)
+		var to identity
+		to, known = t.ids.Get(dst)
+		id = to.service
 	}
 	return sp.egress.decide(sp, id, known, dst, port, proto)
+}
+
+// localSource is the service of src if src is an instance of this node: only
+// those originate traffic here, so only their egress is this node's to judge.
+func (t *Tables) localSource(src netip.Addr) (cluster.NamespacedName, bool) {
+	id, ok := t.ids.Get(src.Unmap())
+	return id.service, ok && id.local
+}
+
+// Identity is the service whose instance (on any node) holds ip.
+func (t *Tables) Identity(ip netip.Addr) (cluster.NamespacedName, bool) {
+	id, ok := t.ids.Get(ip.Unmap())
+	return id.service, ok
 }
 
 // guards reports whether inbound (or outbound) traffic of n is under policy:
@@ -415,9 +506,13 @@ func (t *Tables) guards(n cluster.NamespacedName, ingress bool) (*servicePolicy,
 }
 
 // LocalInstances is the number of instance rows of this node.
-func (t *Tables) LocalInstances() int { return t.local.Len() }
+func (t *Tables) LocalInstances() int { return t.localCount }
 
-// EgressFromService decides as if an instance of src on this node connected
+// Identities is the number of instance addresses, of every node, that
+// carry a service identity.
+func (t *Tables) Identities() int { return t.ids.Len() }
+
+// EgressFromService decides as if an instance of src connected
 // to dst's VIP dstAddr: the egress half of `rune policy check --from
 // <svc.ns>`, where the source has no address of its own.
 func (t *Tables) EgressFromService(src, dst cluster.NamespacedName, dstAddr netip.Addr, port uint16, proto cluster.Protocol) Verdict {

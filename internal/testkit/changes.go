@@ -14,7 +14,8 @@ import (
 // RandomChange makes one random write through the controller and returns
 // its seq: a service (12 names in 2 namespaces, random ports, sometimes an
 // ingress or egress policy) cast or deleted, or one of 60 instances
-// registered, flipped ready/unready or deregistered. Tests that keep
+// registered (on one of three nodes, n1-n3, as the log replicates every
+// node's instances), flipped ready/unready or deregistered. Tests that keep
 // derived state incrementally compare it with a rebuild after each.
 func (c *Cluster) RandomChange(t testing.TB, rng *rand.Rand) uint64 {
 	t.Helper()
@@ -34,7 +35,7 @@ func (c *Cluster) RandomChange(t testing.TB, rng *rand.Rand) uint64 {
 	case op < 7 || len(instances) == 0:
 		id := rng.IntN(60)
 		seq, err = c.Ctl.RegisterInstance(ctx, cluster.Instance{
-			ID: fmt.Sprintf("in%d", id), Namespace: ns, Service: name, Node: "n1",
+			ID: fmt.Sprintf("in%d", id), Namespace: ns, Service: name, Node: fmt.Sprintf("n%d", 1+rng.IntN(3)),
 			IP: netip.AddrFrom4([4]byte{10, 1, 0, byte(id + 1)}), Ready: rng.IntN(4) > 0,
 		})
 	case op < 9:
