@@ -8,10 +8,11 @@
 //   - A connection is allowed when any rule matches both its peer and its
 //     port; the Verdict names the lowest such rule.
 //   - Service peers name <service, namespace> (namespace defaults to the
-//     policy's own). A source address has that identity only if it is an
-//     instance on this node (same-node only in v1). For egress the
-//     destination is a service if it is its VIP, or one of its instances on
-//     this node. CIDR peers match any address.
+//     policy's own). A source address has that identity if it is an
+//     instance on any node (identity is cluster-wide). For egress the
+//     destination is a service if it is its VIP, or one of its instances;
+//     only local instances' egress is judged here. CIDR peers match any
+//     address.
 //   - Ingress ports name the service's own ports, by name or number, and
 //     keep their protocol; egress ports are destination port numbers for TCP
 //     and UDP alike. A rule without ports allows every port.
