@@ -62,8 +62,9 @@ type PolicyItem struct {
 // PolicyCheckRequest asks how this node would decide a new connection.
 type PolicyCheckRequest struct {
 	// From is a service ("web.default", or "web" in namespace default) or
-	// an IP address. A service stands for one of its instances on this
-	// node; an IP has a service identity only if it is one.
+	// an IP address. A service stands for one of its instances, on any
+	// node; an IP has a service identity if it is an instance of any node,
+	// and then its service's egress policy applies (its own node enforces it).
 	From string `json:"from"`
 	// To is the destination service ("api.default" or "api").
 	To string `json:"to"`
@@ -271,6 +272,13 @@ func check(t PolicyTables, snap *cluster.Snapshot, req PolicyCheckRequest) (*Pol
 	if ip, perr := netip.ParseAddr(req.From); perr == nil {
 		from = "from " + ip.String()
 		egress = t.Egress(ip, rec.VIP, port, proto)
+		if in, ok := snap.InstanceByIP(ip.Unmap()); ok {
+			// An instance of any node: its service's egress decides, as its
+			// own node's proxy and kernel judge it.
+			src := cluster.NamespacedName{Namespace: in.Value.Namespace, Name: in.Value.Service}
+			from = fmt.Sprintf("from %s (instance %s of service %s.%s on node %s)", ip, in.Value.ID, src.Name, src.Namespace, in.Value.Node)
+			egress = t.EgressFromService(src, dst, rec.VIP, port, proto)
+		}
 		ingress = t.Ingress(ip, dst, port, proto)
 	} else {
 		src, err := parseService("from", req.From)

@@ -44,8 +44,8 @@ service:
 `
 
 // policyServer runs the API with a real policy engine (or none), as the node
-// runtime hands it to the API, over a cluster holding policyDocs and two
-// instances on node n1. It returns a client and the server's URL.
+// runtime hands it to the API, over a cluster holding policyDocs and
+// instances on node n1 (the API's) and on n2. It returns a client and the server's URL.
 func policyServer(t *testing.T, withEngine bool) (*api.Client, string) {
 	t.Helper()
 	k := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
@@ -55,6 +55,9 @@ func policyServer(t *testing.T, withEngine bool) (*api.Client, string) {
 	for _, in := range []cluster.Instance{
 		{ID: "web-1", Service: "web", Namespace: "default", Node: "n1", IP: netip.MustParseAddr("172.30.0.2"), Ready: true},
 		{ID: "other-1", Service: "other", Namespace: "jobs", Node: "n1", IP: netip.MustParseAddr("172.30.0.3"), Ready: true},
+		// Instances on another node: the checks answer for them too.
+		{ID: "web-2", Service: "web", Namespace: "default", Node: "n2", IP: netip.MustParseAddr("172.30.1.2"), Ready: true},
+		{ID: "other-2", Service: "other", Namespace: "jobs", Node: "n2", IP: netip.MustParseAddr("172.30.1.3"), Ready: true},
 	} {
 		if _, err := k.Ctl.RegisterInstance(ctx, in); err != nil {
 			t.Fatal(err)
@@ -87,7 +90,12 @@ func TestPolicyCheck(t *testing.T) {
 	}{
 		{"web.default", "api.default", "http", "", true, "ingress", 0, "rule 0 of default/api ingress (from service web.default on http 8080/tcp)"},
 		{"web", "api", "8080", "", true, "ingress", 0, "rule 0 of default/api ingress"},
-		{"172.30.0.2", "api", "http", "", true, "ingress", 0, "(from 172.30.0.2 on http 8080/tcp)"},
+		{"172.30.0.2", "api", "http", "", true, "ingress", 0, "(from 172.30.0.2 (instance web-1 of service web.default on node n1) on http 8080/tcp)"},
+		// web's instance on n2 has web's identity here too, and web's egress.
+		{"172.30.1.2", "api", "http", "", true, "ingress", 0, "(from 172.30.1.2 (instance web-2 of service web.default on node n2) on http 8080/tcp)"},
+		{"172.30.1.2", "api", "metrics", "", false, "egress", -1, "default deny of default/web egress"},
+		{"172.30.1.2", "other.jobs", "80", "", false, "egress", -1, "default deny of default/web egress"},
+		{"172.30.1.3", "api", "http", "", false, "ingress", -1, "default deny of default/api ingress (no rule matches from 172.30.1.3 (instance other-2 of service other.jobs on node n2)"},
 		{"10.1.2.3", "api", "metrics", "", true, "ingress", 1, "rule 1 of default/api ingress"},
 		{"other.jobs", "api", "http", "", false, "ingress", -1, "default deny of default/api ingress (no rule matches from service other.jobs on http 8080/tcp)"},
 		{"172.30.0.3", "api.default", "8080", "tcp", false, "ingress", -1, "default deny of default/api ingress"},

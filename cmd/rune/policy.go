@@ -114,8 +114,9 @@ func newPolicy(g *globals) *cobra.Command {
 destination's ingress policy, as the data plane proxy judges a connection to a VIP.
 
 --from is a service (SERVICE.NAMESPACE, or SERVICE in namespace default), standing for one of
-its instances on this node, or an IP address (which has a service identity only if it is an
-instance on this node; otherwise only CIDR rules can match it). --to is the destination service,
+its instances on any node, or an IP address (which has a service identity if it is an instance
+of any node, and then its service's egress policy applies as its own node enforces it; otherwise
+only CIDR rules can match it). --to is the destination service,
 with its port by name or number after a colon; the port may be left out if the service has one.
 The verdict ignores the View's staleness (see rune status).
 
