@@ -90,6 +90,14 @@ service:
 // other (egress to api only) cast and their instances registered, and an
 // Engine installing the chains in the node namespace (not yet running).
 func startNFTPolicy(tb testing.TB) (*policyNet, *testCluster, *Engine) {
+	return startNFTPolicyOn(tb, localNode)
+}
+
+// startNFTPolicyOn is startNFTPolicy with web's and other's instances
+// registered on clientNode: another node's, when it is not localNode, whose
+// packets reach the node namespace forwarded with their own addresses, as
+// routed traffic from another node does (no SNAT inside the cluster).
+func startNFTPolicyOn(tb testing.TB, clientNode string) (*policyNet, *testCluster, *Engine) {
 	tb.Helper()
 	pn := newPolicyNet(tb)
 	listen(tb, pn.api, nsAPIIP+":8080")
@@ -104,9 +112,9 @@ service:
     egress:
       - to: [{service: api}]
 `)
-	c.instance(tb, "web-1", "default", "web", localNode, nsWebIP)
+	c.instance(tb, "web-1", "default", "web", clientNode, nsWebIP)
 	c.instance(tb, "api-1", "default", "api", localNode, nsAPIIP)
-	c.instance(tb, "other-1", "default", "other", localNode, nsOtherIP)
+	c.instance(tb, "other-1", "default", "other", clientNode, nsOtherIP)
 
 	k, err := NewNFT(NFTConfig{NetNS: pn.node.FD})
 	if err != nil {
