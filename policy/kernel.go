@@ -88,10 +88,20 @@ func boolRank(b bool) int {
 // allowElems turns a rule set into disjoint boxes. Rules without ports give
 // boxes over every protocol and port; rules with ports give one box per
 // (protocol, instance port), minus the addresses the any-port boxes already
-// cover, so no two boxes overlap.
+// cover, so no two boxes overlap. Peer node addresses are admitted on the
+// proxied ports: a proxied cross-node connection was judged by the source
+// node's proxy, which knows the client instance, and arrives from that
+// node's address.
 func (t *Tables) allowElems(rs *ruleSet) []allowElem {
 	var anySpans []span
 	perPort := map[portKey][]span{}
+	for _, k := range rs.proxied {
+		for _, a := range t.peers {
+			if a.Is4() {
+				perPort[k] = append(perPort[k], addrSpan(a))
+			}
+		}
+	}
 	for i := range rs.rules {
 		r := &rs.rules[i]
 		peers := t.peerSpans(r)
@@ -132,12 +142,17 @@ func (t *Tables) peerSpans(r *rule) []span {
 		ms, _ := t.members.Get(n)
 		for _, m := range ms {
 			if m.ip.Is4() {
-				v := binary.BigEndian.Uint32(m.ip.AsSlice())
-				out = append(out, span{v, v})
+				out = append(out, addrSpan(m.ip))
 			}
 		}
 	}
 	return out
+}
+
+// addrSpan is the one-address range of the IPv4 address a.
+func addrSpan(a netip.Addr) span {
+	v := binary.BigEndian.Uint32(a.AsSlice())
+	return span{v, v}
 }
 
 // mergeSpans sorts and coalesces overlapping or adjacent ranges.

@@ -15,6 +15,7 @@ type fakeState struct {
 	services  []cluster.ServiceRecord
 	policies  map[cluster.NamespacedName]cluster.NetworkPolicy
 	instances []cluster.Instance
+	peers     []netip.Addr // other nodes' addresses
 }
 
 func (f *fakeState) RangeServices(fn func(cluster.Entry[cluster.ServiceRecord]) bool) {
@@ -81,6 +82,26 @@ func refPeerMatches(p cluster.Peer, owner string, id cluster.NamespacedName, kno
 		ns = owner
 	}
 	return known && id.Namespace == ns && id.Name == p.Service
+}
+
+// refProxied reports whether some rule of svc's ingress policy with at
+// least one peer admits anyone on its port p: what a peer node's proxy may
+// reach, so what the kernel admits from peer node addresses.
+func (f *fakeState) refProxied(n cluster.NamespacedName, p cluster.Port) bool {
+	for _, r := range f.policies[n].Ingress {
+		if len(r.From) == 0 {
+			continue
+		}
+		if len(r.Ports) == 0 {
+			return true
+		}
+		for _, ref := range r.Ports {
+			if (ref.Name != "" && ref.Name == p.Name) || (ref.Name == "" && ref.Number == p.Port) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func refVerdict(owner cluster.NamespacedName, rules []cluster.PolicyRule, ingress bool, svc *cluster.Service,
@@ -227,6 +248,11 @@ func randomState(r *rand.Rand) *fakeState {
 			IP:   netip.AddrFrom4([4]byte{10, byte(r.IntN(2)), byte(r.IntN(2)), byte(i)}),
 		})
 	}
+	// Peer node addresses share the instances' and CIDR peers' ranges, so
+	// their boxes overlap the others' and must be cut apart.
+	for i := range r.IntN(3) {
+		f.peers = append(f.peers, netip.AddrFrom4([4]byte{10, byte(r.IntN(2)), byte(r.IntN(2)), byte(200 + i)}))
+	}
 	return f
 }
 
@@ -267,12 +293,15 @@ func TestCompiledAgreesWithReference(t *testing.T) {
 
 // TestKernelPlanAgreesWithTables: the nftables boxes are disjoint (the
 // kernel rejects overlapping interval elements) and allow direct
-// container-IP traffic exactly when the tables allow it through the VIP.
+// container-IP traffic exactly when the tables allow it through the VIP;
+// from a peer node's address, also on every port a peer node's proxy may
+// reach (the source node judged that connection).
 func TestKernelPlanAgreesWithTables(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for c := range 2000 {
 		f := randomState(r)
 		tables := compile(f, 1, localNode, nil)
+		tables.peers = f.peers
 		plan := planKernel(tables, false)
 		for _, ch := range plan.chains {
 			for i, a := range ch.allow {
@@ -286,8 +315,12 @@ func TestKernelPlanAgreesWithTables(t *testing.T) {
 				continue
 			}
 			svc := f.refService(ch.service).Spec
-			for range 50 {
+			for i := range 50 {
 				src := netip.AddrFrom4([4]byte{10, byte(r.IntN(2)), byte(r.IntN(2)), byte(r.IntN(16))})
+				peer := i%5 == 0 && len(f.peers) > 0
+				if peer {
+					src = f.peers[r.IntN(len(f.peers))]
+				}
 				p := svc.Ports[r.IntN(len(svc.Ports))]
 				s := src.As4()
 				v := uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
@@ -296,7 +329,8 @@ func TestKernelPlanAgreesWithTables(t *testing.T) {
 					proto := protoNumber(p.Protocol)
 					inBox = inBox || (b.lo <= v && v <= b.hi && b.protoLo <= proto && proto <= b.protoHi && int(b.portLo) <= p.TargetPort && p.TargetPort <= int(b.portHi))
 				}
-				if want := tables.Ingress(src, ch.service, uint16(p.Port), p.Protocol).Allowed; inBox != want {
+				want := tables.Ingress(src, ch.service, uint16(p.Port), p.Protocol).Allowed || (peer && f.refProxied(ch.service, p))
+				if inBox != want {
 					t.Fatalf("cluster %d: %s → %s port %d/%s: kernel allows=%v, tables allow=%v\nboxes %+v\npolicy %+v",
 						c, src, ch.service, p.TargetPort, p.Protocol, inBox, want, ch.allow, f.policies[ch.service])
 				}

@@ -47,6 +47,10 @@ type Tables struct {
 	vips       pmap.Map[netip.Addr, cluster.NamespacedName]
 	services   pmap.Map[cluster.NamespacedName, *servicePolicy]
 	localCount int // instance rows of this node, for the gauge
+	// peers are the other nodes' addresses, sorted: their proxies connect
+	// to this node's instances on behalf of clients they already judged
+	// (see allowElems).
+	peers []netip.Addr
 }
 
 // identity is what an instance address says about its sender.
@@ -84,6 +88,9 @@ type ruleSet struct {
 	rules  []rule
 	any    *matcher // rules without ports
 	byPort map[portKey]*matcher
+	// proxied (ingress only) are the instance ports some rule admits
+	// someone on: those a peer node's proxy may reach on a client's behalf.
+	proxied []portKey
 }
 
 // rule is one compiled PolicyRule, kept for the kernel plan and for listing.
@@ -371,7 +378,47 @@ func compileRules(in []cluster.PolicyRule, svc *cluster.Service, ingress bool) *
 			}
 		}
 	}
+	if ingress {
+		rs.proxied = proxiedPorts(rs.rules, svc)
+	}
 	return rs
+}
+
+// proxiedPorts lists, once each, the instance (target) ports of svc that a
+// rule with at least one peer admits: where a source node's proxy may
+// connect after its own ingress check allowed a client.
+func proxiedPorts(rules []rule, svc *cluster.Service) []portKey {
+	var all []portKey
+	for _, p := range svc.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = cluster.TCP
+		}
+		target := p.TargetPort
+		if target == 0 {
+			target = p.Port
+		}
+		all = append(all, portKey{proto, uint16(target)})
+	}
+	seen := map[portKey]bool{}
+	var out []portKey
+	for i := range rules {
+		r := &rules[i]
+		if len(r.peers) == 0 && len(r.cidrs) == 0 {
+			continue
+		}
+		ks := r.kernelPorts
+		if r.ports == nil {
+			ks = all
+		}
+		for _, k := range ks {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	return out
 }
 
 // resolvePort adds what ref selects. Ingress refs name the service's own
