@@ -2,9 +2,14 @@ package policy
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runenet/runenet/cluster"
 )
 
 // TestNFTAdmitsServicePeersFromOtherNodes: web's and other's instances are
@@ -46,5 +51,54 @@ func TestNFTAdmitsServicePeersFromOtherNodes(t *testing.T) {
 	t.Logf("deregistration → kernel set without web's address: %v", time.Since(start))
 	if connects(t, pn.web, nsAPIIP+":8080", settle) {
 		t.Error("web's old address still connects to api:8080 after its instance was removed")
+	}
+}
+
+// TestNFTRevokedAddressKeepsNoFlows: web's instance (on n2) holds an open,
+// allowed connection to api's container when it is removed and other's
+// instance registers the same address (a container that got the address
+// next, using the same flow). The kernel forgets the flow with the
+// identity: its next packets are judged as other's and dropped, rather
+// than passing as an established flow of web's.
+func TestNFTRevokedAddressKeepsNoFlows(t *testing.T) {
+	pn, c, e := startNFTPolicyOn(t, remoteNode)
+	nft := e.opts.Kernel.(*NFT)
+	k := &pollSignal{NFT: nft, polled: make(chan struct{})}
+	e.opts.Kernel = k
+	runEngine(t, e)
+	waitFor(t, "the policy chains to be installed", e.Ready)
+
+	var conn net.Conn
+	var err error
+	pn.web.Do(t, func() { conn, err = net.DialTimeout("tcp", nsAPIIP+":8080", allowed) })
+	if err != nil {
+		t.Fatalf("web → api:8080: %v", err)
+	}
+	defer conn.Close()
+	echo := func(b byte, within time.Duration) bool {
+		conn.SetDeadline(time.Now().Add(within))
+		if _, err := conn.Write([]byte{b}); err != nil {
+			return false
+		}
+		got := make([]byte, 1)
+		_, err := io.ReadFull(conn, got)
+		return err == nil && got[0] == b
+	}
+	if !echo('a', allowed) {
+		t.Fatal("web's open connection to api carries no bytes while web is allowed")
+	}
+
+	ctx := context.Background()
+	if _, err := c.Ctl.DeregisterInstance(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	claim, err := c.Ctl.RegisterInstance(ctx, cluster.Instance{ID: "other-2", Service: "other", Namespace: "default", Node: remoteNode, IP: netip.MustParseAddr(nsWebIP), Ready: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the engine to compile the new owner's registration", func() bool { return e.Tables().Seq >= claim })
+	<-k.polled // the loop that compiled it has installed it, and forgotten web's flows
+	if echo('b', settle) {
+		t.Error("the flow web opened still carries bytes from its address after other's instance took it over")
 	}
 }

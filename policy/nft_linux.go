@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -53,6 +54,10 @@ type NFT struct {
 	// pending holds counts read just before a replace reset them.
 	counters map[string]cluster.NamespacedName
 	pending  map[cluster.NamespacedName]uint64
+	// ids are the IPv4 identities the installed table was planned with
+	// (nil before the first install): an address that loses or changes its
+	// identity has its conntrack flows forgotten (forgetFlows).
+	ids map[netip.Addr]cluster.NamespacedName
 }
 
 // NewNFT opens a netlink connection; nothing is programmed until Sync.
@@ -167,6 +172,30 @@ func (n *NFT) Sync(t *Tables, stale bool) error {
 		return fmt.Errorf("nftables: install table inet %s (%d chains): %w", n.cfg.Table, len(p.chains), err)
 	}
 	n.table, n.counters = tbl, counters
+	return n.revoke(t)
+}
+
+// revoke forgets the flows of addresses whose identity t no longer gives
+// them, now that the table judging their next packets is in place. On an
+// error the old identities stay, so the Engine's retry tries again.
+func (n *NFT) revoke(t *Tables) error {
+	ids := map[netip.Addr]cluster.NamespacedName{}
+	t.ids.Range(func(a netip.Addr, id identity) bool {
+		if a.Is4() {
+			ids[a] = id.service
+		}
+		return true
+	})
+	revoked := map[netip.Addr]bool{}
+	for a, svc := range n.ids {
+		if cur, ok := ids[a]; !ok || cur != svc {
+			revoked[a] = true
+		}
+	}
+	if _, err := forgetFlows(n.cfg.NetNS, revoked); err != nil {
+		return fmt.Errorf("nftables: table installed, but the flows of %d revoked instance addresses remain: %w", len(revoked), err)
+	}
+	n.ids = ids
 	return nil
 }
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,7 +17,9 @@ import (
 	"github.com/runenet/runenet/proxy/netnstest"
 )
 
-// listen accepts and closes connections on addr inside ns until the test ends.
+// listen echoes connections on addr inside ns until the test ends (a
+// connect-and-close test sees an accept; a test that keeps a connection
+// open sees its bytes come back while the flow is allowed).
 func listen(t testing.TB, ns *netnstest.NS, addr string) {
 	t.Helper()
 	var ln net.Listener
@@ -25,7 +28,10 @@ func listen(t testing.TB, ns *netnstest.NS, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.Serve(t, ln, func(c net.Conn) { c.Close() })
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(c, c)
+	})
 }
 
 // connects reports whether a TCP connect from ns to addr completes within
