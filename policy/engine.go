@@ -214,7 +214,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		// policy, and installing them would replace what a runed that did
 		// not shut down cleanly left (its last policy) with allow-all.
 		if k != nil && e.view.Loaded() && (t != installed || stale != installedStale) {
-			if err := k.Sync(t, stale); err != nil {
+			if installed != nil && stale == installedStale && t.kernelSeq == installed.kernelSeq {
+				installed = t // the same plan is in place
+			} else if err := k.Sync(t, stale); err != nil {
 				kernelSyncErrors.Inc()
 				e.opts.Logger.Error("policy: installing nftables chains; retrying", "seq", t.Seq, "err", err)
 			} else {

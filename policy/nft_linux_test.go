@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
+	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
 
@@ -285,10 +287,16 @@ func BenchmarkNFTPolicyFlip(b *testing.B) {
 
 // pollSignal is the real nftables enforcer, telling the test each time the
 // engine polls its drop counters: by then the engine has been through its
-// loop once (compiled, and installed if it was going to).
+// loop once (compiled, and installed if it was going to). It counts installs.
 type pollSignal struct {
 	*NFT
 	polled chan struct{}
+	syncs  atomic.Int64
+}
+
+func (k *pollSignal) Sync(t *Tables, stale bool) error {
+	k.syncs.Add(1)
+	return k.NFT.Sync(t, stale)
 }
 
 func (k *pollSignal) Drops() ([]KernelDrop, error) {
@@ -362,5 +370,36 @@ func TestNFTEnforcesAfterTheEngineStops(t *testing.T) {
 	}
 	if !connects(t, pn.web, nsAPIIP+":8080", allowed) {
 		t.Error("web → api:8080 dropped after the engine stopped; the policy allows it")
+	}
+}
+
+// TestNFTKeepsThePlanForUnrelatedWrites: a write that changes no service,
+// instance or policy (a certificate here; leases and node heartbeats alike)
+// does not reinstall the kernel table; a policy change still does.
+func TestNFTKeepsThePlanForUnrelatedWrites(t *testing.T) {
+	_, c, e := startNFTPolicy(t)
+	k := &pollSignal{NFT: e.opts.Kernel.(*NFT), polled: make(chan struct{})}
+	e.opts.Kernel = k
+	runEngine(t, e)
+	waitFor(t, "the policy chains to be installed", e.Ready)
+	// settled: one poll after the engine's tables reached seq has installed them.
+	settled := func(seq uint64) {
+		t.Helper()
+		waitFor(t, "the engine to compile the write", func() bool { return e.Tables().Seq >= seq })
+		<-k.polled
+	}
+	settled(c.View.Snapshot().Seq)
+	before := k.syncs.Load()
+	seq, err := c.Log.Propose(context.Background(), []orderedlog.Op{orderedlog.Put(orderedlog.PrefixCerts+"example.com", []byte("pem"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled(seq)
+	if got := k.syncs.Load(); got != before {
+		t.Errorf("a certificate write reinstalled the policy table (%d installs, want %d)", got, before)
+	}
+	settled(c.Cast(t, nsAPIDoc("other")))
+	if k.syncs.Load() == before {
+		t.Error("a policy change did not reinstall the policy table")
 	}
 }

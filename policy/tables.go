@@ -51,6 +51,11 @@ type Tables struct {
 	// to this node's instances on behalf of clients they already judged
 	// (see allowElems).
 	peers []netip.Addr
+	// kernelSeq is the seq of the Tables whose services, members and peers
+	// these are: equal kernelSeqs plan the same kernel table, so a write
+	// that touches none of them (a certificate, a lease, a heartbeat) does
+	// not reinstall it.
+	kernelSeq uint64
 }
 
 // identity is what an instance address says about its sender.
@@ -158,7 +163,7 @@ type tablesEditor struct {
 }
 
 func (e *tablesEditor) done(seq uint64) *Tables {
-	return &Tables{Seq: seq, ids: e.ids.Done(), members: e.members.Done(), vips: e.vips.Done(), services: e.services.Done(), localCount: e.localCount}
+	return &Tables{Seq: seq, ids: e.ids.Done(), members: e.members.Done(), vips: e.vips.Done(), services: e.services.Done(), localCount: e.localCount, kernelSeq: seq}
 }
 
 // owner reports whether in is the instance the log gives its IP to. The
@@ -254,6 +259,11 @@ func compile(src source, seq uint64, node string, prev *Tables) *Tables {
 // patch builds the tables of src from prev, the tables of from, when only
 // the services in changed differ between the two: O(change), not O(cluster).
 func patch(src, from *cluster.Snapshot, seq uint64, node string, prev *Tables, changed map[cluster.NamespacedName]struct{}) *Tables {
+	if len(changed) == 0 {
+		next := *prev
+		next.Seq = seq
+		return &next
+	}
 	e := &tablesEditor{node: node, ids: prev.ids.Edit(), members: prev.members.Edit(), vips: prev.vips.Edit(), services: prev.services.Edit(), localCount: prev.localCount}
 	for n := range changed {
 		e.dropMembers(n)
