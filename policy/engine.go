@@ -146,7 +146,7 @@ func (e *Engine) compile(s *cluster.Snapshot, prev *Tables) *Tables {
 	start := time.Now()
 	var t *Tables
 	if c := s.ChangesSince(e.from); prev != nil && !c.Full {
-		t = patch(s, e.from, s.Seq, e.node, prev, c.Services)
+		t = patch(s, e.from, s.Seq, e.node, prev, c.Services, len(c.Nodes) > 0)
 		forgetDeleted(prev, s, c.Services)
 	} else {
 		t = compile(s, s.Seq, e.node, prev)

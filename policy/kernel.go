@@ -3,6 +3,7 @@ package policy
 import (
 	"cmp"
 	"encoding/binary"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -118,9 +119,13 @@ func (t *Tables) allowElems(rs *ruleSet) []allowElem {
 	for _, s := range anySpans {
 		out = append(out, allowElem{lo: s.lo, hi: s.hi, protoLo: 0, protoHi: 255, portLo: 0, portHi: 65535})
 	}
-	for k, spans := range perPort {
+	// In port order: identical tables give identical element lists.
+	keys := slices.SortedFunc(maps.Keys(perPort), func(a, b portKey) int {
+		return cmp.Or(strings.Compare(string(a.proto), string(b.proto)), cmp.Compare(a.port, b.port))
+	})
+	for _, k := range keys {
 		proto := protoNumber(k.proto)
-		for _, s := range subtractSpans(mergeSpans(spans), anySpans) {
+		for _, s := range subtractSpans(mergeSpans(perPort[k]), anySpans) {
 			out = append(out, allowElem{lo: s.lo, hi: s.hi, protoLo: proto, protoHi: proto, portLo: k.port, portHi: k.port})
 		}
 	}

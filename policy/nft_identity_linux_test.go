@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/proxy/netnstest"
 )
+
+// nsPeerIP is a peer node's host address in the policy net.
+const nsPeerIP = "172.30.4.2"
 
 // TestNFTAdmitsServicePeersFromOtherNodes: web's and other's instances are
 // another node's (n2); their packets reach this node's forward hook with
@@ -96,9 +100,61 @@ func TestNFTRevokedAddressKeepsNoFlows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the engine to compile the new owner's registration", func() bool { return e.Tables().Seq >= claim })
-	<-k.polled // the loop that compiled it has installed it, and forgotten web's flows
+	k.installed(t, e, claim) // and forgot web's flows
 	if echo('b', settle) {
 		t.Error("the flow web opened still carries bytes from its address after other's instance took it over")
+	}
+}
+
+// TestNFTAdmitsPeerNodesOnProxiedPorts: a peer node's address (its node
+// record's) reaches api's container on the ports api's ingress opens to
+// someone — where the peer's proxy connects for clients it admitted — and
+// on no other; an unknown host, a removed node, and any node once api's
+// policy admits nobody, are dropped.
+func TestNFTAdmitsPeerNodesOnProxiedPorts(t *testing.T) {
+	pn, c, e := startNFTPolicyOn(t, remoteNode)
+	listen(t, pn.api, nsAPIIP+":9999") // a port of no rule
+	peer := netnstest.New(t, "pol-peer")
+	netnstest.Link(t, pn.node, "172.30.4.1/24", peer, nsPeerIP+"/24")
+	peer.Run(t, "ip", "route", "add", "default", "via", "172.30.4.1")
+	k := &pollSignal{NFT: e.opts.Kernel.(*NFT), polled: make(chan struct{})}
+	e.opts.Kernel = k
+	runEngine(t, e)
+	waitFor(t, "the policy chains to be installed", e.Ready)
+
+	if connects(t, peer, nsAPIIP+":8080", settle) {
+		t.Error("a host with no node record reached api:8080")
+	}
+	c.RegisterNode(t, localNode, netip.MustParseAddr("172.30.2.1"))
+	k.installed(t, e, c.RegisterNode(t, remoteNode, netip.MustParseAddr(nsPeerIP)))
+	if !connects(t, peer, nsAPIIP+":8080", allowed) {
+		t.Error("peer node n2 → api:8080 dropped; api's ingress admits web there, and n2's proxy connects for it")
+	}
+	if connects(t, peer, nsAPIIP+":9999", settle) {
+		t.Error("peer node n2 → api:9999 connected; no rule opens that port to anyone")
+	}
+
+	k.installed(t, e, c.Cast(t, `
+service:
+  name: api
+  ports: [{name: http, port: 80, targetPort: 8080}]
+  networkPolicy:
+    ingress: []
+`))
+	if connects(t, peer, nsAPIIP+":8080", settle) {
+		t.Error("peer node n2 → api:8080 connected; api's ingress admits nobody")
+	}
+
+	k.installed(t, e, c.Cast(t, nsAPIDoc("web")))
+	if !connects(t, peer, nsAPIIP+":8080", allowed) {
+		t.Fatal("peer node n2 → api:8080 dropped after api admits web again")
+	}
+	removed, err := c.Ctl.RemoveNode(context.Background(), remoteNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.installed(t, e, removed)
+	if connects(t, peer, nsAPIIP+":8080", settle) {
+		t.Error("a removed node's address still reaches api:8080")
 	}
 }

@@ -294,6 +294,15 @@ type pollSignal struct {
 	syncs  atomic.Int64
 }
 
+// installed waits until e, running on k, has installed tables of seq or
+// newer: one poll after its tables reached seq, its loop has been past the
+// install.
+func (k *pollSignal) installed(t testing.TB, e *Engine, seq uint64) {
+	t.Helper()
+	waitFor(t, "the engine to compile the write", func() bool { return e.Tables().Seq >= seq })
+	<-k.polled
+}
+
 func (k *pollSignal) Sync(t *Tables, stale bool) error {
 	k.syncs.Add(1)
 	return k.NFT.Sync(t, stale)
@@ -382,12 +391,7 @@ func TestNFTKeepsThePlanForUnrelatedWrites(t *testing.T) {
 	e.opts.Kernel = k
 	runEngine(t, e)
 	waitFor(t, "the policy chains to be installed", e.Ready)
-	// settled: one poll after the engine's tables reached seq has installed them.
-	settled := func(seq uint64) {
-		t.Helper()
-		waitFor(t, "the engine to compile the write", func() bool { return e.Tables().Seq >= seq })
-		<-k.polled
-	}
+	settled := func(seq uint64) { k.installed(t, e, seq) }
 	settled(c.View.Snapshot().Seq)
 	before := k.syncs.Load()
 	seq, err := c.Log.Propose(context.Background(), []orderedlog.Op{orderedlog.Put(orderedlog.PrefixCerts+"example.com", []byte("pem"))})
@@ -397,6 +401,16 @@ func TestNFTKeepsThePlanForUnrelatedWrites(t *testing.T) {
 	settled(seq)
 	if got := k.syncs.Load(); got != before {
 		t.Errorf("a certificate write reinstalled the policy table (%d installs, want %d)", got, before)
+	}
+	settled(c.RegisterNode(t, remoteNode, netip.MustParseAddr("192.168.50.2"))) // a new peer: installed
+	before = k.syncs.Load()
+	beat, err := c.Ctl.Heartbeat(context.Background(), remoteNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled(beat)
+	if got := k.syncs.Load(); got != before {
+		t.Errorf("a peer's heartbeat reinstalled the policy table (%d installs, want %d)", got, before)
 	}
 	settled(c.Cast(t, nsAPIDoc("other")))
 	if k.syncs.Load() == before {

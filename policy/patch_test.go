@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/runenet/runenet/cluster"
@@ -38,6 +39,9 @@ func TestPatchMatchesCompile(t *testing.T) {
 		}
 		if a, b := render(got.members), render(want.members); !maps.Equal(a, b) {
 			fail("instances per service", a, b)
+		}
+		if !slices.Equal(got.peers, want.peers) {
+			fail("peer node addresses", got.peers, want.peers)
 		}
 		if got.localCount != want.localCount {
 			fail("local instance counts", got.localCount, want.localCount)

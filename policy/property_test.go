@@ -41,6 +41,14 @@ func (f *fakeState) Instances(ns, svc string) []cluster.Entry[cluster.Instance] 
 	return out
 }
 
+func (f *fakeState) Nodes() []cluster.Entry[cluster.Node] {
+	out := make([]cluster.Entry[cluster.Node], len(f.peers))
+	for i, a := range f.peers {
+		out[i] = cluster.Entry[cluster.Node]{Value: &cluster.Node{Name: fmt.Sprintf("peer-%d", i), Address: a}}
+	}
+	return out
+}
+
 func (f *fakeState) InstanceByIP(ip netip.Addr) (cluster.Entry[cluster.Instance], bool) {
 	for i := range f.instances {
 		if f.instances[i].IP == ip {
@@ -301,7 +309,6 @@ func TestKernelPlanAgreesWithTables(t *testing.T) {
 	for c := range 2000 {
 		f := randomState(r)
 		tables := compile(f, 1, localNode, nil)
-		tables.peers = f.peers
 		plan := planKernel(tables, false)
 		for _, ch := range plan.chains {
 			for i, a := range ch.allow {

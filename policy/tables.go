@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/pmap"
@@ -145,6 +146,20 @@ type source interface {
 	Policy(cluster.NamespacedName) (cluster.Entry[cluster.NetworkPolicy], bool)
 	Instances(ns, service string) []cluster.Entry[cluster.Instance]
 	InstanceByIP(netip.Addr) (cluster.Entry[cluster.Instance], bool)
+	Nodes() []cluster.Entry[cluster.Node]
+}
+
+// peerAddrs lists the addresses of the node records other than node's,
+// sorted and once each: where peer nodes' proxied connections come from.
+func peerAddrs(src source, node string) []netip.Addr {
+	var out []netip.Addr
+	for _, ne := range src.Nodes() {
+		if n := ne.Value; n.Name != node && n.Address.IsValid() {
+			out = append(out, n.Address.Unmap())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // Compile builds the rule tables of node from a snapshot.
@@ -162,8 +177,8 @@ type tablesEditor struct {
 	localCount int
 }
 
-func (e *tablesEditor) done(seq uint64) *Tables {
-	return &Tables{Seq: seq, ids: e.ids.Done(), members: e.members.Done(), vips: e.vips.Done(), services: e.services.Done(), localCount: e.localCount, kernelSeq: seq}
+func (e *tablesEditor) done(seq uint64, peers []netip.Addr) *Tables {
+	return &Tables{Seq: seq, ids: e.ids.Done(), members: e.members.Done(), vips: e.vips.Done(), services: e.services.Done(), localCount: e.localCount, peers: peers, kernelSeq: seq}
 }
 
 // owner reports whether in is the instance the log gives its IP to. The
@@ -253,14 +268,19 @@ func compile(src source, seq uint64, node string, prev *Tables) *Tables {
 		e.setPolicy(src, n, se, prev)
 		return true
 	})
-	return e.done(seq)
+	return e.done(seq, peerAddrs(src, node))
 }
 
 // patch builds the tables of src from prev, the tables of from, when only
-// the services in changed differ between the two: O(change), not O(cluster).
-func patch(src, from *cluster.Snapshot, seq uint64, node string, prev *Tables, changed map[cluster.NamespacedName]struct{}) *Tables {
-	if len(changed) == 0 {
-		next := *prev
+// the services in changed (and, if nodesChanged, node records) differ
+// between the two: O(change), not O(cluster).
+func patch(src, from *cluster.Snapshot, seq uint64, node string, prev *Tables, changed map[cluster.NamespacedName]struct{}, nodesChanged bool) *Tables {
+	peers := prev.peers
+	if nodesChanged {
+		peers = peerAddrs(src, node)
+	}
+	if len(changed) == 0 && slices.Equal(peers, prev.peers) {
+		next := *prev // the kernel plan too: a heartbeat reinstalls nothing
 		next.Seq = seq
 		return &next
 	}
@@ -301,7 +321,7 @@ func patch(src, from *cluster.Snapshot, seq uint64, node string, prev *Tables, c
 			e.setPolicy(src, n, se, prev)
 		}
 	}
-	return e.done(seq)
+	return e.done(seq, peers)
 }
 
 // setPolicy compiles the policy of service n (record se), reusing prev's

@@ -13,9 +13,11 @@ import (
 
 // RandomChange makes one random write through the controller and returns
 // its seq: a service (12 names in 2 namespaces, random ports, sometimes an
-// ingress or egress policy) cast or deleted, or one of 60 instances
+// ingress or egress policy) cast or deleted, one of 60 instances
 // registered (on one of three nodes, n1-n3, as the log replicates every
-// node's instances), flipped ready/unready or deregistered. Tests that keep
+// node's instances), flipped ready/unready or deregistered, or a node
+// record of n1-n3 registered (at one of two addresses), heartbeating or
+// removed. Tests that keep
 // derived state incrementally compare it with a rebuild after each.
 func (c *Cluster) RandomChange(t testing.TB, rng *rand.Rand) uint64 {
 	t.Helper()
@@ -27,6 +29,9 @@ func (c *Cluster) RandomChange(t testing.TB, rng *rand.Rand) uint64 {
 	instances := s.Instances("", "")
 	var seq uint64
 	var err error
+	if rng.IntN(8) == 0 {
+		return c.randomNodeChange(t, rng)
+	}
 	switch op := rng.IntN(10); {
 	case op < 3 || !exists:
 		seq = c.Cast(t, randomService(rng, ns, name))
@@ -43,6 +48,27 @@ func (c *Cluster) RandomChange(t testing.TB, rng *rand.Rand) uint64 {
 		seq, err = c.Ctl.SetInstanceReady(ctx, in.ID, !in.Ready)
 	default:
 		seq, err = c.Ctl.DeregisterInstance(ctx, instances[rng.IntN(len(instances))].Value.ID)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func (c *Cluster) randomNodeChange(t testing.TB, rng *rand.Rand) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("n%d", 1+rng.IntN(3))
+	_, exists := c.View.Snapshot().Node(name)
+	var seq uint64
+	var err error
+	switch op := rng.IntN(3); {
+	case op == 0 || !exists:
+		return c.RegisterNode(t, name, netip.AddrFrom4([4]byte{192, 168, 50, byte(1 + rng.IntN(2))}))
+	case op == 1:
+		seq, err = c.Ctl.Heartbeat(ctx, name)
+	default:
+		seq, err = c.Ctl.RemoveNode(ctx, name)
 	}
 	if err != nil {
 		t.Fatal(err)

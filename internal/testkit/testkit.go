@@ -71,6 +71,22 @@ func (c *Cluster) Cast(tb testing.TB, docs ...string) uint64 {
 	return seq
 }
 
+// RegisterNode writes node name's record with its cluster address addr, as
+// a starting runed does, bootstrapping the container network (10.88.0.0/16)
+// on first use, and returns the write's seq.
+func (c *Cluster) RegisterNode(tb testing.TB, name string, addr netip.Addr) uint64 {
+	tb.Helper()
+	ctx := context.Background()
+	if err := cluster.BootstrapContainerNetwork(ctx, c.Log, netip.MustParsePrefix("10.88.0.0/16")); err != nil {
+		tb.Fatal(err)
+	}
+	_, seq, err := c.Ctl.RegisterNode(ctx, cluster.NodeSpec{Name: name, Address: addr})
+	if err != nil {
+		tb.Fatalf("register node %s: %v", name, err)
+	}
+	return seq
+}
+
 // Metric sums the default registry's counter or gauge values, or histogram
 // sample counts, of name whose labels include every labels[k] = v (nil: all of them), as /metrics shows them.
 func Metric(tb testing.TB, name string, labels map[string]string) float64 {
