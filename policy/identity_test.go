@@ -132,15 +132,15 @@ func TestRemovalRevokesIdentityOnEveryNode(t *testing.T) {
 		if err := e.WaitFor(ctx, claim); err != nil {
 			t.Fatal(err)
 		}
-		if id, ok := e.Tables().Identity(webIP); !ok || id.Name != "other" {
+		if id, ok := e.Tables().ids.Get(webIP); !ok || id.service.Name != "other" {
 			t.Errorf("%s: %s is %v (%v), want other's", node, webIP, id, ok)
 		}
 		if v := e.Ingress(webIP, apiName, 8080, cluster.TCP); v.Allowed {
 			t.Errorf("%s admits other's instance at web's old address: %+v", node, v)
 		}
 		for _, tb := range logs[node].all() {
-			id, ok := tb.Identity(webIP)
-			if tb.Seq >= release && ok && id.Name == "web" {
+			id, ok := tb.ids.Get(webIP)
+			if tb.Seq >= release && ok && id.service.Name == "web" {
 				t.Errorf("%s: tables at seq %d (release at %d) still give %s web's identity", node, tb.Seq, release, webIP)
 			}
 		}

@@ -563,12 +563,6 @@ func (t *Tables) localSource(src netip.Addr) (cluster.NamespacedName, bool) {
 	return id.service, ok && id.local
 }
 
-// Identity is the service whose instance (on any node) holds ip.
-func (t *Tables) Identity(ip netip.Addr) (cluster.NamespacedName, bool) {
-	id, ok := t.ids.Get(ip.Unmap())
-	return id.service, ok
-}
-
 // guards reports whether inbound (or outbound) traffic of n is under policy:
 // the services that fail closed when the view is stale.
 func (t *Tables) guards(n cluster.NamespacedName, ingress bool) (*servicePolicy, bool) {
