@@ -47,6 +47,11 @@ type ACMEOptions struct {
 	// RenewCheckInterval: how often certificates are checked for renewal
 	// (certmagic's default, 10m, when zero).
 	RenewCheckInterval time.Duration
+	// LockLease is how long an edge node's certificate lock (one ACME
+	// order per certificate for the whole cluster) outlives the node's
+	// last renewal of it, i.e. how long a crashed node's order blocks the
+	// others (DefaultLockLease when zero).
+	LockLease time.Duration
 }
 
 // Options configure an Ingress.
@@ -134,9 +139,10 @@ type Ingress struct {
 	transport *http.Transport
 	bufPool   bufferPool
 
-	cache  *certmagic.Cache
-	magic  *certmagic.Config
-	issuer *certmagic.ACMEIssuer
+	storage *Storage
+	cache   *certmagic.Cache
+	magic   *certmagic.Config
+	issuer  *certmagic.ACMEIssuer
 
 	// Owned by the run loop.
 	managed map[string]bool
@@ -302,13 +308,14 @@ func (i *Ingress) newServer(h http.Handler) *http.Server {
 
 func (i *Ingress) setupCertmagic() {
 	nop := zap.NewNop() // outcomes are logged from events instead, through slog
+	i.storage = NewStorage(i.log, i.opts.NodeName, i.opts.ACME.LockLease)
 	i.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return i.magic, nil },
 		RenewCheckInterval: i.opts.ACME.RenewCheckInterval,
 		Logger:             nop,
 	})
 	i.magic = certmagic.New(i.cache, certmagic.Config{
-		Storage:            NewStorage(i.log),
+		Storage:            i.storage,
 		RenewalWindowRatio: i.opts.ACME.RenewalWindowRatio,
 		OnEvent:            i.onEvent,
 		Logger:             nop,

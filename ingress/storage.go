@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,21 +24,43 @@ import (
 // certificate, any node can answer its challenge and serve it.
 type Storage struct {
 	log   orderedlog.Log
-	owner string // identifies this process's locks
-	// lockTTL is how long a lock outlives its holder's last refresh, i.e.
-	// how long a crashed holder blocks others.
+	node  string // the edge node's name, shown in its lock records
+	owner string // identifies this Storage's locks (one per process)
+	// lockTTL is the lease of this Storage's locks: how long a lock
+	// outlives its holder's last renewal, i.e. how long a crashed holder
+	// blocks the others.
 	lockTTL time.Duration
 
 	mu   sync.Mutex
-	held map[string]*heldLock
+	held map[string]*heldLock   // lock name → this Storage's hold on it
+	seen map[string]observation // lock key → another holder's record as first seen
 }
 
-var _ certmagic.Storage = (*Storage)(nil)
+var (
+	_ certmagic.Storage          = (*Storage)(nil)
+	_ certmagic.TryLocker        = (*Storage)(nil)
+	_ certmagic.LockLeaseRenewer = (*Storage)(nil)
+)
 
-func NewStorage(log orderedlog.Log) *Storage {
+// DefaultLockLease is how long a certificate lock outlives its holder's
+// last renewal when ACMEOptions.LockLease is zero: long enough that a busy
+// node or a Raft leader election does not lose it, short enough that a
+// crashed node's order is taken over within a minute.
+const DefaultLockLease = 30 * time.Second
+
+// NewStorage returns the certificate storage of edge node node; its locks
+// have lease lockLease (DefaultLockLease when zero).
+func NewStorage(log orderedlog.Log, node string, lockLease time.Duration) *Storage {
+	if lockLease <= 0 {
+		lockLease = DefaultLockLease
+	}
+	return &Storage{log: log, node: node, owner: randomID(), lockTTL: lockLease, held: map[string]*heldLock{}, seen: map[string]observation{}}
+}
+
+func randomID() string {
 	var id [8]byte
 	rand.Read(id[:])
-	return &Storage{log: log, owner: hex.EncodeToString(id[:]), lockTTL: 30 * time.Second, held: map[string]*heldLock{}}
+	return hex.EncodeToString(id[:])
 }
 
 // certmagic keys are slash-separated relative paths; a trailing or doubled
@@ -161,112 +182,4 @@ func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, erro
 		return certmagic.KeyInfo{Key: key}, nil
 	}
 	return certmagic.KeyInfo{}, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
-}
-
-// lockRecord is stored at a lock's key. Expires lets another node take over
-// the lock of a holder that died without unlocking.
-type lockRecord struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-}
-
-type heldLock struct {
-	rev  uint64
-	stop chan struct{}
-	done chan struct{}
-}
-
-func lockKey(name string) string { return storageKey("locks/" + name) }
-
-// Lock takes the named lock with a compare-and-set on its key (create if
-// absent, or replace an expired record at the revision it was read at), so
-// of two nodes racing for it exactly one wins. While held it is refreshed.
-func (s *Storage) Lock(ctx context.Context, name string) error {
-	key := lockKey(name)
-	for {
-		rev, err := s.tryLock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if rev != 0 {
-			h := &heldLock{rev: rev, stop: make(chan struct{}), done: make(chan struct{})}
-			s.mu.Lock()
-			s.held[name] = h
-			s.mu.Unlock()
-			go s.refresh(key, h)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for certificate storage lock %q: %w", name, ctx.Err())
-		case <-time.After(s.lockTTL / 10):
-		}
-	}
-}
-
-// tryLock returns the lock's new revision, or 0 if someone else holds it.
-func (s *Storage) tryLock(ctx context.Context, key string) (uint64, error) {
-	kv, ok, _, err := s.log.Get(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	var rev uint64
-	if ok {
-		var cur lockRecord
-		if json.Unmarshal(kv.Value, &cur) == nil && time.Now().Before(cur.Expires) {
-			return 0, nil
-		}
-		rev = kv.Rev
-	}
-	rec, _ := json.Marshal(lockRecord{Owner: s.owner, Expires: time.Now().Add(s.lockTTL)})
-	seq, err := s.log.Propose(ctx, []orderedlog.Op{orderedlog.PutIf(key, rec, rev)})
-	if errors.Is(err, orderedlog.ErrConflict) {
-		return 0, nil
-	}
-	return seq, err
-}
-
-// refresh extends the lock's expiry every third of its TTL, conditional on
-// the revision it last wrote: if that fails the lock was taken over (this
-// process stalled past the TTL) and refreshing stops rather than stealing it back.
-func (s *Storage) refresh(key string, h *heldLock) {
-	defer close(h.done)
-	t := time.NewTicker(s.lockTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-t.C:
-		}
-		rec, _ := json.Marshal(lockRecord{Owner: s.owner, Expires: time.Now().Add(s.lockTTL)})
-		ctx, cancel := context.WithTimeout(context.Background(), s.lockTTL/3)
-		seq, err := s.log.Propose(ctx, []orderedlog.Op{orderedlog.PutIf(key, rec, h.rev)})
-		cancel()
-		if errors.Is(err, orderedlog.ErrConflict) {
-			return
-		}
-		if err == nil {
-			h.rev = seq // read by Unlock only after this goroutine ends
-		}
-	}
-}
-
-// Unlock deletes the lock only at the revision this process wrote, so
-// releasing a lock that was taken over does not release the new holder's.
-func (s *Storage) Unlock(ctx context.Context, name string) error {
-	s.mu.Lock()
-	h := s.held[name]
-	delete(s.held, name)
-	s.mu.Unlock()
-	if h == nil {
-		return fmt.Errorf("certificate storage lock %q is not held by this process", name)
-	}
-	close(h.stop)
-	<-h.done
-	_, err := s.log.Propose(ctx, []orderedlog.Op{orderedlog.DeleteIf(lockKey(name), h.rev)})
-	if errors.Is(err, orderedlog.ErrConflict) {
-		return nil // taken over after expiry: nothing of ours left to release
-	}
-	return err
 }

@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"slices"
@@ -15,7 +14,7 @@ import (
 func TestStorageKeysAndDirectories(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t)
-	s := NewStorage(n.Log)
+	s := NewStorage(n.Log, "edge1", 0)
 	files := map[string]string{
 		"certificates/ca/a.test/a.test.crt": "A",
 		"certificates/ca/a.test/a.test.key": "AK",
@@ -65,59 +64,4 @@ func TestStorageKeysAndDirectories(t *testing.T) {
 	if len(kvs) != 2 {
 		t.Errorf("%d keys under certs/, want 2", len(kvs))
 	}
-}
-
-func TestStorageLockIsExclusiveAndTakenOverAfterCrash(t *testing.T) {
-	ctx := context.Background()
-	n := newNode(t)
-	a, b := NewStorage(n.Log), NewStorage(n.Log)
-	a.lockTTL, b.lockTTL = 600*time.Millisecond, 600*time.Millisecond
-
-	if err := a.Lock(ctx, "issue_cert_x.test"); err != nil {
-		t.Fatal(err)
-	}
-	// Held and refreshed: b cannot take it, even past the TTL.
-	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-	err := b.Lock(short, "issue_cert_x.test")
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Lock while held and refreshed: %v, want to wait until its deadline", err)
-	}
-	if err := a.Unlock(ctx, "issue_cert_x.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Lock(ctx, "issue_cert_x.test"); err != nil {
-		t.Fatalf("Lock after Unlock: %v", err)
-	}
-
-	// b "crashes": its refresher stops and it never unlocks. a takes over
-	// once the record expires.
-	h := b.held["issue_cert_x.test"]
-	close(h.stop)
-	<-h.done
-	start := time.Now()
-	if err := a.Lock(ctx, "issue_cert_x.test"); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("takeover of a crashed holder's lock took %v", d)
-	}
-	// The crashed holder coming back and unlocking must not release a's lock.
-	b.held["issue_cert_x.test"] = &heldLock{rev: h.rev, stop: make(chan struct{}), done: closedChan()}
-	if err := b.Unlock(ctx, "issue_cert_x.test"); err != nil {
-		t.Fatal(err)
-	}
-	var rec lockRecord
-	if kv, ok, _, _ := n.Log.Get(ctx, lockKey("issue_cert_x.test")); !ok || json.Unmarshal(kv.Value, &rec) != nil || rec.Owner != a.owner {
-		t.Error("the stale holder's Unlock released the new holder's lock")
-	}
-	if err := a.Unlock(ctx, "issue_cert_x.test"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func closedChan() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
 }
