@@ -151,16 +151,19 @@ type Ingress struct {
 	errMu    sync.Mutex
 	certErrs map[string]string // ACME host → last obtain/renew error
 
-	kick     chan struct{}
-	self     selfAddrs       // the listeners' addresses, which no endpoint may be
-	selfSeen map[string]bool // endpoints refused for being self, logged once (run loop)
-	bound    atomic.Bool
-	httpLn   net.Listener
-	httpsLn  net.Listener
-	fronts   []*front
-	cancel   context.CancelFunc
-	runDone  chan struct{}
-	serveErr chan error
+	kick      chan struct{}
+	self      selfAddrs       // the listeners' addresses, which no endpoint may be
+	selfSeen  map[string]bool // endpoints refused for being self, logged once (run loop)
+	bound     atomic.Bool
+	httpLn    net.Listener
+	httpsLn   net.Listener
+	fronts    []*front
+	cancel    context.CancelFunc
+	runDone   chan struct{}
+	certsDone chan struct{} // watchCerts ended
+	closeOnce sync.Once
+	closeErr  error
+	serveErr  chan error
 }
 
 type cachedSecret struct {
@@ -288,6 +291,10 @@ func (i *Ingress) Start() error {
 		go func() { i.serveErr <- f.serve() }()
 	}
 
+	// From before the first rebuild starts managing certificates, so no
+	// certificate stored by another edge node is missed.
+	i.certsDone = make(chan struct{})
+	go i.watchCerts(ctx, i.log.Tail()+1)
 	i.rebuild(ctx)
 	i.bound.Store(true)
 	i.runDone = make(chan struct{})
@@ -341,13 +348,19 @@ func (i *Ingress) HTTPAddr() net.Addr  { return i.httpLn.Addr() }
 func (i *Ingress) HTTPSAddr() net.Addr { return i.httpsLn.Addr() }
 
 // Close stops serving (in-flight requests get shutdownTimeout to finish) and
-// stops certificate maintenance.
+// stops certificate maintenance. Calls after the first return its result.
 func (i *Ingress) Close() error {
+	i.closeOnce.Do(func() { i.closeErr = i.close() })
+	return i.closeErr
+}
+
+func (i *Ingress) close() error {
 	if i.cancel == nil {
 		return nil
 	}
 	i.cancel()
 	<-i.runDone
+	<-i.certsDone
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	var errs []error

@@ -48,6 +48,7 @@ type pebble struct {
 	acmePort, mgmtPort string
 	validity           time.Duration
 	issuing            *x509.CertPool // Pebble's issuing root: what clients of the ingress trust
+	out                *testkit.SyncBuffer
 }
 
 func newPebble(t *testing.T, validity time.Duration) *pebble {
@@ -88,6 +89,7 @@ func (p *pebble) start(t *testing.T, httpPort int) {
 	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", startLoopbackDNS(t))
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
 	out := &testkit.SyncBuffer{}
+	p.out = out
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -118,6 +120,14 @@ func (p *pebble) start(t *testing.T, httpPort int) {
 	if !p.issuing.AppendCertsFromPEM(root) {
 		t.Fatalf("pebble /roots/0 returned no PEM certificate: %q", root)
 	}
+}
+
+// orders counts the ACME orders Pebble has created, from its log.
+func (p *pebble) orders() int { return strings.Count(p.out.String(), "Added order ") }
+
+// acme is ACMEOptions for this Pebble, with lease as the lock lease.
+func (p *pebble) acme(lease time.Duration) ACMEOptions {
+	return ACMEOptions{CA: p.dirURL, CARootsFile: p.rootFile, Email: "ops@example.test", LockLease: lease}
 }
 
 // startLoopbackDNS answers A 127.0.0.1 for every name, so Pebble validates
@@ -167,7 +177,8 @@ func mustAtoi(s string) int {
 func startACMEIngress(t *testing.T, n *node, validity time.Duration, acme ACMEOptions) (*Ingress, *pebble) {
 	t.Helper()
 	p := newPebble(t, validity)
-	acme.CA, acme.CARootsFile, acme.Email = p.dirURL, p.rootFile, "ops@example.test"
+	own := p.acme(acme.LockLease)
+	acme.CA, acme.CARootsFile, acme.Email = own.CA, own.CARootsFile, own.Email
 	ing := startIngress(t, n, acme)
 	p.start(t, ing.HTTPAddr().(*net.TCPAddr).Port)
 	return ing, p

@@ -1,0 +1,327 @@
+package ingress
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/runenet/runenet/internal/testkit"
+	"github.com/runenet/runenet/orderedlog"
+)
+
+// Several edge nodes on one log: each Ingress here is what one edge node
+// runs, with its own listeners, certmagic cache and Storage, sharing the
+// log as nodes of a cluster share the replicated one.
+
+// edge is one edge node's ingress and its view of the log.
+type edge struct {
+	name string
+	ing  *Ingress
+	log  *cutLog
+}
+
+func startEdge(t *testing.T, n *node, name string, acme ACMEOptions) *edge {
+	t.Helper()
+	e := &edge{name: name, log: &cutLog{Log: n.Log}}
+	ing, err := New(e.log, n.View, Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", NodeName: name, ACME: acme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ing.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.ing = ing
+	t.Cleanup(func() { ing.Close() })
+	return e
+}
+
+// kill makes the edge node stop as a crashed one does, as far as the rest
+// of the cluster can tell: it can no longer write (no lock renewal, no
+// unlock, no clean-up of its challenge tokens) and stops listening.
+func (e *edge) kill() {
+	e.log.cut.Store(true)
+	e.ing.Close()
+}
+
+// serial is the serial number of the certificate e serves for host, "" if
+// the handshake fails.
+func (e *edge) serial(host string, roots *x509.CertPool) string {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ing.HTTPSAddr().String(), &tls.Config{ServerName: host, RootCAs: roots})
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+func waitCertReady(t *testing.T, e *edge, host string) {
+	t.Helper()
+	waitFor(t, 90*time.Second, e.name+"'s certificate for "+host, func() bool {
+		r, _ := statusOf(e.ing, host)
+		return r.Cert == CertReady
+	})
+}
+
+// issueLockHolder is the edge node whose lock record orders host's
+// certificate, "" when there is none.
+func issueLockHolder(log orderedlog.Log, host string) string {
+	kv, ok, _, err := log.Get(context.Background(), lockKey("issue_cert_"+host))
+	var rec lockRecord
+	if err != nil || !ok || json.Unmarshal(kv.Value, &rec) != nil {
+		return ""
+	}
+	return rec.Node
+}
+
+// validations is where Pebble's HTTP-01 requests go: a TCP forwarder on
+// Pebble's httpPort that sends each connection to the edge node route
+// picks, and while held keeps connections waiting.
+type validations struct {
+	port  int
+	route func() *edge
+
+	mu     sync.Mutex
+	held   bool
+	resume chan struct{}
+	waits  int // connections that arrived while held
+}
+
+func newValidations(t *testing.T) *validations {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &validations{port: ln.Addr().(*net.TCPAddr).Port, resume: make(chan struct{})}
+	testkit.Serve(t, ln, v.forward)
+	return v
+}
+
+func (v *validations) hold() {
+	v.mu.Lock()
+	v.held = true
+	v.mu.Unlock()
+}
+
+func (v *validations) release() {
+	v.mu.Lock()
+	if v.held {
+		v.held = false
+		close(v.resume)
+	}
+	v.mu.Unlock()
+}
+
+func (v *validations) waiting() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.waits
+}
+
+func (v *validations) forward(c net.Conn) {
+	defer c.Close()
+	v.mu.Lock()
+	held, resume := v.held, v.resume
+	if held {
+		v.waits++
+	}
+	v.mu.Unlock()
+	if held {
+		<-resume
+	}
+	e := v.route()
+	if e == nil {
+		return
+	}
+	up, err := net.Dial("tcp", e.ing.HTTPAddr().String())
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go io.Copy(up, c)
+	io.Copy(c, up)
+}
+
+func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
+	const host = "api.example.test"
+	n := newNode(t)
+	port := startBackend(t, "api-1", "127.0.0.1", 0)
+	peb := newPebble(t, 90*24*time.Hour)
+	val := newValidations(t)
+	peb.start(t, val.port)
+	a := startEdge(t, n, "edge-a", peb.acme(0))
+	b := startEdge(t, n, "edge-b", peb.acme(0))
+	// Pebble's validation goes to the node that did not place the order.
+	var mu sync.Mutex
+	var routed []string
+	val.route = func() *edge {
+		holder := issueLockHolder(n.Log, host)
+		to := a
+		if holder == a.name {
+			to = b
+		}
+		mu.Lock()
+		routed = append(routed, holder+" ordered, "+to.name+" answered")
+		mu.Unlock()
+		return to
+	}
+
+	n.cast(t, "api", port, host, tlsAuto)
+	n.addInstance(t, "api", "api-1", "127.0.0.1")
+	waitCertReady(t, a, host)
+	waitCertReady(t, b, host)
+
+	mu.Lock()
+	t.Logf("validations: %v", routed)
+	if len(routed) == 0 {
+		t.Error("Pebble validated no HTTP-01 challenge through the forwarder")
+	}
+	for _, r := range routed {
+		if r != "edge-a ordered, edge-b answered" && r != "edge-b ordered, edge-a answered" {
+			t.Errorf("validation %q: want the node that did not order to answer", r)
+		}
+	}
+	mu.Unlock()
+	if got := peb.orders(); got != 1 {
+		t.Errorf("Pebble created %d orders for one certificate on two edge nodes, want 1", got)
+	}
+	roots := peb.issuing
+	sa, sb := a.serial(host, roots), b.serial(host, roots)
+	if sa == "" || sa != sb {
+		t.Errorf("edge-a serves serial %q, edge-b %q: want one certificate", sa, sb)
+	}
+	for _, e := range []*edge{a, b} {
+		if resp, body := get(t, client(e.ing.HTTPSAddr(), peb.issuing), "https://"+host+"/"); resp.StatusCode != 200 {
+			t.Errorf("HTTPS through %s: %d %q", e.name, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestEdgesTakeOverTheOrderOfAKilledLockHolder(t *testing.T) {
+	const host = "takeover.example.test"
+	const lease = 2 * time.Second
+	n := newNode(t)
+	port := startBackend(t, "api-1", "127.0.0.1", 0)
+	peb := newPebble(t, 90*24*time.Hour)
+	val := newValidations(t)
+	peb.start(t, val.port)
+	a := startEdge(t, n, "edge-a", peb.acme(lease))
+	b := startEdge(t, n, "edge-b", peb.acme(lease))
+	var mu sync.Mutex
+	var survivor *edge
+	val.route = func() *edge {
+		mu.Lock()
+		defer mu.Unlock()
+		return survivor
+	}
+	val.hold()
+
+	n.cast(t, "api", port, host, tlsAuto)
+	n.addInstance(t, "api", "api-1", "127.0.0.1")
+	// The holder has ordered and its challenge is being validated: kill it.
+	waitFor(t, 30*time.Second, "Pebble to start validating the first order", func() bool { return val.waiting() > 0 })
+	holder, other := a, b
+	if issueLockHolder(n.Log, host) == b.name {
+		holder, other = b, a
+	}
+	if got := issueLockHolder(n.Log, host); got != holder.name {
+		t.Fatalf("lock holder while its order is validated: %q", got)
+	}
+	killed := time.Now()
+	holder.kill()
+	mu.Lock()
+	survivor = other
+	mu.Unlock()
+	val.release()
+
+	waitCertReady(t, other, host)
+	t.Logf("%s killed mid-order; %s had the certificate %v later", holder.name, other.name, time.Since(killed).Round(100*time.Millisecond))
+	if d := time.Since(killed); d < lease {
+		t.Errorf("the certificate came %v after the holder was killed, sooner than its lease (%v) could lapse", d, lease)
+	}
+	if got := peb.orders(); got != 2 {
+		t.Errorf("Pebble created %d orders, want 2: the killed holder's and the survivor's", got)
+	}
+	if got := issueLockHolder(n.Log, host); got != "" {
+		t.Errorf("lock record left by %q after the certificate was obtained", got)
+	}
+	if resp, body := get(t, client(other.ing.HTTPSAddr(), peb.issuing), "https://"+host+"/"); resp.StatusCode != 200 {
+		t.Errorf("HTTPS through the survivor: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestEdgesServeACertificateRenewedByAnotherNodeWithoutRestart(t *testing.T) {
+	const host = "renewed.example.test"
+	n := newNode(t)
+	port := startBackend(t, "api-1", "127.0.0.1", 0)
+	// 40s certificates. a renews with half the lifetime left and checks
+	// every second; b would only notice at its own maintenance (every 10
+	// minutes), so b serving a's renewal is the log watch's doing.
+	peb := newPebble(t, 40*time.Second)
+	val := newValidations(t)
+	peb.start(t, val.port)
+	acmeA := peb.acme(0)
+	acmeA.RenewalWindowRatio, acmeA.RenewCheckInterval = 0.5, time.Second
+	a := startEdge(t, n, "edge-a", acmeA)
+	b := startEdge(t, n, "edge-b", peb.acme(0))
+	val.route = func() *edge { return a }
+
+	n.cast(t, "api", port, host, tlsAuto)
+	n.addInstance(t, "api", "api-1", "127.0.0.1")
+	waitCertReady(t, a, host)
+	waitCertReady(t, b, host)
+	roots := peb.issuing
+	first := a.serial(host, roots)
+	if got := b.serial(host, roots); first == "" || got != first {
+		t.Fatalf("edge-a serves %q, edge-b %q", first, got)
+	}
+
+	var renewed string
+	waitFor(t, 45*time.Second, "edge-a to renew", func() bool {
+		renewed = a.serial(host, roots)
+		return renewed != "" && renewed != first
+	})
+	at := time.Now()
+	waitFor(t, 5*time.Second, "edge-b to serve edge-a's renewal", func() bool { return b.serial(host, roots) == renewed })
+	t.Logf("edge-b served the renewed certificate %v after edge-a did", time.Since(at).Round(time.Millisecond))
+}
+
+// A challenge token another edge node stored is answered from the log: it
+// was never in this process's memory (certmagic keeps the challenges it
+// started itself there), so only the stored token can answer it.
+func TestEdgeAnswersAChallengeStoredByAnotherNode(t *testing.T) {
+	n := newNode(t)
+	e := startEdge(t, n, "edge-b", ACMEOptions{CA: "https://acme.example.test/dir"})
+	const host, token = "stored.example.test", "tok_only-in-the-log"
+	chal := map[string]any{
+		"type": "http-01", "url": "https://acme.example.test/chal/1", "status": "pending", "token": token,
+		"keyAuthorization": token + ".thumbprint", "identifier": map[string]string{"type": "dns", "value": host},
+	}
+	if _, ok := certmagic.GetACMEChallenge(host); ok {
+		t.Fatal("the challenge is in this process's memory; the test would prove nothing")
+	}
+	raw, _ := json.Marshal(chal)
+	other := NewStorage(n.Log, "edge-a", 0)
+	key := "acme/" + certmagic.StorageKeys.Safe(e.ing.issuer.IssuerKey()) + "/challenge_tokens/" + certmagic.StorageKeys.Safe(host) + ".json"
+	if err := other.Store(context.Background(), key, raw); err != nil {
+		t.Fatal(err)
+	}
+	c := client(e.ing.HTTPAddr(), nil)
+	resp, body := get(t, c, "http://"+host+"/.well-known/acme-challenge/"+token)
+	if resp.StatusCode != http.StatusOK || body != token+".thumbprint" {
+		t.Errorf("challenge stored by another node: %d %q, want 200 with its key authorization", resp.StatusCode, body)
+	}
+	// Only for its own host (certmagic's DNS-rebinding check) and token.
+	if resp, body := get(t, c, "http://other.example.test/.well-known/acme-challenge/"+token); resp.StatusCode == http.StatusOK {
+		t.Errorf("the token answered for another host: %q", body)
+	}
+}
