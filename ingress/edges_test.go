@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,6 +204,10 @@ func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
 		if resp, body := get(t, client(e.ing.HTTPSAddr(), peb.issuing), "https://"+host+"/"); resp.StatusCode != 200 {
 			t.Errorf("HTTPS through %s: %d %q", e.name, resp.StatusCode, body)
 		}
+		// Status shows the log's certificate, the one both serve.
+		if r, _ := statusOf(e.ing, host); r.Serial != sa || !strings.HasPrefix(r.Issuer, "Pebble Intermediate CA") || r.Ordering != "" {
+			t.Errorf("%s's status row %+v, want serial %s from Pebble's intermediate and no order under way", e.name, r, sa)
+		}
 	}
 }
 
@@ -235,6 +240,11 @@ func TestEdgesTakeOverTheOrderOfAKilledLockHolder(t *testing.T) {
 	}
 	if got := issueLockHolder(n.Log, host); got != holder.name {
 		t.Fatalf("lock holder while its order is validated: %q", got)
+	}
+	for _, e := range []*edge{a, b} {
+		if r, _ := statusOf(e.ing, host); r.Ordering != holder.name || r.Cert != CertPending || r.Serial != "" {
+			t.Errorf("%s's status row while %s orders: %+v", e.name, holder.name, r)
+		}
 	}
 	killed := time.Now()
 	holder.kill()

@@ -1,17 +1,81 @@
 package ingress
 
-import "github.com/runenet/runenet/ingress/status"
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/runenet/runenet/ingress/status"
+)
 
 // Status lists every exposed host of the current routes, in namespace and
-// service order.
+// service order. An ACME host's expiry, issuer and serial are those of the
+// certificate in the log, which every edge node loads, and Ordering names
+// the edge node whose order for it is under way.
 func (i *Ingress) Status() []status.Row {
 	t := i.table.Load()
 	rows := make([]status.Row, 0, len(t.ordered))
 	for _, r := range t.ordered {
-		rows = append(rows, status.Row{
+		row := status.Row{
 			Namespace: r.service.Namespace, Service: r.service.Name, Host: r.host,
 			TLS: r.tlsMode, Cert: r.state, NotAfter: r.notAfter, Error: r.certErr,
-		})
+		}
+		switch {
+		case r.tlsMode == TLSACME:
+			if leaf := i.storedLeaf(r.host); leaf != nil {
+				row.NotAfter, row.Issuer, row.Serial = leaf.NotAfter, issuerName(leaf), leaf.SerialNumber.String()
+			}
+			row.Ordering = i.orderingNode(r.host)
+		case r.cert != nil:
+			row.Issuer, row.Serial = issuerName(r.cert.Leaf), r.cert.Leaf.SerialNumber.String()
+		}
+		rows = append(rows, row)
 	}
 	return rows
+}
+
+// storedLeaf is the leaf of host's certificate in the log, nil if there is
+// none (or it does not parse: the node's own state says why).
+func (i *Ingress) storedLeaf(host string) *x509.Certificate {
+	kv, ok, _, err := i.log.Get(context.Background(), storageKey(certmagic.StorageKeys.SiteCert(i.issuer.IssuerKey(), host)))
+	if err != nil || !ok {
+		return nil
+	}
+	v, _, err := decodeValue(kv.Value)
+	if err != nil {
+		return nil
+	}
+	block, _ := pem.Decode(v)
+	if block == nil {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	return leaf
+}
+
+// orderingNode is the edge node holding host's certificate lock, which
+// certmagic takes to obtain and to renew it; "" when none does.
+func (i *Ingress) orderingNode(host string) string {
+	kv, ok, _, err := i.log.Get(context.Background(), lockKey("issue_cert_"+host))
+	var rec lockRecord
+	if err != nil || !ok || json.Unmarshal(kv.Value, &rec) != nil {
+		return ""
+	}
+	return rec.Node
+}
+
+func issuerName(leaf *x509.Certificate) string {
+	if cn := leaf.Issuer.CommonName; cn != "" {
+		return cn
+	}
+	if len(leaf.Issuer.Organization) > 0 {
+		return leaf.Issuer.Organization[0]
+	}
+	return leaf.Issuer.String()
 }

@@ -15,6 +15,7 @@ import (
 var ingressKind = kind{
 	plural: "ingresses", singular: "ingress", aliases: []string{"ingress", "ing"},
 	header: []string{"SERVICE", "HOST", "TLS", "CERT", "EXPIRES", "REASON"},
+	wide:   []string{"ISSUER", "SERIAL", "ORDERING"},
 	list: func(ctx context.Context, c *api.Client, ns string) ([]item, error) {
 		list, err := c.Ingresses(ctx, ns)
 		if err != nil {
@@ -23,10 +24,15 @@ var ingressKind = kind{
 		now := time.Now()
 		items := make([]item, 0, len(list.Items))
 		for _, r := range list.Items {
+			reason := r.Error
+			if reason == "" && r.Ordering != "" && r.Cert == "pending" {
+				reason = "being ordered by edge node " + r.Ordering
+			}
 			items = append(items, item{
 				ns: r.Namespace, name: r.Service,
-				row: []string{r.Service, r.Host, r.TLS, orDash(r.Cert), r.Expires(now), orDash(r.Error)},
-				doc: r,
+				row:  []string{r.Service, r.Host, r.TLS, orDash(r.Cert), r.Expires(now), orDash(reason)},
+				wide: []string{orDash(r.Issuer), orDash(r.Serial), orDash(r.Ordering)},
+				doc:  r,
 			})
 		}
 		return items, nil

@@ -71,6 +71,11 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^SERVICE\s+HOST\s+TLS\s+CERT\s+EXPIRES\s+REASON$`).MatchString(out) || !row.MatchString(out) {
 		t.Fatalf("get ingresses:\n%s", out)
 	}
+	// -o wide names the certificate: a self-signed one is its own issuer.
+	if out := mustRun(t, addr, "get", "ingresses", "-o", "wide"); !regexp.MustCompile(`(?m)^SERVICE\s+HOST\s+TLS\s+CERT\s+EXPIRES\s+REASON\s+ISSUER\s+SERIAL\s+ORDERING$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^api\s+api\.example\.test\s+manual\s+ready\s+(89|90)d\s+-\s+api\.example\.test\s+1\s+-$`).MatchString(out) {
+		t.Fatalf("get ingresses -o wide:\n%s", out)
+	}
 	if out := mustRun(t, addr, "get", "ing", "-o", "json"); !strings.Contains(out, `"host": "api.example.test"`) {
 		t.Fatalf("json: %s", out)
 	}

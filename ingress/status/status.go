@@ -18,6 +18,13 @@ type Row struct {
 	Cert      string    `json:"cert,omitempty"` // pending, ready, error; empty without TLS
 	NotAfter  time.Time `json:"notAfter,omitzero"`
 	Error     string    `json:"error,omitempty"` // why Cert is error
+	// Issuer and Serial identify the certificate: for ACME the one in the
+	// log, which every edge node loads, so they are the same on every node.
+	Issuer string `json:"issuer,omitempty"`
+	Serial string `json:"serial,omitempty"`
+	// Ordering is the edge node whose ACME order (or renewal) for the host
+	// is under way: one at a time for the whole cluster.
+	Ordering string `json:"ordering,omitempty"`
 }
 
 // Secret describes a stored secret without its key material: one line of
