@@ -61,7 +61,7 @@ func (e *edge) serial(host string, roots *x509.CertPool) string {
 		return ""
 	}
 	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	return serialHex(conn.ConnectionState().PeerCertificates[0])
 }
 
 func waitCertReady(t *testing.T, e *edge, host string) {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 
 	"github.com/caddyserver/certmagic"
 
@@ -26,11 +27,11 @@ func (i *Ingress) Status() []status.Row {
 		switch {
 		case r.tlsMode == TLSACME:
 			if leaf := i.storedLeaf(r.host); leaf != nil {
-				row.NotAfter, row.Issuer, row.Serial = leaf.NotAfter, issuerName(leaf), leaf.SerialNumber.String()
+				row.NotAfter, row.Issuer, row.Serial = leaf.NotAfter, issuerName(leaf), serialHex(leaf)
 			}
 			row.Ordering = i.orderingNode(r.host)
 		case r.cert != nil:
-			row.Issuer, row.Serial = issuerName(r.cert.Leaf), r.cert.Leaf.SerialNumber.String()
+			row.Issuer, row.Serial = issuerName(r.cert.Leaf), serialHex(r.cert.Leaf)
 		}
 		rows = append(rows, row)
 	}
@@ -79,3 +80,6 @@ func issuerName(leaf *x509.Certificate) string {
 	}
 	return leaf.Issuer.String()
 }
+
+// serialHex writes a serial number as openssl x509 -serial does.
+func serialHex(leaf *x509.Certificate) string { return fmt.Sprintf("%X", leaf.SerialNumber) }

@@ -21,7 +21,7 @@ type Row struct {
 	// Issuer and Serial identify the certificate: for ACME the one in the
 	// log, which every edge node loads, so they are the same on every node.
 	Issuer string `json:"issuer,omitempty"`
-	Serial string `json:"serial,omitempty"`
+	Serial string `json:"serial,omitempty"` // hexadecimal, as openssl prints it
 	// Ordering is the edge node whose ACME order (or renewal) for the host
 	// is under way: one at a time for the whole cluster.
 	Ordering string `json:"ordering,omitempty"`
