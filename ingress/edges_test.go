@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
 )
@@ -334,4 +337,32 @@ func TestEdgeAnswersAChallengeStoredByAnotherNode(t *testing.T) {
 	if resp, body := get(t, c, "http://other.example.test/.well-known/acme-challenge/"+token); resp.StatusCode == http.StatusOK {
 		t.Errorf("the token answered for another host: %q", body)
 	}
+}
+
+// The edge nodes serving a host are the live edge-role node records, and
+// the node answering.
+func TestStatusNamesTheEdgeNodesServingAHost(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	if err := cluster.BootstrapContainerNetwork(ctx, n.Log, netip.MustParsePrefix("10.88.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []cluster.NodeSpec{
+		{Name: "edge-a", Roles: []string{"edge"}}, {Name: "core-1"}, {Name: "edge-c", Roles: []string{"edge"}},
+	} {
+		if _, _, err := n.Ctl.RegisterNode(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the node records in the View", func() bool { _, ok := n.View.Snapshot().Node("edge-c"); return ok })
+	c, _ := n.View.Snapshot().Node("edge-c")
+	if _, _, err := n.Ctl.MarkNodeDown(ctx, "edge-c", c.Rev); err != nil {
+		t.Fatal(err)
+	}
+	e := startEdge(t, n, "edge-b", ACMEOptions{})
+	n.cast(t, "web", 8080, "web.example.test", "")
+	waitFor(t, 5*time.Second, "web's row to name edge-a and edge-b (edge-c is down, core-1 no edge)", func() bool {
+		r, _ := statusOf(e.ing, "web.example.test")
+		return slices.Equal(r.Edges, []string{"edge-a", "edge-b"})
+	})
 }

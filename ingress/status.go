@@ -6,23 +6,27 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"slices"
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/ingress/status"
 )
 
 // Status lists every exposed host of the current routes, in namespace and
 // service order. An ACME host's expiry, issuer and serial are those of the
 // certificate in the log, which every edge node loads, and Ordering names
-// the edge node whose order for it is under way.
+// the edge node whose order for it is under way. Edges are the edge nodes
+// serving it.
 func (i *Ingress) Status() []status.Row {
 	t := i.table.Load()
+	edges := edgeNodes(i.view.Snapshot(), i.opts.NodeName)
 	rows := make([]status.Row, 0, len(t.ordered))
 	for _, r := range t.ordered {
 		row := status.Row{
 			Namespace: r.service.Namespace, Service: r.service.Name, Host: r.host,
-			TLS: r.tlsMode, Cert: r.state, NotAfter: r.notAfter, Error: r.certErr,
+			TLS: r.tlsMode, Cert: r.state, NotAfter: r.notAfter, Error: r.certErr, Edges: edges,
 		}
 		switch {
 		case r.tlsMode == TLSACME:
@@ -37,6 +41,27 @@ func (i *Ingress) Status() []status.Row {
 	}
 	return rows
 }
+
+// edgeNodes are the nodes serving every exposed host: those whose node
+// record has the edge role and that the leader has not marked down, and
+// self, which answers (a node without a record yet, or a single node).
+func edgeNodes(snap *cluster.Snapshot, self string) []string {
+	var out []string
+	for _, e := range snap.Nodes() {
+		if n := e.Value; n.HasRole(nodeRoleEdge) && n.Down.IsZero() {
+			out = append(out, n.Name)
+		}
+	}
+	if !slices.Contains(out, self) {
+		out = append(out, self)
+		slices.Sort(out)
+	}
+	return out
+}
+
+// nodeRoleEdge is the role (runed --node-role) of the nodes that serve
+// ingress.
+const nodeRoleEdge = "edge"
 
 // storedLeaf is the leaf of host's certificate in the log, nil if there is
 // none (or it does not parse: the node's own state says why).

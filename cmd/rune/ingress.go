@@ -14,7 +14,7 @@ import (
 
 var ingressKind = kind{
 	plural: "ingresses", singular: "ingress", aliases: []string{"ingress", "ing"},
-	header: []string{"SERVICE", "HOST", "TLS", "CERT", "EXPIRES", "REASON"},
+	header: []string{"SERVICE", "HOST", "TLS", "CERT", "EXPIRES", "EDGES", "REASON"},
 	wide:   []string{"ISSUER", "SERIAL", "ORDERING"},
 	list: func(ctx context.Context, c *api.Client, ns string) ([]item, error) {
 		list, err := c.Ingresses(ctx, ns)
@@ -30,7 +30,7 @@ var ingressKind = kind{
 			}
 			items = append(items, item{
 				ns: r.Namespace, name: r.Service,
-				row:  []string{r.Service, r.Host, r.TLS, orDash(r.Cert), r.Expires(now), orDash(reason)},
+				row:  []string{r.Service, r.Host, r.TLS, orDash(r.Cert), r.Expires(now), orDash(strings.Join(r.Edges, ",")), orDash(reason)},
 				wide: []string{orDash(r.Issuer), orDash(r.Serial), orDash(r.Ordering)},
 				doc:  r,
 			})

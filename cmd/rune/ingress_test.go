@@ -47,7 +47,7 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 		t.Fatalf("secret create: %s", out)
 	}
 
-	ing, err := ingress.New(rt.Log(), rt.View(), ingress.Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0"})
+	ing, err := ingress.New(rt.Log(), rt.View(), ingress.Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", NodeName: "node-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 	rt.SetIngress(ing)
 	defer rt.SetIngress(nil)
 	mustRun(t, addr, "cast", writeFile(t, "api.yaml", apiYAML+"  expose:\n    host: api.example.test\n    port: http\n    tls:\n      mode: manual\n      secret: api-tls\n"))
-	row := regexp.MustCompile(`(?m)^api\s+api\.example\.test\s+manual\s+ready\s+(89|90)d\s+-$`)
+	row := regexp.MustCompile(`(?m)^api\s+api\.example\.test\s+manual\s+ready\s+(89|90)d\s+node-1\s+-$`)
 	deadline := time.Now().Add(5 * time.Second)
 	var out string
 	for time.Now().Before(deadline) {
@@ -68,12 +68,12 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !regexp.MustCompile(`(?m)^SERVICE\s+HOST\s+TLS\s+CERT\s+EXPIRES\s+REASON$`).MatchString(out) || !row.MatchString(out) {
+	if !regexp.MustCompile(`(?m)^SERVICE\s+HOST\s+TLS\s+CERT\s+EXPIRES\s+EDGES\s+REASON$`).MatchString(out) || !row.MatchString(out) {
 		t.Fatalf("get ingresses:\n%s", out)
 	}
 	// -o wide names the certificate: a self-signed one is its own issuer.
-	if out := mustRun(t, addr, "get", "ingresses", "-o", "wide"); !regexp.MustCompile(`(?m)^SERVICE\s+HOST\s+TLS\s+CERT\s+EXPIRES\s+REASON\s+ISSUER\s+SERIAL\s+ORDERING$`).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^api\s+api\.example\.test\s+manual\s+ready\s+(89|90)d\s+-\s+api\.example\.test\s+1\s+-$`).MatchString(out) {
+	if out := mustRun(t, addr, "get", "ingresses", "-o", "wide"); !regexp.MustCompile(`(?m)^SERVICE\s+HOST\s+TLS\s+CERT\s+EXPIRES\s+EDGES\s+REASON\s+ISSUER\s+SERIAL\s+ORDERING$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^api\s+api\.example\.test\s+manual\s+ready\s+(89|90)d\s+node-1\s+-\s+api\.example\.test\s+1\s+-$`).MatchString(out) {
 		t.Fatalf("get ingresses -o wide:\n%s", out)
 	}
 	if out := mustRun(t, addr, "get", "ing", "-o", "json"); !strings.Contains(out, `"host": "api.example.test"`) {
@@ -82,7 +82,7 @@ func TestIngressesAndTLSSecrets(t *testing.T) {
 
 	// Why a certificate is in error shows in the table, not only in -o json.
 	mustRun(t, addr, "cast", writeFile(t, "other.yaml", "service:\n  name: other\n  ports:\n    - port: 80\n  expose:\n    host: other.example.test\n    tls:\n      mode: manual\n      secret: api-tls\n"))
-	bad := regexp.MustCompile(`(?m)^other\s+other\.example\.test\s+manual\s+error\s+-\s+the certificate in secret api-tls \(api\.example\.test\) does not cover other\.example\.test$`)
+	bad := regexp.MustCompile(`(?m)^other\s+other\.example\.test\s+manual\s+error\s+-\s+node-1\s+the certificate in secret api-tls \(api\.example\.test\) does not cover other\.example\.test$`)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		// Until the ingress has the route, the name is not found.
 		if out, _ = run(t, addr, "get", "ingresses", "other"); bad.MatchString(out) {

@@ -25,6 +25,9 @@ type Row struct {
 	// Ordering is the edge node whose ACME order (or renewal) for the host
 	// is under way: one at a time for the whole cluster.
 	Ordering string `json:"ordering,omitempty"`
+	// Edges are the edge nodes serving the host: every live node with the
+	// edge role (they all serve every exposed host).
+	Edges []string `json:"edges,omitempty"`
 }
 
 // Secret describes a stored secret without its key material: one line of
