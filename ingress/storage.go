@@ -43,10 +43,10 @@ var (
 )
 
 // DefaultLockLease is how long a certificate lock outlives its holder's
-// last renewal when ACMEOptions.LockLease is zero: long enough that a busy
-// node or a Raft leader election does not lose it, short enough that a
-// crashed node's order is taken over within a minute.
-const DefaultLockLease = 30 * time.Second
+// last renewal when ACMEOptions.LockLease is zero: three renewals (every
+// 5s), so a busy node or a Raft leader election (a second or two) does
+// not lose it, and a crashed node's order is taken over within 15s.
+const DefaultLockLease = 15 * time.Second
 
 // NewStorage returns the certificate storage of edge node node; its locks
 // have lease lockLease (DefaultLockLease when zero).
