@@ -24,7 +24,10 @@ import (
 
 // Several edge nodes on one log: each Ingress here is what one edge node
 // runs, with its own listeners, certmagic cache and Storage, sharing the
-// log as nodes of a cluster share the replicated one.
+// log as nodes of a cluster share the replicated one. In one process they
+// also share what certmagic keeps in package variables (the challenges it
+// started), so edgeprocess_test.go runs the node that orders in a process
+// of its own, where a challenge can only be answered from the log.
 
 // edge is one edge node's ingress and its view of the log.
 type edge struct {
@@ -35,8 +38,14 @@ type edge struct {
 
 func startEdge(t *testing.T, n *node, name string, acme ACMEOptions) *edge {
 	t.Helper()
-	e := &edge{name: name, log: &cutLog{Log: n.Log}}
-	ing, err := New(e.log, n.View, Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", NodeName: name, ACME: acme})
+	return startEdgeOn(t, n.Log, n.View, name, acme)
+}
+
+// startEdgeOn starts edge node name on log, following view.
+func startEdgeOn(t *testing.T, log orderedlog.Log, view *cluster.View, name string, acme ACMEOptions) *edge {
+	t.Helper()
+	e := &edge{name: name, log: &cutLog{Log: log}}
+	ing, err := New(e.log, view, Options{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", NodeName: name, ACME: acme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +68,11 @@ func (e *edge) kill() {
 // serial is the serial number of the certificate e serves for host, "" if
 // the handshake fails.
 func (e *edge) serial(host string, roots *x509.CertPool) string {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ing.HTTPSAddr().String(), &tls.Config{ServerName: host, RootCAs: roots})
+	return serialAt(e.ing.HTTPSAddr().String(), host, roots)
+}
+
+func serialAt(addr, host string, roots *x509.CertPool) string {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: host, RootCAs: roots})
 	if err != nil {
 		return ""
 	}

@@ -39,11 +39,17 @@ func newNode(t *testing.T) *node {
 // (no expose block when host is ""); tlsYAML is appended under expose.
 func (n *node) cast(t *testing.T, name string, targetPort int, host, tlsYAML string) {
 	t.Helper()
+	castOn(t, n.Ctl, name, targetPort, host, tlsYAML)
+}
+
+// castOn is node.cast through any node's Controller.
+func castOn(t *testing.T, ctl *cluster.Controller, name string, targetPort int, host, tlsYAML string) {
+	t.Helper()
 	y := fmt.Sprintf("service:\n  name: %s\n  namespace: default\n  ports:\n    - name: http\n      port: 80\n      targetPort: %d\n", name, targetPort)
 	if host != "" {
 		y += fmt.Sprintf("  expose:\n    host: %s\n    port: http\n%s", host, tlsYAML)
 	}
-	if _, _, err := n.Ctl.Cast(context.Background(), []cluster.SourceFile{{Name: name + ".yaml", Data: []byte(y)}}); err != nil {
+	if _, _, err := ctl.Cast(context.Background(), []cluster.SourceFile{{Name: name + ".yaml", Data: []byte(y)}}); err != nil {
 		t.Fatalf("cast %s: %v", name, err)
 	}
 }
@@ -52,7 +58,13 @@ func (n *node) cast(t *testing.T, name string, targetPort int, host, tlsYAML str
 // written at, for tests that must wait for a follower of the View.
 func (n *node) addInstance(t *testing.T, svc, id, ip string) uint64 {
 	t.Helper()
-	seq, err := n.Ctl.RegisterInstance(context.Background(), cluster.Instance{
+	return addInstanceOn(t, n.Ctl, svc, id, ip)
+}
+
+// addInstanceOn is node.addInstance through any node's Controller.
+func addInstanceOn(t *testing.T, ctl *cluster.Controller, svc, id, ip string) uint64 {
+	t.Helper()
+	seq, err := ctl.RegisterInstance(context.Background(), cluster.Instance{
 		ID: id, Service: svc, Namespace: "default", Node: "edge1", IP: netip.MustParseAddr(ip), Ready: true,
 	})
 	if err != nil {
