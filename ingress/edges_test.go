@@ -57,9 +57,10 @@ func startEdgeOn(t *testing.T, log orderedlog.Log, view *cluster.View, name stri
 	return e
 }
 
-// kill makes the edge node stop as a crashed one does, as far as the rest
-// of the cluster can tell: it can no longer write (no lock renewal, no
-// unlock, no clean-up of its challenge tokens) and stops listening.
+// kill makes the edge node stop as one cut off from the cluster does, as
+// far as the rest of the cluster can tell: it can no longer write (no lock
+// renewal, no unlock, no clean-up of its challenge tokens) and stops
+// listening. (TestEdgeProcessKilledMidOrderIsTakenOver SIGKILLs one.)
 func (e *edge) kill() {
 	e.log.cut.Store(true)
 	e.ing.Close()
@@ -227,7 +228,7 @@ func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
 	}
 }
 
-func TestEdgesTakeOverTheOrderOfAKilledLockHolder(t *testing.T) {
+func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
 	const host = "takeover.example.test"
 	const lease = 2 * time.Second
 	n := newNode(t)
