@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
 )
@@ -226,6 +227,10 @@ func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
 			t.Errorf("%s's status row %+v, want serial %s from Pebble's intermediate and no order under way", e.name, r, sa)
 		}
 	}
+	// So does a node that runs no ingress, from the log alone.
+	if r, _ := clusterRow(n, host); r.Cert != CertReady || r.Serial != sa || !strings.HasPrefix(r.Issuer, "Pebble Intermediate CA") || r.Expires(time.Now()) != "89d" {
+		t.Errorf("the cluster's row %+v, want ready with serial %s", r, sa)
+	}
 }
 
 func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
@@ -262,6 +267,9 @@ func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
 		if r, _ := statusOf(e.ing, host); r.Ordering != holder.name || r.Cert != CertPending || r.Serial != "" {
 			t.Errorf("%s's status row while %s orders: %+v", e.name, holder.name, r)
 		}
+	}
+	if r, _ := clusterRow(n, host); r.Ordering != holder.name || r.Cert != CertPending {
+		t.Errorf("the cluster's row while %s orders: %+v", holder.name, r)
 	}
 	killed := time.Now()
 	holder.kill()
@@ -379,4 +387,14 @@ func TestStatusNamesTheEdgeNodesServingAHost(t *testing.T) {
 		r, _ := statusOf(e.ing, "web.example.test")
 		return slices.Equal(r.Edges, []string{"edge-a", "edge-b"})
 	})
+}
+
+// clusterRow is host's row as a node without an ingress answers it.
+func clusterRow(n *node, host string) (status.Row, bool) {
+	for _, r := range (ClusterStatus{Log: n.Log, View: n.View}).Status() {
+		if r.Host == host {
+			return r, true
+		}
+	}
+	return status.Row{}, false
 }

@@ -458,7 +458,7 @@ func (i *Ingress) rebuild(ctx context.Context) {
 	for _, r := range t.ordered {
 		switch r.tlsMode {
 		case TLSManual:
-			i.manualState(ctx, r, secrets, now)
+			manualState(ctx, i.log, r, i.secrets, secrets, now)
 		case TLSACME:
 			acmeHosts[r.host] = true
 			if !i.managed[r.host] {
@@ -525,20 +525,20 @@ func (i *Ingress) acmeState(r *route, now time.Time) {
 	}
 }
 
-// manualState loads the route's TLS secret, re-parsing it only when its
-// revision moved.
-func (i *Ingress) manualState(ctx context.Context, r *route, secrets map[string]cachedSecret, now time.Time) {
+// manualState loads the route's TLS secret into secrets, re-parsing it only
+// when its revision moved since prev.
+func manualState(ctx context.Context, log orderedlog.Reader, r *route, prev, secrets map[string]cachedSecret, now time.Time) {
 	key := secretKey(r.service.Namespace, r.secret)
 	cs, seen := secrets[key]
 	if !seen {
-		kv, ok, _, err := i.log.Get(ctx, key)
+		kv, ok, _, err := log.Get(ctx, key)
 		switch {
 		case err != nil:
 			cs = cachedSecret{err: fmt.Errorf("reading TLS secret %s/%s: %w", r.service.Namespace, r.secret, err)}
 		case !ok:
 			cs = cachedSecret{err: fmt.Errorf("TLS secret %s/%s not found: create it with `rune secret tls create %s --cert FILE --key FILE` in namespace %s", r.service.Namespace, r.secret, r.secret, r.service.Namespace)}
-		case i.secrets[key].rev == kv.Rev:
-			cs = i.secrets[key]
+		case prev[key].rev == kv.Rev:
+			cs = prev[key]
 		default:
 			cert, err := decodeTLSSecret(r.service.Namespace, r.secret, kv.Value, now)
 			cs = cachedSecret{rev: kv.Rev, cert: cert, err: err}

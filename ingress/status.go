@@ -12,6 +12,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/ingress/status"
+	"github.com/runenet/runenet/orderedlog"
 )
 
 // Status lists every exposed host of the current routes, in namespace and
@@ -44,7 +45,8 @@ func (i *Ingress) Status() []status.Row {
 
 // edgeNodes are the nodes serving every exposed host: those whose node
 // record has the edge role and that the leader has not marked down, and
-// self, which answers (a node without a record yet, or a single node).
+// self (unless ""), which answers: a node without a record yet, or a
+// single node.
 func edgeNodes(snap *cluster.Snapshot, self string) []string {
 	var out []string
 	for _, e := range snap.Nodes() {
@@ -52,7 +54,7 @@ func edgeNodes(snap *cluster.Snapshot, self string) []string {
 			out = append(out, n.Name)
 		}
 	}
-	if !slices.Contains(out, self) {
+	if self != "" && !slices.Contains(out, self) {
 		out = append(out, self)
 		slices.Sort(out)
 	}
@@ -70,7 +72,13 @@ func (i *Ingress) storedLeaf(host string) *x509.Certificate {
 	if err != nil || !ok {
 		return nil
 	}
-	v, _, err := decodeValue(kv.Value)
+	return parseStoredLeaf(kv.Value)
+}
+
+// parseStoredLeaf is the leaf of a stored certificate (chain) value, nil if
+// it does not parse.
+func parseStoredLeaf(value []byte) *x509.Certificate {
+	v, _, err := decodeValue(value)
 	if err != nil {
 		return nil
 	}
@@ -87,8 +95,10 @@ func (i *Ingress) storedLeaf(host string) *x509.Certificate {
 
 // orderingNode is the edge node holding host's certificate lock, which
 // certmagic takes to obtain and to renew it; "" when none does.
-func (i *Ingress) orderingNode(host string) string {
-	kv, ok, _, err := i.log.Get(context.Background(), lockKey("issue_cert_"+host))
+func (i *Ingress) orderingNode(host string) string { return orderingNode(i.log, host) }
+
+func orderingNode(log orderedlog.Reader, host string) string {
+	kv, ok, _, err := log.Get(context.Background(), lockKey("issue_cert_"+host))
 	var rec lockRecord
 	if err != nil || !ok || json.Unmarshal(kv.Value, &rec) != nil {
 		return ""

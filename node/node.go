@@ -353,11 +353,13 @@ func (r *Runtime) warnings(ctx context.Context, seq uint64, services []cluster.N
 // `rune get ingresses`. The ingress directive calls it.
 func (r *Runtime) SetIngress(i *ingress.Ingress) { r.ingress.Store(i) }
 
+// ingressAPI is the node's edge router, or on a node that runs none the
+// cluster's ingresses as the log holds them.
 func (r *Runtime) ingressAPI() api.Ingress {
 	if i := r.ingress.Load(); i != nil {
 		return i
 	}
-	return nil
+	return ingress.ClusterStatus{Log: r.log, View: r.view}
 }
 
 // APIAddr is where the API listens: the unix:// socket, or the tcp://
