@@ -279,9 +279,9 @@ func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
 	val.release()
 
 	waitCertReady(t, other, host)
-	t.Logf("%s killed mid-order; %s had the certificate %v later", holder.name, other.name, time.Since(killed).Round(100*time.Millisecond))
+	t.Logf("%s cut off mid-order; %s had the certificate %v later", holder.name, other.name, time.Since(killed).Round(100*time.Millisecond))
 	if d := time.Since(killed); d < lease {
-		t.Errorf("the certificate came %v after the holder was killed, sooner than its lease (%v) could lapse", d, lease)
+		t.Errorf("the certificate came %v after the holder was cut off, sooner than its lease (%v) could lapse", d, lease)
 	}
 	if got := peb.orders(); got != 2 {
 		t.Errorf("Pebble created %d orders, want 2: the killed holder's and the survivor's", got)
