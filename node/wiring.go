@@ -112,9 +112,9 @@ func (c raftCluster) RemoveNode(ctx context.Context, name string) error {
 	err := c.lg.RemoveMember(ctx, name)
 	switch {
 	case errors.Is(err, raft.ErrNotMember):
-		return &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("node %q not found (see rune get nodes)", name), Err: err}
+		return &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("node %q not found", name)}
 	case err != nil && raft.IsRefused(err):
-		return &cluster.Error{Kind: cluster.KindConflict, Msg: "rune node remove " + name, Err: err}
+		return &cluster.Error{Kind: cluster.KindConflict, Err: err}
 	}
 	return err
 }

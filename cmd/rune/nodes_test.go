@@ -2,13 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/node/nodeconfig"
 )
 
@@ -57,18 +55,8 @@ func TestGetNodesSingleNode(t *testing.T) {
 // A one-node Raft cluster (runed --cluster-addr --bootstrap) lists its
 // member from the Raft configuration, and status names its role.
 func TestGetNodesRaft(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clusterAddr := l.Addr().String()
-	l.Close()
-	rt, err := node.Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: clusterAddr, Bootstrap: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Release()
-	addr := rt.APIAddr()
+	clusterAddr := freeClusterAddr(t)
+	addr := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: clusterAddr, Bootstrap: true}).APIAddr()
 
 	row := regexp.MustCompile(`(?m)^n1\s+` + regexp.QuoteMeta(clusterAddr) + `\s+voter\s+leader\s+[1-9]\d*\s+\d+\s+0s\s+\d+s$`)
 	out := mustRun(t, addr, "get", "nodes")

@@ -33,7 +33,7 @@ const (
 	replyApplied   byte = 1 // the command committed (or conflicted); body: outcome
 	replyNotLeader byte = 2 // nothing was submitted; body: message
 	replyUnknown   byte = 3 // submitted, outcome unknown; body: message
-	replyRejected  byte = 4 // a request the leader cannot take, ever; body: message
+	replyRejected  byte = 4 // a request the leader cannot take, ever; body: refusal code, message
 )
 
 // errRejected: the leader refused the request itself; retrying cannot help.
@@ -140,18 +140,23 @@ func (l *Log) wait(f hraft.Future, timeout time.Duration) error {
 // serveForward answers a forwarded request on the node that received it.
 func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
 	if len(req) == 0 {
-		return append([]byte{replyRejected}, "empty forwarded request"...)
+		return rejectReply(errors.New("empty forwarded request"))
+	}
+	if peer, ok := peerName(ctx); ok && !l.isMember(peer) {
+		// A removed node's certificate stays valid: membership is what
+		// lets a node write.
+		return rejectReply(fmt.Errorf("node %q is not a member of this cluster (removed?)", peer))
 	}
 	switch req[0] {
 	case forwardStatus:
 		return l.status()
 	case forwardPropose:
 		if _, _, err := decodeCommand(req[1:]); err != nil {
-			return append([]byte{replyRejected}, err.Error()...)
+			return rejectReply(err)
 		}
 	case forwardSync, forwardAddNonvoter, forwardRemove:
 	default:
-		return append([]byte{replyRejected}, "unknown forwarded request (mixed runed versions?)"...)
+		return rejectReply(errors.New("unknown forwarded request (mixed runed versions?)"))
 	}
 	if l.raft.State() != hraft.Leader {
 		return append([]byte{replyNotLeader}, "not the leader"...)
@@ -169,7 +174,7 @@ func (l *Log) serveForward(ctx context.Context, req []byte) []byte {
 	case errors.Is(err, errNotLeader):
 		return append([]byte{replyNotLeader}, err.Error()...)
 	case errors.Is(err, errRejected):
-		return append([]byte{replyRejected}, strings.TrimPrefix(err.Error(), errRejected.Error()+": ")...)
+		return rejectReply(err)
 	default:
 		return append([]byte{replyUnknown}, err.Error()...)
 	}
@@ -191,8 +196,47 @@ func decodeReply(reply []byte, leader hraft.ServerID) (*outcome, error) {
 	case replyNotLeader:
 		return nil, fmt.Errorf("leader %s: %w: %s", leader, errNotLeader, reply[1:])
 	case replyRejected:
-		return nil, fmt.Errorf("leader %s: %w: %s", leader, errRejected, reply[1:])
+		return nil, decodeRefusal(reply[1:], leader)
 	default:
 		return nil, fmt.Errorf("leader %s: %w: %s", leader, errMaybeSubmitted, reply[1:])
 	}
+}
+
+// refusals are the refusals a forwarded reply carries by code (its index
+// plus one), so the forwarding node's caller can tell them apart.
+var refusals = []error{ErrNotMember, ErrLastVoter}
+
+// refusal is a request refused by the leader: errRejected, and the refusal
+// its code names.
+type refusal struct {
+	msg  string
+	kind error // nil: none of refusals
+}
+
+func (r *refusal) Error() string { return r.msg }
+
+func (r *refusal) Is(target error) bool {
+	return target == errRejected || r.kind != nil && target == r.kind
+}
+
+func rejectReply(err error) []byte {
+	var code byte
+	for i, r := range refusals {
+		if errors.Is(err, r) {
+			code = byte(i + 1)
+		}
+	}
+	return append([]byte{replyRejected, code}, strings.TrimPrefix(err.Error(), errRejected.Error()+": ")...)
+}
+
+func decodeRefusal(body []byte, leader hraft.ServerID) error {
+	r := &refusal{msg: fmt.Sprintf("leader %s: %s", leader, errRejected)}
+	if len(body) == 0 {
+		return r
+	}
+	if code := int(body[0]); code >= 1 && code <= len(refusals) {
+		r.kind = refusals[code-1]
+	}
+	r.msg += ": " + string(body[1:])
+	return r
 }

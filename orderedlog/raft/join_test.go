@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	hraft "github.com/hashicorp/raft"
+
 	"github.com/runenet/runenet/orderedlog"
 	"github.com/runenet/runenet/orderedlog/logtest"
 )
@@ -249,4 +251,29 @@ func TestRemoveMember(t *testing.T) {
 // certificate, as a joiner does.
 func tlsDialAnonymous(addr string) (*tls.Conn, error) {
 	return tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+}
+
+// A removed node keeps a certificate the CA signed, but the leader no
+// longer takes its forwarded writes.
+func TestTLSRemovedNodeCannotForward(t *testing.T) {
+	c := NewTLSTestCluster(t, 3, TestOptions())
+	lead := c.WaitLeader()
+	gone := c.Node((lead + 1) % 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Node(lead).RemoveMember(ctx, gone.opts.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Node(lead).Tail()
+	req := append([]byte{forwardPropose}, encodeCommand(newRequestID(), mustEncode(orderedlog.Put("services/removed", nil)))...)
+	reply, err := gone.trans.Forward(ctx, hraft.ServerAddress(c.addrs[lead]), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reply) == 0 || reply[0] != replyRejected || !strings.Contains(string(reply), "not a member") {
+		t.Fatalf("forward from a removed node: reply %q, want refused as no member", reply)
+	}
+	if c.Node(lead).Tail() != before {
+		t.Fatal("a removed node's forwarded write was applied")
+	}
 }

@@ -57,17 +57,9 @@ func (l *Log) AddNonvoter(ctx context.Context, id, addr string) error {
 }
 
 // RemoveMember removes the node id from the cluster. It works on any node;
-// removing a node that is no member (ErrNotMember), or the last voter
-// (ErrLastVoter), is refused — by this node when its configuration shows
-// it, else by the leader.
+// the leader, whose configuration is the latest, refuses removing a node
+// that is no member (ErrNotMember) or the last voter (ErrLastVoter).
 func (l *Log) RemoveMember(ctx context.Context, id string) error {
-	cf := l.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return fmt.Errorf("orderedlog/raft: reading the configuration: %w", err)
-	}
-	if err := checkRemove(cf.Configuration().Servers, hraft.ServerID(id)); err != nil {
-		return err
-	}
 	e := &encoder{}
 	e.bytes([]byte(id))
 	if _, err := l.through(ctx, forwardRemove, e.buf, time.Now().Add(l.opts.RetryWindow)); err != nil {
@@ -150,6 +142,13 @@ func (l *Log) changeAsLeader(kind byte, body []byte, timeout time.Duration) (*ou
 		return nil, fmt.Errorf("%w: %w", errMaybeSubmitted, err)
 	}
 	return &outcome{index: f.Index()}, nil
+}
+
+// isMember reports whether the latest configuration this node knows has
+// id; a node that knows none yet (it just joined) takes everyone in.
+func (l *Log) isMember(id string) bool {
+	servers := l.raft.GetConfiguration().Configuration().Servers
+	return len(servers) == 0 || slices.ContainsFunc(servers, func(s hraft.Server) bool { return s.ID == hraft.ServerID(id) })
 }
 
 // Leader returns the current leader's ID and address as this node knows

@@ -216,8 +216,9 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 // maxForward bounds a forwarded request or reply: one batch and its framing.
 const maxForward = 64<<20 + 1<<16
 
-// serveFrame answers one framed request on conn with h.
-func (t *tlsTransport) serveFrame(conn net.Conn, h *func(context.Context, []byte) []byte) {
+// serveFrame answers one framed request on conn with h; h's context names
+// the peer (peerName) when it presented a certificate.
+func (t *tlsTransport) serveFrame(conn *tls.Conn, h *func(context.Context, []byte) []byte) {
 	defer conn.Close()
 	r := bufio.NewReader(conn)
 	req, err := readFrame(r)
@@ -229,6 +230,9 @@ func (t *tlsTransport) serveFrame(conn net.Conn, h *func(context.Context, []byte
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if certs := conn.ConnectionState().PeerCertificates; len(certs) > 0 {
+		ctx = context.WithValue(ctx, peerKey{}, nodeNameOf(certs[0]))
+	}
 	defer cancel()
 	go func() { // the forwarder hanging up abandons the request
 		io.Copy(io.Discard, r)
@@ -237,6 +241,24 @@ func (t *tlsTransport) serveFrame(conn net.Conn, h *func(context.Context, []byte
 	reply := (*h)(ctx, req)
 	conn.Write(binary.AppendUvarint(nil, uint64(len(reply))))
 	conn.Write(reply)
+}
+
+type peerKey struct{}
+
+// peerName is the node name of the peer that sent a request, from its
+// certificate; ok is false when the transport does not know it (in-memory
+// transports, a joiner without a certificate).
+func peerName(ctx context.Context) (name string, ok bool) {
+	name, ok = ctx.Value(peerKey{}).(string)
+	return name, ok
+}
+
+// nodeNameOf is the node a cluster certificate was issued to (its SAN).
+func nodeNameOf(c *x509.Certificate) string {
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return c.Subject.CommonName
 }
 
 func readFrame(r *bufio.Reader) ([]byte, error) {

@@ -24,6 +24,10 @@ const (
 	remoteIP     = "198.51.100.7"
 	allowedIP    = "198.51.100.99" // the remote client's second address, given to --dns-allow
 	upstreamIP   = "10.0.3.2"      // the resolver the node's resolv.conf names
+	// The dev node's and its joiner's cluster addresses, on a link
+	// between their namespaces.
+	devClusterIP    = "198.18.0.1"
+	joinerClusterIP = "198.18.0.2"
 )
 
 // resolverNet is a runed node's namespace with the clients a resolver
@@ -122,10 +126,14 @@ func TestDNSFromFlags(t *testing.T) {
 	devFlags := []string{"--dev-mode", "--data-dir", "DIR", "--dns-bind", bindIP,
 		"--api-addr", "tcp://" + flagsAPIAddr, "--api-token-file", token, "--api-read-token-file", readToken,
 		"--api-tls-cert", cert, "--api-tls-key", key, "--debug-api",
-		// The dev-mode run is also a one-node Raft cluster: the same casts
-		// and answers on the replicated backend.
-		"--cluster-addr", "127.0.0.1:7300", "--bootstrap"}
-	checkEveryCorefileFlag(t, n.runed, append(slices.Clone(n.flags), devFlags...))
+		// The dev-mode run is also a Raft cluster: the same casts and
+		// answers on the replicated backend.
+		"--cluster-addr", devClusterIP + ":7300", "--bootstrap"}
+	// A second runed joins the dev node's cluster, in a namespace of its
+	// own linked to the dev node's.
+	joinFlags := []string{"--node-name", "joiner", "--data-dir", "DIR", "--cluster-addr", joinerClusterIP + ":7300",
+		"--join", devClusterIP + ":7300", "--join-token", "TOKEN"}
+	checkEveryCorefileFlag(t, n.runed, slices.Concat(n.flags, devFlags, joinFlags))
 
 	n.start(t)
 	n.waitSOA(t, 30*time.Second)
@@ -180,6 +188,9 @@ func TestDNSFromFlags(t *testing.T) {
 		d := newNode(t, "rune-e2e-dev")
 		d.ns.ResolvConf(t, "127.0.0.1") // nothing there: no query leaves the namespace
 		d.ns.Run(t, "ip", "addr", "add", bindIP+"/32", "dev", "lo")
+		j := newNode(t, "rune-e2e-join")
+		j.ns.ResolvConf(t, "127.0.0.1")
+		netnstest.Link(t, d.ns, devClusterIP+"/24", j.ns, joinerClusterIP+"/24")
 		d.flags = slices.Clone(devFlags)
 		d.flags[slices.Index(d.flags, "DIR")] = d.dataDir
 		d.api = []string{"--api", "https://" + flagsAPIAddr, "--token", flagsToken, "--ca", cert}
@@ -200,6 +211,18 @@ func TestDNSFromFlags(t *testing.T) {
 		d.cli(t, "debug", "pause-watch", "1s") // --debug-api
 		if _, body := d.httpGet(t, "http://127.0.0.1:9100/metrics"); !strings.Contains(body, "\nrune_raft_leader 1\n") {
 			t.Errorf("--cluster-addr --bootstrap: this node is not the Raft leader (rune_raft_leader 1 missing from /metrics)")
+		}
+
+		// --join with a token from the dev node: the joiner gets the log
+		// and answers the dev node's services with their VIPs.
+		token := strings.TrimSpace(d.cli(t, "cluster", "join-token", "--ttl", "10m"))
+		j.flags = slices.Clone(joinFlags)
+		j.flags[slices.Index(j.flags, "DIR")] = j.dataDir
+		j.flags[slices.Index(j.flags, "TOKEN")] = token
+		j.start(t)
+		j.waitAnswer(t, "api.default.rune.", 60*time.Second)
+		if nodes := d.cli(t, "get", "nodes"); !strings.Contains(nodes, "\njoiner ") {
+			t.Errorf("rune get nodes on the dev node does not list the joiner:\n%s", nodes)
 		}
 	})
 }
@@ -277,13 +300,9 @@ func checkEveryCorefileFlag(t *testing.T, runed string, args []string) {
 		t.Fatalf("runed -help: %v", err)
 	}
 	notRendered := []string{"conf", "plugins", "pidfile", "version", "quiet", "log-format", "dns.port", "p", "print-corefile"}
-	// Joining needs a second runed and a token from the first: the cluster
-	// tests start joiners with these (node's TestClusterNodesJoinPromoteAndRejoin
-	// in process, the multi-node e2e tests as processes).
-	needPeer := []string{"join", "join-token"}
 	for _, line := range strings.Split(string(out), "\n") {
 		name, ok := strings.CutPrefix(line, "  -")
-		if name, _, _ = strings.Cut(name, " "); !ok || slices.Contains(notRendered, name) || slices.Contains(needPeer, name) {
+		if name, _, _ = strings.Cut(name, " "); !ok || slices.Contains(notRendered, name) {
 			continue
 		}
 		if !slices.Contains(args, "--"+name) {

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runenet/runenet/node"
+	"github.com/runenet/runenet/node/nodeconfig"
+)
+
+// freeClusterAddr is a loopback address with a port nothing listens on.
+func freeClusterAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func acquire(t *testing.T, cfg nodeconfig.Config) *node.Runtime {
+	t.Helper()
+	rt, err := node.Acquire(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Release() })
+	return rt
+}
+
+// rune cluster join-token prints only the token; a node joined with it is
+// listed by rune get nodes and removed by rune node remove, which refuses
+// an unknown node and the last voter.
+func TestClusterJoinTokenAndNodeRemove(t *testing.T) {
+	n1 := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeClusterAddr(t), Bootstrap: true})
+	addr := n1.APIAddr()
+	out := mustRun(t, addr, "cluster", "join-token", "--ttl", "5m")
+	if !regexp.MustCompile(`^RUNETKN-1-[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{32}\n$`).MatchString(out) {
+		t.Fatalf("rune cluster join-token printed %q, want the token alone on one line", out)
+	}
+	if _, err := run(t, addr, "cluster", "join-token", "--ttl", "0s"); err == nil || !strings.Contains(err.Error(), "--ttl 0s: want a positive duration") {
+		t.Errorf("join-token --ttl 0s: %v", err)
+	}
+
+	acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: freeClusterAddr(t), Join: n1.Config().ClusterAddr, JoinToken: strings.TrimSpace(out)})
+	row := regexp.MustCompile(`(?m)^n2\s+127\.0\.0\.1:\d+\s+(non-voter|voter)\s`)
+	if out := mustRun(t, addr, "get", "nodes"); !row.MatchString(out) {
+		t.Fatalf("get nodes after n2 joined:\n%s", out)
+	}
+
+	if _, err := run(t, addr, "node", "remove", "ghost"); err == nil || err.Error() != `node "ghost" not found` {
+		t.Errorf("node remove ghost: %v", err)
+	}
+	// Wait for n2's promotion, so n1 is not the last voter because n2 is.
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(mustRun(t, addr, "get", "node", "n2"), " voter "); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 not promoted within 60s")
+		}
+	}
+	if out := mustRun(t, addr, "node", "remove", "n2"); out != "node/n2 removed\n" {
+		t.Errorf("node remove n2: %q", out)
+	}
+	if out := mustRun(t, addr, "get", "nodes"); strings.Contains(out, "n2") {
+		t.Errorf("get nodes after removing n2:\n%s", out)
+	}
+	if _, err := run(t, addr, "node", "remove", "n1"); err == nil || !strings.Contains(err.Error(), `node "n1" is the cluster's last voter`) {
+		t.Errorf("node remove n1 (the last voter): %v", err)
+	}
+}
+
+// On the single-node backend there is no cluster to join or leave.
+func TestClusterCommandsOnASingleNode(t *testing.T) {
+	addr := startRuned(t)
+	for _, args := range [][]string{{"cluster", "join-token"}, {"node", "remove", "node-1"}} {
+		if _, err := run(t, addr, args...); err == nil || !strings.Contains(err.Error(), "single-node Badger") {
+			t.Errorf("rune %s: %v", strings.Join(args, " "), err)
+		}
+	}
+}
