@@ -127,10 +127,8 @@ func TestJoinAndPromotionToThreeVoters(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "d applies the log", func() bool { return d.Tail() >= seq })
-	time.Sleep(promoteStable + 2*promoteEvery) // would promotion wrongly happen, it has by now
-	if r := roles(t, boot); r["d"] != "non-voter" {
-		t.Errorf("with three voters the fourth node became %s, want non-voter (roles %v)", r["d"], r)
-	}
+	stays(t, promoteStable+2*promoteEvery, func() bool { return roles(t, boot)["d"] == "non-voter" },
+		"with three voters the fourth node was promoted")
 }
 
 // A join is refused with an error saying "join token" and what is wrong:

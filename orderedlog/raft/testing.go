@@ -111,6 +111,28 @@ func (c *TestCluster) addVoter(i int) {
 	}
 }
 
+// AddNonvoter starts a new node and adds it as a non-voter, which the
+// leader promotes when the cluster wants another voter; it returns the
+// node's number.
+func (c *TestCluster) AddNonvoter() int {
+	c.t.Helper()
+	i := len(c.nodes)
+	c.nodes, c.addrs = append(c.nodes, nil), append(c.addrs, "")
+	c.Start(i, false)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Leader().AddNonvoter(ctx, nodeID(i), c.addrs[i])
+		cancel()
+		if err == nil {
+			return i
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal(err)
+		}
+	}
+}
+
 // Start opens node i (again, after Stop) on its data directory.
 func (c *TestCluster) Start(i int, bootstrap bool) *Log {
 	c.t.Helper()
