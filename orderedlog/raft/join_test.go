@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -214,6 +215,26 @@ func TestTLSRefusesRaftAndForwardStreamsWithoutACertificate(t *testing.T) {
 			t.Errorf("stream %q without a certificate: read %v, want the connection closed", kind, err)
 		}
 		conn.Close()
+	}
+}
+
+// A join request, which comes before the peer has proved anything, is
+// bounded: one announcing more than maxJoin bytes is closed at once, where
+// an accepted one would wait for the bytes.
+func TestJoinStreamRefusesAnOversizedRequest(t *testing.T) {
+	c := NewTLSTestCluster(t, 1, TestOptions())
+	conn, err := tlsDialAnonymous(c.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write(binary.AppendUvarint([]byte{streamJoin}, maxJoin+1))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var b [1]byte
+	_, err = conn.Read(b[:])
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("an oversized join request: read %v, want the connection closed", err)
 	}
 }
 

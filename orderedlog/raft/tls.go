@@ -203,10 +203,10 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 			conn.Close()
 		}
 	case streamForward:
-		t.serveFrame(conn, t.handler.Load())
+		t.serveFrame(conn, t.handler.Load(), maxForward)
 	case streamJoin:
 		conn.SetDeadline(time.Now().Add(joinTimeout))
-		t.serveFrame(conn, t.join.Load())
+		t.serveFrame(conn, t.join.Load(), maxJoin)
 	default:
 		t.logger.Warn("cluster listener: unknown stream", "peer", conn.RemoteAddr(), "kind", kind[0])
 		conn.Close()
@@ -214,14 +214,19 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 }
 
 // maxForward bounds a forwarded request or reply: one batch and its framing.
-const maxForward = 64<<20 + 1<<16
+// maxJoin bounds a join request, which a peer sends before it has proved
+// anything: a name, an address, a token and a certificate request.
+const (
+	maxForward = 64<<20 + 1<<16
+	maxJoin    = 64 << 10
+)
 
-// serveFrame answers one framed request on conn with h; h's context names
-// the peer (peerName) when it presented a certificate.
-func (t *tlsTransport) serveFrame(conn *tls.Conn, h *func(context.Context, []byte) []byte) {
+// serveFrame answers one framed request of at most max bytes on conn with
+// h; h's context names the peer (peerName) when it presented a certificate.
+func (t *tlsTransport) serveFrame(conn *tls.Conn, h *func(context.Context, []byte) []byte, max uint64) {
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	req, err := readFrame(r)
+	req, err := readFrame(r, max)
 	if err != nil {
 		t.logger.Warn("cluster listener: bad request", "peer", conn.RemoteAddr(), "err", err)
 		return
@@ -261,12 +266,12 @@ func nodeNameOf(c *x509.Certificate) string {
 	return c.Subject.CommonName
 }
 
-func readFrame(r *bufio.Reader) ([]byte, error) {
+func readFrame(r *bufio.Reader, max uint64) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return nil, err
 	}
-	if n > maxForward {
+	if n > max {
 		return nil, fmt.Errorf("a %d-byte frame", n)
 	}
 	b := make([]byte, n)
@@ -308,7 +313,7 @@ func exchange(ctx context.Context, conn net.Conn, req []byte) ([]byte, error) {
 	if _, err := conn.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...)); err != nil {
 		return nil, err
 	}
-	return readFrame(bufio.NewReader(conn))
+	return readFrame(bufio.NewReader(conn), maxForward)
 }
 
 // streamLayer is the transport as hashicorp/raft's NetworkTransport sees it.
