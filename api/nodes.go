@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -136,8 +137,27 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if err := s.Cluster.RemoveNode(r.Context(), name); err != nil {
-		writeError(w, err)
+	left := s.Cluster.RemoveNode(r.Context(), name)
+	if left != nil && cluster.KindOf(left) != cluster.KindNotFound {
+		writeError(w, left)
+		return
+	}
+	// Its node record goes too (and its container subnet with it), so
+	// peers stop routing to it. A node no longer in the configuration may
+	// still have one (a retry after the record's deletion failed).
+	record := false
+	if s.Controller != nil {
+		_, err := s.Controller.RemoveNode(r.Context(), name)
+		switch {
+		case err == nil:
+			record = true
+		case cluster.KindOf(err) != cluster.KindNotFound:
+			writeError(w, fmt.Errorf("node %s is out of the Raft configuration, but deleting its node record failed (retry rune node remove): %w", name, err))
+			return
+		}
+	}
+	if left != nil && !record {
+		writeError(w, left)
 		return
 	}
 	writeJSON(w, http.StatusOK, NodeRemoved{Name: name})

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,11 +216,21 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 	n2 = start(cfg2) // the same flags, token included: ignored now
 	has(n2, "web", seq)
 
+	// n3's node record (as its heartbeat would write it) goes with it.
+	if err := cluster.BootstrapContainerNetwork(ctx, n1.Log(), netip.MustParsePrefix("10.88.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n1.Controller().RegisterNode(ctx, cluster.NodeSpec{Name: "n3", Address: netip.MustParseAddr("127.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c1.RemoveNode(ctx, "n3"); err != nil {
 		t.Fatal(err)
 	}
 	if r := roles(t, c1); len(r) != 2 || r["n3"] != "" {
 		t.Fatalf("after rune node remove n3: roles %v", r)
+	}
+	if _, ok := n1.View().Snapshot().Node("n3"); ok {
+		t.Error("n3's node record outlived rune node remove n3")
 	}
 	if err := c1.RemoveNode(ctx, "n3"); err == nil || !strings.Contains(err.Error(), `node "n3" not found`) {
 		t.Fatalf("removing n3 again: %v, want not found", err)
