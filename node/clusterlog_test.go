@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -208,13 +209,20 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 		}
 	}
 
-	delete(live, "n2")
-	if err := n2.Release(); err != nil {
-		t.Fatal(err)
+	// Restarts: with no token, then with the same --join and
+	// --join-token again, which the member's data dir ignores.
+	restarted := cfg2
+	restarted.Join, restarted.JoinToken = "", ""
+	for i, cfg := range []nodeconfig.Config{restarted, cfg2} {
+		delete(live, "n2")
+		if err := n2.Release(); err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("web%d", i)
+		seq = cast(n1, name)
+		n2 = start(cfg)
+		has(n2, name, seq)
 	}
-	seq = cast(n1, "web")
-	n2 = start(cfg2) // the same flags, token included: ignored now
-	has(n2, "web", seq)
 
 	// n3's node record (as its heartbeat would write it) goes with it.
 	if err := cluster.BootstrapContainerNetwork(ctx, n1.Log(), netip.MustParsePrefix("10.88.0.0/16")); err != nil {

@@ -89,7 +89,7 @@ func (l *Log) serveJoin(ctx context.Context, raw []byte) []byte {
 // the node's certificate.
 func (l *Log) admit(ctx context.Context, req joinRequest) ([]byte, error) {
 	if l.opts.CA == nil {
-		return nil, errors.New("this member holds no cluster CA key (cluster-tls/ca-key.pem), so it cannot admit nodes; join via another member")
+		return nil, errors.New("this member holds no cluster CA key (cluster-tls/ca-key.pem), so it cannot check a join token or admit nodes; join via another member")
 	}
 	tok, err := parseJoinToken(req.Token)
 	if err != nil {

@@ -218,8 +218,8 @@ func Open(opts Options) (*Log, error) {
 	}
 	l.raft = r
 	opts.Transport.Handle(l.serveForward)
-	if js, ok := opts.Transport.(joinServer); ok && opts.CA != nil {
-		js.HandleJoin(l.serveJoin)
+	if js, ok := opts.Transport.(joinServer); ok {
+		js.HandleJoin(l.serveJoin) // without a CA it answers why it cannot admit
 	}
 	l.wg.Go(l.promoteLoop)
 	if opts.Bootstrap && !hasState {

@@ -82,17 +82,7 @@ func TestTCPAPIWithoutTokenFile(t *testing.T) {
 	}
 
 	n.editCorefile(t, "\t\tstale_budget 2s\n", "\t\tapi tcp://"+flagsAPIAddr+"\n\t\tstale_budget 2s\n")
-	cmd = n.ns.Command(n.runed, "-conf", n.corefile)
-	done := make(chan struct{})
-	var conf []byte
-	go func() { conf, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("runed -conf with a TCP API and no token kept running:\n%s", conf)
-	}
+	conf, err := exitOutput(t, n.ns.Command(n.runed, "-conf", n.corefile))
 	if err == nil || !strings.Contains(string(conf), "needs a bearer token: start runed with --api-token-file FILE (Corefile: token_file FILE in the rune block)") {
 		t.Errorf("runed -conf with a TCP API and no token: %v\n%s", err, conf)
 	}

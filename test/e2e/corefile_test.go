@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/runenet/runenet/internal/testkit"
 )
@@ -22,18 +21,7 @@ func TestRunedRefusesDataPathWithoutNetPolicy(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(runed, "-conf", conf)
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("runed kept running without netpolicy:\n%s", out)
-	}
+	out, err := exitOutput(t, exec.Command(runed, "-conf", conf))
 	if err == nil || !strings.Contains(string(out), conf+":6 - Error during parsing: dataplane needs the netpolicy directive") || !strings.Contains(string(out), "add a line `netpolicy`") {
 		t.Fatalf("runed: %v\n%s", err, out)
 	}

@@ -214,11 +214,19 @@ func TestDNSFromFlags(t *testing.T) {
 		}
 
 		// --join with a token from the dev node: the joiner gets the log
-		// and answers the dev node's services with their VIPs.
+		// and answers the dev node's services with their VIPs. With the
+		// token's secret changed runed refuses to start.
 		token := strings.TrimSpace(d.cli(t, "cluster", "join-token", "--ttl", "10m"))
-		j.flags = slices.Clone(joinFlags)
-		j.flags[slices.Index(j.flags, "DIR")] = j.dataDir
-		j.flags[slices.Index(j.flags, "TOKEN")] = token
+		flags := func(dir, token string) []string {
+			f := slices.Clone(joinFlags)
+			f[slices.Index(f, "DIR")], f[slices.Index(f, "TOKEN")] = dir, token
+			return f
+		}
+		wrong := token[:len(token)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(token, "0")]
+		if out, err := exitOutput(t, j.ns.Command(append([]string{j.runed}, flags(t.TempDir(), wrong)...)...)); err == nil || !strings.Contains(string(out), "join token: wrong secret") {
+			t.Errorf("runed --join with a wrong token's secret: %v, want an exit saying \"join token: wrong secret\":\n%s", err, out)
+		}
+		j.flags = flags(j.dataDir, token)
 		j.start(t)
 		j.waitAnswer(t, "api.default.rune.", 60*time.Second)
 		if nodes := d.cli(t, "get", "nodes"); !strings.Contains(nodes, "\njoiner ") {

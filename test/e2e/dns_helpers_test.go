@@ -140,6 +140,24 @@ func (n *dnsNode) stopCmd(cmd *exec.Cmd) {
 	}
 }
 
+// exitOutput runs a runed that must refuse to start and returns its output
+// and exit error; the test fails if it is still running after 30s.
+func exitOutput(t *testing.T, cmd *exec.Cmd) ([]byte, error) {
+	t.Helper()
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s kept running, want it to refuse to start:\n%s", strings.Join(cmd.Args, " "), out)
+	}
+	return out, err
+}
+
 // cli runs the rune CLI against this node's API socket.
 func (n *dnsNode) cli(t *testing.T, args ...string) string {
 	t.Helper()
