@@ -138,10 +138,11 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 // Three runtimes in one process on loopback: n1 bootstraps, n2 and n3 join
-// with a token from n1's API (n3 through n2), start as non-voters and are
-// promoted to voters; a cast on n3 answers on every node; n2 restarted on
-// its data dir with no token (its --join and --join-token ignored) rejoins
-// and sees a cast made while it was down; n3 is removed through n1's API.
+// with a token from n1's API (n3 through n2) and are promoted to voters; a
+// cast on n3 is on every node; n2 restarted on its data dir, with no token
+// and then with its --join and --join-token again (ignored), rejoins and
+// sees a cast made while it was down; n3 is removed through n1's API, its
+// node record with it.
 func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -171,10 +172,10 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 	}
 
 	cfg2 := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: freeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tok.Token}
+	// Joiners start as non-voters (orderedlog/raft's tests check that
+	// right after the join; here the runtime's start may outlast the
+	// promotion delay).
 	n2 := start(cfg2)
-	if r := roles(t, c1); r["n2"] != "non-voter" {
-		t.Fatalf("n2 right after joining: roles %v, want non-voter", r)
-	}
 	n3 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n3", ClusterAddr: freeAddr(t), Join: cfg2.ClusterAddr, JoinToken: tok.Token})
 	c3 := apiClient(t, n3)
 	waitUntil(t, "three voters", func() bool {
