@@ -60,7 +60,7 @@ func openLog(cfg nodeconfig.Config) (orderedlog.Log, error) {
 	default:
 		return nil, errors.New("--cluster-addr: this data directory belongs to no cluster yet; start the first node with --bootstrap, or join one with --join MEMBER_ADDR --join-token TOKEN (from rune cluster join-token on a member)")
 	}
-	tlsConf, ca, err := loadClusterTLS(tlsDir)
+	tlsConf, ca, err := loadClusterTLS(tlsDir, cfg.NodeName)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -142,9 +142,9 @@ func writeClusterTLS(dir string, c raft.TLSConfig, caKey []byte) error {
 	return nil
 }
 
-// loadClusterTLS reads the node's cluster certificate and, when the node
-// has it, the CA key.
-func loadClusterTLS(dir string) (raft.TLSConfig, *raft.CA, error) {
+// loadClusterTLS reads the node's cluster certificate, which must be node's,
+// and, when the node has it, the CA key.
+func loadClusterTLS(dir, node string) (raft.TLSConfig, *raft.CA, error) {
 	var c raft.TLSConfig
 	for _, f := range []struct {
 		name string
@@ -155,6 +155,15 @@ func loadClusterTLS(dir string) (raft.TLSConfig, *raft.CA, error) {
 			return raft.TLSConfig{}, nil, fmt.Errorf("cluster TLS: %w", err)
 		}
 		*f.dst = b
+	}
+	// The cluster knows the node by the name in its certificate: another
+	// --node-name would be a member no one added.
+	owner, err := raft.CertNodeName(c.CertPEM)
+	if err != nil {
+		return raft.TLSConfig{}, nil, fmt.Errorf("cluster TLS: %s: %w", filepath.Join(dir, "node.pem"), err)
+	}
+	if owner != node {
+		return raft.TLSConfig{}, nil, fmt.Errorf("--node-name %s: this data directory's cluster certificate (%s) is node %s's; start it with --node-name %s, or use another --data-dir", node, filepath.Join(dir, "node.pem"), owner, owner)
 	}
 	key, err := os.ReadFile(filepath.Join(dir, "ca-key.pem"))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -92,9 +92,25 @@ func TestClusterConfigRefusals(t *testing.T) {
 		}
 	}
 
+	// A cluster member's data dir keeps its name: the cluster knows the
+	// node by the name in its certificate.
+	member := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true}
+	r, err := Acquire(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Release()
+	member.NodeName, member.Bootstrap = "n2", false
+	if r, err := Acquire(member); err == nil || !strings.Contains(err.Error(), "cluster certificate") || !strings.Contains(err.Error(), "is node n1's; start it with --node-name n1") {
+		if err == nil {
+			r.Release()
+		}
+		t.Errorf("a member's data dir under another --node-name: %v, want a refusal naming n1", err)
+	}
+
 	// A single-node store is never hidden behind a fresh cluster.
 	dir := t.TempDir()
-	r, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n1"})
+	r, err = Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}

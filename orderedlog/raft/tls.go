@@ -258,6 +258,19 @@ func peerName(ctx context.Context) (name string, ok bool) {
 	return name, ok
 }
 
+// CertNodeName is the node a PEM cluster certificate was issued to.
+func CertNodeName(certPEM []byte) (string, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		return "", errors.New("no PEM certificate")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return nodeNameOf(c), nil
+}
+
 // nodeNameOf is the node a cluster certificate was issued to (its SAN).
 func nodeNameOf(c *x509.Certificate) string {
 	if len(c.DNSNames) > 0 {
