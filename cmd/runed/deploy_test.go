@@ -78,6 +78,7 @@ func TestDashboardNamesExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	type panel struct {
+		ID          int
 		Title, Type string
 		Targets     []struct{ Expr string }
 		Panels      json.RawMessage // a collapsed row's panels
@@ -95,7 +96,12 @@ func TestDashboardNamesExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	queries := 0
+	ids := map[int]string{} // Grafana keys panel state (links, edits) by id
 	for _, p := range d.Panels {
+		if other, dup := ids[p.ID]; dup {
+			t.Errorf("panels %q and %q share id %d", other, p.Title, p.ID)
+		}
+		ids[p.ID] = p.Title
 		if p.Type == "row" {
 			continue
 		}
