@@ -28,7 +28,7 @@ import (
 // handshake.
 const (
 	streamRaft    byte = 'R' // hashicorp/raft's RPCs, for the NetworkTransport
-	streamForward byte = 'F' // one forwarded request and its reply
+	streamForward byte = 'F' // forwarded requests, each followed by its reply
 	streamJoin    byte = 'J' // one join request and its reply; needs no client certificate
 )
 
@@ -98,6 +98,7 @@ type tlsTransport struct {
 	raft   *hraft.NetworkTransport
 
 	raftConns chan net.Conn
+	forwards  *forwardPool // connections this node forwards on
 	handler   atomic.Pointer[func(context.Context, []byte) []byte]
 	join      atomic.Pointer[func(context.Context, []byte) []byte]
 	closing   chan struct{}
@@ -141,6 +142,7 @@ func ListenTLSOn(tcp net.Listener, conf TLSConfig, logger *slog.Logger) (Transpo
 		raftConns: make(chan net.Conn),
 		closing:   make(chan struct{}),
 	}
+	t.forwards = newForwardPool(func(ctx context.Context, addr string) (*tls.Conn, error) { return t.dial(ctx, addr, streamForward) })
 	t.raft = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream:  (*streamLayer)(t),
 		MaxPool: 3,
@@ -203,7 +205,7 @@ func (t *tlsTransport) route(conn *tls.Conn) {
 			conn.Close()
 		}
 	case streamForward:
-		t.serveFrame(conn, t.handler.Load(), maxForward)
+		t.serveForward(conn)
 	case streamJoin:
 		conn.SetDeadline(time.Now().Add(joinTimeout))
 		t.serveFrame(conn, t.join.Load(), maxJoin)
@@ -307,11 +309,7 @@ func (t *tlsTransport) dial(ctx context.Context, addr string, kind byte) (*tls.C
 }
 
 func (t *tlsTransport) Forward(ctx context.Context, addr hraft.ServerAddress, req []byte) ([]byte, error) {
-	conn, err := t.dial(ctx, string(addr), streamForward)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
-	}
-	return exchange(ctx, conn, req)
+	return t.forwards.forward(ctx, addr, req)
 }
 
 // exchange sends one framed request on conn and reads the framed reply,
@@ -347,6 +345,7 @@ func (s *streamLayer) Close() error {
 	var err error
 	t.closeOnce.Do(func() {
 		close(t.closing)
+		t.forwards.close()
 		err = t.ln.Close()
 	})
 	return err
