@@ -36,12 +36,19 @@ func serve(t *testing.T, addr, token string) (*Client, *badger.Log) {
 func serveWith(t *testing.T, addr string, srv Server, tlsConfig *tls.Config) (string, *badger.Log) {
 	t.Helper()
 	k := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
+	srv.Controller, srv.View, srv.Log, srv.Readiness = k.Ctl, k.View, k.Log, &readiness.Registry{}
+	return serveOn(t, addr, srv, tlsConfig), k.Log
+}
+
+// serveOn runs srv as it is on addr, over TLS with tlsConfig, and returns
+// the address it is bound to.
+func serveOn(t *testing.T, addr string, srv Server, tlsConfig *tls.Config) string {
+	t.Helper()
 	l, err := Listen(addr, srv.Token, tlsConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv.Controller, srv.View, srv.Log, srv.Readiness = k.Ctl, k.View, k.Log, &readiness.Registry{}
 	hs := &http.Server{
 		Handler:     srv.Handler(),
 		BaseContext: func(net.Listener) context.Context { return ctx },
@@ -51,7 +58,7 @@ func serveWith(t *testing.T, addr string, srv Server, tlsConfig *tls.Config) (st
 	if strings.HasPrefix(addr, "tcp://") {
 		addr = "tcp://" + l.Addr().String()
 	}
-	return addr, k.Log
+	return addr
 }
 
 func TestUnixSocketIsPrivate(t *testing.T) {

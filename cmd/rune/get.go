@@ -76,6 +76,7 @@ func newGet(g *globals) *cobra.Command {
 func getCmd(g *globals, k kind) *cobra.Command {
 	var f nsFlags
 	var output string
+	var linearizable bool
 	cmd := &cobra.Command{
 		Use:               k.plural + " [NAME...]",
 		Aliases:           k.aliases,
@@ -85,7 +86,11 @@ func getCmd(g *globals, k kind) *cobra.Command {
 			if !slices.Contains(outputFormats, output) {
 				return fmt.Errorf("unknown output format %q: use %s", output, strings.Join(outputFormats, ", "))
 			}
-			c, err := g.client()
+			var opts []api.ClientOption
+			if linearizable {
+				opts = append(opts, api.LinearizableReads())
+			}
+			c, err := g.client(opts...)
 			if err != nil {
 				return err
 			}
@@ -119,6 +124,7 @@ func getCmd(g *globals, k kind) *cobra.Command {
 		f.add(g, cmd)
 	}
 	addGetOutputFlag(cmd, &output)
+	cmd.Flags().BoolVar(&linearizable, "linearizable", false, "linearizable read: answer only once this node has every write the cluster acknowledged before the command (a round through the Raft leader on a follower)")
 	return cmd
 }
 

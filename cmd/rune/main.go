@@ -42,8 +42,8 @@ type globals struct {
 	ca    string
 }
 
-func (g *globals) client() (*api.Client, error) {
-	var opts []api.ClientOption
+func (g *globals) client(extra ...api.ClientOption) (*api.Client, error) {
+	opts := extra
 	if g.ca != "" {
 		opts = append(opts, api.WithCA(g.ca))
 	}
