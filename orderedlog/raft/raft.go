@@ -79,6 +79,11 @@ type Options struct {
 	// from without a snapshot (Raft's defaults 8192 and 10240).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// MaxAppendEntries is how many entries one append to a follower
+	// carries, and so how many proposals the leader writes to disk at once
+	// (Raft's default 64; at most 1024). Default 1024: a follower catching
+	// up pays one fsync per append.
+	MaxAppendEntries int
 
 	// Logger receives Raft's warnings and errors. Default slog.Default().
 	Logger *slog.Logger
@@ -110,6 +115,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = 5 * time.Millisecond
+	}
+	if o.MaxAppendEntries <= 0 {
+		o.MaxAppendEntries = 1024
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -183,6 +191,7 @@ func Open(opts Options) (*Log, error) {
 	conf.Logger = hlog
 	conf.BatchApplyCh = true
 	conf.CommitTimeout = opts.CommitTimeout
+	conf.MaxAppendEntries = opts.MaxAppendEntries
 	if opts.HeartbeatTimeout > 0 {
 		conf.HeartbeatTimeout = opts.HeartbeatTimeout
 		conf.LeaderLeaseTimeout = opts.HeartbeatTimeout / 2
@@ -501,6 +510,9 @@ func (l *Log) Close() error {
 		l.life.Lock()
 		l.closed = true
 		l.life.Unlock()
+		if d, ok := l.trans.(interface{ stopDialing() }); ok {
+			d.stopDialing() // Shutdown waits for RPCs a retrying dial holds
+		}
 		err := l.raft.Shutdown().Error()
 		l.wg.Wait()
 		l.closeErr = errors.Join(err, l.store.Close())

@@ -104,6 +104,9 @@ type tlsTransport struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	stopDials     chan struct{} // closed by stopDialing (raftdial.go)
+	stopDialsOnce sync.Once
 }
 
 // ListenTLS listens on addr (host:port) for the cluster and returns the
@@ -141,6 +144,7 @@ func ListenTLSOn(tcp net.Listener, conf TLSConfig, logger *slog.Logger) (Transpo
 		logger:    logger,
 		raftConns: make(chan net.Conn),
 		closing:   make(chan struct{}),
+		stopDials: make(chan struct{}),
 	}
 	t.forwards = newForwardPool(func(ctx context.Context, addr string) (*tls.Conn, error) { return t.dial(ctx, addr, streamForward) })
 	t.raft = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
@@ -356,5 +360,5 @@ func (s *streamLayer) Addr() net.Addr { return s.ln.Addr() }
 func (s *streamLayer) Dial(addr hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return (*tlsTransport)(s).dial(ctx, string(addr), streamRaft)
+	return (*tlsTransport)(s).dialRaft(ctx, string(addr))
 }
