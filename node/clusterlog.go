@@ -36,10 +36,13 @@ func openLog(cfg nodeconfig.Config) (orderedlog.Log, error) {
 	tlsDir := filepath.Join(cfg.DataDir, "cluster-tls")
 	_, err := os.Stat(filepath.Join(tlsDir, "node.pem"))
 	member := err == nil
-	if !member && !empty(store) {
-		// Starting a cluster here would hide every service and VIP the
-		// single-node store holds.
-		return nil, fmt.Errorf("--cluster-addr: %s holds a single-node store; turning it into a cluster's first node is not supported yet — run without --cluster-addr, or use another --data-dir", store)
+	dir := filepath.Join(cfg.DataDir, "raft")
+	_, err = os.Stat(dir)
+	fresh := errors.Is(err, fs.ErrNotExist)
+	if fresh && !empty(store) && !cfg.Bootstrap {
+		// Joining a cluster here would hide every service and VIP the
+		// single-node store holds; --bootstrap migrates them instead.
+		return nil, fmt.Errorf("--cluster-addr: %s holds a single-node store; only --bootstrap turns it into a cluster (as its first node, with the same services and VIPs) — to join another cluster use another --data-dir", store)
 	}
 	// A joiner listens before it asks to join: the leader replicates to it
 	// as soon as it is added, and its dials wait in the backlog meanwhile.
@@ -61,6 +64,9 @@ func openLog(cfg nodeconfig.Config) (orderedlog.Log, error) {
 		return nil, errors.New("--cluster-addr: this data directory belongs to no cluster yet; start the first node with --bootstrap, or join one with --join MEMBER_ADDR --join-token TOKEN (from rune cluster join-token on a member)")
 	}
 	tlsConf, ca, err := loadClusterTLS(tlsDir, cfg.NodeName)
+	if err == nil {
+		err = adoptStore(cfg, fresh, store, dir)
+	}
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -76,7 +82,6 @@ func openLog(cfg nodeconfig.Config) (orderedlog.Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-addr %s: %w", cfg.ClusterAddr, err)
 	}
-	dir := filepath.Join(cfg.DataDir, "raft")
 	lg, err := raft.Open(raft.Options{NodeID: cfg.NodeName, Dir: dir, Transport: tr, Bootstrap: cfg.Bootstrap, CA: ca})
 	if err != nil {
 		return nil, fmt.Errorf("opening the cluster log in %s: %w", dir, err)
