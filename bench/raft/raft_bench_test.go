@@ -44,14 +44,39 @@ func newRaft(b *testing.B) *raft.TestCluster {
 	return raft.NewTLSTestCluster(b, 3, raft.Options{Logger: raft.QuietLogger()})
 }
 
-func mustPropose(b *testing.B, l orderedlog.Log, i int64) uint64 {
+func propose(l orderedlog.Log, i int64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	seq, err := l.Propose(ctx, writeOps(i))
+	return l.Propose(ctx, writeOps(i))
+}
+
+func mustPropose(b *testing.B, l orderedlog.Log, i int64) uint64 {
+	seq, err := propose(l, i)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return seq
+}
+
+// proposeAll has 64 proposers, spread over nodes, propose writes 1..n.
+func proposeAll(b *testing.B, nodes []orderedlog.Log, n int64) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			l := nodes[w%len(nodes)]
+			for i := next.Add(1); i <= n; i = next.Add(1) {
+				if _, err := propose(l, i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
 }
 
 // reportPercentiles reports p50 and p99 of ds in milliseconds.
@@ -90,19 +115,9 @@ func BenchmarkProposeLatency(b *testing.B) {
 // over the three nodes, so two thirds of the writes are forwarded.
 func BenchmarkPropose64(b *testing.B) {
 	run := func(b *testing.B, nodes []orderedlog.Log) {
-		var next atomic.Int64
-		var wg sync.WaitGroup
 		b.ResetTimer()
 		start := time.Now()
-		for w := range 64 {
-			wg.Go(func() {
-				l := nodes[w%len(nodes)]
-				for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-					mustPropose(b, l, i)
-				}
-			})
-		}
-		wg.Wait()
+		proposeAll(b, nodes, int64(b.N))
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "batches/s")
 	}
 	b.Run("backend=badger", func(b *testing.B) { run(b, []orderedlog.Log{newBadger(b)}) })
@@ -217,19 +232,6 @@ func BenchmarkLeaderCrash(b *testing.B) {
 // reading it whole.
 func BenchmarkFollowerCatchUp(b *testing.B) {
 	const writes = 100_000
-	fill := func(b *testing.B, nodes []orderedlog.Log) {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for w := range 64 {
-			wg.Go(func() {
-				l := nodes[w%len(nodes)]
-				for i := next.Add(1); i <= writes; i = next.Add(1) {
-					mustPropose(b, l, i)
-				}
-			})
-		}
-		wg.Wait()
-	}
 	b.Run("backend=badger/reopen", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
@@ -238,7 +240,7 @@ func BenchmarkFollowerCatchUp(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			fill(b, []orderedlog.Log{l})
+			proposeAll(b, []orderedlog.Log{l}, writes)
 			want := digest(b, l)
 			l.Close()
 			b.StartTimer()
@@ -260,7 +262,7 @@ func BenchmarkFollowerCatchUp(b *testing.B) {
 			lead := c.WaitLeader()
 			behind := (lead + 1) % 3
 			c.Stop(behind)
-			fill(b, []orderedlog.Log{c.Node(lead), c.Node((lead + 2) % 3)})
+			proposeAll(b, []orderedlog.Log{c.Node(lead), c.Node((lead + 2) % 3)}, writes)
 			want := digest(b, c.Node(lead))
 			target := c.Node(lead).Tail()
 			b.StartTimer()
