@@ -325,7 +325,10 @@ func (l *Log) through(ctx context.Context, kind byte, body []byte, deadline time
 			t.Stop()
 			return nil, l.giveUp(maybe, err, orderedlog.ErrClosed)
 		}
-		backoff = min(backoff*2, 100*time.Millisecond)
+		// A short cap: a write that waits out an election goes through
+		// within 25 ms of a new leader; a failed attempt costs little (no
+		// leader known, or a refused dial).
+		backoff = min(backoff*2, 25*time.Millisecond)
 	}
 }
 
