@@ -544,11 +544,26 @@ func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func
 	lock.Lock()
 	defer lock.Unlock()
 	const attempts = 8
+	_, replicated := c.log.(syncer)
+	synced := false // reading at the cluster's commit point, not this node's tail
 	for i := 0; ; i++ {
-		if err := c.view.WaitFor(ctx, c.log.Tail()); err != nil {
+		point, err := c.readPoint(ctx, synced)
+		if err != nil {
+			return 0, false, err
+		}
+		if err := c.view.WaitFor(ctx, point); err != nil {
 			return 0, false, err
 		}
 		ops, err := compute(c.view.Snapshot())
+		if (err != nil || len(ops) == 0) && replicated && !synced {
+			// A refusal or a "nothing to do" is not checked by any
+			// precondition: decided on a follower's View that lags writes
+			// acknowledged elsewhere, it would refuse wrongly or
+			// acknowledge a write it never makes. Decide again on what
+			// the cluster has committed.
+			synced = true
+			continue
+		}
 		if err != nil {
 			return 0, false, err
 		}
@@ -566,10 +581,34 @@ func (c *Controller) propose(ctx context.Context, lock sync.Locker, compute func
 		if !errors.Is(err, orderedlog.ErrConflict) {
 			return 0, false, err
 		}
-		if i == attempts-1 {
+		if i >= attempts-1 {
 			return 0, false, &Error{Kind: KindConflict, Msg: "the cluster state kept changing during this write; retry", Err: err}
 		}
+		// The state moved; this node may not have applied the move yet.
+		synced = replicated
 	}
+}
+
+// syncer is a replicated log's linearizable read point: orderedlog/raft's
+// Sync, which returns once this node has applied everything the cluster
+// committed before the call.
+type syncer interface {
+	Sync(ctx context.Context) (uint64, error)
+}
+
+// readPoint is the seq the View must reach before a write is computed:
+// this node's tail, or with synced the cluster's commit point.
+func (c *Controller) readPoint(ctx context.Context, synced bool) (uint64, error) {
+	s, ok := c.log.(syncer)
+	if !synced || !ok {
+		return c.log.Tail(), nil
+	}
+	seq, err := s.Sync(ctx)
+	if errors.Is(err, orderedlog.ErrOutcomeUnknown) {
+		// Nothing was proposed yet: not reaching the leader is all it means.
+		return 0, fmt.Errorf("reading the cluster's state before writing: %w (%v)", orderedlog.ErrUnavailable, err)
+	}
+	return seq, err
 }
 
 // awaitApplied holds a write's return until the local View has it, so a
