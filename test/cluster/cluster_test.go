@@ -3,13 +3,11 @@ package e2ecluster
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runenet/runenet/api"
-	"github.com/runenet/runenet/internal/testkit"
 )
 
 // NewCluster starts n nodes: n1 bootstraps the cluster, every other node
@@ -17,27 +15,19 @@ import (
 // leader counts min(n, 3) voters and every node is up.
 func NewCluster(t *testing.T, n int) *Net {
 	t.Helper()
+	start := time.Now()
 	nt := NewNet(t, n)
 	first := nt.Nodes[0]
 	first.Start(t, "--bootstrap")
 	first.WaitUp(t, 30*time.Second)
 	for _, m := range nt.Nodes[1:] {
-		requireJoin(t)
 		m.Start(t, "--join", first.ClusterAddr(), "--join-token", nt.JoinToken(t, first))
 		m.WaitUp(t, 30*time.Second)
 	}
+	joined := time.Now()
 	nt.WaitVoters(t, min(n, 3), 60*time.Second)
+	t.Logf("cluster of %d up in %v (%v of it waiting for promotions)", n, time.Since(start).Round(time.Millisecond), time.Since(joined).Round(time.Millisecond))
 	return nt
-}
-
-// requireJoin stops a test that needs `runed --join` before runed has it
-// (issue 15's membership, being built on another branch).
-func requireJoin(t *testing.T) {
-	t.Helper()
-	out, _ := exec.Command(testkit.Binary(t, "./cmd/runed"), "-help").CombinedOutput()
-	if !strings.Contains(string(out), "-join-token") {
-		t.Skip("runed has no --join/--join-token yet: multi-node tests wait for cluster join (issue 15)")
-	}
 }
 
 // JoinToken asks n for a join token with rune cluster join-token.

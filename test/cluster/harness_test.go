@@ -148,13 +148,25 @@ func (n *Node) ClusterAddr() string { return netip.AddrPortFrom(n.Addr, clusterP
 // --join ...); it does not wait for it to serve.
 func (n *Node) Start(t testing.TB, extra ...string) {
 	t.Helper()
+	n.start(t, append([]string{"--cluster-addr", n.ClusterAddr()}, extra...))
+}
+
+// StartSingle runs runed as a single-node log (Badger), without a cluster
+// address.
+func (n *Node) StartSingle(t testing.TB) {
+	t.Helper()
+	n.start(t, nil)
+}
+
+func (n *Node) start(t testing.TB, extra []string) {
+	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.proc != nil && !n.proc.exited() {
 		t.Fatalf("%s: runed is already running (pid %d)", n.Name, n.proc.cmd.Process.Pid)
 	}
 	args := append([]string{n.net.runed, "--node-name", n.Name, "--data-dir", n.DataDir,
-		"--cluster-addr", n.ClusterAddr(), "--stale-budget", n.net.StaleBudget.String()}, extra...)
+		"--stale-budget", n.net.StaleBudget.String()}, extra...)
 	p := &proc{cmd: n.NS.Command(args...), out: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	fmt.Fprintf(&n.log, "=== %s %s\n", time.Now().Format("15:04:05.000"), strings.Join(args[1:], " "))
 	w := multiWriter{p.out, &n.log}
@@ -319,11 +331,17 @@ func (n *Node) TryCLI(args ...string) (string, error) {
 // Dig asks the node's DNS server, from inside its namespace, with dig.
 func (n *Node) Dig(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := n.NS.Command(append([]string{"dig", "@" + dnsAddr, "+tries=1", "+time=2"}, args...)...).CombinedOutput()
+	out, err := n.TryDig(args...)
 	if err != nil {
 		t.Fatalf("%s: dig %s: %v\n%s", n.Name, strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+// TryDig is Dig for a goroutine other than the test's: dig's output and error.
+func (n *Node) TryDig(args ...string) (string, error) {
+	out, err := n.NS.Command(append([]string{"dig", "@" + dnsAddr, "+tries=1", "+time=2"}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // Cast casts a YAML service document through rune on the node.
