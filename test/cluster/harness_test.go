@@ -208,10 +208,8 @@ func (n *Node) Running() bool {
 	return p != nil && !p.exited()
 }
 
-// PID is the running runed's process id (ip netns exec execs it in place).
-func (n *Node) PID() int { return n.current().cmd.Process.Pid }
-
-// Kill SIGKILLs the node's runed by its pid and waits for it to exit.
+// Kill SIGKILLs the node's runed by its pid (ip netns exec execs runed in
+// place, so the pid is runed's) and waits for it to exit.
 func (n *Node) Kill(t testing.TB) { n.signal(t, syscall.SIGKILL) }
 
 // Stop ends the node's runed with SIGTERM and waits for it to exit.
@@ -291,19 +289,6 @@ func (n *Node) status() (*api.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	return n.API.Status(ctx)
-}
-
-// State is the node's own Raft state (leader, follower, ...), "" when it
-// does not answer.
-func (n *Node) State() string {
-	if !n.Running() {
-		return ""
-	}
-	st, err := n.status()
-	if err != nil || st.Cluster == nil {
-		return ""
-	}
-	return st.Cluster.State
 }
 
 // CLI runs rune inside the node's namespace against its API.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -221,10 +220,4 @@ func SameHistories(t *testing.T, nodes []*Node, upTo uint64) []orderedlog.Batch 
 		}
 	}
 	return first
-}
-
-// isUnavailable says err is the API's 503 for a write no leader took.
-func isUnavailable(err error) bool {
-	var ae *api.APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && ae.Kind == "unavailable"
 }
