@@ -205,3 +205,40 @@ func (h *regHistory) check(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterModel: the model rejects a read of a released owner and a
+// second owner, and accepts an acquire of unknown outcome either way.
+func TestRegisterModel(t *testing.T) {
+	op := func(call, ret int64, o regOp, id string, out regOutput) porcupine.Operation {
+		return porcupine.Operation{Input: regInput{op: o, id: id}, Call: call, Output: out, Return: ret}
+	}
+	ok, unknown := regOutput{ok: true}, regOutput{unknown: true}
+	for _, c := range []struct {
+		name    string
+		history []porcupine.Operation
+		want    porcupine.CheckResult
+	}{
+		{"acquire, release, read free", []porcupine.Operation{
+			op(0, 1, regAcquire, "a", ok), op(2, 3, regRelease, "a", ok), op(4, 5, regRead, "", regOutput{}),
+		}, porcupine.Ok},
+		{"a read after the release sees the old owner", []porcupine.Operation{
+			op(0, 1, regAcquire, "a", ok), op(2, 3, regRelease, "a", ok), op(4, 5, regRead, "", regOutput{owner: "a"}),
+		}, porcupine.Illegal},
+		{"two owners", []porcupine.Operation{
+			op(0, 1, regAcquire, "a", ok), op(2, 3, regAcquire, "b", ok),
+		}, porcupine.Illegal},
+		{"refused while free", []porcupine.Operation{
+			op(0, 1, regAcquire, "a", regOutput{}),
+		}, porcupine.Illegal},
+		{"unknown acquire that applied", []porcupine.Operation{
+			op(0, 100, regAcquire, "a", unknown), op(2, 3, regRead, "", regOutput{owner: "a"}),
+		}, porcupine.Ok},
+		{"unknown acquire that did not", []porcupine.Operation{
+			op(0, 100, regAcquire, "a", unknown), op(2, 3, regAcquire, "b", ok), op(4, 5, regRead, "", regOutput{owner: "b"}),
+		}, porcupine.Ok},
+	} {
+		if got := porcupine.CheckOperationsTimeout(regModel, c.history, time.Second); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
