@@ -19,6 +19,10 @@ var (
 		Name: "rune_endpoints_published_total",
 		Help: "Endpoint-set rewrites, one per scale or health change of a service.",
 	}, []string{"service", "namespace"})
+	nodesMarkedDown = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "rune_nodes_marked_down_total",
+		Help: "Nodes the leader found silent past the grace period and whose instances it marked unready.",
+	})
 	applyLatency = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "rune_view_apply_latency_seconds",
 		Help:    "Time from a batch's commit to the View applying it.",

@@ -155,14 +155,14 @@ func (c *Controller) beatOps(s *Snapshot, rec *Node, cur Entry[Node]) ([]ordered
 }
 
 // MarkNodeDown makes every ready instance of node name unready, recording
-// them in its record so the node can take them back; rev is the record's
-// revision the caller (the leader) found stale: if it has moved since, the
-// node is alive and nothing is written.
-func (c *Controller) MarkNodeDown(ctx context.Context, name string, rev uint64) (int, uint64, error) {
-	var marked int
+// them in its record so the node can take them back, and reports whether it
+// marked the node and how many instances. rev is the record's revision the
+// caller (the leader) found stale: if it has moved since, the node is alive
+// and nothing is written. It returns once the local View has the write.
+func (c *Controller) MarkNodeDown(ctx context.Context, name string, rev uint64) (marked bool, instances int, err error) {
 	var published []NamespacedName
-	seq, err := c.update(ctx, &c.clusterMu, func(s *Snapshot) ([]orderedlog.Op, error) {
-		marked, published = 0, nil
+	_, err = c.update(ctx, &c.clusterMu, func(s *Snapshot) ([]orderedlog.Op, error) {
+		marked, instances, published = false, 0, nil
 		cur, ok := s.Node(name)
 		if !ok || cur.Rev != rev || !cur.Value.Down.IsZero() {
 			return nil, nil
@@ -183,12 +183,12 @@ func (c *Controller) MarkNodeDown(ctx context.Context, name string, rev uint64) 
 		for i, in := range down {
 			rec.Unreadied[i] = in.ID
 		}
-		marked = len(down)
+		marked, instances = true, len(down)
 		ops, pub := c.instanceOps(s, down)
 		published = pub
 		return append(ops, orderedlog.PutIf(nodeKey(name), rec.encode(), cur.Rev)), nil
 	}, func() { countPublished(published) })
-	return marked, seq, err
+	return marked, instances, err
 }
 
 // instanceOps rewrites instances (same ids, new readiness) and their
