@@ -77,6 +77,10 @@ type Node struct {
 	LastContactSeconds *float64 `json:"lastContactSeconds,omitempty"`
 	// Since is when the node opened its log (this runed's start).
 	Since time.Time `json:"since,omitzero"`
+	// Subnet is the node's container subnet and Heartbeat when it last
+	// wrote its record, from the node records ("" and zero without one).
+	Subnet    string    `json:"subnet,omitempty"`
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
 }
 
 // Self is the answering node's row (nil if the list lacks it).

@@ -69,17 +69,31 @@ type Options struct {
 	Bootstrap   bool
 	Join        string
 	JoinToken   string
+	// ContainerCIDR is split into per-node /24 container subnets;
+	// NodeSubnet is this node's explicit one ("": the lowest free).
+	ContainerCIDR string
+	NodeSubnet    string
+	// NoRoutes (--routes=false) leaves out the routes to peers' container
+	// subnets via their cluster addresses (the host-gateway model).
+	NoRoutes bool
+	// NodeGrace: missing heartbeats this long marks a node's instances
+	// unready (0: the default, 30s).
+	NodeGrace time.Duration
 }
 
 // Defaults for runed's flags.
 const (
 	DefaultClusterCIDR = "10.96.0.0/16"
-	DefaultDNSAddr     = "127.0.0.123:53"
-	DefaultMetricsAddr = "127.0.0.1:9100"
-	DefaultReadyAddr   = "127.0.0.1:8181"
-	DefaultStaleBudget = 30 * time.Second
-	DefaultDataDir     = "/var/lib/rune"
-	RoleEdge           = "edge"
+	// DefaultContainerCIDR is clear of Docker's 172.17.0.0/16 and of the
+	// default VIP range (podman's default bridge uses it too: on a podman
+	// host pick another).
+	DefaultContainerCIDR = "10.88.0.0/16"
+	DefaultDNSAddr       = "127.0.0.123:53"
+	DefaultMetricsAddr   = "127.0.0.1:9100"
+	DefaultReadyAddr     = "127.0.0.1:8181"
+	DefaultStaleBudget   = 30 * time.Second
+	DefaultDataDir       = "/var/lib/rune"
+	RoleEdge             = "edge"
 )
 
 // DevDataDir is where dev mode keeps its state: the user's state directory
@@ -197,6 +211,9 @@ func (o *Options) Validate() error {
 	if o.VIPHold < 0 {
 		return fmt.Errorf("--vip-hold %s: must not be negative", o.VIPHold)
 	}
+	if err := o.validateNodeNetwork(); err != nil {
+		return err
+	}
 	if _, err := ParseSize(o.DiskReserve); o.DiskReserve != "" && err != nil {
 		return fmt.Errorf("--disk-reserve %q: %v", o.DiskReserve, err)
 	}
@@ -277,6 +294,16 @@ var tmpl = template.Must(template.New("Corefile").Parse(`
 {{- define "node"}}
 		data_dir {{.DataDir}}
 		cluster_cidr {{.ClusterCIDR}}
+		container_cidr {{.ContainerCIDR}}
+{{- if .NodeSubnet}}
+		node_subnet {{.NodeSubnet}}
+{{- end}}
+{{- if .NoRoutes}}
+		routes off
+{{- end}}
+{{- if .NodeGrace}}
+		node_grace {{.NodeGrace}}
+{{- end}}
 {{- if .APIAddr}}
 		api {{.APIAddr}}
 {{- end}}
@@ -415,3 +442,25 @@ rune:{{.Port}} {{.ClusterCIDR}}:{{.Port}} {
 	errors
 }
 `))
+
+// validateNodeNetwork checks the container network's flags: a private IPv4
+// container CIDR clear of the VIP range, and a node subnet inside it.
+func (o *Options) validateNodeNetwork() error {
+	cc, err := netip.ParsePrefix(o.ContainerCIDR)
+	if err != nil || !cc.Addr().Is4() || cc.Masked() != cc {
+		return fmt.Errorf("--container-cidr %q: want an IPv4 network such as %s", o.ContainerCIDR, DefaultContainerCIDR)
+	}
+	if vips, _ := netip.ParsePrefix(o.ClusterCIDR); vips.Overlaps(cc) {
+		return fmt.Errorf("--container-cidr %s overlaps --cluster-cidr %s: container addresses and VIPs need separate ranges", cc, vips)
+	}
+	if o.NodeSubnet != "" {
+		p, err := netip.ParsePrefix(o.NodeSubnet)
+		if err != nil || p.Masked() != p || !cc.Contains(p.Addr()) || p.Bits() < cc.Bits() {
+			return fmt.Errorf("--node-subnet %q: want a network (no host bits) inside --container-cidr %s, e.g. %s", o.NodeSubnet, cc, netip.PrefixFrom(cc.Addr(), 24))
+		}
+	}
+	if o.NodeGrace < 0 {
+		return fmt.Errorf("--node-grace %s: must not be negative", o.NodeGrace)
+	}
+	return nil
+}

@@ -16,12 +16,13 @@ import (
 
 func defaults() Options {
 	return Options{
-		DataDir:     DefaultDataDir,
-		ClusterCIDR: DefaultClusterCIDR,
-		DNSAddr:     DefaultDNSAddr,
-		MetricsAddr: DefaultMetricsAddr,
-		ReadyAddr:   DefaultReadyAddr,
-		StaleBudget: DefaultStaleBudget,
+		DataDir:       DefaultDataDir,
+		ClusterCIDR:   DefaultClusterCIDR,
+		ContainerCIDR: DefaultContainerCIDR,
+		DNSAddr:       DefaultDNSAddr,
+		MetricsAddr:   DefaultMetricsAddr,
+		ReadyAddr:     DefaultReadyAddr,
+		StaleBudget:   DefaultStaleBudget,
 	}
 }
 
@@ -48,7 +49,7 @@ func TestRender(t *testing.T) {
 	}{
 		{"production", func(*Options) {}, []string{
 			"rune:53 10.96.0.0/16:53 {\n\tbind 127.0.0.123\n",
-			"\trune {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tstale_budget 30s\n\t\tttl 5\n\t}\n",
+			"\trune {\n\t\tdata_dir /var/lib/rune\n\t\tcluster_cidr 10.96.0.0/16\n\t\tcontainer_cidr 10.88.0.0/16\n\t\tstale_budget 30s\n\t\tttl 5\n\t}\n",
 			"\tdataplane\n\t# Network policy",
 			"\trunegate\n", "\tprometheus 127.0.0.1:9100\n", "\tready 127.0.0.1:8181\n",
 			".:53 {\n\tbind 127.0.0.123\n",
@@ -85,6 +86,9 @@ func TestRender(t *testing.T) {
 		{"disk reserve", func(o *Options) { o.DiskReserve = "1GiB" }, []string{"\t\tstale_budget 30s\n\t\tdisk_reserve 1GiB\n"}, nil},
 		{"ipv6 bind", func(o *Options) { o.DNSAddr = "[::1]:53" }, []string{"\tbind ::1\n"}, nil},
 		{"cluster", func(o *Options) { o.ClusterAddr, o.Bootstrap = "10.0.0.1:7946", true }, []string{"\t\tcluster_addr 10.0.0.1:7946\n\t\tbootstrap\n"}, nil},
+		{"node network", func(o *Options) {
+			o.ContainerCIDR, o.NodeSubnet, o.NoRoutes, o.NodeGrace = "10.89.0.0/16", "10.89.7.0/24", true, time.Minute
+		}, []string{"\t\tcontainer_cidr 10.89.0.0/16\n\t\tnode_subnet 10.89.7.0/24\n\t\troutes off\n\t\tnode_grace 1m0s\n"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +151,10 @@ func TestValidate(t *testing.T) {
 		{func(o *Options) { o.DiskReserve = "1GB" }, `--disk-reserve "1GB": want a size such as 256MiB`},
 		{func(o *Options) { o.ClusterAddr = "10.0.0.1" }, `--cluster-addr "10.0.0.1": want IP:PORT`},
 		{func(o *Options) { o.Bootstrap = true }, "--bootstrap creates a cluster: it needs --cluster-addr"},
+		{func(o *Options) { o.ContainerCIDR = "10.88.0.1/16" }, `--container-cidr "10.88.0.1/16": want an IPv4 network`},
+		{func(o *Options) { o.ContainerCIDR = "10.96.128.0/20" }, "--container-cidr 10.96.128.0/20 overlaps --cluster-cidr 10.96.0.0/16"},
+		{func(o *Options) { o.NodeSubnet = "10.89.0.0/24" }, `--node-subnet "10.89.0.0/24": want a network (no host bits) inside --container-cidr 10.88.0.0/16`},
+		{func(o *Options) { o.NodeGrace = -time.Second }, "--node-grace -1s: must not be negative"},
 	}
 	for _, tc := range tests {
 		o := defaults()

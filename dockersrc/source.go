@@ -64,6 +64,11 @@ type Config struct {
 	Controller Controller
 	View       View
 	Logger     *slog.Logger // default slog.Default()
+	// Subnet, when valid, is this node's container subnet: the source keeps
+	// a bridge network Network (default NetworkName) on it, and a
+	// container on that network is registered with its address there.
+	Subnet  netip.Prefix
+	Network string
 	// MinBackoff and MaxBackoff bound the wait before reconnecting to the
 	// Engine; the wait doubles on each failed attempt. Defaults 250ms, 15s.
 	MinBackoff, MaxBackoff time.Duration
@@ -80,6 +85,8 @@ type Source struct {
 	// failing remembers the last error per instance id, so a container of a
 	// service that is not cast yet is logged once, not on every View change.
 	failing map[string]string
+	// networkErr is the last error keeping the network, logged once.
+	networkErr string
 }
 
 // New checks cfg; nothing is contacted until Run.
@@ -96,6 +103,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if cfg.Network == "" {
+		cfg.Network = NetworkName
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(15*time.Second, cfg.MinBackoff)
@@ -155,6 +165,7 @@ func (s *Source) session(ctx context.Context) (connected bool, err error) {
 			}
 		}
 	}()
+	s.keepNetwork(ctx)
 	if err := s.reconcile(ctx); err != nil {
 		return false, err
 	}
@@ -235,7 +246,7 @@ func (s *Source) instanceOf(c *container) (cluster.Instance, bool) {
 	if ns == "" {
 		ns = "default"
 	}
-	ip, network, ok := containerIP(c)
+	ip, network, ok := containerIP(c, s.cfg.Network)
 	if !ok {
 		s.log.Warn("container has no IPv4 address to register; set the rune.network label to the network to use",
 			"container", strings.TrimPrefix(c.Name, "/"), "network", network, "service", svc)
@@ -248,12 +259,16 @@ func (s *Source) instanceOf(c *container) (cluster.Instance, bool) {
 }
 
 // containerIP picks the address on the rune.network network or, without
-// that label, on the alphabetically first network that has an IPv4
-// address, so the choice is stable across inspections.
-func containerIP(c *container) (netip.Addr, string, bool) {
+// that label, on the node's network (preferred; cluster-routable) or else
+// the alphabetically first network that has an IPv4 address, so the choice
+// is stable across inspections.
+func containerIP(c *container, preferred string) (netip.Addr, string, bool) {
 	if name := c.Config.Labels[LabelNetwork]; name != "" {
 		ip, err := netip.ParseAddr(c.NetworkSettings.Networks[name].IPAddress)
 		return ip, name, err == nil && ip.Is4()
+	}
+	if ip, err := netip.ParseAddr(c.NetworkSettings.Networks[preferred].IPAddress); err == nil && ip.Is4() {
+		return ip, preferred, true
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.NetworkSettings.Networks)) {
 		if ip, err := netip.ParseAddr(c.NetworkSettings.Networks[name].IPAddress); err == nil && ip.Is4() {
@@ -326,4 +341,21 @@ func (s *Source) report(ctx context.Context, id, container string, err error) {
 	}
 	s.failing[id] = err.Error()
 	s.log.Warn("cannot update instance from docker", "instance", id, "container", container, "err", err)
+}
+
+// keepNetwork makes sure the node's network exists on its subnet, at every
+// connection to the Engine (a daemon reset may have lost it). A failure is
+// logged, once, and leaves instances on other networks working.
+func (s *Source) keepNetwork(ctx context.Context) {
+	if !s.cfg.Subnet.IsValid() {
+		return
+	}
+	err := s.ensureNetwork(ctx, s.cfg.Network, s.cfg.Subnet)
+	switch {
+	case err != nil && err.Error() != s.networkErr && ctx.Err() == nil:
+		s.log.Error("cannot keep this node's docker network", "network", s.cfg.Network, "subnet", s.cfg.Subnet, "err", err)
+		s.networkErr = err.Error()
+	case err == nil:
+		s.networkErr = ""
+	}
 }

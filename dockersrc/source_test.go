@@ -9,7 +9,7 @@ import (
 )
 
 func TestInstanceOf(t *testing.T) {
-	s := &Source{cfg: Config{Node: "n1"}, log: slog.New(slog.DiscardHandler)}
+	s := &Source{cfg: Config{Node: "n1", Network: NetworkName}, log: slog.New(slog.DiscardHandler)}
 	const cid = "0123456789abcdef0123"
 	mk := func(running bool, health string, labels map[string]string, nets map[string]string) *container {
 		c := &container{ID: cid, Name: "/api-1"}
@@ -43,6 +43,7 @@ func TestInstanceOf(t *testing.T) {
 		{"unlabelled", mk(true, "", map[string]string{}, bridge), nil},
 		{"namespace label", mk(true, "", map[string]string{LabelService: "api", LabelNamespace: "jobs"}, bridge), want("jobs", "172.17.0.2", true)},
 		{"first network by name", mk(true, "", api, map[string]string{"zeta": "10.1.0.2", "alpha": "", "beta": "10.2.0.2"}), want("default", "10.2.0.2", true)},
+		{"the node's network first", mk(true, "", api, map[string]string{"alpha": "10.2.0.2", NetworkName: "10.88.0.2"}), want("default", "10.88.0.2", true)},
 		{"network label", mk(true, "", map[string]string{LabelService: "api", LabelNetwork: "zeta"}, map[string]string{"zeta": "10.1.0.2", "beta": "10.2.0.2"}), want("default", "10.1.0.2", true)},
 		{"network label without an address", mk(true, "", map[string]string{LabelService: "api", LabelNetwork: "gone"}, bridge), nil},
 		{"host network: no address", mk(true, "", api, map[string]string{"host": ""}), nil},

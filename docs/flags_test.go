@@ -11,7 +11,7 @@ import (
 
 // otherTools are the long flags of the other programs the guide shows (docker,
 // curl, wrk, systemctl), and cobra's own --help.
-var otherTools = []string{"dns", "dns-search", "label", "ulimit", "resolve", "latency", "now", "help"}
+var otherTools = []string{"dns", "dns-search", "label", "network", "ulimit", "resolve", "latency", "now", "help"}
 
 var (
 	docFlagRE = regexp.MustCompile(`(?:^|[^A-Za-z0-9-])--([a-z][a-z0-9-]*)`)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
-	"github.com/runenet/runenet/dockersrc"
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/ingress/status"
 	"github.com/runenet/runenet/node/nodeconfig"
@@ -28,10 +27,16 @@ import (
 	"github.com/runenet/runenet/policy"
 	"github.com/runenet/runenet/proxy"
 	"github.com/runenet/runenet/readiness"
+	"github.com/runenet/runenet/routes"
 )
 
-// DefaultClusterCIDR is the spec's default VIP range.
-const DefaultClusterCIDR = "10.96.0.0/16"
+// Defaults: the spec's VIP range, the container range node subnets come
+// from, and how long a node may miss heartbeats.
+const (
+	DefaultClusterCIDR   = "10.96.0.0/16"
+	DefaultContainerCIDR = "10.88.0.0/16"
+	DefaultNodeGrace     = 30 * time.Second
+)
 
 func setDefaults(c *nodeconfig.Config) error {
 	if c.DataDir == "" {
@@ -50,6 +55,12 @@ func setDefaults(c *nodeconfig.Config) error {
 	}
 	if c.StaleBudget <= 0 {
 		c.StaleBudget = 30 * time.Second
+	}
+	if c.ContainerCIDR == "" {
+		c.ContainerCIDR = DefaultContainerCIDR
+	}
+	if c.NodeGrace <= 0 {
+		c.NodeGrace = DefaultNodeGrace
 	}
 	from := "node name"
 	if c.NodeName == "" {
@@ -101,6 +112,8 @@ type Runtime struct {
 	forwarder  atomic.Pointer[proxy.Proxy]     // set by the dataplane directive
 	warner     atomic.Pointer[Warner]          // set by the dataplane directive
 	ingress    atomic.Pointer[ingress.Ingress] // set by the ingress directive
+	// rolesChanged tells the heartbeat to rewrite the node's record.
+	rolesChanged chan struct{}
 }
 
 var (
@@ -194,6 +207,10 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	containers, err := cluster.ParseContainerCIDR(cfg.ContainerCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--container-cidr: %w", err)
+	}
 	// The API's settings are checked before anything is opened: a bad token
 	// file or certificate leaves no store open behind it.
 	srv, tlsConfig, err := apiSettings(cfg)
@@ -209,7 +226,7 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 	}
 	opened := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runtime{cfg: cfg, log: lg, cancel: cancel, done: make(chan struct{})}
+	r := &Runtime{cfg: cfg, log: lg, cancel: cancel, done: make(chan struct{}), rolesChanged: make(chan struct{}, 1)}
 	fail := func(err error) (*Runtime, error) {
 		cancel()
 		lg.Close()
@@ -218,26 +235,30 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 	if err := cluster.Bootstrap(ctx, lg, cidr); err != nil {
 		return fail(err)
 	}
+	if err := cluster.BootstrapContainerNetwork(ctx, lg, containers); err != nil {
+		return fail(err)
+	}
 	r.view = cluster.NewView(lg, cluster.ViewOptions{StaleBudget: cfg.StaleBudget})
 	r.controller = cluster.NewController(lg, r.view, cluster.ControllerOptions{HoldPeriod: cfg.HoldPeriod})
-	var docker *dockersrc.Source
-	if cfg.Docker != "" {
-		host := cfg.Docker
-		if host == "default" {
-			host = ""
-		}
-		if docker, err = dockersrc.New(dockersrc.Config{Node: cfg.NodeName, Host: host, Controller: r.controller, View: r.view}); err != nil {
-			return fail(fmt.Errorf("docker instance source: %w", err))
-		}
-	}
 	go func() {
 		defer close(r.done)
-		if docker != nil {
-			// One source per runtime, so a reload never runs two.
-			go docker.Run(ctx)
-		}
 		_ = r.view.Run(ctx)
 	}()
+	self, err := r.registerNode(ctx)
+	if err == nil && cfg.Docker != "" {
+		err = r.startDocker(ctx, self.Subnet)
+	}
+	if err != nil {
+		cancel()
+		<-r.done
+		lg.Close()
+		return nil, err
+	}
+	go r.heartbeat(ctx, self.HeartbeatEvery)
+	go r.controller.WatchNodes(ctx, cluster.NodeWatchOptions{Self: cfg.NodeName, Grace: cfg.NodeGrace, IsLeader: leads(lg)})
+	if r.RoutesOn() {
+		go routes.Run(ctx, routes.Options{Self: cfg.NodeName, View: r.view})
+	}
 	go logStaleness(ctx, r.view, slog.Default(), staleCheckEvery)
 	r.readiness.Register("view", func() (bool, string) {
 		switch {
@@ -264,7 +285,7 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 		return ingress.DeleteSecret(ctx, lg, ns, name)
 	}
 	srv.Warnings = r.warnings
-	srv.Cluster = clusterAPI(cfg.NodeName, lg, opened)
+	srv.Cluster = clusterAPI(cfg.NodeName, lg, r.view, opened)
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -351,7 +372,13 @@ func (r *Runtime) warnings(ctx context.Context, seq uint64, services []cluster.N
 
 // SetIngress gives the API the node's edge router (nil: none), for
 // `rune get ingresses`. The ingress directive calls it.
-func (r *Runtime) SetIngress(i *ingress.Ingress) { r.ingress.Store(i) }
+func (r *Runtime) SetIngress(i *ingress.Ingress) {
+	r.ingress.Store(i)
+	select {
+	case r.rolesChanged <- struct{}{}:
+	default: // a rewrite is pending already
+	}
+}
 
 // ingressAPI is the node's edge router, or on a node that runs none the
 // cluster's ingresses as the log holds them.

@@ -66,11 +66,35 @@ func (f forwarder) PortForward(svc cluster.NamespacedName, port uint16, local ne
 
 // clusterAPI is the node's membership as the API reads it: the Raft
 // configuration on a cluster node, this node alone on the Badger backend.
-func clusterAPI(name string, lg orderedlog.Log, since time.Time) api.Cluster {
+func clusterAPI(name string, lg orderedlog.Log, view *cluster.View, since time.Time) api.Cluster {
 	if rl, ok := lg.(*raft.Log); ok {
-		return raftCluster{rl, since}
+		return withRecords{raftCluster{rl, since}, view}
 	}
-	return singleNode{name, lg, since}
+	return withRecords{singleNode{name, lg, since}, view}
+}
+
+// withRecords adds what the node records say (subnet, heartbeat) to a
+// membership list.
+type withRecords struct {
+	api.Cluster
+	view *cluster.View
+}
+
+func (w withRecords) Nodes() (api.NodeList, error) {
+	list, err := w.Cluster.Nodes()
+	if err != nil {
+		return list, err
+	}
+	s := w.view.Snapshot()
+	for i := range list.Items {
+		if rec, ok := s.Node(list.Items[i].Name); ok {
+			if rec.Value.Subnet.IsValid() {
+				list.Items[i].Subnet = rec.Value.Subnet.String()
+			}
+			list.Items[i].Heartbeat = rec.Value.Heartbeat
+		}
+	}
+	return list, nil
 }
 
 type singleNode struct {

@@ -13,8 +13,8 @@ import (
 // where the node does not know).
 var nodeKind = kind{
 	plural: "nodes", singular: "node", aliases: []string{"node", "no"},
-	header:        []string{"NAME", "ADDRESS", "ROLE", "STATE", "APPLIED", "LAG", "LAST CONTACT", "AGE"},
-	wide:          []string{"SINCE"},
+	header:        []string{"NAME", "ADDRESS", "SUBNET", "ROLE", "STATE", "APPLIED", "LAG", "LAST CONTACT", "AGE"},
+	wide:          []string{"SINCE", "HEARTBEAT"},
 	clusterScoped: true,
 	list: func(ctx context.Context, c *api.Client, _ string) ([]item, error) {
 		list, err := c.Nodes(ctx)
@@ -23,7 +23,10 @@ var nodeKind = kind{
 		}
 		items := make([]item, 0, len(list.Items))
 		for _, n := range list.Items {
-			contact, since, nodeAge := "-", "-", "-"
+			contact, since, nodeAge, beat := "-", "-", "-", "-"
+			if !n.Heartbeat.IsZero() {
+				beat = age(n.Heartbeat) + " ago"
+			}
 			if n.LastContactSeconds != nil {
 				contact = (time.Duration(*n.LastContactSeconds * float64(time.Second))).Round(time.Millisecond).String()
 			}
@@ -32,8 +35,8 @@ var nodeKind = kind{
 			}
 			items = append(items, item{
 				name: n.Name,
-				row:  []string{n.Name, orDash(n.Address), n.Role, orDash(n.State), known(n.Applied), known(n.Lag), contact, nodeAge},
-				wide: []string{since},
+				row:  []string{n.Name, orDash(n.Address), orDash(n.Subnet), n.Role, orDash(n.State), known(n.Applied), known(n.Lag), contact, nodeAge},
+				wide: []string{since, beat},
 				doc:  n,
 			})
 		}

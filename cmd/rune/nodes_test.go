@@ -17,10 +17,10 @@ func TestGetNodesSingleNode(t *testing.T) {
 	mustRun(t, addr, "cast", writeFile(t, "api.yaml", apiYAML))
 
 	out := mustRun(t, addr, "get", "nodes")
-	if !regexp.MustCompile(`^NAME\s+ADDRESS\s+ROLE\s+STATE\s+APPLIED\s+LAG\s+LAST CONTACT\s+AGE\nnode-1\s+-\s+voter\s+leader\s+[1-9]\d*\s+0\s+-\s+\d+s\n$`).MatchString(out) {
+	if !regexp.MustCompile(`^NAME\s+ADDRESS\s+SUBNET\s+ROLE\s+STATE\s+APPLIED\s+LAG\s+LAST CONTACT\s+AGE\nnode-1\s+-\s+10\.88\.0\.0/24\s+voter\s+leader\s+[1-9]\d*\s+0\s+-\s+\d+s\n$`).MatchString(out) {
 		t.Errorf("get nodes:\n%s", out)
 	}
-	if out := mustRun(t, addr, "get", "nodes", "-o", "wide"); !regexp.MustCompile(`(?m)^NAME\s.*\sAGE\s+SINCE\nnode-1\s.*\s\d{4}-\d\d-\d\dT`).MatchString(out) {
+	if out := mustRun(t, addr, "get", "nodes", "-o", "wide"); !regexp.MustCompile(`(?m)^NAME\s.*\sAGE\s+SINCE\s+HEARTBEAT\nnode-1\s.*\s\d{4}-\d\d-\d\dT\S+\s+\d+s ago$`).MatchString(out) {
 		t.Errorf("get nodes -o wide:\n%s", out)
 	}
 	if out := mustRun(t, addr, "get", "node", "node-1", "-o", "name"); out != "node/node-1\n" {
@@ -58,7 +58,7 @@ func TestGetNodesRaft(t *testing.T) {
 	clusterAddr := freeClusterAddr(t)
 	addr := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: clusterAddr, Bootstrap: true}).APIAddr()
 
-	row := regexp.MustCompile(`(?m)^n1\s+` + regexp.QuoteMeta(clusterAddr) + `\s+voter\s+leader\s+[1-9]\d*\s+\d+\s+0s\s+\d+s$`)
+	row := regexp.MustCompile(`(?m)^n1\s+` + regexp.QuoteMeta(clusterAddr) + `\s+10\.88\.0\.0/24\s+voter\s+leader\s+[1-9]\d*\s+\d+\s+0s\s+\d+s$`)
 	out := mustRun(t, addr, "get", "nodes")
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !row.MatchString(out); time.Sleep(20 * time.Millisecond) {
 		out = mustRun(t, addr, "get", "nodes")

@@ -71,10 +71,11 @@ type runedFlags struct {
 	opts   corefile.Options
 	print  bool
 	docker bool
+	routes bool
 }
 
 // corefileFlags render into the Corefile, so they make no sense with -conf.
-var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "api-token-file", "api-read-token-file", "api-tls-cert", "api-tls-key", "debug-api", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow", "cluster-addr", "bootstrap", "join", "join-token"}
+var corefileFlags = []string{"dev-mode", "node-role", "node-name", "data-dir", "cluster-cidr", "dns-addr", "metrics-addr", "ready-addr", "api-addr", "api-token-file", "api-read-token-file", "api-tls-cert", "api-tls-key", "debug-api", "stale-budget", "vip-hold", "disk-reserve", "forward", "acme-email", "acme-ca", "acme-ca-root", "ingress-http", "ingress-https", "docker", "docker-host", "dns-bind", "dns-allow", "cluster-addr", "bootstrap", "join", "join-token", "container-cidr", "node-subnet", "routes", "node-grace"}
 
 func register(fs *flag.FlagSet) *runedFlags {
 	f := &runedFlags{}
@@ -115,6 +116,10 @@ func register(fs *flag.FlagSet) *runedFlags {
 	fs.BoolVar(&f.opts.Bootstrap, "bootstrap", false, "with --cluster-addr: create a new cluster (and its CA) with this node as its first voter")
 	fs.StringVar(&f.opts.Join, "join", "", "with --cluster-addr and --join-token: join the cluster through the member at this IP:PORT (its --cluster-addr); ignored once the data dir belongs to a cluster")
 	fs.StringVar(&f.opts.JoinToken, "join-token", "", "for --join: the token rune cluster join-token printed")
+	fs.StringVar(&f.opts.ContainerCIDR, "container-cidr", corefile.DefaultContainerCIDR, "cluster-wide range node container subnets are carved from, a /24 per node (set once, when the cluster is created)")
+	fs.StringVar(&f.opts.NodeSubnet, "node-subnet", "", "this node's container subnet, inside --container-cidr (default: the lowest free /24, kept across restarts)")
+	fs.BoolVar(&f.routes, "routes", true, "route peers' container subnets via their cluster addresses (nodes on one layer-2 network); false if another routing setup does it")
+	fs.DurationVar(&f.opts.NodeGrace, "node-grace", 0, "how long a node may miss heartbeats before the leader marks its instances unready (default 30s)")
 	fs.BoolVar(&f.print, "print-corefile", false, "print the Corefile these flags render and exit")
 	return f
 }
@@ -131,6 +136,7 @@ func (f *runedFlags) finish(fs *flag.FlagSet) error {
 		}
 		return nil
 	}
+	f.opts.NoRoutes = !f.routes
 	switch {
 	case f.docker && f.opts.Docker == "":
 		f.opts.Docker = "default"

@@ -19,6 +19,8 @@ import (
 type startup struct {
 	node        nodeconfig.Config
 	clusterCIDR string   // as bootstrapped in the store, which wins over the flag
+	subnet      string   // this node's container subnet, of the container CIDR
+	routes      bool     // whether it routes its peers' subnets
 	dns         []string // the addresses DNS listens on
 	// opts are the flags the Corefile was rendered from; nil with -conf,
 	// whose file then says the rest.
@@ -66,6 +68,11 @@ func (s startup) String() string {
 		}
 	}
 	line("cluster CIDR", s.clusterCIDR)
+	peers := "routes to peers' subnets via their cluster addresses"
+	if !s.routes {
+		peers = "no routes to peers' subnets (--routes=false or dev mode)"
+	}
+	line("node subnet", s.subnet+"; "+peers)
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
@@ -84,9 +91,14 @@ func logStartup(opts *corefile.Options, conf string) {
 				return // a Corefile without a rune block: a plain CoreDNS
 			}
 			s := startup{node: r.Config(), clusterCIDR: r.Config().ClusterCIDR, opts: opts, conf: conf}
-			if n := r.View().Snapshot().Network; n != nil {
+			snap := r.View().Snapshot()
+			if n := snap.Network; n != nil {
 				s.clusterCIDR = n.CIDR.String()
 			}
+			if self, ok := snap.Node(r.Config().NodeName); ok && snap.ContainerNetwork != nil {
+				s.subnet = self.Value.Subnet.String() + " of container CIDR " + snap.ContainerNetwork.CIDR.String()
+			}
+			s.routes = r.RoutesOn()
 			s.dns = listenAddrs(inst)
 			clog.Info(s.String())
 		})

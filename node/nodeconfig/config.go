@@ -50,6 +50,16 @@ type Config struct {
 	Bootstrap   bool
 	Join        string
 	JoinToken   string
+	// ContainerCIDR is the cluster-wide range node container subnets are
+	// carved from (default 10.88.0.0/16); NodeSubnet, when set, is this
+	// node's own instead of the lowest free /24 of it.
+	ContainerCIDR string
+	NodeSubnet    string
+	// NoRoutes turns off the routes to peers' subnets (routes off).
+	NoRoutes bool
+	// NodeGrace is how long a node may miss heartbeats before the leader
+	// marks its instances unready (default 30s).
+	NodeGrace time.Duration
 }
 
 // redacted is Config without its methods, so formatting it does not recurse.

@@ -222,6 +222,10 @@ func parse(c *caddy.Controller) (*config, error) {
 		{"bootstrap", cfg.node.Bootstrap},
 		{"join", cfg.node.Join != ""},
 		{"join_token", cfg.node.JoinToken != ""},
+		{"container_cidr", cfg.node.ContainerCIDR != defaults.ContainerCIDR},
+		{"node_subnet", cfg.node.NodeSubnet != ""},
+		{"routes", cfg.node.NoRoutes},
+		{"node_grace", cfg.node.NodeGrace != 0},
 	} {
 		if o.set {
 			return nil, c.Errf("%s configures the local store or its API and cannot be combined with endpoint (remote mode)", o.opt)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +119,7 @@ func TestDNSFromFlags(t *testing.T) {
 		// service is exposed, the Docker Engine is retried in the background.
 		"--acme-email", "ops@example.com", "--acme-ca", "https://127.0.0.1:14000/dir", "--acme-ca-root", acmeRoot,
 		"--docker", "--docker-host", "unix://" + filepath.Join(dir, "docker.sock"),
+		"--container-cidr", "10.89.0.0/16", "--node-subnet", "10.89.7.0/24", "--routes=false", "--node-grace", "20s",
 	}
 	// The dev-mode node serves its API on TCP over TLS, with token files.
 	apiDir := t.TempDir()
@@ -149,7 +151,11 @@ func TestDNSFromFlags(t *testing.T) {
 		"\n  ingress       HTTP 127.0.0.1:8088, HTTPS 127.0.0.1:8448\n",
 		"\n  forward       kernel: nftables DNAT",
 		"\n  cluster CIDR  10.100.0.0/16\n",
+		"\n  node subnet   10.89.7.0/24 of container CIDR 10.89.0.0/16; no routes to peers' subnets (--routes=false or dev mode)\n",
 	})
+	if out := n.cli(t, "get", "nodes"); !regexp.MustCompile(`(?m)^n1\s+-\s+10\.89\.7\.0/24\s`).MatchString(out) {
+		t.Errorf("get nodes does not show --node-subnet 10.89.7.0/24 as n1's subnet:\n%s", out)
+	}
 	vip := n.cast(t, dnsServices)["default/api"]
 	if !netip.MustParsePrefix("10.100.0.0/16").Contains(netip.MustParseAddr(vip)) {
 		t.Fatalf("VIP %s is not from --cluster-cidr 10.100.0.0/16", vip)
@@ -313,7 +319,7 @@ func checkEveryCorefileFlag(t *testing.T, runed string, args []string) {
 		if name, _, _ = strings.Cut(name, " "); !ok || slices.Contains(notRendered, name) {
 			continue
 		}
-		if !slices.Contains(args, "--"+name) {
+		if !slices.ContainsFunc(args, func(a string) bool { return a == "--"+name || strings.HasPrefix(a, "--"+name+"=") }) {
 			t.Errorf("runed --%s is not among the flags this test starts runed with", name)
 		}
 	}

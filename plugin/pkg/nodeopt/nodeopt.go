@@ -5,6 +5,7 @@ package nodeopt
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -30,7 +31,8 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 			cfg.Docker = "default"
 			return true, nil
 		}
-	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve", "cluster_addr", "join", "join_token":
+	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve", "cluster_addr", "join", "join_token",
+		"container_cidr", "node_subnet", "routes", "node_grace":
 	default:
 		return false, nil
 	}
@@ -72,6 +74,24 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 			return true, err
 		}
 		cfg.ClusterCIDR = p.String()
+	case "container_cidr":
+		p, err := cluster.ParseContainerCIDR(args[0])
+		if err != nil {
+			return true, err
+		}
+		cfg.ContainerCIDR = p.String()
+	case "node_subnet":
+		p, err := netip.ParsePrefix(args[0])
+		if err != nil || !p.Addr().Is4() || p.Masked() != p {
+			return true, fmt.Errorf("node_subnet %q: want an IPv4 network inside container_cidr, e.g. 10.88.3.0/24", args[0])
+		}
+		cfg.NodeSubnet = p.String()
+	case "routes":
+		on, err := OnOff(args[0])
+		if err != nil {
+			return true, fmt.Errorf("routes: %w", err)
+		}
+		cfg.NoRoutes = !on
 	case "api":
 		if !strings.HasPrefix(args[0], "unix://") && !strings.HasPrefix(args[0], "tcp://") {
 			return true, fmt.Errorf("api %q: want unix:///path/to/socket or tcp://host:port", args[0])
@@ -95,15 +115,18 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 		if n == 0 {
 			cfg.DiskReserve = -1 // "0" turns the guard off; the zero Config means the default
 		}
-	case "stale_budget", "vip_hold":
+	case "stale_budget", "vip_hold", "node_grace":
 		d, err := time.ParseDuration(args[0])
 		if err != nil || d <= 0 {
 			return true, fmt.Errorf("%s %q: want a positive duration such as 30s", opt, args[0])
 		}
-		if opt == "stale_budget" {
+		switch opt {
+		case "stale_budget":
 			cfg.StaleBudget = d
-		} else {
+		case "vip_hold":
 			cfg.HoldPeriod = d
+		default:
+			cfg.NodeGrace = d
 		}
 	}
 	return true, nil
@@ -112,5 +135,5 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 // Defaults are the node settings a block starts from, as runed's flags
 // render them.
 func Defaults() nodeconfig.Config {
-	return nodeconfig.Config{DataDir: corefile.DefaultDataDir, ClusterCIDR: corefile.DefaultClusterCIDR, StaleBudget: corefile.DefaultStaleBudget}
+	return nodeconfig.Config{DataDir: corefile.DefaultDataDir, ClusterCIDR: corefile.DefaultClusterCIDR, ContainerCIDR: corefile.DefaultContainerCIDR, StaleBudget: corefile.DefaultStaleBudget}
 }
