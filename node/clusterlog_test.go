@@ -221,6 +221,14 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 	for _, r := range []*Runtime{n1, n2, n3} {
 		has(r, "api", seq)
 	}
+	// Every node wrote its record, each with a subnet of its own.
+	subnets := map[string]string{}
+	for _, e := range n1.View().Snapshot().Nodes() {
+		subnets[e.Value.Name] = e.Value.Subnet.String()
+	}
+	if len(subnets) != 3 || subnets["n1"] == subnets["n2"] || subnets["n2"] == subnets["n3"] || subnets["n1"] == subnets["n3"] {
+		t.Fatalf("node records' subnets %v, want three distinct", subnets)
+	}
 	for _, f := range []string{"ca.pem", "ca-key.pem", "node.pem", "node-key.pem"} {
 		if fi, err := os.Stat(filepath.Join(cfg2.DataDir, "cluster-tls", f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("n2's cluster-tls/%s: %v (mode %v), want a private file", f, err, fi)
@@ -239,6 +247,9 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 		name := fmt.Sprintf("web%d", i)
 		seq = cast(n1, name)
 		n2 = start(cfg)
+		if rec, _ := n2.View().Snapshot().Node("n2"); rec.Value.Subnet.String() != subnets["n2"] {
+			t.Errorf("n2 restarted with subnet %s, want its %s", rec.Value.Subnet, subnets["n2"])
+		}
 		has(n2, name, seq)
 	}
 

@@ -48,22 +48,36 @@ func TestRuntimeWritesAndBeatsItsNodeRecord(t *testing.T) {
 	}
 }
 
-// On the single-node store this node leads: a peer record that stops
-// beating has its instances marked unready after the grace, this node's
-// stay, and the peer's come back when it beats again.
+// The leader — this node on the single-node store, and as the one member
+// of a Raft cluster — marks a peer record that stops beating: its
+// instances become unready after the grace, this node's stay, and the
+// peer's come back when it beats again.
 func TestSilentPeerIsMarkedDown(t *testing.T) {
-	const grace = 300 * time.Millisecond
-	rt, err := Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", NodeGrace: grace})
-	if err != nil {
-		t.Fatal(err)
+	for _, backend := range []string{"badger", "raft"} {
+		t.Run(backend, func(t *testing.T) {
+			// No routes: the test runs in the host's network namespace, which
+			// tests must not change, and its synthetic peer has an address.
+			cfg := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", NodeGrace: 300 * time.Millisecond, NoRoutes: true}
+			if backend == "raft" {
+				cfg.ClusterAddr, cfg.Bootstrap = freeAddr(t), true
+			}
+			rt, err := Acquire(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Release()
+			silentPeerIsMarkedDown(t, rt)
+		})
 	}
-	defer rt.Release()
+}
+
+func silentPeerIsMarkedDown(t *testing.T, rt *Runtime) {
 	ctx := context.Background()
 	ctl := rt.Controller()
 	if _, _, err := ctl.Cast(ctx, []cluster.SourceFile{{Name: "api.yaml", Data: []byte("service:\n  name: api\n  ports:\n    - port: 80\n")}}); err != nil {
 		t.Fatal(err)
 	}
-	peer, _, err := ctl.RegisterNode(ctx, cluster.NodeSpec{Name: "n2", Address: netip.MustParseAddr("192.0.2.2"), HeartbeatEvery: 50 * time.Millisecond})
+	peer, _, err := ctl.RegisterNode(ctx, cluster.NodeSpec{Name: "n2", Address: netip.MustParseAddr("198.51.100.2"), HeartbeatEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,17 +122,18 @@ func Run(ctx context.Context, opts Options) {
 }
 
 // desired maps each peer's subnet to its address: the routes s asks for.
-// A peer without a subnet or an IPv4 address (a single-node store's record)
-// gets none, nor one whose subnet overlaps this node's.
+// A peer without a subnet or a usable IPv4 address (a single-node store's
+// record, nodes sharing one host on loopback) gets none, nor one whose
+// subnet overlaps this node's or whose address is this node's.
 func desired(s *cluster.Snapshot, self string) map[netip.Prefix]netip.Addr {
 	own, _ := s.Node(self)
 	want := map[netip.Prefix]netip.Addr{}
 	for _, e := range s.Nodes() {
 		n := e.Value
-		if n.Name == self || !n.Subnet.IsValid() || !n.Address.Is4() {
+		if n.Name == self || !n.Subnet.IsValid() || !n.Address.Is4() || n.Address.IsLoopback() || n.Address.IsUnspecified() {
 			continue
 		}
-		if own.Value != nil && own.Value.Subnet.Overlaps(n.Subnet) {
+		if own.Value != nil && (own.Value.Subnet.Overlaps(n.Subnet) || own.Value.Address == n.Address) {
 			continue
 		}
 		want[n.Subnet] = n.Address
