@@ -285,7 +285,7 @@ func open(cfg nodeconfig.Config) (*Runtime, error) {
 		return ingress.DeleteSecret(ctx, lg, ns, name)
 	}
 	srv.Warnings = r.warnings
-	srv.Cluster = clusterAPI(cfg.NodeName, lg, r.view, r.controller, opened)
+	srv.Cluster = clusterAPI(cfg.NodeName, lg, r.view, opened)
 	r.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -66,31 +66,18 @@ func (f forwarder) PortForward(svc cluster.NamespacedName, port uint16, local ne
 
 // clusterAPI is the node's membership as the API reads it: the Raft
 // configuration on a cluster node, this node alone on the Badger backend.
-func clusterAPI(name string, lg orderedlog.Log, view *cluster.View, ctl *cluster.Controller, since time.Time) api.Cluster {
+func clusterAPI(name string, lg orderedlog.Log, view *cluster.View, since time.Time) api.Cluster {
 	if rl, ok := lg.(*raft.Log); ok {
-		return withRecords{raftCluster{rl, since}, view, ctl}
+		return withRecords{raftCluster{rl, since}, view}
 	}
-	return withRecords{singleNode{name, lg, since}, view, ctl}
+	return withRecords{singleNode{name, lg, since}, view}
 }
 
 // withRecords adds what the node records say (subnet, heartbeat) to a
-// membership list, and removes a removed member's record.
+// membership list.
 type withRecords struct {
 	api.Cluster
 	view *cluster.View
-	ctl  *cluster.Controller
-}
-
-// RemoveNode takes the node out of the membership, then deletes its record,
-// which releases its subnet and takes its routes off every node.
-func (w withRecords) RemoveNode(ctx context.Context, name string) error {
-	if err := w.Cluster.RemoveNode(ctx, name); err != nil {
-		return err
-	}
-	if _, err := w.ctl.RemoveNode(ctx, name); err != nil && cluster.KindOf(err) != cluster.KindNotFound {
-		return fmt.Errorf("node %s left the cluster, but its record stays: %w", name, err)
-	}
-	return nil
 }
 
 func (w withRecords) Nodes() (api.NodeList, error) {
