@@ -68,11 +68,17 @@ func TestNodesClaimTheLowestFreeSubnet(t *testing.T) {
 		t.Errorf("n1 re-registered with subnet %s, want its %s", again.Subnet, a.Subnet)
 	}
 	n.advance(time.Second)
+	prev := n.view.Snapshot()
 	seq, err := n.ctl.Heartbeat(context.Background(), "n2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.view.WaitFor(context.Background(), seq)
+	if c := n.view.Snapshot().ChangesSince(prev); c.Full || len(c.Services) != 0 || len(c.Nodes) != 1 {
+		t.Errorf("changes of a heartbeat: %+v, want node n2 only", c)
+	} else if _, ok := c.Nodes["n2"]; !ok {
+		t.Errorf("changes of n2's heartbeat name %v", c.Nodes)
+	}
 	if e, _ := n.view.Snapshot().Node("n2"); !e.Value.Heartbeat.Equal(n.clock()) || e.Value.Subnet != b.Subnet {
 		t.Errorf("after a heartbeat n2 is %+v, want heartbeat %s and subnet %s", e.Value, n.clock(), b.Subnet)
 	}
