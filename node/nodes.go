@@ -128,7 +128,7 @@ func (r *Runtime) startDocker(ctx context.Context, subnet netip.Prefix) error {
 	if host == "default" {
 		host = ""
 	}
-	docker, err := dockersrc.New(dockersrc.Config{Node: r.cfg.NodeName, Host: host, Controller: r.controller, View: r.view, Subnet: subnet})
+	docker, err := dockersrc.New(dockersrc.Config{Node: r.cfg.NodeName, Host: host, Controller: r.controller, View: r.view, Subnet: subnet, Network: r.cfg.DockerNetwork})
 	if err != nil {
 		return fmt.Errorf("docker instance source: %w", err)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// rune.service its instances: "default" for $DOCKER_HOST or the local
 	// socket, else an Engine address (unix:// or tcp://).
 	Docker string
+	// DockerNetwork names the bridge network the Docker source keeps on
+	// the node's subnet (default "rune").
+	DockerNetwork string
 	// ClusterAddr (IP:PORT), when set, makes the node a member of a Raft
 	// cluster that carries the OrderedLog, on this one mutual-TLS port;
 	// without it the log is single-node Badger. Bootstrap creates the

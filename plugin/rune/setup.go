@@ -226,6 +226,7 @@ func parse(c *caddy.Controller) (*config, error) {
 		{"node_subnet", cfg.node.NodeSubnet != ""},
 		{"routes", cfg.node.NoRoutes},
 		{"node_grace", cfg.node.NodeGrace != 0},
+		{"docker_network", cfg.node.DockerNetwork != ""},
 	} {
 		if o.set {
 			return nil, c.Errf("%s configures the local store or its API and cannot be combined with endpoint (remote mode)", o.opt)

@@ -204,10 +204,15 @@ func startDockerRuned(t *testing.T, env *dockerEnv, node string, flags []string,
 		t.Fatalf("runed --print-corefile: %v", err)
 	}
 	corefile := string(out)
+	// runed keeps a bridge network on its subnet: one of the test's own,
+	// removed after runed stops.
+	network := dockerimg.RandomName("rune-e2e-node")
+	t.Cleanup(func() { exec.Command("docker", "network", "rm", network).Run() })
 	for _, edit := range []struct{ old, new string }{
 		// No traffic leaves the test's containers: no upstream, no loop probe.
 		{"\tforward . /etc/resolv.conf\n", ""},
 		{"\tloop\n", ""},
+		{"\t\tdocker\n", "\t\tdocker\n\t\tdocker_network " + network + "\n"},
 	} {
 		if !strings.Contains(corefile, edit.old) {
 			t.Fatalf("rendered Corefile has no %q:\n%s", edit.old, corefile)

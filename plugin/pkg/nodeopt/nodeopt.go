@@ -32,7 +32,7 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 			return true, nil
 		}
 	case "data_dir", "cluster_cidr", "api", "token", "token_file", "read_token_file", "stale_budget", "node_name", "vip_hold", "disk_reserve", "cluster_addr", "join", "join_token",
-		"container_cidr", "node_subnet", "routes", "node_grace":
+		"container_cidr", "node_subnet", "routes", "node_grace", "docker_network":
 	default:
 		return false, nil
 	}
@@ -80,6 +80,11 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 			return true, err
 		}
 		cfg.ContainerCIDR = p.String()
+	case "docker_network":
+		if problem := dockerNetworkProblem(args[0]); problem != "" {
+			return true, fmt.Errorf("docker_network %q: %s", args[0], problem)
+		}
+		cfg.DockerNetwork = args[0]
 	case "node_subnet":
 		p, err := netip.ParsePrefix(args[0])
 		if err != nil || !p.Addr().Is4() || p.Masked() != p {
@@ -136,4 +141,16 @@ func Set(cfg *nodeconfig.Config, opt string, args []string) (bool, error) {
 // render them.
 func Defaults() nodeconfig.Config {
 	return nodeconfig.Config{DataDir: corefile.DefaultDataDir, ClusterCIDR: corefile.DefaultClusterCIDR, ContainerCIDR: corefile.DefaultContainerCIDR, StaleBudget: corefile.DefaultStaleBudget}
+}
+
+// dockerNetworkProblem says what is wrong with a Docker network name, as
+// the Engine judges them ([a-zA-Z0-9][a-zA-Z0-9_.-]*), or "".
+func dockerNetworkProblem(name string) string {
+	for i, c := range name {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return "want letters, digits, '_', '.' or '-', starting with a letter or digit"
+		}
+	}
+	return ""
 }

@@ -38,6 +38,18 @@ func TestSet(t *testing.T) {
 		{"cluster_addr", nil, true, "takes 1 argument(s)", nil},
 		{"bootstrap", nil, true, "", func(c nodeconfig.Config) bool { return c.Bootstrap }},
 		{"bootstrap", []string{"yes"}, true, "takes 0 argument(s)", nil},
+		{"container_cidr", []string{"10.89.0.0/16"}, true, "", func(c nodeconfig.Config) bool { return c.ContainerCIDR == "10.89.0.0/16" }},
+		{"container_cidr", []string{"10.89.0.0/25"}, true, "want a /8 to /24", nil},
+		{"node_subnet", []string{"10.88.7.0/24"}, true, "", func(c nodeconfig.Config) bool { return c.NodeSubnet == "10.88.7.0/24" }},
+		{"node_subnet", []string{"10.88.7.1/24"}, true, "want an IPv4 network", nil},
+		{"routes", []string{"off"}, true, "", func(c nodeconfig.Config) bool { return c.NoRoutes }},
+		{"routes", []string{"on"}, true, "", func(c nodeconfig.Config) bool { return !c.NoRoutes }},
+		{"routes", []string{"maybe"}, true, "routes:", nil},
+		{"node_grace", []string{"1m"}, true, "", func(c nodeconfig.Config) bool { return c.NodeGrace == time.Minute }},
+		{"node_grace", []string{"0s"}, true, "positive duration", nil},
+		{"docker_network", []string{"rune-e2e_1.x"}, true, "", func(c nodeconfig.Config) bool { return c.DockerNetwork == "rune-e2e_1.x" }},
+		{"docker_network", []string{"-rune"}, true, "starting with a letter or digit", nil},
+		{"docker_network", []string{"ru ne"}, true, "want letters", nil},
 		{"ttl", []string{"5"}, false, "", nil},
 	} {
 		var cfg nodeconfig.Config
