@@ -78,9 +78,12 @@ type Node struct {
 	// Since is when the node opened its log (this runed's start).
 	Since time.Time `json:"since,omitzero"`
 	// Subnet is the node's container subnet and Heartbeat when it last
-	// wrote its record, from the node records ("" and zero without one).
+	// wrote its record, from the node records ("" and zero without one);
+	// Down is when the leader marked its instances unready for missing
+	// heartbeats (zero while it is alive).
 	Subnet    string    `json:"subnet,omitempty"`
 	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	Down      time.Time `json:"down,omitzero"`
 }
 
 // Self is the answering node's row (nil if the list lacks it).

@@ -91,7 +91,7 @@ func (w withRecords) Nodes() (api.NodeList, error) {
 			if rec.Value.Subnet.IsValid() {
 				list.Items[i].Subnet = rec.Value.Subnet.String()
 			}
-			list.Items[i].Heartbeat = rec.Value.Heartbeat
+			list.Items[i].Heartbeat, list.Items[i].Down = rec.Value.Heartbeat, rec.Value.Down
 		}
 	}
 	return list, nil

@@ -27,6 +27,9 @@ var nodeKind = kind{
 			if !n.Heartbeat.IsZero() {
 				beat = age(n.Heartbeat) + " ago"
 			}
+			if !n.Down.IsZero() {
+				beat += " (down " + age(n.Down) + ")"
+			}
 			if n.LastContactSeconds != nil {
 				contact = (time.Duration(*n.LastContactSeconds * float64(time.Second))).Round(time.Millisecond).String()
 			}

@@ -126,4 +126,7 @@ func TestClusterNetworkBetweenNodes(t *testing.T) {
 	if took := time.Since(killed); took < grace-grace/3 {
 		t.Errorf("n2's instance left the endpoints %s after the kill, before the %s grace (less its heartbeat period)", took, grace)
 	}
+	if wide := n3.cli(t, "get", "nodes", "-o", "wide"); !regexp.MustCompile(`(?m)^n2\s.*\s\d+s ago \(down \d+s\)$`).MatchString(wide) {
+		t.Errorf("get nodes -o wide does not show n2 down:\n%s", wide)
+	}
 }
