@@ -300,3 +300,43 @@ func TestParseContainerCIDR(t *testing.T) {
 		}
 	}
 }
+
+// Two nodes asking for the same explicit subnet at once: one gets it, the
+// other is refused naming the winner.
+func TestConcurrentExplicitSubnetClaims(t *testing.T) {
+	for round := range 5 {
+		n := newClusterNode(t)
+		other := startNode(t, n.log, ViewOptions{})
+		ctx := context.Background()
+		want := netip.MustParsePrefix("10.88.42.0/24")
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, node := range []*testNode{n, other} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, _, errs[i] = node.ctl.RegisterNode(ctx, NodeSpec{Name: fmt.Sprintf("n%d", i), Subnet: want})
+			}()
+		}
+		close(start)
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			if err == nil {
+				if won >= 0 {
+					t.Fatalf("round %d: both nodes got %s", round, want)
+				}
+				won = i
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: neither got %s: %v", round, want, errs)
+		}
+		lost := errs[1-won]
+		if KindOf(lost) != KindConflict || !strings.Contains(lost.Error(), fmt.Sprintf("node n%d holds 10.88.42.0/24", won)) {
+			t.Errorf("round %d: the loser's error %v, want a conflict naming n%d", round, lost, won)
+		}
+	}
+}

@@ -95,7 +95,7 @@ func Run(ctx context.Context, opts Options) {
 		changed := opts.View.Changed()
 		s := opts.View.Snapshot()
 		if c := s.ChangesSince(last); last == nil || c.Full || len(c.Nodes) > 0 {
-			err := sync(opts.Handle, desired(s, opts.Self))
+			err := reconcile(opts.Handle, desired(s, opts.Self))
 			last, retry = s, nil
 			switch {
 			case err != nil:
@@ -141,10 +141,10 @@ func desired(s *cluster.Snapshot, self string) map[netip.Prefix]netip.Addr {
 	return want
 }
 
-// sync makes this package's routes in the main table exactly want, leaving
+// reconcile makes this package's routes in the main table exactly want, leaving
 // a subnet that another route already covers exactly to that route. It
 // reports every subnet it could not route.
-func sync(h *netlink.Handle, want map[netip.Prefix]netip.Addr) error {
+func reconcile(h *netlink.Handle, want map[netip.Prefix]netip.Addr) error {
 	all, err := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: mainTable}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return fmt.Errorf("listing routes: %w", err)

@@ -129,12 +129,12 @@ func TestUnreachablePeerIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	err = sync(h, map[netip.Prefix]netip.Addr{
+	err = reconcile(h, map[netip.Prefix]netip.Addr{
 		netip.MustParsePrefix("10.88.1.0/24"): netip.MustParseAddr("192.0.2.2"),
 		netip.MustParsePrefix("10.88.2.0/24"): netip.MustParseAddr("198.51.100.7"),
 	})
 	if err == nil || !strings.Contains(err.Error(), "198.51.100.7 is not on a directly connected network") || !strings.Contains(err.Error(), "one layer-2 network") {
-		t.Errorf("sync with an unreachable peer: %v", err)
+		t.Errorf("reconcile with an unreachable peer: %v", err)
 	}
 	if got := routesIn(t, ns); !slices.Equal(got, []string{route(dev, "10.88.1.0/24", "192.0.2.2", "82")}) {
 		t.Errorf("routes: %q", got)
