@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -89,14 +90,19 @@ func Run(ctx context.Context, opts Options) {
 	tick := time.NewTicker(opts.Resync)
 	defer tick.Stop()
 	var last *cluster.Snapshot
+	var applied map[netip.Prefix]netip.Addr // what the last reconcile made
 	var failing string
 	var retry <-chan time.Time
 	for {
 		changed := opts.View.Changed()
 		s := opts.View.Snapshot()
-		if c := s.ChangesSince(last); last == nil || c.Full || len(c.Nodes) > 0 {
-			err := reconcile(opts.Handle, desired(s, opts.Self))
-			last, retry = s, nil
+		c := s.ChangesSince(last)
+		forced := last == nil || c.Full
+		if want := desired(s, opts.Self); forced || len(c.Nodes) > 0 && !maps.Equal(want, applied) {
+			// A heartbeat changes a record but not the routes it asks for:
+			// only a change of them, or a resync, lists the routes.
+			err := reconcile(opts.Handle, want)
+			applied, retry = want, nil
 			switch {
 			case err != nil:
 				syncErrors.Inc()
@@ -109,6 +115,7 @@ func Run(ctx context.Context, opts Options) {
 				failing = ""
 			}
 		}
+		last = s
 		select {
 		case <-changed:
 		case <-tick.C:
