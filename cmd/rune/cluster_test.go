@@ -47,7 +47,7 @@ func TestClusterJoinTokenAndNodeRemove(t *testing.T) {
 	}
 
 	acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: freeClusterAddr(t), Join: n1.Config().ClusterAddr, JoinToken: strings.TrimSpace(out)})
-	row := regexp.MustCompile(`(?m)^n2\s+127\.0\.0\.1:\d+\s+(non-voter|voter)\s`)
+	row := regexp.MustCompile(`(?m)^n2\s+127\.0\.0\.1:\d+\s+10\.88\.1\.0/24\s+(non-voter|voter)\s`)
 	if out := mustRun(t, addr, "get", "nodes"); !row.MatchString(out) {
 		t.Fatalf("get nodes after n2 joined:\n%s", out)
 	}
