@@ -65,7 +65,7 @@ func (cfg *config) options(dev bool) ingress.Options {
 	o := ingress.Options{
 		HTTPAddr: http, HTTPSAddr: https,
 		ACME:     ingress.ACMEOptions{Email: cfg.acmeEmail, CA: cfg.acmeCA, CARootsFile: cfg.acmeCARoot},
-		Timeouts: cfg.timeouts, DisableFastPath: cfg.noFastPath, NodeName: cfg.node.NodeName,
+		Timeouts: cfg.timeouts, DisableFastPath: cfg.noFastPath,
 	}
 	if cfg.hstsSet {
 		h := cfg.hsts
@@ -225,6 +225,10 @@ func start(cfg config) (subsystem.Running, error) {
 		return nil, err
 	}
 	opts := cfg.options(rt.Config().DevMode)
+	// The node's name as the runtime has it (the rune block's node_name, or
+	// the host name's first label): the name its node record, and so the
+	// EDGES of `rune get ingresses` and the certificate locks, know it by.
+	opts.NodeName = rt.Config().NodeName
 	// Exposed services' policies apply at the edge too: the router asks the
 	// runtime for netpolicy's engine on every request, and refuses what a
 	// policy governs while there is none.
