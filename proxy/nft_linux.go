@@ -47,14 +47,12 @@ func (c *NFTConfig) setDefaults() {
 //	table ip rune {
 //	  map svc_tcp { type ipv4_addr . inet_service : inet_service }   # VIP . port : proxy port
 //	  map svc_udp { ... }
-//	  set svc_tcp_3 { type ipv4_addr . inet_service }   # kernel forwarding: the VIP . ports
-//	                                            # with 3 endpoints; one set per endpoint count
-//	  map svc_tcp_ep { type ipv4_addr . inet_service . mark : ipv4_addr . inet_service }
-//	                                            # VIP . port . i : endpoint i
+//	  map svc_tcp_ep_3 { type ipv4_addr . inet_service . mark : ipv4_addr . inet_service }
+//	                     # kernel forwarding: VIP . port . i : endpoint i of the VIP . ports
+//	                     # with 3 endpoints; one map per endpoint count
 //	  set alive { type mark; flags timeout }     # one element, refreshed by Heartbeat
-//	  chain pick-3 { dnat to ip daddr . tcp dport . numgen random mod 3 map @svc_tcp_ep }
-//	  chain kernel { ip daddr . tcp dport @svc_tcp_3 goto pick-3   # one rule per count
-//	                 ... }
+//	  chain kernel { dnat ip to ip daddr . th dport . numgen random mod 3 map @svc_tcp_ep_3
+//	                 ... }                      # one rule per count; a miss tries the next
 //	  chain prerouting { type nat hook prerouting priority dstnat   # from containers
 //	    ip daddr <CIDR> meta l4proto tcp ip saddr != 127.0.0.0/8 1 @alive jump kernel
 //	    meta l4proto tcp redirect to ip daddr . tcp dport map @svc_tcp
@@ -71,13 +69,13 @@ func (c *NFTConfig) setDefaults() {
 // plus a route <CIDR> dev lo src 127.0.0.1, so host processes can connect to VIPs without
 // a default route. Dispatch is two hash lookups whatever the number of
 // services, and a change touches only the map elements that differ. The
-// pick chains are per endpoint count, not per service: a commit revalidates
+// pick rules are per endpoint count, not per service: a commit revalidates
 // every chain a verdict map can reach, so thousands of per-service chains
 // would make each change cost milliseconds per thousand services. For the
 // same reason no map holds verdicts: adding a goto element to a verdict map
 // makes the kernel revalidate every element of it on commit (46 ms per
-// change with 100,000 services); a set per endpoint count, and a rule per
-// set, cost one lookup per count a new connection tries.
+// change with 100,000 services); a map per endpoint count, and a rule per
+// map, cost one lookup per count a new connection tries.
 type NFT struct {
 	cfg  NFTConfig
 	conn *nftables.Conn
@@ -85,9 +83,8 @@ type NFT struct {
 	table *nftables.Table
 	maps  map[cluster.Protocol]*nftables.Set
 	kern  *nftables.Chain
-	eps   *nftables.Set // VIP . port . i : endpoint
 	alive *nftables.Set
-	picks map[int]*nftables.Set // endpoint count → its set (with its pick chain and rule)
+	picks map[int]*nftables.Set // endpoint count → its endpoint map (with its rule)
 	cidr  netip.Prefix
 	// installed mirrors what is in the kernel; nil forces a full reinstall
 	// (first sync, or after a failed transaction left it unknown).
@@ -164,18 +161,11 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]Redirect) error {
 	vipPort := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 	n.table = t
 	n.maps = map[cluster.Protocol]*nftables.Set{}
-	n.eps = &nftables.Set{
-		Table: t, Name: "svc_tcp_ep", IsMap: true, Concatenation: true,
-		KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService, nftables.TypeMark),
-		DataType: vipPort,
-	}
 	n.alive = &nftables.Set{Table: t, Name: "alive", KeyType: nftables.TypeMark, HasTimeout: true}
 	n.picks = map[int]*nftables.Set{}
 	n.kern = n.conn.AddChain(&nftables.Chain{Name: "kernel", Table: t})
-	for _, s := range []*nftables.Set{n.eps, n.alive} {
-		if err := n.conn.AddSet(s, nil); err != nil {
-			return fmt.Errorf("nftables: set %s: %w", s.Name, err)
-		}
+	if err := n.conn.AddSet(n.alive, nil); err != nil {
+		return fmt.Errorf("nftables: set %s: %w", n.alive.Name, err)
 	}
 	elems := map[*nftables.Set][]nftables.SetElement{}
 	for _, r := range want {
@@ -184,8 +174,7 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]Redirect) error {
 			if err != nil {
 				return err
 			}
-			elems[s] = append(elems[s], nftables.SetElement{Key: vipKey(r.VIP)})
-			elems[n.eps] = append(elems[n.eps], epElements(r)...)
+			elems[s] = append(elems[s], epElements(r)...)
 		}
 	}
 	for s, elems := range elems {
@@ -319,21 +308,15 @@ func (d *nftDiff) key(n *NFT, k redirectKey, old, r Redirect) {
 		return
 	}
 	if old.Endpoints != nil {
-		if len(old.Endpoints) != len(r.Endpoints) || r.Endpoints == nil {
-			d.queue(&d.del, n.picks[len(old.Endpoints)], nftables.SetElement{Key: vipKey(old.VIP)})
-		}
-		d.queue(&d.del, n.eps, epElements(old)...)
+		d.queue(&d.del, n.picks[len(old.Endpoints)], epElements(old)...)
 	}
 	if r.Endpoints != nil {
-		if len(old.Endpoints) != len(r.Endpoints) || old.Endpoints == nil {
-			s, err := n.ensurePick(len(r.Endpoints))
-			if err != nil {
-				d.err = cmp.Or(d.err, err)
-				return
-			}
-			d.queue(&d.add, s, nftables.SetElement{Key: vipKey(r.VIP)})
+		s, err := n.ensurePick(len(r.Endpoints))
+		if err != nil {
+			d.err = cmp.Or(d.err, err)
+			return
 		}
-		d.queue(&d.add, n.eps, epElements(r)...)
+		d.queue(&d.add, s, epElements(r)...)
 	}
 }
 
@@ -384,39 +367,39 @@ func (n *NFT) Heartbeat(ttl time.Duration) error {
 // aliveKey is the one element of the alive set.
 var aliveKey = binary.BigEndian.AppendUint32(nil, 1)
 
-// ensurePick queues, once per endpoint count, the set of the VIP . ports
-// with count endpoints, the chain that picks one of them (dnat to ip daddr
-// . tcp dport . numgen random mod count map @svc_tcp_ep) and the kernel
-// chain's rule that leads there, and returns the set. They stay until the
-// next reinstall, used or not: there are only as many as distinct counts.
+// ensurePick queues, once per endpoint count, the map of the endpoints of
+// the VIP . ports with count endpoints and the kernel chain's rule that
+// picks one of them (dnat to ip daddr . tcp dport . numgen random mod count
+// map @svc_tcp_ep_<count>; a VIP . port with another count misses and goes
+// on to the next rule), and returns the map. They stay until the next
+// reinstall, used or not: there are only as many as distinct counts. The
+// maps are per count, not one for all, because the kernel checks every
+// element of a map when a rule starts looking it up (nf_tables_bind_set):
+// a new count's rule on one shared map cost 50–130 ms with 100,000
+// kernel-forwarded services installed, and is free on a map of its own,
+// which is still empty when the rule binds it.
 func (n *NFT) ensurePick(count int) (*nftables.Set, error) {
 	if s := n.picks[count]; s != nil {
 		return s, nil
 	}
-	s := &nftables.Set{Table: n.table, Name: fmt.Sprintf("svc_tcp_%d", count), Concatenation: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
+	s := &nftables.Set{
+		Table: n.table, Name: fmt.Sprintf("svc_tcp_ep_%d", count), IsMap: true, Concatenation: true,
+		KeyType:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService, nftables.TypeMark),
+		DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
+	}
 	if err := n.conn.AddSet(s, nil); err != nil {
-		return nil, fmt.Errorf("nftables: set %s: %w", s.Name, err)
+		return nil, fmt.Errorf("nftables: map %s: %w", s.Name, err)
 	}
 	n.picks[count] = s
-	ch := n.conn.AddChain(&nftables.Chain{Name: pickChain(count), Table: n.table})
-	n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Numgen{Register: 10, Modulus: uint32(count), Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: n.eps.Name, SetID: n.eps.ID},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
-	}})
 	n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: n.kern, Exprs: []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
-		&expr.Verdict{Kind: expr.VerdictGoto, Chain: pickChain(count)},
+		&expr.Numgen{Register: 10, Modulus: uint32(count), Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
 	}})
 	return s, nil
 }
-
-func pickChain(count int) string { return fmt.Sprintf("pick-%d", count) }
 
 // epElements encodes VIP . port . i : endpoint i. The index is typed a
 // mark because, like numgen's output, marks are in host order (and nft can
@@ -432,7 +415,7 @@ func epElements(r Redirect) []nftables.SetElement {
 
 // dispatchExprs: ip daddr <CIDR>, meta l4proto tcp, ip saddr !=
 // 127.0.0.0/8, the alive element present, then jump kernel (the VIP . port
-// looked up in the set of each endpoint count). A miss returns to the
+// looked up in the endpoint map of each endpoint count). A miss returns to the
 // redirect rules. The CIDR test comes first so that a node's other new
 // connections (to the internet, say) cost one compare, not set lookups. Host processes connecting from
 // 127.0.0.1 (the source the CIDR route pins) go to the proxy: a packet from

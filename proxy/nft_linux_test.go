@@ -190,7 +190,7 @@ func TestNFTKernelForwarding(t *testing.T) {
 	}
 	// nft itself can list what we programmed (operators will).
 	rules := ns.Run(t, "nft", "list", "table", "ip", "rune")
-	for _, want := range []string{"set svc_tcp_3 {", "elements = { 10.96.0.10 . 80 }", "@svc_tcp_3 goto pick-3", "10.96.0.10 . 80 . 0x00000002 : 192.0.2.13 . 8080", "numgen random mod 3 map @svc_tcp_ep", "masquerade"} {
+	for _, want := range []string{"map svc_tcp_ep_3 {", "dnat ip to ip daddr . th dport . numgen random mod 3 map @svc_tcp_ep_3", "10.96.0.10 . 80 . 0x00000002 : 192.0.2.13 . 8080", "masquerade"} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("table ip rune lacks %q:\n%s", want, rules)
 		}

@@ -268,7 +268,7 @@ func testInterception(t *testing.T, nodeEnv ...string) {
 	if kernel {
 		t.Run("TCPIsDNATedNotProxied", func(t *testing.T) {
 			rules := c.node.Run(t, "nft", "list", "table", "ip", "rune")
-			for _, want := range []string{"set svc_tcp_3 {", "elements = { " + vip + " . 80 }", "@svc_tcp_3 goto pick-3", vip + " . 80 . 0x00000002 : 10.1.", "jump kernel", "masquerade"} {
+			for _, want := range []string{"map svc_tcp_ep_3 {", "dnat ip to ip daddr . th dport . numgen random mod 3 map @svc_tcp_ep_3", vip + " . 80 . 0x00000002 : 10.1.", "jump kernel", "masquerade"} {
 				if !strings.Contains(rules, want) {
 					t.Errorf("table ip rune lacks %q:\n%s", want, rules)
 				}

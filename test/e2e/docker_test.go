@@ -229,8 +229,8 @@ func testDockerFullPath(t *testing.T, runedFlags ...string) {
 	expect("both api containers", host1, host2)
 	if slices.Contains(runedFlags, "kernel") {
 		// The answers came through DNAT, not the proxy: the node's
-		// endpoint map holds both api containers.
-		eps := env.runIn(node, "nft", "list", "map", "ip", "rune", "svc_tcp_ep")
+		// endpoint maps hold both api containers.
+		eps := env.runIn(node, "nft", "list", "table", "ip", "rune")
 		for _, c := range []string{api1, api2} {
 			if ip := env.ip(c).String(); !strings.Contains(eps, ip+" . 8080") {
 				t.Errorf("kernel forwarding: api container %s missing from the node's endpoint map:\n%s", ip, eps)
