@@ -107,8 +107,22 @@ type portKey struct {
 type route struct {
 	sp  ServicePort
 	eps []*endpoint
-	m   *portMetrics
-	gen uint64 // the last update that kept this route (guarded by Proxy.mu)
+	m   atomic.Pointer[portMetrics] // resolved on first use: see metrics
+	gen uint64                      // the last update that kept this route (guarded by Proxy.mu)
+}
+
+// metrics is the route's metric children, made when its first connection
+// or flow counts something, not with the route: ten series for each of
+// 100,000 services were 700 MB of the node's heap (half of it), and slowed
+// every garbage collection, for ports no connection through the proxy may
+// ever use (in kernel mode, none does). A service port shows up in
+// /metrics with its first connection.
+func (r *route) metrics() *portMetrics {
+	if m := r.m.Load(); m != nil {
+		return m
+	}
+	r.m.CompareAndSwap(nil, metricsFor(r.sp.Service, r.sp.Protocol))
+	return r.m.Load()
 }
 
 // routes is an immutable compiled table, swapped atomically per update.
@@ -253,7 +267,7 @@ func (p *Proxy) admit(src netip.Addr, r *route) (policy.Verdict, bool) {
 
 func (p *Proxy) deny(r *route, v policy.Verdict) (policy.Verdict, bool) {
 	policy.CountDrop(v)
-	r.m.denied.Inc()
+	r.metrics().denied.Inc()
 	return v, false
 }
 
@@ -362,7 +376,7 @@ type registered struct {
 // newRoute compiles a service port, sharing endpoint state with every other
 // route that lists the same address.
 func (p *Proxy) newRoute(sp *ServicePort) *route {
-	r := &route{sp: *sp, m: metricsFor(sp.Service, sp.Protocol), eps: make([]*endpoint, 0, len(sp.Endpoints))}
+	r := &route{sp: *sp, eps: make([]*endpoint, 0, len(sp.Endpoints))}
 	p.routesOf[metricsKey{sp.Service, sp.Protocol}]++
 	// Own copy: the next update compares against it, whatever the caller
 	// does with its table.

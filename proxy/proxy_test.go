@@ -339,32 +339,14 @@ func TestDeletedServiceMetricsForgotten(t *testing.T) {
 		c.echo(t, "hi")
 		c.Close()
 	}
-	series := func(svc string) int {
-		t.Helper()
-		mfs, err := prometheus.DefaultGatherer.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "service" && l.GetValue() == svc {
-						n++
-					}
-				}
-			}
-		}
-		return n
-	}
-	if series("metrics-gone") == 0 || series("metrics-kept") == 0 {
-		t.Fatalf("no series before the delete: gone %d, kept %d", series("metrics-gone"), series("metrics-kept"))
+	if seriesOf(t, "metrics-gone") == 0 || seriesOf(t, "metrics-kept") == 0 {
+		t.Fatalf("no series before the delete: gone %d, kept %d", seriesOf(t, "metrics-gone"), seriesOf(t, "metrics-kept"))
 	}
 	p.Update(&Table{Ports: []ServicePort{kept}})
-	if n := series("metrics-gone"); n != 0 {
+	if n := seriesOf(t, "metrics-gone"); n != 0 {
 		t.Errorf("%d series of the deleted service remain", n)
 	}
-	if series("metrics-kept") == 0 {
+	if seriesOf(t, "metrics-kept") == 0 {
 		t.Error("the remaining service lost its series")
 	}
 	p.Update(&Table{Ports: []ServicePort{gone, kept}})
@@ -376,5 +358,46 @@ func TestDeletedServiceMetricsForgotten(t *testing.T) {
 	c.Close()
 	if got := testkit.Metric(t, "rune_proxy_connections_total", map[string]string{"service": "metrics-gone", "result": "ok"}); got != 1 {
 		t.Errorf("recast service: %v ok connections exported, want 1", got)
+	}
+}
+
+// seriesOf counts the exported series labelled service=svc.
+func seriesOf(t *testing.T, svc string) int {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "service" && l.GetValue() == svc {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// A service port's series appear with its first connection, not with its
+// route: 100,000 services no connection uses cost no metrics.
+func TestMetricsMadeOnFirstConnection(t *testing.T) {
+	b := startBackend(t, "a")
+	p := devProxy(t, Config{})
+	sp := tcpPort("metrics-lazy", freePort(t, p.cfg.DevAddr), b.addr())
+	p.Update(&Table{Ports: []ServicePort{sp}})
+	if n := seriesOf(t, "metrics-lazy"); n != 0 {
+		t.Fatalf("%d series before any connection, want none", n)
+	}
+	c, err := dialVia(t, netip.AddrPortFrom(p.cfg.DevAddr, sp.VIP.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.echo(t, "hi")
+	c.Close()
+	if got := testkit.Metric(t, "rune_proxy_connections_total", map[string]string{"service": "metrics-lazy", "result": "ok"}); got != 1 {
+		t.Errorf("after one connection: %v ok connections exported, want 1", got)
 	}
 }

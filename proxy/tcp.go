@@ -52,7 +52,7 @@ func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route, den
 		return
 	}
 	if p.cfg.Stale != nil && p.cfg.Stale() {
-		r.m.stale.Inc()
+		r.metrics().stale.Inc()
 		reset(c)
 		return
 	}
@@ -70,12 +70,12 @@ func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route, den
 		reset(c)
 		return
 	}
-	r.m.active.Inc()
+	r.metrics().active.Inc()
 	defer func() {
 		ep.active.Add(-1)
-		r.m.active.Dec()
+		r.metrics().active.Dec()
 	}()
-	pipeTCP(c, up.(*net.TCPConn), r.m)
+	pipeTCP(c, up.(*net.TCPConn), r.metrics())
 }
 
 // keepAlive turns on TCP keep-alive with the system's timing (on Linux,
@@ -140,7 +140,7 @@ func halfClose(dst, src *net.TCPConn, err error, last bool) {
 // count includes the returned connection. It counts the connection's result.
 func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
 	if len(r.eps) == 0 {
-		r.m.noEndpoints.Inc()
+		r.metrics().noEndpoints.Inc()
 		return nil, nil
 	}
 	network := "tcp4"
@@ -163,17 +163,17 @@ func (p *Proxy) dial(r *route) (net.Conn, *endpoint) {
 		c, err := p.dialer.Dial(network, ep.dial)
 		if err == nil {
 			ep.Succeeded()
-			r.m.ok.Inc()
+			r.metrics().ok.Inc()
 			return c, ep
 		}
 		ep.active.Add(-1)
-		r.m.dialFailures.Inc()
+		r.metrics().dialFailures.Inc()
 		if ep.Failed(now, p.cfg.EjectBase, p.cfg.EjectMax) {
-			r.m.ejections.Inc()
+			r.metrics().ejections.Inc()
 		}
 		p.cfg.Logger.Debug("proxy: connect to endpoint failed; ejected", "service", r.sp.Service, "endpoint", ep.addr, "err", err)
 		tried = append(tried, ep)
 	}
-	r.m.dialFailed.Inc()
+	r.metrics().dialFailed.Inc()
 	return nil, nil
 }

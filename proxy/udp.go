@@ -85,7 +85,7 @@ func (f *udpFront) serve() {
 		}
 		s.last.Store(time.Now().UnixNano())
 		if _, err := s.up.Write(buf[:n]); err == nil {
-			s.r.m.bytesTo.Add(float64(n))
+			s.r.metrics().bytesTo.Add(float64(n))
 		}
 	}
 }
@@ -107,7 +107,7 @@ func (f *udpFront) session(client *net.UDPAddr, cm *ipv4.ControlMessage) *udpSes
 		return nil
 	}
 	if f.p.cfg.Stale != nil && f.p.cfg.Stale() {
-		r.m.stale.Inc()
+		r.metrics().stale.Inc()
 		return nil
 	}
 	if _, ok := f.p.admit(key.Addr(), r); !ok {
@@ -131,7 +131,7 @@ func (f *udpFront) session(client *net.UDPAddr, cm *ipv4.ControlMessage) *udpSes
 	}
 	f.sessions[key] = s
 	f.mu.Unlock()
-	r.m.active.Inc()
+	r.metrics().active.Inc()
 	go f.replies(key, s)
 	return s
 }
@@ -152,13 +152,13 @@ func (f *udpFront) replies(key netip.AddrPort, s *udpSession) {
 				continue // the client sent something meanwhile
 			}
 			if errors.Is(err, syscall.ECONNREFUSED) && s.ep.Failed(time.Now().UnixNano(), f.p.cfg.EjectBase, f.p.cfg.EjectMax) {
-				s.r.m.ejections.Inc()
+				s.r.metrics().ejections.Inc()
 			}
 			break
 		}
 		s.last.Store(time.Now().UnixNano())
 		if _, err := f.pc.WriteTo(buf[:n], cm, s.client); err == nil {
-			s.r.m.bytesFrom.Add(float64(n))
+			s.r.metrics().bytesFrom.Add(float64(n))
 		}
 	}
 	f.mu.Lock()
@@ -168,5 +168,5 @@ func (f *udpFront) replies(key netip.AddrPort, s *udpSession) {
 	f.mu.Unlock()
 	s.up.Close()
 	s.ep.active.Add(-1)
-	s.r.m.active.Dec()
+	s.r.metrics().active.Dec()
 }
