@@ -10,7 +10,8 @@
 #   - nftables programming: 10,000 services x 3 endpoints, then one change.
 # Everything runs inside network namespaces this script creates and deletes:
 # traffic stays between them and the host's ruleset is untouched.
-# Needs root. DURATION (default 10s) sets each wrk/bulk run.
+# Needs root. DURATION (default 10s) sets each wrk/bulk run; VIP_ARGS adds
+# flags to the proxy-mode vipproxy (VIP_ARGS="-cpuprofile FILE" profiles it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
@@ -145,7 +146,7 @@ echo "== wrk -t1 -c50 -d$DURATION from the container; bulk: one connection for $
 # runed's tables are in place for every target, as on a node running it:
 # loading nftables' nat turns on connection tracking for all traffic
 # through the node, which costs every path something per packet.
-start_vip vip
+start_vip vip ${VIP_ARGS:-}
 run direct "${HTTP[direct]}" "${BULK[direct]}"
 run haproxy 10.0.0.1:8081 10.0.0.1:9001
 run vip 10.96.0.10:80 10.96.0.10:9000
