@@ -32,6 +32,9 @@ type Interceptor interface {
 	// Heartbeat keeps kernel forwarding (Redirects with Endpoints) on for
 	// ttl more; without heartbeats it stops, and the guard refuses.
 	Heartbeat(ttl time.Duration) error
+	// KeepSources sets which kernel-forwarded connections keep their
+	// source address, from the next Sync on.
+	KeepSources(SourceScope)
 	Close() error
 }
 
@@ -44,6 +47,9 @@ type DataplaneConfig struct {
 	Interceptor Interceptor
 	// RetryInterval paces retries after a failed sync. Default 1s.
 	RetryInterval time.Duration
+	// Node is this node's name: its record's subnet is where kernel
+	// forwarding masquerades hairpins (see SourceScope).
+	Node string
 }
 
 // Dataplane keeps a Proxy and its interception in step with a Source.
@@ -53,6 +59,7 @@ type Dataplane struct {
 	src   Source
 	log   *slog.Logger
 	retry time.Duration
+	node  string
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -94,7 +101,7 @@ func Start(src Source, cfg DataplaneConfig) (*Dataplane, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Dataplane{proxy: p, icpt: icpt, src: src, log: p.cfg.Logger, retry: cfg.RetryInterval, cancel: cancel, done: make(chan struct{})}
+	d := &Dataplane{proxy: p, icpt: icpt, src: src, log: p.cfg.Logger, retry: cfg.RetryInterval, node: cfg.Node, cancel: cancel, done: make(chan struct{})}
 	go d.run(ctx)
 	return d, nil
 }
@@ -215,6 +222,7 @@ func (d *Dataplane) applyAll(s *cluster.Snapshot) error {
 	case !t.CIDR.IsValid():
 		return fmt.Errorf("the cluster network is not bootstrapped yet (no CIDR at seq %d)", s.Seq)
 	}
+	d.icpt.KeepSources(ScopeOf(s, d.node))
 	return d.icpt.Sync(t.CIDR, rs)
 }
 
@@ -226,7 +234,7 @@ func (d *Dataplane) patch(s *cluster.Snapshot) (bool, error) {
 		return false, nil
 	}
 	c := s.ChangesSince(d.last)
-	if c.Full {
+	if c.Full || ScopeOf(s, d.node) != ScopeOf(d.last, d.node) {
 		return false, nil
 	}
 	changed := make(map[cluster.NamespacedName]ServiceRoutes, len(c.Services))

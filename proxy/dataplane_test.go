@@ -83,6 +83,8 @@ func (f *fakeInterceptor) Heartbeat(time.Duration) error {
 	return nil
 }
 
+func (f *fakeInterceptor) KeepSources(SourceScope) {}
+
 func (f *fakeInterceptor) Close() error { f.closed.Store(true); return nil }
 
 func snapshotAt(seq uint64) *cluster.Snapshot {

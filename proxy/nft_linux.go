@@ -58,8 +58,9 @@ func (c *NFTConfig) setDefaults() {
 //	    meta l4proto tcp redirect to ip daddr . tcp dport map @svc_tcp
 //	    meta l4proto udp redirect to ip daddr . udp dport map @svc_udp }
 //	  chain output { type nat hook output priority -100 ... }       # from the host
-//	  chain postrouting { type nat hook postrouting priority srcnat
-//	    ct original ip daddr <CIDR> masquerade }   # kernel-forwarded: replies come back through us
+//	  chain postrouting { type nat hook postrouting priority srcnat   # kernel-forwarded, from
+//	    ct original ip daddr <CIDR> ip saddr != <containers> masquerade   # outside the cluster
+//	    ct original ip daddr <CIDR> ip saddr <local> ip daddr <local> masquerade }   # or hairpin
 //	}
 //	table ip rune_guard {   # priority dstnat+10, after the redirect
 //	  chain prerouting/output { ip daddr <CIDR> meta l4proto tcp reject with tcp reset
@@ -86,6 +87,9 @@ type NFT struct {
 	alive *nftables.Set
 	picks map[int]*nftables.Set // endpoint count → its endpoint map (with its rule)
 	cidr  netip.Prefix
+	// scope is what the next install masquerades; scoped what the
+	// installed postrouting chain does.
+	scope, scoped SourceScope
 	// installed mirrors what is in the kernel; nil forces a full reinstall
 	// (first sync, or after a failed transaction left it unknown).
 	installed map[redirectKey]Redirect
@@ -134,7 +138,7 @@ func (n *NFT) sync(cidr netip.Prefix, rs []Redirect) error {
 		}
 		want[redirectKey{r.Protocol, r.VIP}] = r
 	}
-	if n.installed == nil || cidr != n.cidr {
+	if n.installed == nil || cidr != n.cidr || n.scope != n.scoped {
 		if err := n.install(cidr, want); err != nil {
 			return err
 		}
@@ -212,11 +216,13 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]Redirect) error {
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 	})
-	n.conn.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: masqueradeExprs(cidr)})
+	for _, e := range masqueradeRules(cidr, n.scope) {
+		n.conn.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e})
+	}
 	if err := n.conn.Flush(); err != nil {
 		return fmt.Errorf("nftables: install tables %s and %s for %s: %w", n.cfg.Table, n.cfg.GuardTable, cidr, err)
 	}
-	n.cidr, n.installed = cidr, want
+	n.cidr, n.installed, n.scoped = cidr, want, n.scope
 	return nil
 }
 
@@ -434,19 +440,37 @@ func (n *NFT) dispatchExprs(cidr netip.Prefix) []expr.Any {
 	)
 }
 
-// masqueradeExprs: ct original ip daddr <CIDR> masquerade. A kernel-forwarded
-// connection's replies must come back through this node to be un-DNATed,
-// even when client and endpoint share a bridge; the proxy's own connections
-// leave from the node too, so endpoints see the same source either way.
-// Policy is not affected: the forward filter sees the client's address
-// before postrouting rewrites it. Source ports are kept where free, not
-// randomized (kube-proxy's --random-fully): a client that reuses a port
-// then meets the TIME_WAIT its own earlier connection left at the
-// endpoint, whose timestamps it passes; a random port meets some other
-// connection's, and PAWS drops the SYN for a second (measured: new
-// connections/s fell from 21k to 6k).
-func masqueradeExprs(cidr netip.Prefix) []expr.Any {
-	return append([]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0}}, append(inCIDR(cidr), &expr.Masq{})...)
+// KeepSources sets which kernel-forwarded connections keep their source
+// (see SourceScope); the next Sync reinstalls the table if it changed.
+func (n *NFT) KeepSources(sc SourceScope) { n.scope = sc }
+
+// masqueradeRules: ct original ip daddr <CIDR> masquerade, narrowed by sc to
+// sources outside the container CIDR and hairpins on the local subnet. A
+// masqueraded connection's replies come back through this node to be
+// un-DNATed; inside the cluster they do anyway (see SourceScope), and the
+// endpoint then sees the client's real address. Policy is not affected:
+// the forward filter sees the client's address before postrouting rewrites
+// it. Source ports are kept where free, not randomized (kube-proxy's
+// --random-fully): a client that reuses a port then meets the TIME_WAIT its
+// own earlier connection left at the endpoint, whose timestamps it passes;
+// a random port meets some other connection's, and PAWS drops the SYN for
+// a second (measured: new connections/s fell from 21k to 6k).
+func masqueradeRules(cidr netip.Prefix, sc SourceScope) [][]expr.Any {
+	toVIP := append([]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0}}, inCIDR(cidr)...)
+	if !sc.Containers.IsValid() {
+		return [][]expr.Any{append(toVIP, &expr.Masq{})}
+	}
+	saddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	outside := append(slices.Clone(toVIP), saddr, maskExpr(sc.Containers), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(sc.Containers)}, &expr.Masq{})
+	rules := [][]expr.Any{outside}
+	if sc.Local.IsValid() {
+		hairpin := append(slices.Clone(toVIP), saddr)
+		hairpin = append(append(hairpin, inCIDR(sc.Local)...), daddr)
+		hairpin = append(append(hairpin, inCIDR(sc.Local)...), &expr.Masq{})
+		rules = append(rules, hairpin)
+	}
+	return rules
 }
 
 // Close removes the interception table. The guard stays (see NFTConfig).

@@ -43,6 +43,7 @@ func (r *recorder) Patch(rs []Redirect) error {
 }
 
 func (r *recorder) Heartbeat(time.Duration) error { return nil }
+func (r *recorder) KeepSources(SourceScope)       {}
 func (r *recorder) Close() error                  { return nil }
 
 // TestPatchMatchesRebuild: on random sequences of service, policy and

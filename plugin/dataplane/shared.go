@@ -28,6 +28,7 @@ func start(cfg config) (subsystem.Running, error) {
 		return nil, errors.Join(errors.New("forward kernel: dev mode has no nftables to forward with"), rt.Release())
 	}
 	dc := cfg.dataplane(dev)
+	dc.Node = rt.Config().NodeName
 	// The proxy asks the runtime for the netpolicy directive's engine on
 	// every new connection; while there is none (netpolicy starting, or
 	// stopped) it refuses whatever a policy governs.
