@@ -15,8 +15,15 @@ import (
 // leader counts min(n, 3) voters and every node is up.
 func NewCluster(t *testing.T, n int) *Net {
 	t.Helper()
-	start := time.Now()
 	nt := NewNet(t, n)
+	nt.Form(t)
+	return nt
+}
+
+// Form starts the net's nodes as NewCluster does.
+func (nt *Net) Form(t *testing.T) {
+	t.Helper()
+	start := time.Now()
 	first := nt.Nodes[0]
 	first.Start(t, "--bootstrap")
 	first.WaitUp(t, 30*time.Second)
@@ -25,9 +32,8 @@ func NewCluster(t *testing.T, n int) *Net {
 		m.WaitUp(t, 30*time.Second)
 	}
 	joined := time.Now()
-	nt.WaitVoters(t, min(n, 3), 60*time.Second)
-	t.Logf("cluster of %d up in %v (%v of it waiting for promotions)", n, time.Since(start).Round(time.Millisecond), time.Since(joined).Round(time.Millisecond))
-	return nt
+	nt.WaitVoters(t, min(len(nt.Nodes), 3), 60*time.Second)
+	t.Logf("cluster of %d up in %v (%v of it waiting for promotions)", len(nt.Nodes), time.Since(start).Round(time.Millisecond), time.Since(joined).Round(time.Millisecond))
 }
 
 // JoinToken asks n for a join token with rune cluster join-token.

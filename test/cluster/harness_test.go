@@ -61,7 +61,10 @@ type Net struct {
 	runed, rune string
 	// StaleBudget is every node's --stale-budget.
 	StaleBudget time.Duration
-	Nodes       []*Node
+	// Flags, if set, adds a node's own flags to each of its runs (its
+	// --forward mode, say, which may differ between runs).
+	Flags func(*Node) []string
+	Nodes []*Node
 }
 
 // NewNet creates the switch and n node namespaces; no runed runs yet.
@@ -167,6 +170,9 @@ func (n *Node) start(t testing.TB, extra []string) {
 	}
 	args := append([]string{n.net.runed, "--node-name", n.Name, "--data-dir", n.DataDir,
 		"--stale-budget", n.net.StaleBudget.String()}, extra...)
+	if n.net.Flags != nil {
+		args = append(args, n.net.Flags(n)...)
+	}
 	p := &proc{cmd: n.NS.Command(args...), out: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	fmt.Fprintf(&n.log, "=== %s %s\n", time.Now().Format("15:04:05.000"), strings.Join(args[1:], " "))
 	w := multiWriter{p.out, &n.log}
