@@ -21,7 +21,7 @@ func NewCluster(t *testing.T, n int) *Net {
 }
 
 // Form starts the net's nodes as NewCluster does.
-func (nt *Net) Form(t *testing.T) {
+func (nt *Net) Form(t testing.TB) {
 	t.Helper()
 	start := time.Now()
 	first := nt.Nodes[0]
@@ -37,7 +37,7 @@ func (nt *Net) Form(t *testing.T) {
 }
 
 // JoinToken asks n for a join token with rune cluster join-token.
-func (nt *Net) JoinToken(t *testing.T, n *Node, flags ...string) string {
+func (nt *Net) JoinToken(t testing.TB, n *Node, flags ...string) string {
 	t.Helper()
 	tok := strings.TrimSpace(n.CLI(t, append([]string{"cluster", "join-token"}, flags...)...))
 	if tok == "" || strings.ContainsAny(tok, " \n") {
@@ -48,7 +48,7 @@ func (nt *Net) JoinToken(t *testing.T, n *Node, flags ...string) string {
 
 // WaitVoters waits until the leader's membership has want voters, every
 // running node is in it, and every running node knows that leader.
-func (nt *Net) WaitVoters(t *testing.T, want int, timeout time.Duration) *api.NodeList {
+func (nt *Net) WaitVoters(t testing.TB, want int, timeout time.Duration) *api.NodeList {
 	t.Helper()
 	var last *api.NodeList
 	var lastErr error

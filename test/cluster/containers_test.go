@@ -42,7 +42,7 @@ type Container struct {
 // AddContainer creates container name on n with address <subnet>.host. The
 // first one creates the bridge and turns on forwarding in the node's
 // namespace (a node routes its containers' traffic).
-func (n *Node) AddContainer(t *testing.T, name string, host byte) *Container {
+func (n *Node) AddContainer(t testing.TB, name string, host byte) *Container {
 	t.Helper()
 	if n.NS.Command("ip", "link", "show", containerBridge).Run() != nil {
 		netnstest.Bridge(t, n.NS, containerBridge)
@@ -59,14 +59,14 @@ func (n *Node) AddContainer(t *testing.T, name string, host byte) *Container {
 
 // Register registers the container as an instance of service (namespace
 // default) through rune on its node, ready.
-func (c *Container) Register(t *testing.T, service string) {
+func (c *Container) Register(t testing.TB, service string) {
 	t.Helper()
 	c.Node.CLI(t, "instance", "register", c.Name, "--service", service, "--ip", c.Addr.String(), "--node", c.Node.Name)
 }
 
 // Serve answers every TCP connection to port with "<name> <the source
 // address it sees>" and closes it.
-func (c *Container) Serve(t *testing.T, port uint16) {
+func (c *Container) Serve(t testing.TB, port uint16) {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -104,7 +104,7 @@ func (c *Container) Call(t testing.TB, to netip.AddrPort, timeout time.Duration)
 // routeSubnets installs, in every node's namespace, a route to each peer's
 // container subnet via the peer's address: what runed's --routes does,
 // for a runed built before it had them.
-func (nt *Net) routeSubnets(t *testing.T) {
+func (nt *Net) routeSubnets(t testing.TB) {
 	t.Helper()
 	for _, n := range nt.Nodes {
 		for _, p := range nt.Nodes {
@@ -117,7 +117,7 @@ func (nt *Net) routeSubnets(t *testing.T) {
 
 // runedHas says whether runed has flag (e.g. "-routes"): tests built
 // alongside a feature on another branch adapt until it lands.
-func runedHas(t *testing.T, flag string) bool {
+func runedHas(t testing.TB, flag string) bool {
 	out, _ := exec.Command(testkit.Binary(t, "./cmd/runed"), "-help").CombinedOutput()
 	return strings.Contains(string(out), flag+" ")
 }

@@ -112,7 +112,7 @@ func TestCrossNodeDataPath(t *testing.T) {
 	}
 }
 
-func serviceVIP(t *testing.T, n *Node, name string) netip.Addr {
+func serviceVIP(t testing.TB, n *Node, name string) netip.Addr {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

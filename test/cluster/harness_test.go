@@ -68,7 +68,7 @@ type Net struct {
 }
 
 // NewNet creates the switch and n node namespaces; no runed runs yet.
-func NewNet(t *testing.T, n int) *Net {
+func NewNet(t testing.TB, n int) *Net {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("dig"); err != nil {
@@ -88,7 +88,7 @@ func NewNet(t *testing.T, n int) *Net {
 }
 
 // AddNode adds a namespace for node n<i> at 10.77.0.<i> (i counting from 1).
-func (nt *Net) AddNode(t *testing.T) *Node {
+func (nt *Net) AddNode(t testing.TB) *Node {
 	t.Helper()
 	i := len(nt.Nodes) + 1
 	n := &Node{
