@@ -83,12 +83,16 @@ func TestCrossNodeDataPath(t *testing.T) {
 	// api open to web only.
 	n2.Cast(t, apiService(true))
 	proxyDrops, kernelDrops := n2.Metric(t, "rune_policy_drops_total", `service="api"`), n1.Metric(t, "rune_policy_drops_total", `service="api"`, `reason="kernel"`)
+	n1ProxyDrops := n1.Metric(t, "rune_policy_drops_total", `service="api"`, `reason="default-deny"`)
 	expectRefused(t, other, vip)
 	expectRefused(t, other, direct)
 	expectSeen(t, web, vip, "api-1", n2.Addr.String())
 	expectSeen(t, web, direct, "api-1", web.Addr.String())
 	waitMetric(t, n2, "rune_policy_drops_total", proxyDrops, `service="api"`)
 	waitMetric(t, n1, "rune_policy_drops_total", kernelDrops, `service="api"`, `reason="kernel"`)
+	if now := n1.Metric(t, "rune_policy_drops_total", `service="api"`, `reason="default-deny"`); now != n1ProxyDrops {
+		t.Errorf("n1's proxy counted %v refusals of api (was %v); the refusals through the VIP were n2's", now, n1ProxyDrops)
+	}
 
 	// Kernel mode on n2 (api unpoliced, so the kernel forwards it): no
 	// SNAT inside the cluster, api-1 sees web itself.
