@@ -59,7 +59,8 @@ func (c *NFTConfig) setDefaults() {
 //	    meta l4proto udp redirect to ip daddr . udp dport map @svc_udp }
 //	  chain output { type nat hook output priority -100 ... }       # from the host
 //	  chain postrouting { type nat hook postrouting priority srcnat   # kernel-forwarded, from
-//	    ct original ip daddr <CIDR> ip saddr != <containers> masquerade   # outside the cluster
+//	    ct original ip daddr <CIDR> ip saddr != <containers> masquerade   # from outside the cluster
+//	    ct original ip daddr <CIDR> ip daddr != <containers> masquerade   # to an endpoint outside
 //	    ct original ip daddr <CIDR> ip saddr <local> ip daddr <local> masquerade }   # or hairpin
 //	}
 //	table ip rune_guard {   # priority dstnat+10, after the redirect
@@ -445,7 +446,8 @@ func (n *NFT) dispatchExprs(cidr netip.Prefix) []expr.Any {
 func (n *NFT) KeepSources(sc SourceScope) { n.scope = sc }
 
 // masqueradeRules: ct original ip daddr <CIDR> masquerade, narrowed by sc to
-// sources outside the container CIDR and hairpins on the local subnet. A
+// a source or an endpoint outside the container CIDR, and hairpins on the
+// local subnet. A
 // masqueraded connection's replies come back through this node to be
 // un-DNATed; inside the cluster they do anyway (see SourceScope), and the
 // endpoint then sees the client's real address. Policy is not affected:
@@ -462,8 +464,10 @@ func masqueradeRules(cidr netip.Prefix, sc SourceScope) [][]expr.Any {
 	}
 	saddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
 	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
-	outside := append(slices.Clone(toVIP), saddr, maskExpr(sc.Containers), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(sc.Containers)}, &expr.Masq{})
-	rules := [][]expr.Any{outside}
+	outside := func(addr expr.Any) []expr.Any {
+		return append(slices.Clone(toVIP), addr, maskExpr(sc.Containers), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(sc.Containers)}, &expr.Masq{})
+	}
+	rules := [][]expr.Any{outside(saddr), outside(daddr)}
 	if sc.Local.IsValid() {
 		hairpin := append(slices.Clone(toVIP), saddr)
 		hairpin = append(append(hairpin, inCIDR(sc.Local)...), daddr)

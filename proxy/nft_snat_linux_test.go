@@ -14,12 +14,13 @@ import (
 
 // Kernel forwarding masquerades only what needs it: an endpoint on another
 // node sees a container client's own address, but the node's for a client
-// outside the container CIDR, and a hairpin (client and endpoint on the
+// outside the container CIDR; an endpoint outside it sees the node's; a hairpin (client and endpoint on the
 // node's bridge) is masqueraded so the replies come back through the node.
 // Without a container network every connection is masqueraded, as before.
 //
 //	client ns 10.88.1.5 + 192.168.50.5 ─┐
-//	                                   br0 10.88.1.1 node ns 10.77.0.1 ── 10.77.0.2 remote ns (10.88.2.10 on lo)
+//	                                   br0 10.88.1.1 node ns 10.77.0.1 ── 10.77.0.2 remote ns (10.88.2.10
+//	                                                                          and 192.168.60.10 on lo)
 //	peer ns   10.88.1.20 ──────────────┘
 func TestNFTKernelForwardingKeepsClusterSources(t *testing.T) {
 	netnstest.RequireRoot(t)
@@ -34,7 +35,9 @@ func TestNFTKernelForwardingKeepsClusterSources(t *testing.T) {
 	netnstest.Attach(t, node, "br0", peer, "10.88.1.20/24")
 	netnstest.Link(t, node, "10.77.0.1/24", remote, "10.77.0.2/24")
 	remote.Run(t, "ip", "addr", "add", "10.88.2.10/32", "dev", "lo")
+	remote.Run(t, "ip", "addr", "add", "192.168.60.10/32", "dev", "lo")
 	node.Run(t, "ip", "route", "add", "10.88.2.0/24", "via", "10.77.0.2")
+	node.Run(t, "ip", "route", "add", "192.168.60.10/32", "via", "10.77.0.2")
 	for _, ns := range []*netnstest.NS{client, peer} {
 		ns.Run(t, "ip", "route", "add", "default", "via", "10.88.1.1")
 	}
@@ -55,10 +58,11 @@ func TestNFTKernelForwardingKeepsClusterSources(t *testing.T) {
 		})
 		return ep
 	}
-	remoteVIP, hairpinVIP := netip.MustParseAddrPort("10.96.0.10:80"), netip.MustParseAddrPort("10.96.0.11:80")
+	remoteVIP, hairpinVIP, outsideVIP := netip.MustParseAddrPort("10.96.0.10:80"), netip.MustParseAddrPort("10.96.0.11:80"), netip.MustParseAddrPort("10.96.0.12:80")
 	rs := []Redirect{
 		{Protocol: cluster.TCP, VIP: remoteVIP, Endpoints: []netip.AddrPort{serve(remote, "10.88.2.10:8080")}},
 		{Protocol: cluster.TCP, VIP: hairpinVIP, Endpoints: []netip.AddrPort{serve(peer, "10.88.1.20:8080")}},
+		{Protocol: cluster.TCP, VIP: outsideVIP, Endpoints: []netip.AddrPort{serve(remote, "192.168.60.10:8080")}},
 	}
 	seen := func(from string, vip netip.AddrPort) string {
 		t.Helper()
@@ -103,6 +107,9 @@ func TestNFTKernelForwardingKeepsClusterSources(t *testing.T) {
 		if got := seen(c.from, remoteVIP); got != c.want {
 			t.Errorf("remote endpoint saw a connection from %s as %s; want %s", c.from, got, c.want)
 		}
+	}
+	if got := seen("10.88.1.5", outsideVIP); got != "10.77.0.1" {
+		t.Errorf("an endpoint outside the container CIDR saw %s; want the node's 10.77.0.1", got)
 	}
 	if got := seen("10.88.1.5", hairpinVIP); got != "10.88.1.1" {
 		t.Errorf("hairpin endpoint saw %s; want the node's bridge address 10.88.1.1", got)

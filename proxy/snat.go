@@ -11,7 +11,8 @@ import (
 // the client's node, and the endpoint's replies are routed back to the
 // client's subnet, so through that node, which un-DNATs them. Masqueraded
 // are connections from outside Containers (the node's own address, a host
-// network) and hairpins: a client on this node's subnet DNATed to an
+// network), to an endpoint outside it (which may route the container
+// subnet some other way), and hairpins: a client on this node's subnet DNATed to an
 // endpoint on the same subnet would get the endpoint's replies across the
 // bridge, past the node. That is kube-proxy's rule (masquerade off-cluster
 // sources and hairpins) without relying on br_netfilter.
