@@ -57,6 +57,7 @@ type fakeInterceptor struct {
 	fail, failBeats atomic.Bool
 	syncs, beats    atomic.Int32
 	closed          atomic.Bool
+	scope           atomic.Pointer[SourceScope] // the last KeepSources
 }
 
 func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
@@ -83,7 +84,7 @@ func (f *fakeInterceptor) Heartbeat(time.Duration) error {
 	return nil
 }
 
-func (f *fakeInterceptor) KeepSources(SourceScope) {}
+func (f *fakeInterceptor) KeepSources(sc SourceScope) { f.scope.Store(&sc) }
 
 func (f *fakeInterceptor) Close() error { f.closed.Store(true); return nil }
 
@@ -166,4 +167,29 @@ service:
 	errs := testutil.ToFloat64(heartbeatErrors)
 	icpt.failBeats.Store(true)
 	eventually(t, "a failed heartbeat counted", func() bool { return testutil.ToFloat64(heartbeatErrors) > errs })
+}
+
+// Kernel forwarding learns which sources to keep from the log: the
+// container network and the node's own subnet, once its record appears (a
+// change that re-syncs the whole table, even with no service changed).
+func TestDataplaneSourceScopeFollowsTheLog(t *testing.T) {
+	c := testkit.NewCluster(t, "10.96.0.0/16", badger.Options{}, cluster.ViewOptions{})
+	seq := c.Cast(t, "service:\n  name: api\n  ports: [{name: http, port: 80}]\n")
+	icpt := &fakeInterceptor{}
+	d, err := Start(c.View, DataplaneConfig{Proxy: Config{Kernel: true, InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")}, Interceptor: icpt, Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	eventually(t, "the service applied", func() bool { s, _ := d.Applied(); return s >= seq })
+	if sc := icpt.scope.Load(); sc == nil || *sc != (SourceScope{}) {
+		t.Fatalf("without a container network: scope %+v, want none (masquerade everything)", sc)
+	}
+	seq = c.RegisterNode(t, "n1", netip.MustParseAddr("192.0.2.1"))
+	eventually(t, "the node record applied", func() bool { s, _ := d.Applied(); return s >= seq })
+	rec, _ := c.View.Snapshot().Node("n1")
+	want := SourceScope{Containers: netip.MustParsePrefix("10.88.0.0/16"), Local: rec.Value.Subnet}
+	if sc := icpt.scope.Load(); !want.Local.IsValid() || *sc != want {
+		t.Errorf("after n1's record: scope %+v, want %+v", *sc, want)
+	}
 }
