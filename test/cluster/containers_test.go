@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,27 +98,6 @@ func (c *Container) Call(t testing.TB, to netip.AddrPort, timeout time.Duration)
 	}
 	server, seen, _ = strings.Cut(string(b), " ")
 	return server, seen, err
-}
-
-// routeSubnets installs, in every node's namespace, a route to each peer's
-// container subnet via the peer's address: what runed's --routes does,
-// for a runed built before it had them.
-func (nt *Net) routeSubnets(t testing.TB) {
-	t.Helper()
-	for _, n := range nt.Nodes {
-		for _, p := range nt.Nodes {
-			if p != n {
-				n.NS.Run(t, "ip", "route", "replace", p.Subnet().String(), "via", p.Addr.String())
-			}
-		}
-	}
-}
-
-// runedHas says whether runed has flag (e.g. "-routes"): tests built
-// alongside a feature on another branch adapt until it lands.
-func runedHas(t testing.TB, flag string) bool {
-	out, _ := exec.Command(testkit.Binary(t, "./cmd/runed"), "-help").CombinedOutput()
-	return strings.Contains(string(out), flag+" ")
 }
 
 // Metric sums the samples of metric name on the node's metrics address

@@ -23,9 +23,6 @@ const benchWorkers = 16
 // new connection per request. bench/crossnode/run.sh runs it.
 func BenchmarkCrossNode(b *testing.B) {
 	nt := NewNet(b, 2)
-	if !runedHas(b, "-node-subnet") {
-		b.Skip("runed has no --node-subnet yet (issue 16, branch nodenet)")
-	}
 	mode := map[string]string{"n1": "proxy", "n2": "proxy"}
 	nt.Flags = func(n *Node) []string {
 		return []string{"--node-subnet", n.Subnet().String(), "--forward", mode[n.Name]}

@@ -29,7 +29,8 @@ func clientService(name string) string {
 const nodeGrace = 3 * time.Second
 
 // Issue 16's acceptance for endpoints on any node and identity across
-// nodes: three nodes, each with a container subnet and containers on it,
+// nodes: three nodes, each with a container subnet (runed routes the
+// peers' subnets) and containers on it,
 //
 //	n1 10.77.0.1: api-1 10.88.1.10
 //	n2 10.77.0.2: web 10.88.2.10, other 10.88.2.11   (clients)
@@ -44,9 +45,6 @@ const nodeGrace = 3 * time.Second
 // and every request from web is served by api-3.
 func TestCrossNodeDataPath(t *testing.T) {
 	nt := NewNet(t, 3)
-	if !runedHas(t, "-node-subnet") {
-		t.Skip("runed has no --node-subnet yet: the cross-node data path waits for node networks (issue 16, branch nodenet)")
-	}
 	mode := map[string]string{"n1": "proxy", "n2": "proxy", "n3": "proxy"}
 	nt.Flags = func(n *Node) []string {
 		return []string{"--node-subnet", n.Subnet().String(), "--node-grace", nodeGrace.String(), "--forward", mode[n.Name]}
@@ -56,11 +54,6 @@ func TestCrossNodeDataPath(t *testing.T) {
 	api1.Serve(t, 8080)
 	api3.Serve(t, 8080)
 	nt.Form(t)
-	if !runedHas(t, "-routes") {
-		// Temporary, until runed installs routes to peers' subnets itself
-		// (issue 16, --routes): the same routes, from the test.
-		nt.routeSubnets(t)
-	}
 
 	n2.Cast(t, apiService(false))
 	n2.Cast(t, clientService("web"))
