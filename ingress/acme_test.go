@@ -35,7 +35,7 @@ func TestACMEEndToEndWithPebble(t *testing.T) {
 		return r.Cert == CertReady
 	})
 
-	c := client(ing.HTTPSAddr(), peb.issuing)
+	c := client(ing.HTTPSAddr(), peb.Issuing)
 	resp, body := get(t, c, "https://api.example.test/v1/things")
 	if resp.StatusCode != 200 {
 		t.Fatalf("HTTPS through the ingress: %d %q", resp.StatusCode, body)
@@ -83,7 +83,7 @@ func TestACMERenewalWithoutFailedRequests(t *testing.T) {
 		r, _ := statusOf(ing, "renew.example.test")
 		return r.Cert == CertReady
 	})
-	c := client(ing.HTTPSAddr(), peb.issuing) // a new connection, and handshake, per request
+	c := client(ing.HTTPSAddr(), peb.Issuing) // a new connection, and handshake, per request
 
 	first := ""
 	requests, failures := 0, 0

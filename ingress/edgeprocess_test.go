@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/pebbletest"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog/raft"
 )
@@ -156,7 +157,7 @@ func startEdgeChild(t *testing.T, c *raftCluster, name string, acme ACMEOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + pebbletest.FreePort(t)
 	cfg, _ := json.Marshal(edgeChildConfig{
 		Node: name, RaftID: "node-child", RaftAddr: addr, Dir: filepath.Join(t.TempDir(), "raft"),
 		CAPEM: c.ca.CertPEM, CertPEM: cert, KeyPEM: key, MinSeq: c.nodes[0].Tail(), ACME: acme,
@@ -257,13 +258,13 @@ func TestEdgeProcessesOneOrderAnsweredFromTheLogByTheOtherNode(t *testing.T) {
 	// answer it from the token edge-a stored in the log.
 	b := p.startEdgeB(t, 0)
 	waitCertReady(t, b, host)
-	if got := p.peb.orders(); got != 1 {
+	if got := p.peb.Orders(); got != 1 {
 		t.Errorf("Pebble created %d orders for one certificate on two edge nodes, want 1", got)
 	}
-	sb := b.serial(host, p.peb.issuing)
+	sb := b.serial(host, p.peb.Issuing)
 	var sa string
 	waitFor(t, 10*time.Second, "edge-a to serve the certificate", func() bool {
-		sa = serialAt(p.child.httpsAddr, host, p.peb.issuing)
+		sa = serialAt(p.child.httpsAddr, host, p.peb.Issuing)
 		return sa != ""
 	})
 	if sb == "" || sa != sb {
@@ -284,13 +285,13 @@ func TestEdgeProcessKilledMidOrderIsTakenOver(t *testing.T) {
 	if d < lease {
 		t.Errorf("edge-b had the certificate %v after edge-a was killed, before edge-a's lease (%v) could lapse", d, lease)
 	}
-	if got := p.peb.orders(); got != 2 {
+	if got := p.peb.Orders(); got != 2 {
 		t.Errorf("Pebble created %d orders, want 2: the killed node's and the survivor's", got)
 	}
 	if got := issueLockHolder(p.rc.nodes[1], host); got != "" {
 		t.Errorf("lock record of %q left after the certificate was obtained", got)
 	}
-	if resp, body := get(t, client(b.ing.HTTPSAddr(), p.peb.issuing), "https://"+host+"/"); resp.StatusCode != 200 {
+	if resp, body := get(t, client(b.ing.HTTPSAddr(), p.peb.Issuing), "https://"+host+"/"); resp.StatusCode != 200 {
 		t.Errorf("HTTPS through edge-b: %d %q", resp.StatusCode, body)
 	}
 }

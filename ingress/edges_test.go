@@ -210,16 +210,16 @@ func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if got := peb.orders(); got != 1 {
+	if got := peb.Orders(); got != 1 {
 		t.Errorf("Pebble created %d orders for one certificate on two edge nodes, want 1", got)
 	}
-	roots := peb.issuing
+	roots := peb.Issuing
 	sa, sb := a.serial(host, roots), b.serial(host, roots)
 	if sa == "" || sa != sb {
 		t.Errorf("edge-a serves serial %q, edge-b %q: want one certificate", sa, sb)
 	}
 	for _, e := range []*edge{a, b} {
-		if resp, body := get(t, client(e.ing.HTTPSAddr(), peb.issuing), "https://"+host+"/"); resp.StatusCode != 200 {
+		if resp, body := get(t, client(e.ing.HTTPSAddr(), peb.Issuing), "https://"+host+"/"); resp.StatusCode != 200 {
 			t.Errorf("HTTPS through %s: %d %q", e.name, resp.StatusCode, body)
 		}
 		// Status shows the log's certificate, the one both serve.
@@ -283,13 +283,13 @@ func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
 	if d := time.Since(killed); d < lease {
 		t.Errorf("the certificate came %v after the holder was cut off, sooner than its lease (%v) could lapse", d, lease)
 	}
-	if got := peb.orders(); got != 2 {
+	if got := peb.Orders(); got != 2 {
 		t.Errorf("Pebble created %d orders, want 2: the killed holder's and the survivor's", got)
 	}
 	if got := issueLockHolder(n.Log, host); got != "" {
 		t.Errorf("lock record left by %q after the certificate was obtained", got)
 	}
-	if resp, body := get(t, client(other.ing.HTTPSAddr(), peb.issuing), "https://"+host+"/"); resp.StatusCode != 200 {
+	if resp, body := get(t, client(other.ing.HTTPSAddr(), peb.Issuing), "https://"+host+"/"); resp.StatusCode != 200 {
 		t.Errorf("HTTPS through the survivor: %d %q", resp.StatusCode, body)
 	}
 }
@@ -314,7 +314,7 @@ func TestEdgesServeACertificateRenewedByAnotherNodeWithoutRestart(t *testing.T) 
 	n.addInstance(t, "api", "api-1", "127.0.0.1")
 	waitCertReady(t, a, host)
 	waitCertReady(t, b, host)
-	roots := peb.issuing
+	roots := peb.Issuing
 	first := a.serial(host, roots)
 	if got := b.serial(host, roots); first == "" || got != first {
 		t.Fatalf("edge-a serves %q, edge-b %q", first, got)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/internal/pebbletest"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/proxy/netnstest"
 )
@@ -50,7 +51,7 @@ func TestH2Spec(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`,
-		hosts, toolBinary(t, "h2spec"), "--tls", "--insecure", "--host", host, "--port", portOf(ing.HTTPSAddr()),
+		hosts, pebbletest.Tool(t, "h2spec"), "--tls", "--insecure", "--host", host, "--port", portOf(ing.HTTPSAddr()),
 		"--timeout", "5", "--junit-report", report)
 	out := &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -20,18 +20,30 @@ import (
 // its own CA, so a client trusts it by its file.
 func ServerCert(tb testing.TB) (certFile, keyFile string) {
 	tb.Helper()
-	certPEM, keyPEM := selfSign(tb, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "runed test API"},
+	return ServerCertFor(tb, "127.0.0.1", "localhost")
+}
+
+// ServerCertFor is ServerCert for hosts (IP addresses or DNS names).
+func ServerCertFor(tb testing.TB, hosts ...string) (certFile, keyFile string) {
+	tb.Helper()
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "runed test server"},
 		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	})
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	certPEM, keyPEM := selfSign(tb, tmpl)
 	dir := tb.TempDir()
-	certFile, keyFile = filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
 		if err := os.WriteFile(f, b, 0o600); err != nil {
 			tb.Fatal(err)

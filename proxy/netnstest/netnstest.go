@@ -4,7 +4,9 @@
 package netnstest
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,16 +116,22 @@ func Link(tb testing.TB, a *NS, aAddr string, b *NS, bAddr string) (aIf, bIf str
 // thread back. Sockets made in f stay in ns. f may call tb.Fatal.
 func (ns *NS) Do(tb testing.TB, f func()) {
 	tb.Helper()
+	if err := ns.do(f); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (ns *NS) do(f func()) error {
 	runtime.LockOSThread()
 	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		runtime.UnlockOSThread()
-		tb.Fatal(err)
+		return err
 	}
 	defer unix.Close(orig)
 	if err := unix.Setns(ns.FD, unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		tb.Fatalf("setns %s: %v", ns.Name, err)
+		return fmt.Errorf("setns %s: %w", ns.Name, err)
 	}
 	defer func() {
 		// A thread that cannot go back stays locked, so the runtime retires
@@ -133,6 +141,7 @@ func (ns *NS) Do(tb testing.TB, f func()) {
 		}
 	}()
 	f()
+	return nil
 }
 
 // ResolvConf points the namespace's /etc/resolv.conf at nameserver for
@@ -170,4 +179,15 @@ func Attach(tb testing.TB, sw *NS, br string, ns *NS, addr string) string {
 	sw.Run(tb, "ip", "link", "set", swIf, "master", br)
 	sw.Run(tb, "ip", "link", "set", swIf, "up")
 	return nsIf
+}
+
+// Dial connects to addr from inside ns (a socket belongs to the namespace
+// of the thread that makes it), from any goroutine.
+func (ns *NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	var dialErr error
+	if err := ns.do(func() { c, dialErr = (&net.Dialer{}).DialContext(ctx, network, addr) }); err != nil {
+		return nil, err
+	}
+	return c, dialErr
 }
