@@ -98,7 +98,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 }
 
 func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
-	kv, ok, _, err := s.log.Get(ctx, storageKey(key))
+	kv, ok, err := s.get(ctx, storageKey(key))
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +107,29 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 	}
 	v, _, err := decodeValue(kv.Value)
 	return v, err
+}
+
+// syncer is a log with a linearizable read point: the Raft backend.
+type syncer interface {
+	Sync(ctx context.Context) (uint64, error)
+}
+
+// get reads key from the log; a miss is read again at the cluster's commit
+// point. On a follower it may be what another edge node wrote a moment ago
+// and this replica has not applied yet: the challenge token the CA is
+// validating right now (Pebble asks within milliseconds of the order's
+// node storing it), or a certificate stored before its lock was released.
+func (s *Storage) get(ctx context.Context, key string) (orderedlog.KV, bool, error) {
+	kv, ok, _, err := s.log.Get(ctx, key)
+	sy, canSync := s.log.(syncer)
+	if err != nil || ok || !canSync {
+		return kv, ok, err
+	}
+	if _, err := sy.Sync(ctx); err != nil {
+		return kv, false, fmt.Errorf("confirming that %s is not in the log (a linearizable read): %w", key, err)
+	}
+	kv, ok, _, err = s.log.Get(ctx, key)
+	return kv, ok, err
 }
 
 // Delete removes key and, as for a directory, everything under it, in one
@@ -125,7 +148,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 }
 
 func (s *Storage) Exists(ctx context.Context, key string) bool {
-	if _, ok, _, err := s.log.Get(ctx, storageKey(key)); err == nil && ok {
+	if _, ok, err := s.get(ctx, storageKey(key)); err == nil && ok {
 		return true
 	}
 	kvs, _, err := s.log.List(ctx, dirPrefix(key))

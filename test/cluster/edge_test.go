@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +134,7 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 			t.Errorf("%s serves serial %s for %s, the log's certificate is %s: want one certificate", e.Name, got, host, r.Serial)
 		}
 	}
+	listsEdges(t, plain, host, edges)
 	if t.Failed() {
 		return
 	}
@@ -181,4 +184,29 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 		t.Errorf("%s's row for %s after the takeover: %+v %v, want serial %s and no ordering node", plain.Name, host2, r, err, r2.Serial)
 	}
 	t.Logf("whole test %v", time.Since(start).Round(100*time.Millisecond))
+}
+
+// listsEdges checks that `rune get ingresses` on n, a node that runs no
+// ingress, lists host with the edge nodes serving it (from their node
+// records, which runed writes with its roles).
+func listsEdges(t *testing.T, n *Node, host string, edges []*Node) {
+	t.Helper()
+	var names []string
+	for _, e := range edges {
+		names = append(names, e.Name)
+	}
+	want := strings.Join(names, ",")
+	var line string
+	if !waitUntil(15*time.Second, func() bool {
+		line = ""
+		for l := range strings.Lines(n.CLI(t, "get", "ingresses")) {
+			if f := strings.Fields(l); slices.Contains(f, host) {
+				line = l
+				return slices.Contains(f, want)
+			}
+		}
+		return false
+	}) {
+		t.Errorf("rune get ingresses on %s: %q for %s, want the edge nodes %s listed", n.Name, line, host, want)
+	}
 }
