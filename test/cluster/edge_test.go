@@ -18,9 +18,9 @@ import (
 // n1 is a plain node, n2 and n3 are edge nodes ordering from a Pebble in a
 // namespace of its own on the bridge.
 
-// nodeGrace is every node's --node-grace: a killed edge node is marked
+// edgeNodeGrace is every node's --node-grace: a killed edge node is marked
 // down well within the certificate lock's lease.
-const nodeGrace = 5 * time.Second
+const edgeNodeGrace = 5 * time.Second
 
 func exposedService(name, host string) string {
 	return fmt.Sprintf(`service:
@@ -105,7 +105,7 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 	acme := startACME(t, nt)
 	plain, edges := nt.Nodes[0], nt.Nodes[1:]
 	nt.Flags = func(n *Node) []string {
-		grace := []string{"--node-grace", nodeGrace.String()}
+		grace := []string{"--node-grace", edgeNodeGrace.String()}
 		if n == plain {
 			return grace
 		}
