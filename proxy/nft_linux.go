@@ -215,7 +215,10 @@ func (n *NFT) install(cidr netip.Prefix, want map[redirectKey]Redirect) error {
 	}
 	post := n.conn.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+		// Ahead of the other source-NAT chains (Docker's masquerade of its
+		// bridges' subnets is one): the first NAT binding made for a
+		// connection is the one that holds (see keepSourceRule).
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityRef(*nftables.ChainPriorityNATSource - 1),
 	})
 	for _, e := range masqueradeRules(cidr, n.scope) {
 		n.conn.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e})
@@ -474,7 +477,24 @@ func masqueradeRules(cidr netip.Prefix, sc SourceScope) [][]expr.Any {
 		hairpin = append(append(hairpin, inCIDR(sc.Local)...), &expr.Masq{})
 		rules = append(rules, hairpin)
 	}
-	return rules
+	return append(rules, keepSourceRule(sc.Containers))
+}
+
+// keepSourceRule: ip saddr <containers> ip daddr <containers> snat to ip
+// saddr. Container to container across nodes, direct or kernel-forwarded,
+// keeps its source, also where another chain would masquerade it: Docker
+// masquerades everything leaving its bridge for another host (`-s SUBNET !
+// -o BRIDGE -j MASQUERADE`), which would hide the client from the
+// destination node's identity checks. netfilter runs a hook's NAT chains in
+// priority order only until one binds the connection, so this null binding,
+// in a chain ahead of Docker's, ends the search with the source unchanged.
+func keepSourceRule(containers netip.Prefix) []expr.Any {
+	load := func(offset uint32) expr.Any {
+		return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4}
+	}
+	e := append([]expr.Any{load(12)}, inCIDR(containers)...)
+	e = append(append(e, load(16)), inCIDR(containers)...)
+	return append(e, load(12), &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
 }
 
 // Close removes the interception table. The guard stays (see NFTConfig).

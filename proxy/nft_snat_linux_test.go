@@ -17,6 +17,8 @@ import (
 // outside the container CIDR; an endpoint outside it sees the node's; a hairpin (client and endpoint on the
 // node's bridge) is masqueraded so the replies come back through the node.
 // Without a container network every connection is masqueraded, as before.
+// Container-to-container traffic keeps its source also past a Docker-style
+// masquerade of the bridge's subnet (keepSourceRule).
 //
 //	client ns 10.88.1.5 + 192.168.50.5 ─┐
 //	                                   br0 10.88.1.1 node ns 10.77.0.1 ── 10.77.0.2 remote ns (10.88.2.10
@@ -115,10 +117,29 @@ func TestNFTKernelForwardingKeepsClusterSources(t *testing.T) {
 		t.Errorf("hairpin endpoint saw %s; want the node's bridge address 10.88.1.1", got)
 	}
 
+	// Docker masquerades what leaves its bridge for another host. Container
+	// to container keeps its source past that, direct and kernel-forwarded;
+	// toward the outside Docker's rule still applies.
+	node.Run(t, "nft", "add table ip dockerlike")
+	node.Run(t, "nft", "add chain ip dockerlike post { type nat hook postrouting priority srcnat; }")
+	node.Run(t, "nft", `add rule ip dockerlike post ip saddr 10.88.1.0/24 oifname != "br0" masquerade`)
+	remoteEP, outsideEP := rs[0].Endpoints[0], rs[2].Endpoints[0]
+	for _, c := range []struct {
+		to   netip.AddrPort
+		want string
+	}{{remoteEP, "10.88.1.5"}, {remoteVIP, "10.88.1.5"}, {outsideEP, "10.77.0.1"}} {
+		if got := seen("10.88.1.5", c.to); got != c.want {
+			t.Errorf("beside a Docker-like masquerade, %s saw the container as %s; want %s", c.to, got, c.want)
+		}
+	}
+
 	// No container network in the log: everything is masqueraded. The
 	// scope change alone reinstalls the table.
 	sync(SourceScope{})
 	if got := seen("10.88.1.5", remoteVIP); got != "10.77.0.1" {
 		t.Errorf("without a container network the remote endpoint saw %s; want the node's 10.77.0.1", got)
+	}
+	if got := seen("10.88.1.5", remoteEP); got != "10.77.0.1" {
+		t.Errorf("without a container network Docker's masquerade should apply: the remote saw %s; want 10.77.0.1", got)
 	}
 }
