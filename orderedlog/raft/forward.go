@@ -47,21 +47,45 @@ var errMaybeSubmitted = errors.New("may have been submitted")
 // submitted.
 var errNotLeader = errors.New("not the leader")
 
+// errLeaderChanged ends a forward whose leader this node no longer follows.
+var errLeaderChanged = errors.New("this node's leader changed")
+
 // submit has the current leader do a request: this node when it leads,
 // else the leader it knows, by forwarding.
+//
+// One forward lasts at most forwardTimeout (Raft's heartbeat plus election
+// timeout) and ends early when this node's known leader changes: across a
+// partition the dial, or the wait for the reply, would otherwise hang until
+// timeout (the whole retry window) while a new leader is elected within
+// seconds. A forward cut short after its request went out may still commit;
+// the retry reuses the request id, so it applies at most once.
 func (l *Log) submit(ctx context.Context, kind byte, body []byte, timeout time.Duration) (*outcome, error) {
 	if l.raft.State() == hraft.Leader {
 		return l.lead(kind, body, timeout)
 	}
+	changed := l.leaderChanged.Wait() // before reading the leader: no change is missed
 	addr, id := l.raft.LeaderWithID()
 	if addr == "" {
 		return nil, fmt.Errorf("%w: no leader known", errNotLeader)
 	}
-	fctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	limit := min(timeout, l.forwardTimeout)
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fctx, cancelTimeout := context.WithTimeoutCause(fctx, limit, fmt.Errorf("no reply within %v", limit))
+	defer cancelTimeout()
+	go func() {
+		select {
+		case <-changed:
+			cancel(errLeaderChanged)
+		case <-fctx.Done():
+		}
+	}()
 	req := append([]byte{kind}, body...)
 	reply, err := l.trans.Forward(fctx, addr, req)
 	if err != nil {
+		if cause := context.Cause(fctx); cause != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
 		if errors.Is(err, ErrNotSent) {
 			return nil, fmt.Errorf("forwarding to leader %s: %w", id, err)
 		}

@@ -91,10 +91,16 @@ func (t *inmemTransport) Handle(h func(context.Context, []byte) []byte) {
 	t.mu.Unlock()
 }
 
+// Forward over a cut link behaves as over a partitioned network, which
+// drops packets rather than refusing them: a request that cannot get
+// through waits until ctx ends and was not sent; one whose reply cannot
+// get back (the link was cut while the peer handled it) waits as long, and
+// may have been acted on.
 func (t *inmemTransport) Forward(ctx context.Context, addr hraft.ServerAddress, req []byte) ([]byte, error) {
 	peer := t.net.reach(t.addr, addr)
 	if peer == nil {
-		return nil, fmt.Errorf("%w: %s unreachable from %s", ErrNotSent, addr, t.addr)
+		<-ctx.Done()
+		return nil, fmt.Errorf("%w: %s unreachable from %s: %w", ErrNotSent, addr, t.addr, ctx.Err())
 	}
 	peer.mu.Lock()
 	h := peer.handler
@@ -104,5 +110,10 @@ func (t *inmemTransport) Forward(ctx context.Context, addr hraft.ServerAddress, 
 	}
 	// The request is the caller's buffer; the handler gets its own copy, as
 	// it would over a wire.
-	return h(ctx, append([]byte(nil), req...)), nil
+	reply := h(ctx, append([]byte(nil), req...))
+	if t.net.reach(t.addr, addr) == nil {
+		<-ctx.Done()
+		return nil, fmt.Errorf("%s's reply lost on a cut link: %w", addr, ctx.Err())
+	}
+	return reply, nil
 }

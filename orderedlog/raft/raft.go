@@ -150,6 +150,10 @@ type Log struct {
 	// heartbeatTimeout is Raft's: a node that heard from no leader for
 	// longer is not healthy (promote.go).
 	heartbeatTimeout time.Duration
+	// forwardTimeout bounds one forward to the leader (forward.go).
+	forwardTimeout time.Duration
+	// leaderChanged wakes when this node's known leader changes.
+	leaderChanged *follow.Notifier
 }
 
 var _ orderedlog.Log = (*Log)(nil)
@@ -220,6 +224,8 @@ func Open(opts Options) (*Log, error) {
 		closing: make(chan struct{}),
 
 		heartbeatTimeout: conf.HeartbeatTimeout,
+		forwardTimeout:   conf.HeartbeatTimeout + conf.ElectionTimeout,
+		leaderChanged:    follow.NewNotifier(),
 	}
 	l.leaderSeen.Store(time.Now().UnixNano())
 	r, err := hraft.NewRaft(conf, l.fsm, logs, store, snaps, opts.Transport.Raft())
@@ -233,6 +239,7 @@ func Open(opts Options) (*Log, error) {
 		js.HandleJoin(l.serveJoin) // without a CA it answers why it cannot admit
 	}
 	l.wg.Go(l.promoteLoop)
+	l.watchLeader()
 	if opts.Bootstrap && !hasState {
 		boot := hraft.Configuration{Servers: []hraft.Server{{ID: conf.LocalID, Address: opts.Transport.Raft().LocalAddr()}}}
 		if err := r.BootstrapCluster(boot).Error(); err != nil {
