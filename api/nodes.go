@@ -17,6 +17,9 @@ type Cluster interface {
 	JoinToken(ctx context.Context, ttl time.Duration) (JoinToken, error)
 	// RemoveNode removes the named node from the cluster.
 	RemoveNode(ctx context.Context, name string) error
+	// CheckRemove says whether RemoveNode(name) would be refused, as far
+	// as this node knows.
+	CheckRemove(name string) error
 }
 
 // DefaultJoinTokenTTL is a join token's lifetime unless the request says.
@@ -144,6 +147,10 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	if name == s.NodeName {
+		s.removeSelf(w, r, name)
+		return
+	}
 	left := s.Cluster.RemoveNode(r.Context(), name)
 	if left != nil && cluster.KindOf(left) != cluster.KindNotFound {
 		writeError(w, left)
@@ -152,22 +159,67 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 	// Its node record goes too (and its container subnet with it), so
 	// peers stop routing to it. A node no longer in the configuration may
 	// still have one (a retry after the record's deletion failed).
-	record := false
-	if s.Controller != nil {
-		_, err := s.Controller.RemoveNode(r.Context(), name)
-		switch {
-		case err == nil:
-			record = true
-		case cluster.KindOf(err) != cluster.KindNotFound:
-			writeError(w, fmt.Errorf("node %s is out of the Raft configuration, but deleting its node record failed (retry rune node remove): %w", name, err))
-			return
-		}
+	record, err := s.removeRecord(r.Context(), name, "is out of the Raft configuration")
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	if left != nil && !record {
-		writeError(w, left)
+		writeError(w, notMember(name))
 		return
 	}
 	writeJSON(w, http.StatusOK, NodeRemoved{Name: name})
+}
+
+// removeSelf removes the node serving the request. Its record goes first:
+// once out of the configuration the node can write nothing (the leader
+// refuses a removed node's forwards), and the leader no longer replicates
+// to it, so it cannot wait to apply its own removal either: the leader
+// committing it is the answer. A removal the node already knows would be
+// refused is refused before the record goes.
+func (s *Server) removeSelf(w http.ResponseWriter, r *http.Request, name string) {
+	if err := s.Cluster.CheckRemove(name); err != nil {
+		if cluster.KindOf(err) == cluster.KindNotFound {
+			err = notMember(name)
+		}
+		writeError(w, err)
+		return
+	}
+	if _, err := s.removeRecord(r.Context(), name, "is still a member"); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.Cluster.RemoveNode(r.Context(), name); err != nil {
+		if cluster.KindOf(err) == cluster.KindNotFound {
+			err = notMember(name)
+		}
+		writeError(w, fmt.Errorf("node %s: its node record is deleted, but removing it from the Raft configuration failed (retry rune node remove %s): %w", name, name, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, NodeRemoved{Name: name})
+}
+
+// removeRecord deletes the node record of name, if it has one; where says
+// where the node stands, for the error when the deletion fails.
+func (s *Server) removeRecord(ctx context.Context, name, where string) (bool, error) {
+	if s.Controller == nil {
+		return false, nil
+	}
+	_, err := s.Controller.RemoveNode(ctx, name)
+	switch {
+	case err == nil:
+		return true, nil
+	case cluster.KindOf(err) == cluster.KindNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("node %s %s, but deleting its node record failed (retry rune node remove %s): %w", name, where, name, err)
+}
+
+// notMember is the answer to removing a node that is neither a member nor
+// has a node record: removed already (a retry after an unknown outcome), or
+// a name the cluster never had.
+func notMember(name string) error {
+	return &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("node %q not found: it is not a member of this cluster and has no node record (already removed, or a misspelt name: see rune get nodes)", name)}
 }
 
 func clusterStatus(c Cluster) *ClusterStatus {

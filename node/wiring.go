@@ -112,6 +112,8 @@ func (s singleNode) JoinToken(context.Context, time.Duration) (api.JoinToken, er
 
 func (s singleNode) RemoveNode(context.Context, string) error { return errSingleNode }
 
+func (s singleNode) CheckRemove(string) error { return errSingleNode }
+
 func (s singleNode) Nodes() (api.NodeList, error) {
 	applied, lag := s.lg.Tail(), uint64(0)
 	return api.NodeList{Backend: api.BackendBadger, Leader: s.name, Items: []api.Node{{
@@ -133,7 +135,15 @@ func (c raftCluster) JoinToken(ctx context.Context, ttl time.Duration) (api.Join
 }
 
 func (c raftCluster) RemoveNode(ctx context.Context, name string) error {
-	err := c.lg.RemoveMember(ctx, name)
+	return removeErr(name, c.lg.RemoveMember(ctx, name))
+}
+
+func (c raftCluster) CheckRemove(name string) error {
+	return removeErr(name, c.lg.CheckRemove(name))
+}
+
+// removeErr words a refused removal for the API.
+func removeErr(name string, err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotMember):
 		return &cluster.Error{Kind: cluster.KindNotFound, Msg: fmt.Sprintf("node %q not found", name)}

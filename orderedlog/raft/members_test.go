@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -111,5 +112,36 @@ func TestMetricsOfAOneNodeCluster(t *testing.T) {
 	}
 	if labels["role"] != "voter" || labels["state"] != "leader" || nodes.Metric[0].GetGauge().GetValue() != 1 {
 		t.Errorf("rune_cluster_nodes: %v, want {role=voter,state=leader} 1", nodes.Metric[0])
+	}
+}
+
+// A node removing itself returns once the leader committed the removal,
+// though it never applies it (the leader stops replicating to it); asked
+// again, it and the leader refuse, saying it is no member.
+func TestRemoveSelf(t *testing.T) {
+	opts := TestOptions()
+	opts.RetryWindow = 20 * time.Second
+	c := NewTestCluster(t, 3, opts)
+	lead := c.WaitLeader()
+	f := (lead + 1) % 3
+	ctx := context.Background()
+	start := time.Now()
+	if err := c.Node(f).RemoveMember(ctx, nodeID(f)); err != nil {
+		t.Fatalf("%s removing itself: %v", nodeID(f), err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("%s removing itself took %v; want it back once the leader committed", nodeID(f), took)
+	}
+	if r := roles(t, c.Leader()); len(r) != 2 || r[nodeID(f)] != "" {
+		t.Fatalf("after %s removed itself the leader has %v", nodeID(f), r)
+	}
+	if err := c.Node(f).RemoveMember(ctx, nodeID(f)); !IsRefused(err) {
+		t.Fatalf("%s removing itself again: %v, want refused", nodeID(f), err)
+	}
+	if err := c.Leader().RemoveMember(ctx, nodeID(f)); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("removing %s again on the leader: %v, want ErrNotMember", nodeID(f), err)
+	}
+	if err := c.Leader().CheckRemove(nodeID(f)); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("CheckRemove of removed %s on the leader: %v, want ErrNotMember", nodeID(f), err)
 	}
 }

@@ -50,7 +50,7 @@ func (l *Log) AddNonvoter(ctx context.Context, id, addr string) error {
 	e := &encoder{}
 	e.bytes([]byte(id))
 	e.bytes([]byte(addr))
-	if _, err := l.through(ctx, forwardAddNonvoter, e.buf, time.Now().Add(l.opts.RetryWindow)); err != nil {
+	if _, err := l.through(ctx, forwardAddNonvoter, e.buf, time.Now().Add(l.opts.RetryWindow), true); err != nil {
 		return fmt.Errorf("adding node %s: %w", id, err)
 	}
 	return nil
@@ -58,14 +58,28 @@ func (l *Log) AddNonvoter(ctx context.Context, id, addr string) error {
 
 // RemoveMember removes the node id from the cluster. It works on any node;
 // the leader, whose configuration is the latest, refuses removing a node
-// that is no member (ErrNotMember) or the last voter (ErrLastVoter).
+// that is no member (ErrNotMember) or the last voter (ErrLastVoter). A node
+// removing itself returns once the leader has committed the removal: the
+// leader stops replicating to a removed node, which so may never apply it.
 func (l *Log) RemoveMember(ctx context.Context, id string) error {
 	e := &encoder{}
 	e.bytes([]byte(id))
-	if _, err := l.through(ctx, forwardRemove, e.buf, time.Now().Add(l.opts.RetryWindow)); err != nil {
+	self := id == l.opts.NodeID
+	if _, err := l.through(ctx, forwardRemove, e.buf, time.Now().Add(l.opts.RetryWindow), !self); err != nil {
 		return fmt.Errorf("removing node %s: %w", id, err)
 	}
 	return nil
+}
+
+// CheckRemove says, from the latest configuration this node knows, whether
+// RemoveMember(id) would be refused (ErrNotMember, ErrLastVoter); the
+// leader checks again when it removes.
+func (l *Log) CheckRemove(id string) error {
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("orderedlog/raft: reading the configuration: %w", err)
+	}
+	return checkRemove(f.Configuration().Servers, hraft.ServerID(id))
 }
 
 // ErrNotMember: a membership change named a node the cluster does not have.

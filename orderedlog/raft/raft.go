@@ -273,7 +273,7 @@ func (l *Log) Propose(ctx context.Context, ops []orderedlog.Op) (uint64, error) 
 	default:
 	}
 	enc, _ := codec.Encode(ops)
-	o, err := l.through(ctx, forwardPropose, encodeCommand(newRequestID(), enc), start.Add(l.opts.RetryWindow))
+	o, err := l.through(ctx, forwardPropose, encodeCommand(newRequestID(), enc), start.Add(l.opts.RetryWindow), true)
 	if err != nil {
 		return 0, err
 	}
@@ -293,7 +293,7 @@ func (l *Log) Sync(ctx context.Context) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	o, err := l.through(ctx, forwardSync, nil, time.Now().Add(l.opts.RetryWindow))
+	o, err := l.through(ctx, forwardSync, nil, time.Now().Add(l.opts.RetryWindow), true)
 	if err != nil {
 		return 0, err
 	}
@@ -301,14 +301,18 @@ func (l *Log) Sync(ctx context.Context) (uint64, error) {
 }
 
 // through gets a request done by the leader (this node or, forwarded, the
-// one it knows), retrying through leader changes until deadline, then waits
-// until this node has applied the Raft index the leader answered with.
-func (l *Log) through(ctx context.Context, kind byte, body []byte, deadline time.Time) (*outcome, error) {
+// one it knows), retrying through leader changes until deadline, then, with
+// applyHere, waits until this node has applied the Raft index the leader
+// answered with.
+func (l *Log) through(ctx context.Context, kind byte, body []byte, deadline time.Time, applyHere bool) (*outcome, error) {
 	var maybe bool // an attempt may have been submitted
 	backoff := 5 * time.Millisecond
 	for {
 		o, err := l.submit(ctx, kind, body, time.Until(deadline))
 		if err == nil {
+			if !applyHere {
+				return o, nil
+			}
 			if err := l.waitApplied(ctx, o.index, deadline); err != nil {
 				return nil, fmt.Errorf("%w: committed, but this node has not applied it yet: %w", orderedlog.ErrOutcomeUnknown, err)
 			}
