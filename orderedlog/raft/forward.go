@@ -68,6 +68,13 @@ func (l *Log) submit(ctx context.Context, kind byte, body []byte, timeout time.D
 	if addr == "" {
 		return nil, fmt.Errorf("%w: no leader known", errNotLeader)
 	}
+	// A leader silent for a heartbeat timeout is one this node is about to
+	// give up on (at its next election timer): across a partition a request
+	// to it may be written to a pooled connection and never answered, an
+	// outcome unknown where waiting for a leader that answers costs nothing.
+	if c := l.raft.LastContact(); !c.IsZero() && time.Since(c) > l.heartbeatTimeout {
+		return nil, fmt.Errorf("%w: no word from leader %s for %v", errNotLeader, id, time.Since(c).Round(time.Millisecond))
+	}
 	limit := min(timeout, l.forwardTimeout)
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
