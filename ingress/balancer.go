@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/runenet/runenet/balance"
+	"github.com/runenet/runenet/internal/connpeek"
 )
 
 // Passive ejection back-off: the first failed dial benches an endpoint for
@@ -195,4 +196,13 @@ func (b *backend) closeIdle(cutoff time.Time, retire bool) {
 	}
 	clear(b.idle[len(kept):])
 	b.idle = kept
+}
+
+// connAlive: an idle keep-alive connection the backend has closed reads EOF,
+// one that is fine would block. One syscall, so the fast path only asks
+// before sending a request it could not send again; where the socket
+// cannot be peeked at, a closed connection shows when the request fails.
+func connAlive(c net.Conn) bool {
+	idle, checked := connpeek.Idle(c)
+	return idle || !checked
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/runenet/runenet/internal/connpeek"
 )
 
 // Forwarded requests reuse connections: a follower under load would
@@ -130,7 +132,7 @@ func (p *forwardPool) close() {
 // nothing unasked, so EOF (it closed or restarted), a reset, or stray bytes
 // (a TLS alert) all mean it is not.
 func (fc *forwardConn) alive() bool {
-	return fc.r.Buffered() == 0 && peerQuiet(fc.conn.NetConn())
+	return fc.r.Buffered() == 0 && quiet(fc.conn.NetConn())
 }
 
 // roundTrip sends one request and reads its reply within ctx. reusable is
@@ -208,4 +210,11 @@ func (t *tlsTransport) serveForward(conn *tls.Conn) {
 			return
 		}
 	}
+}
+
+// quiet: the pooled connection is open with nothing to read; one that
+// cannot be checked is not reused.
+func quiet(c net.Conn) bool {
+	idle, checked := connpeek.Idle(c)
+	return idle && checked
 }
