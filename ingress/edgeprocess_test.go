@@ -230,11 +230,11 @@ func startProcessEdges(t *testing.T, host string, lease time.Duration) *processE
 	p.peb = newPebble(t, 90*24*time.Hour)
 	p.val = newValidations(t)
 	p.peb.start(t, p.val.port)
-	p.val.hold()
+	p.val.Hold()
 	p.child = startEdgeChild(t, p.rc, "edge-a", p.peb.acme(lease))
 	castOn(t, ctl, "api", port, host, tlsAuto)
 	addInstanceOn(t, ctl, "api", "api-1", "127.0.0.1")
-	waitFor(t, 60*time.Second, "edge-a's order to be validated", func() bool { return p.val.waiting() > 0 })
+	waitFor(t, 60*time.Second, "edge-a's order to be validated", func() bool { return p.val.Waiting() > 0 })
 	if got := issueLockHolder(p.rc.nodes[1], host); got != "edge-a" {
 		t.Fatalf("lock holder while edge-a's order is validated: %q", got)
 	}
@@ -246,8 +246,8 @@ func startProcessEdges(t *testing.T, host string, lease time.Duration) *processE
 func (p *processEdges) startEdgeB(t *testing.T, lease time.Duration) *edge {
 	t.Helper()
 	b := startEdgeOn(t, p.rc.nodes[1], p.view, "edge-b", p.peb.acme(lease))
-	p.val.route = func() *edge { return b }
-	p.val.release()
+	p.val.routeTo(func() *edge { return b })
+	p.val.Release()
 	return b
 }
 

@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"io"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/ingress/status"
+	"github.com/runenet/runenet/internal/pebbletest"
 	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/orderedlog"
 )
@@ -101,17 +102,11 @@ func issueLockHolder(log orderedlog.Log, host string) string {
 	return rec.Node
 }
 
-// validations is where Pebble's HTTP-01 requests go: a TCP forwarder on
-// Pebble's httpPort that sends each connection to the edge node route
-// picks, and while held keeps connections waiting.
+// validations is Pebble's HTTP-01 port on loopback, forwarding each
+// validation to the edge node its route picks.
 type validations struct {
-	port  int
-	route func() *edge
-
-	mu     sync.Mutex
-	held   bool
-	resume chan struct{}
-	waits  int // connections that arrived while held
+	*pebbletest.Validations
+	port int
 }
 
 func newValidations(t *testing.T) *validations {
@@ -120,54 +115,21 @@ func newValidations(t *testing.T) *validations {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &validations{port: ln.Addr().(*net.TCPAddr).Port, resume: make(chan struct{})}
-	testkit.Serve(t, ln, v.forward)
+	v := &validations{Validations: pebbletest.NewValidations(nil), port: ln.Addr().(*net.TCPAddr).Port}
+	testkit.Serve(t, ln, v.Forward)
 	return v
 }
 
-func (v *validations) hold() {
-	v.mu.Lock()
-	v.held = true
-	v.mu.Unlock()
-}
-
-func (v *validations) release() {
-	v.mu.Lock()
-	if v.held {
-		v.held = false
-		close(v.resume)
-	}
-	v.mu.Unlock()
-}
-
-func (v *validations) waiting() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.waits
-}
-
-func (v *validations) forward(c net.Conn) {
-	defer c.Close()
-	v.mu.Lock()
-	held, resume := v.held, v.resume
-	if held {
-		v.waits++
-	}
-	v.mu.Unlock()
-	if held {
-		<-resume
-	}
-	e := v.route()
-	if e == nil {
-		return
-	}
-	up, err := net.Dial("tcp", e.ing.HTTPAddr().String())
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go io.Copy(up, c)
-	io.Copy(c, up)
+// routeTo sends validations to the edge node pick returns (nowhere when
+// it returns nil).
+func (v *validations) routeTo(pick func() *edge) {
+	v.SetRoute(func() (pebbletest.Target, error) {
+		e := pick()
+		if e == nil {
+			return pebbletest.Target{}, errors.New("no edge node picked")
+		}
+		return pebbletest.Target{Name: e.name, Addr: e.ing.HTTPAddr().String()}, nil
+	})
 }
 
 func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
@@ -182,7 +144,7 @@ func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
 	// Pebble's validation goes to the node that did not place the order.
 	var mu sync.Mutex
 	var routed []string
-	val.route = func() *edge {
+	val.routeTo(func() *edge {
 		holder := issueLockHolder(n.Log, host)
 		to := a
 		if holder == a.name {
@@ -192,7 +154,7 @@ func TestEdgesOrderOnceAndAnswerChallengesOnTheOtherNode(t *testing.T) {
 		routed = append(routed, holder+" ordered, "+to.name+" answered")
 		mu.Unlock()
 		return to
-	}
+	})
 
 	n.cast(t, "api", port, host, tlsAuto)
 	n.addInstance(t, "api", "api-1", "127.0.0.1")
@@ -245,17 +207,17 @@ func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
 	b := startEdge(t, n, "edge-b", peb.acme(lease))
 	var mu sync.Mutex
 	var survivor *edge
-	val.route = func() *edge {
+	val.routeTo(func() *edge {
 		mu.Lock()
 		defer mu.Unlock()
 		return survivor
-	}
-	val.hold()
+	})
+	val.Hold()
 
 	n.cast(t, "api", port, host, tlsAuto)
 	n.addInstance(t, "api", "api-1", "127.0.0.1")
 	// The holder has ordered and its challenge is being validated: kill it.
-	waitFor(t, 30*time.Second, "Pebble to start validating the first order", func() bool { return val.waiting() > 0 })
+	waitFor(t, 30*time.Second, "Pebble to start validating the first order", func() bool { return val.Waiting() > 0 })
 	holder, other := a, b
 	if issueLockHolder(n.Log, host) == b.name {
 		holder, other = b, a
@@ -276,7 +238,7 @@ func TestEdgesTakeOverTheOrderOfACutOffLockHolder(t *testing.T) {
 	mu.Lock()
 	survivor = other
 	mu.Unlock()
-	val.release()
+	val.Release()
 
 	waitCertReady(t, other, host)
 	t.Logf("%s cut off mid-order; %s had the certificate %v later", holder.name, other.name, time.Since(killed).Round(100*time.Millisecond))
@@ -308,7 +270,7 @@ func TestEdgesServeACertificateRenewedByAnotherNodeWithoutRestart(t *testing.T) 
 	acmeA.RenewalWindowRatio, acmeA.RenewCheckInterval = 0.5, time.Second
 	a := startEdge(t, n, "edge-a", acmeA)
 	b := startEdge(t, n, "edge-b", peb.acme(0))
-	val.route = func() *edge { return a }
+	val.routeTo(func() *edge { return a })
 
 	n.cast(t, "api", port, host, tlsAuto)
 	n.addInstance(t, "api", "api-1", "127.0.0.1")

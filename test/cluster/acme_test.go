@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +24,7 @@ const pebbleAddr = "10.77.0.200"
 type acmeNet struct {
 	ns  *netnstest.NS
 	peb *pebbletest.Pebble
-	val *validations
+	val *pebbletest.Validations
 }
 
 func startACME(t *testing.T, nt *Net) *acmeNet {
@@ -43,8 +41,8 @@ func startACME(t *testing.T, nt *Net) *acmeNet {
 			t.Fatal(err)
 		}
 	})
-	a.val = &validations{ns: a.ns, resume: make(chan struct{})}
-	testkit.Serve(t, valLn, a.val.forward)
+	a.val = pebbletest.NewValidations(a.ns.Dial)
+	testkit.Serve(t, valLn, a.val.Forward)
 	a.peb = pebbletest.New(t, pebbletest.Options{
 		IP: pebbleAddr, Validity: 90 * 24 * time.Hour, Command: a.ns.Command, Dial: a.ns.Dial,
 	})
@@ -77,85 +75,3 @@ func (a *acmeNet) serial(n *Node, host string) string {
 }
 
 func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%X", c.SerialNumber) }
-
-// validations forwards Pebble's HTTP-01 connections to the node route
-// picks, and while held keeps them waiting.
-type validations struct {
-	ns *netnstest.NS
-
-	mu       sync.Mutex
-	route    func() (*Node, error)
-	held     bool
-	resume   chan struct{}
-	waits    int      // connections that arrived while held
-	answered []string // the nodes connections were forwarded to, in order
-}
-
-func (v *validations) setRoute(f func() (*Node, error)) {
-	v.mu.Lock()
-	v.route = f
-	v.mu.Unlock()
-}
-
-func (v *validations) hold() {
-	v.mu.Lock()
-	v.held, v.resume = true, make(chan struct{})
-	v.mu.Unlock()
-}
-
-func (v *validations) release() {
-	v.mu.Lock()
-	if v.held {
-		v.held = false
-		close(v.resume)
-	}
-	v.mu.Unlock()
-}
-
-func (v *validations) waiting() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.waits
-}
-
-// answeredBy is the nodes validations were forwarded to so far.
-func (v *validations) answeredBy() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]string(nil), v.answered...)
-}
-
-func (v *validations) forward(c net.Conn) {
-	defer c.Close()
-	v.mu.Lock()
-	held, resume := v.held, v.resume
-	if held {
-		v.waits++
-	}
-	v.mu.Unlock()
-	if held {
-		<-resume
-	}
-	v.mu.Lock()
-	route := v.route
-	v.mu.Unlock()
-	n, err := route()
-	if err != nil {
-		v.mu.Lock()
-		v.answered = append(v.answered, "none: "+err.Error())
-		v.mu.Unlock()
-		return
-	}
-	v.mu.Lock()
-	v.answered = append(v.answered, n.Name)
-	v.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	up, err := v.ns.Dial(ctx, "tcp", net.JoinHostPort(n.Addr.String(), "80"))
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go io.Copy(up, c)
-	io.Copy(c, up)
-}

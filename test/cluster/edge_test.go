@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/runenet/runenet/ingress"
 	"github.com/runenet/runenet/ingress/status"
+	"github.com/runenet/runenet/internal/pebbletest"
 )
 
 // Issue 16's acceptance with several edge nodes, on real runed processes:
@@ -75,7 +77,7 @@ type otherEdge struct {
 	routed []string // "n2 ordered, n3 answered"
 }
 
-func (o *otherEdge) route() (*Node, error) {
+func (o *otherEdge) route() (pebbletest.Target, error) {
 	var holder string
 	waitUntil(5*time.Second, func() bool {
 		r, err := row(o.nt.Nodes[0], o.host)
@@ -87,10 +89,15 @@ func (o *otherEdge) route() (*Node, error) {
 			o.mu.Lock()
 			o.routed = append(o.routed, holder+" ordered, "+e.Name+" answered")
 			o.mu.Unlock()
-			return e, nil
+			return httpOf(e), nil
 		}
 	}
-	return nil, errors.New("no edge node holds the lock of " + o.host)
+	return pebbletest.Target{}, errors.New("no edge node holds the lock of " + o.host)
+}
+
+// httpOf is where n's ingress answers HTTP-01: port 80 at its address.
+func httpOf(n *Node) pebbletest.Target {
+	return pebbletest.Target{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), "80")}
 }
 
 func (o *otherEdge) log() []string {
@@ -117,7 +124,7 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 	// that did not place it.
 	const host = "api.example.test"
 	other := &otherEdge{nt: nt, host: host}
-	acme.val.setRoute(other.route)
+	acme.val.SetRoute(other.route)
 	plain.Cast(t, exposedService("api", host))
 	r := waitReady(t, plain, host, 60*time.Second)
 	if got := acme.peb.Orders(); got != 1 {
@@ -125,7 +132,7 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 	}
 	// Every validation went to the node that did not order: the certificate
 	// exists because that node answered from the log.
-	if routed, all := other.log(), acme.val.answeredBy(); len(routed) == 0 || len(routed) != len(all) {
+	if routed, all := other.log(), acme.val.AnsweredBy(); len(routed) == 0 || len(routed) != len(all) {
 		t.Errorf("validations of %s: %v, forwarded: %v; want each to the node that did not order", host, routed, all)
 	} else {
 		t.Logf("%s: %v", host, routed)
@@ -148,9 +155,9 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 	// SIGKILLed; the surviving edge node completes the certificate.
 	const host2 = "web.example.test"
 	before := acme.peb.Orders()
-	acme.val.hold()
+	acme.val.Hold()
 	plain.Cast(t, exposedService("web", host2))
-	if !waitUntil(60*time.Second, func() bool { return acme.val.waiting() > 0 }) {
+	if !waitUntil(60*time.Second, func() bool { return acme.val.Waiting() > 0 }) {
 		t.Fatalf("no validation of %s's order reached Pebble's HTTP port within 60s", host2)
 	}
 	r2, err := row(plain, host2)
@@ -167,8 +174,8 @@ func TestEdgeNodesOrderOnceServeOneCertificateAndTakeOverAKilledHolder(t *testin
 	}
 	holder.Kill(t)
 	killed := time.Now()
-	acme.val.setRoute(func() (*Node, error) { return survivor, nil })
-	acme.val.release()
+	acme.val.SetRoute(func() (pebbletest.Target, error) { return httpOf(survivor), nil })
+	acme.val.Release()
 	r2 = waitReady(t, survivor, host2, 60*time.Second)
 	d := time.Since(killed)
 	t.Logf("%s SIGKILLed mid-order for %s; %s had the certificate %v later", holder.Name, host2, survivor.Name, d.Round(100*time.Millisecond))
