@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,25 +12,15 @@ import (
 
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/node/nodeconfig"
 )
-
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // --cluster-addr --bootstrap makes a one-node Raft cluster with its own CA;
 // a service cast on it survives a restart without --bootstrap.
 func TestClusterNodeBootstrapsAndRestarts(t *testing.T) {
 	dir := t.TempDir()
-	cfg := nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true}
+	cfg := nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true}
 	r, err := Acquire(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +71,7 @@ func TestClusterConfigRefusals(t *testing.T) {
 	} {
 		tc.cfg.DataDir, tc.cfg.NodeName = t.TempDir(), "n1"
 		if tc.cfg.ClusterAddr == "127.0.0.1:7946" {
-			tc.cfg.ClusterAddr = freeAddr(t)
+			tc.cfg.ClusterAddr = testkit.FreeAddr(t)
 		}
 		if r, err := Acquire(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			if err == nil {
@@ -94,7 +83,7 @@ func TestClusterConfigRefusals(t *testing.T) {
 
 	// A cluster member's data dir keeps its name: the cluster knows the
 	// node by the name in its certificate.
-	member := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true}
+	member := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true}
 	r, err := Acquire(member)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +105,7 @@ func TestClusterConfigRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Release()
-	if _, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: freeAddr(t)}); err == nil || !strings.Contains(err.Error(), "holds a single-node store") {
+	if _, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: testkit.FreeAddr(t)}); err == nil || !strings.Contains(err.Error(), "holds a single-node store") {
 		t.Fatalf("a cluster node over a Badger store without --bootstrap: %v, want a refusal", err)
 	}
 }
@@ -178,7 +167,7 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 		live[cfg.NodeName] = r
 		return r
 	}
-	n1 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true})
+	n1 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true})
 	c1 := apiClient(t, n1)
 	tok, err := c1.CreateJoinToken(ctx, 10*time.Minute)
 	if err != nil {
@@ -188,12 +177,12 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 		t.Fatalf("join token %+v", tok)
 	}
 
-	cfg2 := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: freeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tok.Token}
+	cfg2 := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: testkit.FreeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tok.Token}
 	// Joiners start as non-voters (orderedlog/raft's tests check that
 	// right after the join; here the runtime's start may outlast the
 	// promotion delay).
 	n2 := start(cfg2)
-	n3 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n3", ClusterAddr: freeAddr(t), Join: cfg2.ClusterAddr, JoinToken: tok.Token})
+	n3 := start(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n3", ClusterAddr: testkit.FreeAddr(t), Join: cfg2.ClusterAddr, JoinToken: tok.Token})
 	c3 := apiClient(t, n3)
 	waitUntil(t, "three voters", func() bool {
 		r := roles(t, c3)
@@ -277,7 +266,7 @@ func TestClusterNodesJoinPromoteAndRejoin(t *testing.T) {
 // A wrong or expired join token keeps the joiner from opening: the error
 // says "join token" and what is wrong.
 func TestClusterJoinRefusesABadToken(t *testing.T) {
-	n1, err := Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true})
+	n1, err := Acquire(nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +283,7 @@ func TestClusterJoinRefusesABadToken(t *testing.T) {
 		{"", "needs a join token"},
 	} {
 		dir := t.TempDir()
-		r, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n2", ClusterAddr: freeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tc.token})
+		r, err := Acquire(nodeconfig.Config{DataDir: dir, NodeName: "n2", ClusterAddr: testkit.FreeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: tc.token})
 		if err == nil {
 			r.Release()
 		}

@@ -127,7 +127,7 @@ func TestBootstrapMigratesASingleNodeStore(t *testing.T) {
 	dir := t.TempDir()
 	before := fillSingleNode(t, dir)
 
-	cfg := nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true}
+	cfg := nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true}
 	r, err := Acquire(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestBootstrapMigrationResumesAfterACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: freeAddr(t), Bootstrap: true}
+	cfg := nodeconfig.Config{DataDir: dir, NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true}
 	r, err := Acquire(cfg)
 	if err != nil {
 		t.Fatalf("migrating over a torn earlier attempt: %v", err)

@@ -59,7 +59,7 @@ func TestSilentPeerIsMarkedDown(t *testing.T) {
 			// tests must not change, and its synthetic peer has an address.
 			cfg := nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", NodeGrace: 300 * time.Millisecond, NoRoutes: true}
 			if backend == "raft" {
-				cfg.ClusterAddr, cfg.Bootstrap = freeAddr(t), true
+				cfg.ClusterAddr, cfg.Bootstrap = testkit.FreeAddr(t), true
 			}
 			rt, err := Acquire(cfg)
 			if err != nil {

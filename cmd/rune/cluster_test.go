@@ -1,26 +1,15 @@
 package main
 
 import (
-	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/node"
 	"github.com/runenet/runenet/node/nodeconfig"
 )
-
-// freeClusterAddr is a loopback address with a port nothing listens on.
-func freeClusterAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func acquire(t *testing.T, cfg nodeconfig.Config) *node.Runtime {
 	t.Helper()
@@ -37,7 +26,7 @@ func acquire(t *testing.T, cfg nodeconfig.Config) *node.Runtime {
 // removed node itself), which refuses an unknown or already removed node
 // and the last voter.
 func TestClusterJoinTokenAndNodeRemove(t *testing.T) {
-	n1 := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: freeClusterAddr(t), Bootstrap: true})
+	n1 := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: testkit.FreeAddr(t), Bootstrap: true})
 	addr := n1.APIAddr()
 	out := mustRun(t, addr, "cluster", "join-token", "--ttl", "5m")
 	if !regexp.MustCompile(`^RUNETKN-1-[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{32}\n$`).MatchString(out) {
@@ -47,7 +36,7 @@ func TestClusterJoinTokenAndNodeRemove(t *testing.T) {
 		t.Errorf("join-token --ttl 0s: %v", err)
 	}
 
-	n2 := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: freeClusterAddr(t), Join: n1.Config().ClusterAddr, JoinToken: strings.TrimSpace(out)})
+	n2 := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n2", ClusterAddr: testkit.FreeAddr(t), Join: n1.Config().ClusterAddr, JoinToken: strings.TrimSpace(out)})
 	row := regexp.MustCompile(`(?m)^n2\s+127\.0\.0\.1:\d+\s+10\.88\.1\.0/24\s+(non-voter|voter)\s`)
 	if out := mustRun(t, addr, "get", "nodes"); !row.MatchString(out) {
 		t.Fatalf("get nodes after n2 joined:\n%s", out)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runenet/runenet/internal/testkit"
 	"github.com/runenet/runenet/node/nodeconfig"
 )
 
@@ -55,7 +56,7 @@ func TestGetNodesSingleNode(t *testing.T) {
 // A one-node Raft cluster (runed --cluster-addr --bootstrap) lists its
 // member from the Raft configuration, and status names its role.
 func TestGetNodesRaft(t *testing.T) {
-	clusterAddr := freeClusterAddr(t)
+	clusterAddr := testkit.FreeAddr(t)
 	addr := acquire(t, nodeconfig.Config{DataDir: t.TempDir(), NodeName: "n1", ClusterAddr: clusterAddr, Bootstrap: true}).APIAddr()
 
 	row := regexp.MustCompile(`(?m)^n1\s+` + regexp.QuoteMeta(clusterAddr) + `\s+10\.88\.0\.0/24\s+voter\s+leader\s+[1-9]\d*\s+\d+\s+0s\s+\d+s$`)

@@ -170,10 +170,6 @@ func (p *Pebble) Orders() int { return strings.Count(p.out.String(), "Added orde
 // FreePort is a TCP port free on loopback now.
 func FreePort(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	_, port, _ := net.SplitHostPort(testkit.FreeAddr(tb))
+	return port
 }

@@ -149,3 +149,15 @@ func Serve(tb testing.TB, ln net.Listener, handle func(net.Conn)) {
 		}
 	}()
 }
+
+// FreeAddr is a loopback address (127.0.0.1:PORT) with a port nothing
+// listens on now.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
