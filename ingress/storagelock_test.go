@@ -36,6 +36,20 @@ func (l *cutLog) Get(ctx context.Context, key string) (orderedlog.KV, bool, uint
 	return l.Log.Get(ctx, key)
 }
 
+// Sync passes the Raft log's linearizable read point through, as the
+// storage uses it on a miss; a single-node log has nothing to wait for.
+// Without it, an edge on a lagging replica could miss the challenge token
+// another edge just stored (the storage would not know to wait).
+func (l *cutLog) Sync(ctx context.Context) (uint64, error) {
+	if l.cut.Load() {
+		return 0, errCut
+	}
+	if sy, ok := l.Log.(syncer); ok {
+		return sy.Sync(ctx)
+	}
+	return 0, nil
+}
+
 func lockHolder(t *testing.T, log orderedlog.Log, name string) (lockRecord, bool) {
 	t.Helper()
 	kv, ok, _, err := log.Get(context.Background(), lockKey(name))
