@@ -29,14 +29,16 @@ func copyTCP(dst, src *net.TCPConn) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	c := newCopier(dstRC, srcRC)
 	var total int64
 	splicing := false
 	for {
-		move := copyOnce
+		var read, written int64
 		if splicing {
-			move = spliceOnce
+			read, written, err = c.spliceOnce()
+		} else {
+			read, written, err = c.copyOnce()
 		}
-		read, written, err := move(dstRC, srcRC)
 		total += written
 		if err != nil || read == 0 { // read == 0: EOF
 			return total, err
@@ -51,103 +53,151 @@ const smallSize = 16 << 10
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, smallSize); return &b }}
 
+// copier is one direction's state between the system calls of a message.
+// Its callbacks for RawConn.Read and Write are bound once per direction:
+// closures made per message were 3.4 % of the proxy's CPU under keep-alive
+// load, all of it allocation.
+type copier struct {
+	dst, src syscall.RawConn
+	buf      *[]byte // taken while a message moves
+	p        *pipe   // likewise, when splicing
+	data     []byte  // what is left to write of the buffer
+	n        int64   // bytes read (or spliced into the pipe) for this message
+	left     int64   // bytes of the pipe not yet spliced out
+	serr     error   // the system call's error
+
+	read, write, spliceIn, spliceOut func(fd uintptr) bool
+}
+
+func newCopier(dst, src syscall.RawConn) *copier {
+	c := &copier{dst: dst, src: src}
+	c.read, c.write = c.readFD, c.writeFD
+	c.spliceIn, c.spliceOut = c.spliceInFD, c.spliceOutFD
+	return c
+}
+
 // copyOnce reads what src has (waiting for something) and writes all of it
 // to dst. The buffer is taken only once there is something to read.
-func copyOnce(dstRC, srcRC syscall.RawConn) (read, written int64, err error) {
-	var b *[]byte
-	var n int
-	var serr error
-	err = srcRC.Read(func(fd uintptr) bool {
-		b = bufs.Get().(*[]byte)
-		n, serr = unix.Read(int(fd), *b)
-		if serr == unix.EAGAIN {
-			bufs.Put(b)
-			return false
-		}
-		return true
-	})
+func (c *copier) copyOnce() (read, written int64, err error) {
+	c.n, c.serr = 0, nil
+	err = c.src.Read(c.read)
 	if err == nil {
-		err = serr
+		err = c.serr
 	}
-	if err != nil || n <= 0 {
-		if b != nil {
-			bufs.Put(b)
-		}
+	if err != nil || c.n <= 0 {
+		c.putBuf()
 		return 0, 0, err
 	}
-	data := (*b)[:n]
-	err = dstRC.Write(func(fd uintptr) bool {
-		for len(data) > 0 {
-			m, werr := unix.Write(int(fd), data)
-			if werr == unix.EAGAIN {
-				return false
-			}
-			if werr != nil {
-				serr = werr
-				return true
-			}
-			data = data[m:]
-		}
-		return true
-	})
+	c.data = (*c.buf)[:c.n]
+	err = c.dst.Write(c.write)
 	if err == nil {
-		err = serr
+		err = c.serr
 	}
-	bufs.Put(b)
-	return int64(n), int64(n - len(data)), err
+	n := c.n
+	written = n - int64(len(c.data))
+	c.data = nil
+	c.putBuf()
+	return n, written, err
+}
+
+func (c *copier) readFD(fd uintptr) bool {
+	if c.buf == nil {
+		c.buf = bufs.Get().(*[]byte)
+	}
+	n, err := unix.Read(int(fd), *c.buf)
+	if err == unix.EAGAIN {
+		c.putBuf()
+		return false
+	}
+	c.n, c.serr = int64(n), err
+	return true
+}
+
+func (c *copier) writeFD(fd uintptr) bool {
+	for len(c.data) > 0 {
+		m, err := unix.Write(int(fd), c.data)
+		if err == unix.EAGAIN {
+			return false
+		}
+		if err != nil {
+			c.serr = err
+			return true
+		}
+		c.data = c.data[m:]
+	}
+	return true
+}
+
+func (c *copier) putBuf() {
+	if c.buf != nil {
+		bufs.Put(c.buf)
+		c.buf = nil
+	}
 }
 
 // spliceOnce moves what src has (waiting for something) to dst through a
 // pooled pipe, taken only once there is something to move.
-func spliceOnce(dstRC, srcRC syscall.RawConn) (read, written int64, err error) {
-	var p *pipe
-	var n int64
-	var serr error
-	err = srcRC.Read(func(fd uintptr) bool {
-		if p, serr = getPipe(); serr != nil {
-			return true
-		}
-		n, serr = unix.Splice(int(fd), nil, p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if serr == unix.EAGAIN {
-			pipes.Put(p)
-			return false
-		}
-		return true
-	})
+func (c *copier) spliceOnce() (read, written int64, err error) {
+	c.n, c.serr = 0, nil
+	err = c.src.Read(c.spliceIn)
 	if err == nil {
-		err = serr
+		err = c.serr
 	}
-	if err != nil || n <= 0 { // n == 0: EOF; the pipe is empty either way
-		if p != nil {
-			pipes.Put(p)
-		}
+	if err != nil || c.n <= 0 { // n == 0: EOF; the pipe is empty either way
+		c.putPipe()
 		return 0, 0, err
 	}
-	left := n
-	err = dstRC.Write(func(fd uintptr) bool {
-		for left > 0 {
-			m, werr := unix.Splice(p.r, nil, int(fd), nil, int(left), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			if werr == unix.EAGAIN {
-				return false
-			}
-			if werr != nil {
-				serr = werr
-				return true
-			}
-			left -= m
-		}
-		return true
-	})
+	n := c.n
+	c.left = n
+	err = c.dst.Write(c.spliceOut)
 	if err == nil {
-		err = serr
+		err = c.serr
 	}
 	if err != nil {
 		// The pipe may still hold data: drop it rather than pool it (its
 		// cleanup closes the fds).
-		return n, n - left, err
+		c.p = nil
+		return n, n - c.left, err
 	}
-	pipes.Put(p)
+	c.putPipe()
 	return n, n, nil
+}
+
+func (c *copier) spliceInFD(fd uintptr) bool {
+	if c.p == nil {
+		if c.p, c.serr = getPipe(); c.serr != nil {
+			return true
+		}
+	}
+	n, err := unix.Splice(int(fd), nil, c.p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	if err == unix.EAGAIN {
+		c.putPipe()
+		return false
+	}
+	c.n, c.serr = n, err
+	return true
+}
+
+func (c *copier) spliceOutFD(fd uintptr) bool {
+	for c.left > 0 {
+		m, err := unix.Splice(c.p.r, nil, int(fd), nil, int(c.left), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EAGAIN {
+			return false
+		}
+		if err != nil {
+			c.serr = err
+			return true
+		}
+		c.left -= m
+	}
+	return true
+}
+
+func (c *copier) putPipe() {
+	if c.p != nil {
+		pipes.Put(c.p)
+		c.p = nil
+	}
 }
 
 // pipeSize is how much one splice moves at most; larger pipes mean fewer
