@@ -127,6 +127,11 @@ func TestSilentNodeLosesItsEndpointsUntilItBeats(t *testing.T) {
 	if took := time.Since(stopped); took < grace-beatEvery {
 		t.Errorf("n2 was marked down %s after its beats stopped, before the %s grace", took, grace)
 	}
+	// The watcher counts the mark-down once its write returns, which can be
+	// after the View has already applied it.
+	waitUntil(t, 5*time.Second, "the mark-down to be counted", func() bool {
+		return testutil.ToFloat64(nodesMarkedDown)-before >= 1
+	})
 	if got := testutil.ToFloat64(nodesMarkedDown) - before; got != 1 {
 		t.Errorf("rune_nodes_marked_down_total moved by %v, want 1", got)
 	}

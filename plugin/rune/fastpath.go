@@ -47,6 +47,7 @@ type fastPath struct {
 	stats *chainMetrics // nil without prometheus in the block
 	fam   string
 
+	addr  string // the address its sockets share with CoreDNS's (see reusegroup.go)
 	conns []*net.UDPConn
 	slow  *slowConn
 	dns   *dns.Server
@@ -193,8 +194,8 @@ func (fp *fastPath) start(addr string) error {
 		}
 		fp.conns = append(fp.conns, c)
 	}
-	// CoreDNS's socket joined the group first (index 0): ours are 1..n.
-	if err := steer(fp.conns[0], 1, n); err != nil {
+	fp.addr = addr
+	if err := fp.joinGroup(addr); err != nil {
 		log.Warningf("fast path on %s: %v; it gets a share of the packets only", addr, err)
 	}
 	fp.slow = newSlowConn(fp.conns[0])
@@ -224,6 +225,7 @@ func (fp *fastPath) stop() {
 	fp.closeConns()
 	fp.slow.Close()
 	fp.wg.Wait()
+	fp.leaveGroup(fp.addr)
 }
 
 // ready reports whether answers may come from the view: otherwise the full
