@@ -58,10 +58,11 @@ func (c *NFTConfig) setDefaults() {
 //	    meta l4proto tcp redirect to ip daddr . tcp dport map @svc_tcp
 //	    meta l4proto udp redirect to ip daddr . udp dport map @svc_udp }
 //	  chain output { type nat hook output priority -100 ... }       # from the host
-//	  chain postrouting { type nat hook postrouting priority srcnat   # kernel-forwarded, from
+//	  chain postrouting { type nat hook postrouting priority srcnat - 1   # kernel-forwarded, from
 //	    ct original ip daddr <CIDR> ip saddr != <containers> masquerade   # from outside the cluster
 //	    ct original ip daddr <CIDR> ip daddr != <containers> masquerade   # to an endpoint outside
-//	    ct original ip daddr <CIDR> ip saddr <local> ip daddr <local> masquerade }   # or hairpin
+//	    ct original ip daddr <CIDR> ip saddr <local> ip daddr <local> masquerade   # or hairpin
+//	    ip saddr <containers> ip daddr <containers> snat ip to ip saddr }   # keep (keepSourceRule)
 //	}
 //	table ip rune_guard {   # priority dstnat+10, after the redirect
 //	  chain prerouting/output { ip daddr <CIDR> meta l4proto tcp reject with tcp reset
@@ -402,7 +403,7 @@ func (n *NFT) ensurePick(count int) (*nftables.Set, error) {
 	}
 	n.picks[count] = s
 	n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: n.kern, Exprs: []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		ipDaddr(),
 		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Numgen{Register: 10, Modulus: uint32(count), Type: unix.NFT_NG_RANDOM},
 		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
@@ -432,11 +433,11 @@ func epElements(r Redirect) []nftables.SetElement {
 // a loopback address may not be routed out of another interface after DNAT.
 func (n *NFT) dispatchExprs(cidr netip.Prefix) []expr.Any {
 	loopback := netip.MustParsePrefix("127.0.0.0/8")
-	e := append([]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}}, inCIDR(cidr)...)
+	e := append([]expr.Any{ipDaddr()}, inCIDR(cidr)...)
 	return append(e,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		ipSaddr(),
 		maskExpr(loopback), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(loopback)},
 		&expr.Immediate{Register: 1, Data: aliveKey},
 		&expr.Lookup{SourceRegister: 1, SetName: n.alive.Name, SetID: n.alive.ID},
@@ -465,8 +466,7 @@ func masqueradeRules(cidr netip.Prefix, sc SourceScope) [][]expr.Any {
 	if !sc.Containers.IsValid() {
 		return [][]expr.Any{append(toVIP, &expr.Masq{})}
 	}
-	saddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
-	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	saddr, daddr := ipSaddr(), ipDaddr()
 	outside := func(addr expr.Any) []expr.Any {
 		return append(slices.Clone(toVIP), addr, maskExpr(sc.Containers), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: prefixAddr(sc.Containers)}, &expr.Masq{})
 	}
@@ -489,12 +489,9 @@ func masqueradeRules(cidr netip.Prefix, sc SourceScope) [][]expr.Any {
 // priority order only until one binds the connection, so this null binding,
 // in a chain ahead of Docker's, ends the search with the source unchanged.
 func keepSourceRule(containers netip.Prefix) []expr.Any {
-	load := func(offset uint32) expr.Any {
-		return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4}
-	}
-	e := append([]expr.Any{load(12)}, inCIDR(containers)...)
-	e = append(append(e, load(16)), inCIDR(containers)...)
-	return append(e, load(12), &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
+	e := append([]expr.Any{ipSaddr()}, inCIDR(containers)...)
+	e = append(append(e, ipDaddr()), inCIDR(containers)...)
+	return append(e, ipSaddr(), &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
 }
 
 // Close removes the interception table. The guard stays (see NFTConfig).
@@ -554,7 +551,7 @@ func redirectExprs(proto cluster.Protocol, m *nftables.Set) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4proto(proto)}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		ipDaddr(),
 		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
 		&expr.Redir{RegisterProtoMin: 1},
@@ -565,7 +562,7 @@ func redirectExprs(proto cluster.Protocol, m *nftables.Set) []expr.Any {
 // reset and everything else ICMP port unreachable, so clients fail at once
 // (connection refused) instead of hanging, and pings to a VIP get no echo.
 func guardExprs(cidr netip.Prefix, tcp bool) []expr.Any {
-	e := append([]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}}, inCIDR(cidr)...)
+	e := append([]expr.Any{ipDaddr()}, inCIDR(cidr)...)
 	if tcp {
 		return append(e,
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -577,6 +574,16 @@ func guardExprs(cidr netip.Prefix, tcp bool) []expr.Any {
 }
 
 // inCIDR matches when register 1 holds an address inside cidr.
+// ipSaddr and ipDaddr load the IPv4 source and destination address into
+// register 1.
+func ipSaddr() expr.Any {
+	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+}
+
+func ipDaddr() expr.Any {
+	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+}
+
 func inCIDR(cidr netip.Prefix) []expr.Any {
 	return []expr.Any{maskExpr(cidr), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: prefixAddr(cidr)}}
 }
