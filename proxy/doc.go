@@ -8,8 +8,12 @@
 //     Snapshot; everything else consumes a Table, so tests can feed one directly.
 //   - balancer.go: power-of-two-choices on active connections, with passive
 //     ejection of endpoints whose dials fail.
-//   - tcp.go, udp.go: forwarding (splice-friendly TCP with half-close, UDP
-//     per-flow sessions with an idle timeout).
+//   - tcp.go, udp.go: forwarding (TCP: accept, admit, dial; UDP per-flow
+//     sessions with an idle timeout).
+//   - relay_linux.go, rawsys_linux.go, splice_linux.go: the bytes of
+//     established TCP connections, moved by an event loop per P on its own
+//     epoll set (copy for small messages, splice for bulk, half-close and
+//     reset passed on); relay_other.go is a goroutine per direction.
 //   - proxy.go: listeners (intercept mode, and dev mode on 127.0.0.1), table
 //     swaps, fail-closed past the stale budget, dev-mode port clashes, and
 //     network policy (Config.Policy: each new connection or UDP flow is

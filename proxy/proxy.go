@@ -166,6 +166,7 @@ type Proxy struct {
 	cfg    Config
 	routes atomic.Pointer[routes]
 	dialer net.Dialer
+	relay  *relay
 
 	mu        sync.Mutex
 	closed    bool
@@ -212,6 +213,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:       cfg,
 		dialer:    net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
+		relay:     newRelay(),
 		endpoints: map[netip.AddrPort]*registered{},
 		routesOf:  map[metricsKey]int{},
 		fronts:    map[frontKey]front{},
@@ -598,6 +600,7 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.relay.close()
 	var errs []error
 	if p.intercept != nil {
 		errs = append(errs, p.intercept.Close())

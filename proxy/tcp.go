@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/runenet/runenet/balance"
@@ -71,11 +70,7 @@ func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route, den
 		return
 	}
 	r.metrics().active.Inc()
-	defer func() {
-		ep.active.Add(-1)
-		r.metrics().active.Dec()
-	}()
-	pipeTCP(c, up.(*net.TCPConn), r.metrics())
+	p.relay.start(c, up.(*net.TCPConn), r.metrics(), ep)
 }
 
 // keepAlive turns on TCP keep-alive with the system's timing (on Linux,
@@ -99,40 +94,6 @@ func listenTCP(network string, addr netip.AddrPort) (*net.TCPListener, error) {
 func reset(c *net.TCPConn) {
 	c.SetLinger(0)
 	c.Close()
-}
-
-// pipeTCP copies both ways until both directions end (copyTCP splices on
-// Linux, so payload never enters user space). A clean EOF in one direction is passed on as a half-close
-// (CloseWrite); an error (e.g. a reset) aborts both sides with a reset.
-func pipeTCP(client, up *net.TCPConn, m *portMetrics) {
-	done := make(chan struct{})
-	var ended atomic.Int32
-	go func() {
-		defer close(done)
-		n, err := copyTCP(up, client)
-		m.bytesTo.Add(float64(n))
-		halfClose(up, client, err, ended.Add(1) == 2)
-	}()
-	n, err := copyTCP(client, up)
-	m.bytesFrom.Add(float64(n))
-	halfClose(client, up, err, ended.Add(1) == 2)
-	<-done
-	client.Close()
-	up.Close()
-}
-
-// halfClose ends one direction, src → dst. The direction that ends last
-// leaves dst's FIN to the Close that follows at once: both sockets have
-// read to EOF by then, so Close sends a FIN, not a reset, and a shutdown
-// call per connection is saved.
-func halfClose(dst, src *net.TCPConn, err error, last bool) {
-	switch {
-	case err != nil:
-		reset(dst)
-		reset(src)
-	case !last:
-		dst.CloseWrite()
-	}
 }
 
 // dial connects to an endpoint of r, trying up to DialAttempts endpoints;
