@@ -197,7 +197,7 @@ func (w *relayWorker) open() error {
 		return err
 	}
 	w.epfd, w.wakefd = epfd, wakefd
-	go w.run(ep, rc)
+	go w.run(epfd, ep, rc)
 	return nil
 }
 
@@ -207,9 +207,12 @@ type readyEvent struct {
 	events uint32
 }
 
-func (w *relayWorker) run(ep *os.File, rc syscall.RawConn) {
+func (w *relayWorker) run(epfd int, ep *os.File, rc syscall.RawConn) {
 	events := make([]unix.EpollEvent, 128)
-	var ready []readyEvent
+	// again holds the directions that stopped at their budget with data
+	// perhaps left: no edge will come for it, so they go on next round,
+	// after the events that arrived meanwhile.
+	var ready, again []readyEvent
 	buf := make([]byte, smallSize)
 	var n int
 	poll := func(epfd uintptr) bool {
@@ -224,8 +227,12 @@ func (w *relayWorker) run(ep *os.File, rc syscall.RawConn) {
 		return n > 0
 	}
 	for {
-		// Waits in Go's netpoller until the set has an event.
-		rc.Read(poll)
+		if len(again) == 0 {
+			// Waits in Go's netpoller until the set has an event.
+			rc.Read(poll)
+		} else {
+			poll(uintptr(epfd))
+		}
 		// The slots are looked up under the lock (add may be growing
 		// them), the sockets served outside it.
 		w.mu.Lock()
@@ -240,9 +247,12 @@ func (w *relayWorker) run(ep *os.File, rc syscall.RawConn) {
 			ready = append(ready, readyEvent{c, int(ev.Pad & 1), ev.Events})
 		}
 		w.mu.Unlock()
+		ready = append(ready, again...)
+		clear(again)
+		again = again[:0]
 		for _, e := range ready {
 			if !e.c.done {
-				e.c.handle(e.side, e.events, buf)
+				e.c.handle(e.side, e.events, buf, &again)
 			}
 		}
 		w.mu.Lock()
@@ -289,18 +299,32 @@ type flow struct {
 	splicing bool
 	eof      bool  // the source has been read to its end
 	bytes    int64 // written, not yet added to the metric
+	moved    int64 // written in all
 }
+
+// pumpBudget is how much one direction moves before the loop serves the
+// other connections' events: a bulk transfer between fast sockets would
+// otherwise keep the loop to itself for as long as both keep up.
+const pumpBudget = 2 * pipeSize
 
 func (f *flow) blocked() bool { return len(f.data) > 0 || f.inPipe > 0 }
 
 // handle serves one epoll event of fd[side]: its readability feeds
 // dir[side], its writability drains what dir[1-side] holds.
-func (c *relayConn) handle(side int, events uint32, buf []byte) {
+func (c *relayConn) handle(side int, events uint32, buf []byte, again *[]readyEvent) {
+	// pump's direction d is fd[d]'s input: its continuation is an event
+	// of fd[d]'s, with RDHUP to read on to the end rather than stop at a
+	// short read.
+	pump := func(d int, drain bool) {
+		if c.pump(d, drain, buf) {
+			*again = append(*again, readyEvent{c, d, unix.EPOLLIN | unix.EPOLLRDHUP})
+		}
+	}
 	if events&unix.EPOLLERR != 0 {
 		// A reset or a failed send (e.g. timed-out retransmissions):
 		// what arrived before it is passed on, then the reset, as the
 		// read that meets the error would.
-		c.pump(side, true, buf)
+		c.pump(side, true, buf) // no continuation: the reset ends it
 		c.finish(true)
 		return
 	}
@@ -308,7 +332,7 @@ func (c *relayConn) handle(side int, events uint32, buf []byte) {
 		// Still blocked or not, the event's readability is served below:
 		// an edge-triggered event comes once.
 		if c.flush(1 - side) {
-			c.pump(1-side, true, buf)
+			pump(1-side, true)
 		}
 		if c.done {
 			return
@@ -319,37 +343,42 @@ func (c *relayConn) handle(side int, events uint32, buf []byte) {
 		// it and makes no later event: read on to the end then.
 		// Otherwise a short read has emptied the socket, and whatever
 		// arrives next brings an event of its own (edge-triggered).
-		c.pump(side, events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0, buf)
+		pump(side, events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0)
 	}
 }
 
 // pump moves what fd[d] has to fd[1-d] until fd[d] is empty (drain), or
 // after the first read shorter than buf (otherwise), or until the
-// destination stops taking it.
-func (c *relayConn) pump(d int, drain bool, buf []byte) {
+// destination stops taking it, or until it has moved pumpBudget; it
+// reports the last case, where fd[d] may still have data.
+func (c *relayConn) pump(d int, drain bool, buf []byte) (more bool) {
 	f := &c.dir[d]
+	start := f.moved
 	for !c.done && !f.eof && !f.blocked() {
+		if f.moved-start >= pumpBudget {
+			return true
+		}
 		if f.splicing {
 			if !c.spliceOnce(d) {
-				return
+				return false
 			}
 			continue
 		}
 		n, err := rawRead(c.fd[d], buf)
 		switch {
 		case err == unix.EAGAIN:
-			return
+			return false
 		case err == unix.EINTR:
 			continue
 		case err != 0:
 			c.finish(true)
-			return
+			return false
 		case n == 0:
 			c.ended(d)
-			return
+			return false
 		}
 		if !c.write(d, buf[:n]) {
-			return
+			return false
 		}
 		// A read that fills the buffer is bulk: splice from now on, so
 		// payload never enters user space, until a splice comes back
@@ -358,9 +387,10 @@ func (c *relayConn) pump(d int, drain bool, buf []byte) {
 		if n == len(buf) {
 			f.splicing = true
 		} else if !drain {
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // write sends data on fd[1-d], holding what the socket does not take; it
@@ -382,6 +412,7 @@ func (c *relayConn) write(d int, data []byte) bool {
 		}
 		data = data[m:]
 		f.bytes += int64(m)
+		f.moved += int64(m)
 	}
 	return true
 }
@@ -406,6 +437,7 @@ func (c *relayConn) flush(d int) bool {
 		}
 		f.data = f.data[m:]
 		f.bytes += int64(m)
+		f.moved += int64(m)
 	}
 	bufs.Put(f.held)
 	f.held = nil
@@ -464,6 +496,7 @@ func (c *relayConn) spliceOut(d int) bool {
 		}
 		f.inPipe -= int(m)
 		f.bytes += int64(m)
+		f.moved += int64(m)
 	}
 	if !f.splicing {
 		c.putPipe(f)
