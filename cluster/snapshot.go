@@ -248,23 +248,22 @@ func (s *Snapshot) edit() *snapshotEditor {
 	}
 }
 
-// newSnapshotEditor starts an empty snapshot sized for counts[kind] records
-// of each kind.
-func newSnapshotEditor(counts map[recordKind]int) *snapshotEditor {
+// newSnapshotEditor starts an empty snapshot.
+func newSnapshotEditor() *snapshotEditor {
 	return &snapshotEditor{
-		services:   pmap.NewEditor[NamespacedName, Entry[ServiceRecord]](counts[recService]),
-		byVIP:      pmap.NewEditor[netip.Addr, NamespacedName](counts[recService]),
-		byHost:     pmap.NewEditor[string, []NamespacedName](0),
-		namespaces: pmap.NewEditor[string, int](0),
-		endpoints:  pmap.NewEditor[NamespacedName, Entry[Endpoints]](counts[recEndpoints]),
-		policies:   pmap.NewEditor[NamespacedName, Entry[NetworkPolicy]](counts[recPolicy]),
-		instances:  pmap.NewEditor[string, Entry[Instance]](counts[recInstance]),
-		byIP:       pmap.NewEditor[netip.Addr, string](counts[recInstance]),
-		bySvc:      pmap.NewEditor[NamespacedName, []string](counts[recService]),
-		vips:       pmap.NewEditor[netip.Addr, Entry[VIPAllocation]](counts[recVIP]),
-		vipOwners:  pmap.NewEditor[NamespacedName, netip.Addr](counts[recVIP]),
-		nodes:      pmap.NewEditor[string, Entry[Node]](counts[recNode]),
-		subnets:    pmap.NewEditor[netip.Addr, subnetClaim](counts[recSubnet]),
+		services:   pmap.NewEditor[NamespacedName, Entry[ServiceRecord]](),
+		byVIP:      pmap.NewEditor[netip.Addr, NamespacedName](),
+		byHost:     pmap.NewEditor[string, []NamespacedName](),
+		namespaces: pmap.NewEditor[string, int](),
+		endpoints:  pmap.NewEditor[NamespacedName, Entry[Endpoints]](),
+		policies:   pmap.NewEditor[NamespacedName, Entry[NetworkPolicy]](),
+		instances:  pmap.NewEditor[string, Entry[Instance]](),
+		byIP:       pmap.NewEditor[netip.Addr, string](),
+		bySvc:      pmap.NewEditor[NamespacedName, []string](),
+		vips:       pmap.NewEditor[netip.Addr, Entry[VIPAllocation]](),
+		vipOwners:  pmap.NewEditor[NamespacedName, netip.Addr](),
+		nodes:      pmap.NewEditor[string, Entry[Node]](),
+		subnets:    pmap.NewEditor[netip.Addr, subnetClaim](),
 	}
 }
 

@@ -228,8 +228,8 @@ func (v *View) relist(ctx context.Context) error {
 
 // LoadFrom builds a snapshot from a full listing of src. Records are decoded
 // on other goroutines while the source is still reading, then indexed in one
-// pass with every map sized up front: a cold start of 100,000 services is
-// bounded by the slower of reading and decoding, not their sum.
+// pass: a cold start of 100,000 services is bounded by the slower of
+// reading and decoding, not their sum.
 func LoadFrom(ctx context.Context, src Source) (*Snapshot, error) {
 	type chunk struct {
 		kvs  []orderedlog.KV
@@ -274,16 +274,12 @@ func LoadFrom(ctx context.Context, src Source) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
-	counts := map[recordKind]int{}
 	for _, c := range chunks {
 		if c.err != nil {
 			return nil, c.err
 		}
-		for i := range c.recs {
-			counts[c.recs[i].kind]++
-		}
 	}
-	e := newSnapshotEditor(counts)
+	e := newSnapshotEditor()
 	// Each group of kinds touches only its own maps, so the groups index in
 	// parallel.
 	var iwg sync.WaitGroup

@@ -36,7 +36,7 @@ const (
 // Tables is the compiled policy of one node as of one snapshot. It is
 // immutable: the Engine swaps whole Tables, so a decision never sees half of
 // an update. Its maps are persistent (pmap), so the next Tables after a
-// change of a few services shares all but a few shards with this one.
+// change of a few services shares all but a few small nodes with this one.
 type Tables struct {
 	Seq uint64
 	// ids maps the instance IPs of every node to their service: source
@@ -240,10 +240,10 @@ func (e *tablesEditor) dropMembers(n cluster.NamespacedName) {
 func compile(src source, seq uint64, node string, prev *Tables) *Tables {
 	e := &tablesEditor{
 		node:     node,
-		ids:      pmap.NewEditor[netip.Addr, identity](0),
-		members:  pmap.NewEditor[cluster.NamespacedName, []member](0),
-		vips:     pmap.NewEditor[netip.Addr, cluster.NamespacedName](0),
-		services: pmap.NewEditor[cluster.NamespacedName, *servicePolicy](0),
+		ids:      pmap.NewEditor[netip.Addr, identity](),
+		members:  pmap.NewEditor[cluster.NamespacedName, []member](),
+		vips:     pmap.NewEditor[netip.Addr, cluster.NamespacedName](),
+		services: pmap.NewEditor[cluster.NamespacedName, *servicePolicy](),
 	}
 	for _, ie := range src.Instances("", "") {
 		in := ie.Value

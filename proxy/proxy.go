@@ -127,7 +127,7 @@ func (r *route) metrics() *portMetrics {
 
 // routes is an immutable compiled table, swapped atomically per update.
 // Its maps are persistent (pmap), so an update of a few services copies a
-// few shards, not the table.
+// few small nodes, not the table.
 type routes struct {
 	seq     uint64 // the Table's
 	byFront pmap.Map[frontKey, *route]
@@ -305,10 +305,10 @@ func (p *Proxy) Update(t *Table) []Redirect {
 	}
 	p.gen++
 	old := p.routes.Load()
-	byFront := pmap.NewEditor[frontKey, *route](len(t.Ports))
-	byPort := pmap.NewEditor[portKey, *route](len(t.Ports))
-	bySvc := pmap.NewEditor[cluster.NamespacedName, []*route](len(t.Ports))
-	egress := pmap.NewEditor[netip.Addr, cluster.NamespacedName](len(t.EgressPoliced))
+	byFront := pmap.NewEditor[frontKey, *route]()
+	byPort := pmap.NewEditor[portKey, *route]()
+	bySvc := pmap.NewEditor[cluster.NamespacedName, []*route]()
+	egress := pmap.NewEditor[netip.Addr, cluster.NamespacedName]()
 	for a, n := range t.EgressPoliced {
 		egress.Set(a, n)
 	}
