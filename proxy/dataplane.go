@@ -71,9 +71,10 @@ type Dataplane struct {
 	kernelPorts int
 
 	mu      sync.Mutex
-	synced  bool   // a snapshot has been fully put in place
-	applied uint64 // and this is its seq
-	err     error  // the last sync's error, until one succeeds
+	synced  bool          // a snapshot has been fully put in place
+	applied uint64        // and this is its seq
+	err     error         // the last sync's error, until one succeeds
+	moved   chan struct{} // closed when applied moves; made by a waiter
 }
 
 // Start opens the proxy and the interception and follows src until Close.
@@ -207,6 +208,10 @@ func (d *Dataplane) apply(s *cluster.Snapshot) error {
 	d.err = err
 	if err == nil {
 		d.synced, d.applied = true, s.Seq
+		if d.moved != nil {
+			close(d.moved)
+			d.moved = nil
+		}
 	}
 	return err
 }
@@ -262,6 +267,28 @@ func (d *Dataplane) Applied() (uint64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.applied, d.synced
+}
+
+// WaitApplied blocks until the snapshot of log seq (or a later one) is
+// fully in place, or ctx ends: how a writer waits for its own change to
+// take effect on this node.
+func (d *Dataplane) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		d.mu.Lock()
+		if d.moved == nil {
+			d.moved = make(chan struct{})
+		}
+		applied, ok, moved := d.applied, d.synced, d.moved
+		d.mu.Unlock()
+		if ok && applied >= seq {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the data plane to apply seq %d (at %d): %w", seq, applied, ctx.Err())
+		}
+	}
 }
 
 func (d *Dataplane) isApplied(seq uint64) bool {

@@ -128,6 +128,36 @@ func TestDataplaneReadinessFollowsSync(t *testing.T) {
 	}
 }
 
+// WaitApplied returns once the seq asked for (or a later one) is in place,
+// and not before: a wait for a seq not yet published ends with its context.
+func TestDataplaneWaitApplied(t *testing.T) {
+	src := newFakeSource(snapshotAt(1))
+	d, err := Start(src, DataplaneConfig{Proxy: Config{InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")}, Interceptor: &fakeInterceptor{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitApplied(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if err := d.WaitApplied(short, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitApplied(2) before seq 2 exists: %v, want the context's deadline", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- d.WaitApplied(ctx, 3) }()
+	src.publish(snapshotAt(3))
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := d.Applied(); s != 3 {
+		t.Fatalf("WaitApplied(3) returned with seq %d applied", s)
+	}
+}
+
 func TestDataplaneNotReadyWithoutNetwork(t *testing.T) {
 	src := newFakeSource(&cluster.Snapshot{Seq: 1})
 	d, err := Start(src, DataplaneConfig{Proxy: Config{InterceptAddr: netip.MustParseAddrPort("127.0.0.1:0")}, Interceptor: &fakeInterceptor{}, RetryInterval: time.Hour})
