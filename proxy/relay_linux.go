@@ -309,6 +309,11 @@ const pumpBudget = 2 * pipeSize
 
 func (f *flow) blocked() bool { return len(f.data) > 0 || f.inPipe > 0 }
 
+func (f *flow) wrote(n int) {
+	f.bytes += int64(n)
+	f.moved += int64(n)
+}
+
 // handle serves one epoll event of fd[side]: its readability feeds
 // dir[side], its writability drains what dir[1-side] holds.
 func (c *relayConn) handle(side int, events uint32, buf []byte, again *[]readyEvent) {
@@ -396,25 +401,13 @@ func (c *relayConn) pump(d int, drain bool, buf []byte) (more bool) {
 // write sends data on fd[1-d], holding what the socket does not take; it
 // reports whether all of it went.
 func (c *relayConn) write(d int, data []byte) bool {
-	f := &c.dir[d]
-	for len(data) > 0 {
-		m, err := rawWrite(c.fd[1-d], data)
-		switch {
-		case err == unix.EAGAIN:
-			f.held = bufs.Get().(*[]byte)
-			f.data = (*f.held)[:copy(*f.held, data)]
-			return false
-		case err == unix.EINTR:
-			continue
-		case err != 0:
-			c.finish(true)
-			return false
-		}
-		data = data[m:]
-		f.bytes += int64(m)
-		f.moved += int64(m)
+	rest, ok := c.send(d, data)
+	if ok && len(rest) > 0 {
+		f := &c.dir[d]
+		f.held = bufs.Get().(*[]byte)
+		f.data = (*f.held)[:copy(*f.held, rest)]
 	}
-	return true
+	return ok && len(rest) == 0
 }
 
 // flush writes what dir[d] holds, on fd[1-d] turning writable; it reports
@@ -424,24 +417,37 @@ func (c *relayConn) flush(d int) bool {
 	if f.inPipe > 0 {
 		return c.spliceOut(d)
 	}
-	for len(f.data) > 0 {
-		m, err := rawWrite(c.fd[1-d], f.data)
-		switch {
-		case err == unix.EAGAIN:
-			return false
-		case err == unix.EINTR:
-			continue
-		case err != 0:
-			c.finish(true)
-			return false
-		}
-		f.data = f.data[m:]
-		f.bytes += int64(m)
-		f.moved += int64(m)
+	rest, ok := c.send(d, f.data)
+	if !ok {
+		return false
+	}
+	if f.data = rest; len(rest) > 0 {
+		return false
 	}
 	bufs.Put(f.held)
 	f.held = nil
 	return true
+}
+
+// send writes data on fd[1-d] until all of it went or the socket is full,
+// and returns what is left; false if the write failed and ended the
+// connection.
+func (c *relayConn) send(d int, data []byte) ([]byte, bool) {
+	for len(data) > 0 {
+		m, err := rawWrite(c.fd[1-d], data)
+		switch {
+		case err == unix.EAGAIN:
+			return data, true
+		case err == unix.EINTR:
+			continue
+		case err != 0:
+			c.finish(true)
+			return nil, false
+		}
+		data = data[m:]
+		c.dir[d].wrote(m)
+	}
+	return nil, true
 }
 
 // spliceOnce moves one splice's worth fd[d] → pipe → fd[1-d]; it reports
@@ -495,8 +501,7 @@ func (c *relayConn) spliceOut(d int) bool {
 			return false
 		}
 		f.inPipe -= int(m)
-		f.bytes += int64(m)
-		f.moved += int64(m)
+		f.wrote(m)
 	}
 	if !f.splicing {
 		c.putPipe(f)

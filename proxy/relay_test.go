@@ -256,30 +256,40 @@ func TestSlowReceiversGetEverything(t *testing.T) {
 	}
 }
 
-// A reset on one side is passed on as a reset, not as a clean end: a
-// client must not take a cut-off response for a whole one.
-func TestResetIsPassedOn(t *testing.T) {
+// proxiedPair serves a service port through a dev-mode proxy to a
+// listener the test accepts on itself; each call of the returned dial makes
+// one connection through the proxy and returns both ends.
+func proxiedPair(t *testing.T, svc string) (p *Proxy, dial func() (client, endpoint *net.TCPConn)) {
+	t.Helper()
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	p := devProxy(t, Config{})
+	t.Cleanup(func() { ln.Close() })
+	p = devProxy(t, Config{})
 	port := freePort(t, p.cfg.DevAddr)
-	p.Update(&Table{Ports: []ServicePort{tcpPort("reset", port, ln.Addr().(*net.TCPAddr).AddrPort())}})
-	dial := func() (client, endpoint *net.TCPConn) {
+	p.Update(&Table{Ports: []ServicePort{tcpPort(svc, port, ln.Addr().(*net.TCPAddr).AddrPort())}})
+	return p, func() (client, endpoint *net.TCPConn) {
 		t.Helper()
 		client, err := net.DialTCP("tcp4", nil, net.TCPAddrFromAddrPort(netip.AddrPortFrom(p.cfg.DevAddr, port)))
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { client.Close() })
 		client.SetDeadline(time.Now().Add(10 * time.Second))
 		if endpoint, err = ln.AcceptTCP(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { endpoint.Close() })
 		endpoint.SetDeadline(time.Now().Add(10 * time.Second))
 		return client, endpoint
 	}
+}
+
+// A reset on one side is passed on as a reset, not as a clean end: a
+// client must not take a cut-off response for a whole one.
+func TestResetIsPassedOn(t *testing.T) {
+	_, dial := proxiedPair(t, "reset")
 	// The endpoint answers part of a response, then resets.
 	client, endpoint := dial()
 	endpoint.Write([]byte("partial"))
@@ -292,7 +302,6 @@ func TestResetIsPassedOn(t *testing.T) {
 	if _, err := client.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client read after the endpoint's reset: %v, want a connection reset", err)
 	}
-	client.Close()
 	// The client resets.
 	client, endpoint = dial()
 	client.Write([]byte("x"))
@@ -304,53 +313,26 @@ func TestResetIsPassedOn(t *testing.T) {
 	if _, err := endpoint.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("endpoint read after the client's reset: %v, want a connection reset", err)
 	}
-	endpoint.Close()
 }
 
 // An idle proxied connection costs no goroutine (the old design held two
 // per connection, with their stacks): 200 of them leave the goroutine
 // count where it was, give or take the relay's own loops.
 func TestIdleConnectionsHoldNoGoroutines(t *testing.T) {
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	p := devProxy(t, Config{})
-	port := freePort(t, p.cfg.DevAddr)
-	p.Update(&Table{Ports: []ServicePort{tcpPort("idle", port, ln.Addr().(*net.TCPAddr).AddrPort())}})
+	_, dial := proxiedPair(t, "idle")
 	before := runtime.NumGoroutine()
 	const n = 200
-	var clients, endpoints []*net.TCPConn
-	defer func() {
-		for _, c := range append(clients, endpoints...) {
-			c.Close()
-		}
-	}()
-	for range n {
-		c, err := net.DialTCP("tcp4", nil, net.TCPAddrFromAddrPort(netip.AddrPortFrom(p.cfg.DevAddr, port)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
-		e, err := ln.AcceptTCP()
-		if err != nil {
-			t.Fatal(err)
-		}
-		endpoints = append(endpoints, e)
-	}
 	// One byte each way on every connection: each is established through
 	// the proxy and handed to a loop, not waiting in a dial.
 	buf := make([]byte, 1)
-	for i := range n {
-		clients[i].SetDeadline(time.Now().Add(10 * time.Second))
-		endpoints[i].SetDeadline(time.Now().Add(10 * time.Second))
-		clients[i].Write([]byte("a"))
-		endpoints[i].Write([]byte("b"))
-		if _, err := io.ReadFull(endpoints[i], buf); err != nil {
+	for range n {
+		client, endpoint := dial()
+		client.Write([]byte("a"))
+		endpoint.Write([]byte("b"))
+		if _, err := io.ReadFull(endpoint, buf); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := io.ReadFull(clients[i], buf); err != nil {
+		if _, err := io.ReadFull(client, buf); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -137,30 +137,36 @@ func (e *Editor[K, V]) own(n *node[K, V]) *node[K, V] {
 	return c
 }
 
+// leafFor makes this edit's own the path from the root to the leaf where a
+// key of hash h is or would be, and returns that leaf, the pointer to it
+// in its parent (or the root) and the level of hash bits it sits at.
+func (e *Editor[K, V]) leafFor(h uint64) (n *node[K, V], at **node[K, V], shift int) {
+	at = &e.m.root
+	for ; ; shift += bits {
+		n = e.own(*at)
+		*at = n
+		if n.kids == nil {
+			return n, at, shift
+		}
+		at = &n.kids[(h>>shift)&mask]
+	}
+}
+
 func (e *Editor[K, V]) Set(k K, v V) {
 	h := hashOf(k)
-	at := &e.m.root
-	for shift := 0; ; shift += bits {
-		n := e.own(*at)
-		*at = n
-		if n.kids != nil {
-			at = &n.kids[(h>>shift)&mask]
-			continue
+	n, _, shift := e.leafFor(h)
+	for i := range n.leaf {
+		if x := &n.leaf[i]; x.h == h && x.k == k {
+			x.v = v
+			return
 		}
-		for i := range n.leaf {
-			if x := &n.leaf[i]; x.h == h && x.k == k {
-				x.v = v
-				return
-			}
-		}
-		n.leaf = append(n.leaf, entry[K, V]{h, k, v})
-		e.m.n++
-		// Past the hash's last bits the keys of a leaf all hash alike, and it
-		// just grows.
-		if len(n.leaf) > leafMax && shift+bits < 64 {
-			e.split(n, shift)
-		}
-		return
+	}
+	n.leaf = append(n.leaf, entry[K, V]{h, k, v})
+	e.m.n++
+	// Past the hash's last bits the keys of a leaf all hash alike, and it
+	// just grows.
+	if len(n.leaf) > leafMax && shift+bits < 64 {
+		e.split(n, shift)
 	}
 }
 
@@ -185,29 +191,20 @@ func (e *Editor[K, V]) Delete(k K) {
 		return // nothing to copy
 	}
 	h := hashOf(k)
-	at := &e.m.root
-	for shift := 0; ; shift += bits {
-		n := e.own(*at)
-		*at = n
-		if n.kids != nil {
-			at = &n.kids[(h>>shift)&mask]
-			continue
+	n, at, _ := e.leafFor(h)
+	for i := range n.leaf {
+		if x := &n.leaf[i]; x.h == h && x.k == k {
+			last := len(n.leaf) - 1
+			n.leaf[i] = n.leaf[last]
+			n.leaf[last] = entry[K, V]{} // no stale references for the collector
+			n.leaf = n.leaf[:last]
+			break
 		}
-		for i := range n.leaf {
-			if x := &n.leaf[i]; x.h == h && x.k == k {
-				last := len(n.leaf) - 1
-				n.leaf[i] = n.leaf[last]
-				n.leaf[last] = entry[K, V]{} // no stale references for the collector
-				n.leaf = n.leaf[:last]
-				break
-			}
-		}
-		if len(n.leaf) == 0 {
-			*at = nil
-		}
-		e.m.n--
-		return
 	}
+	if len(n.leaf) == 0 {
+		*at = nil
+	}
+	e.m.n--
 }
 
 func (e *Editor[K, V]) Get(k K) (V, bool) { return e.m.Get(k) }
