@@ -56,6 +56,7 @@ func (f *fakeSource) StaleBudget() time.Duration { return 30 * time.Second }
 type fakeInterceptor struct {
 	fail, failBeats atomic.Bool
 	syncs, beats    atomic.Int32
+	patchBeats      atomic.Int32 // Patch calls that carried a heartbeat
 	closed          atomic.Bool
 	scope           atomic.Pointer[SourceScope] // the last KeepSources
 }
@@ -68,10 +69,14 @@ func (f *fakeInterceptor) Sync(netip.Prefix, []Redirect) error {
 	return nil
 }
 
-func (f *fakeInterceptor) Patch([]Redirect) error {
+func (f *fakeInterceptor) Patch(_ []Redirect, alive time.Duration) error {
 	f.syncs.Add(1)
 	if f.fail.Load() {
 		return errors.New("boom")
+	}
+	if alive > 0 {
+		f.patchBeats.Add(1)
+		return f.Heartbeat(alive)
 	}
 	return nil
 }
@@ -191,6 +196,15 @@ service:
 	eventually(t, "the instance applied", func() bool { s, _ := d.Applied(); return s >= seq })
 	if got := testutil.ToFloat64(kernelPorts); got != 1 {
 		t.Errorf("rune_proxy_kernel_ports = %v, want 1 (TCP 80; UDP stays on the proxy)", got)
+	}
+	// A change's patch carries the heartbeat in its own transaction.
+	seq, err = c.Ctl.SetInstanceReady(context.Background(), "api-1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the change applied", func() bool { s, _ := d.Applied(); return s >= seq })
+	if icpt.patchBeats.Load() == 0 {
+		t.Error("a patch in kernel mode did not carry the heartbeat")
 	}
 	beats := icpt.beats.Load()
 	eventually(t, "heartbeats between changes", func() bool { return icpt.beats.Load() > beats+2 })

@@ -251,7 +251,7 @@ func (n *NFT) update(want map[redirectKey]Redirect) error {
 			d.key(n, k, Redirect{}, r)
 		}
 	}
-	if err := n.commit(&d); err != nil {
+	if err := n.commit(&d, false); err != nil {
 		return err
 	}
 	n.installed = want
@@ -261,11 +261,11 @@ func (n *NFT) update(want map[redirectKey]Redirect) error {
 // Patch changes only the redirects of rs, each replacing whatever its
 // protocol and VIP had (Port 0: none any more), in one transaction; every
 // other element stays. It needs a table Sync installed.
-func (n *NFT) Patch(rs []Redirect) error {
-	return n.timed(func() error { return n.patch(rs) })
+func (n *NFT) Patch(rs []Redirect, alive time.Duration) error {
+	return n.timed(func() error { return n.patch(rs, alive) })
 }
 
-func (n *NFT) patch(rs []Redirect) error {
+func (n *NFT) patch(rs []Redirect, alive time.Duration) error {
 	if n.installed == nil {
 		return fmt.Errorf("nftables: patch before the table is installed")
 	}
@@ -277,7 +277,15 @@ func (n *NFT) patch(rs []Redirect) error {
 		k := redirectKey{r.Protocol, r.VIP}
 		d.key(n, k, n.installed[k], r)
 	}
-	if err := n.commit(&d); err != nil {
+	if d.err != nil {
+		return d.err // before queueing anything: nothing is sent
+	}
+	if alive > 0 {
+		if err := n.queueHeartbeat(alive); err != nil {
+			return err
+		}
+	}
+	if err := n.commit(&d, alive > 0); err != nil {
 		return err
 	}
 	for _, r := range rs {
@@ -333,11 +341,11 @@ func (d *nftDiff) key(n *NFT, k redirectKey, old, r Redirect) {
 
 // commit sends d in one transaction. Deletes go first: a changed element
 // is deleted and re-added, and no packet sees it missing.
-func (n *NFT) commit(d *nftDiff) error {
+func (n *NFT) commit(d *nftDiff, queued bool) error {
 	if d.err != nil {
 		return d.err
 	}
-	if len(d.del)+len(d.add) == 0 {
+	if len(d.del)+len(d.add) == 0 && !queued {
 		return nil
 	}
 	for s, elems := range d.del {
@@ -362,17 +370,23 @@ func (n *NFT) commit(d *nftDiff) error {
 // sending traffic on a picture of the cluster older than the stale budget;
 // the guard then refuses them.
 func (n *NFT) Heartbeat(ttl time.Duration) error {
-	if n.alive == nil || n.installed == nil {
-		return fmt.Errorf("nftables: heartbeat before the table is installed")
-	}
-	n.conn.FlushSet(n.alive)
-	if err := n.conn.SetAddElements(n.alive, []nftables.SetElement{{Key: aliveKey, Timeout: max(ttl, time.Millisecond)}}); err != nil {
+	if err := n.queueHeartbeat(ttl); err != nil {
 		return err
 	}
 	if err := n.conn.Flush(); err != nil {
 		return fmt.Errorf("nftables: refresh set %s of table %s: %w", n.alive.Name, n.cfg.Table, err)
 	}
 	return nil
+}
+
+// queueHeartbeat adds the refresh of the alive set to the transaction
+// being built.
+func (n *NFT) queueHeartbeat(ttl time.Duration) error {
+	if n.alive == nil || n.installed == nil {
+		return fmt.Errorf("nftables: heartbeat before the table is installed")
+	}
+	n.conn.FlushSet(n.alive)
+	return n.conn.SetAddElements(n.alive, []nftables.SetElement{{Key: aliveKey, Timeout: max(ttl, time.Millisecond)}})
 }
 
 // aliveKey is the one element of the alive set.

@@ -26,11 +26,11 @@ type recorder struct {
 func (r *recorder) Sync(_ netip.Prefix, rs []Redirect) error {
 	r.syncs++
 	r.installed = map[frontKey]Redirect{}
-	r.Patch(rs)
+	r.Patch(rs, 0)
 	return nil
 }
 
-func (r *recorder) Patch(rs []Redirect) error {
+func (r *recorder) Patch(rs []Redirect, _ time.Duration) error {
 	for _, rd := range rs {
 		k := frontKey{rd.Protocol, rd.VIP}
 		if rd.Port == 0 && rd.Endpoints == nil {

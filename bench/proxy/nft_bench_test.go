@@ -135,7 +135,7 @@ func BenchmarkNFTOneChange(b *testing.B) {
 						}
 						i++
 						if how == "patch" {
-							err = n.Patch(patch)
+							err = n.Patch(patch, 0)
 						} else {
 							err = n.Sync(cidr, rs)
 						}
