@@ -49,8 +49,9 @@ func newRelay() *relay {
 
 // start relays client ⇄ up until both directions end, taking ownership of
 // both connections. The route's active gauge (already counted) and the
-// endpoint's active count (counted by dial) are released when it ends.
-func (rl *relay) start(client, up *net.TCPConn, m *portMetrics, ep *endpoint) {
+// endpoint's active count (counted by dial) are released when it ends. An
+// error means both were reset at once.
+func (rl *relay) start(client, up *net.TCPConn, m *portMetrics, ep *endpoint) error {
 	c := &relayConn{m: m, ep: ep, fd: [2]int{-1, -1}}
 	var err error
 	if c.fd[0], err = detach(client); err == nil {
@@ -67,6 +68,7 @@ func (rl *relay) start(client, up *net.TCPConn, m *portMetrics, ep *endpoint) {
 		reset(up)
 		c.finish(true)
 	}
+	return err
 }
 
 // close lets each loop end once its last connection has: connections

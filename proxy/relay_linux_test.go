@@ -80,7 +80,9 @@ func TestRelayHoldsForAFullDestination(t *testing.T) {
 			ep.active.Add(1)
 			rl := newRelay()
 			defer rl.close()
-			rl.start(clientSide, upstream, m, ep)
+			if err := rl.start(clientSide, upstream, m, ep); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := client.Write(msg); err != nil {
 				t.Fatal(err)
 			}

@@ -17,12 +17,13 @@ func (*relay) close() {}
 
 // start copies client ⇄ up until both directions end, in the calling
 // goroutine.
-func (*relay) start(client, up *net.TCPConn, m *portMetrics, ep *endpoint) {
+func (*relay) start(client, up *net.TCPConn, m *portMetrics, ep *endpoint) error {
 	defer func() {
 		ep.active.Add(-1)
 		m.active.Dec()
 	}()
 	pipeTCP(client, up, m)
+	return nil
 }
 
 // pipeTCP copies both ways until both directions end. A clean EOF in one

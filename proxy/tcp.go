@@ -70,7 +70,9 @@ func (p *Proxy) handleTCP(c *net.TCPConn, resolve func(*net.TCPConn) *route, den
 		return
 	}
 	r.metrics().active.Inc()
-	p.relay.start(c, up.(*net.TCPConn), r.metrics(), ep)
+	if err := p.relay.start(c, up.(*net.TCPConn), r.metrics(), ep); err != nil {
+		p.cfg.Logger.Warn("proxy: connection reset: cannot hand it to an event loop", "service", r.sp.Service, "err", err)
+	}
 }
 
 // keepAlive turns on TCP keep-alive with the system's timing (on Linux,
