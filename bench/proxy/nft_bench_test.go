@@ -241,12 +241,12 @@ func sustain(b *testing.B, c *testkit.Cluster, n int) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
 		for w := range writes {
-			for {
-				if s, ok := dp.Applied(); ok && s >= w.seq {
-					break
-				}
-				time.Sleep(50 * time.Microsecond)
+			if err := dp.WaitApplied(ctx, w.seq); err != nil {
+				b.Error(err) // from this goroutine: Error, not Fatal
+				return
 			}
 			maxLag = max(maxLag, time.Since(w.at))
 		}
