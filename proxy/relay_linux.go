@@ -468,7 +468,7 @@ func (c *relayConn) spliceOnce(d int) bool {
 	n, err := rawSplice(c.fd[d], f.pipe.w, pipeSize)
 	switch {
 	case err == unix.EAGAIN:
-		c.putPipe(f)
+		f.putPipe()
 		return false
 	case err == unix.EINTR:
 		return true
@@ -476,7 +476,7 @@ func (c *relayConn) spliceOnce(d int) bool {
 		c.finish(true)
 		return false
 	case n == 0:
-		c.putPipe(f)
+		f.putPipe()
 		c.ended(d)
 		return false
 	}
@@ -506,12 +506,13 @@ func (c *relayConn) spliceOut(d int) bool {
 		f.wrote(m)
 	}
 	if !f.splicing {
-		c.putPipe(f)
+		f.putPipe()
 	}
 	return true
 }
 
-func (c *relayConn) putPipe(f *flow) {
+// putPipe pools the direction's pipe once it is empty.
+func (f *flow) putPipe() {
 	if f.pipe != nil && f.inPipe == 0 {
 		pipes.Put(f.pipe)
 		f.pipe = nil
@@ -567,25 +568,9 @@ func (c *relayConn) finish(abort bool) {
 			bufs.Put(f.held)
 			f.held, f.data = nil, nil
 		}
-		if f.pipe != nil && f.inPipe > 0 {
-			f.pipe = nil // still holds data: dropped, its cleanup closes it
-		}
-		c.putPipe(f)
+		f.putPipe() // one still holding data is dropped: its cleanup closes it
 		c.count(d)
 	}
 	c.m.active.Dec()
 	c.ep.active.Add(-1)
-}
-
-// running counts the loops running now.
-func (rl *relay) running() int {
-	n := 0
-	for _, w := range rl.workers {
-		w.mu.Lock()
-		if w.epfd >= 0 {
-			n++
-		}
-		w.mu.Unlock()
-	}
-	return n
 }

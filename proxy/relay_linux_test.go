@@ -130,3 +130,16 @@ func fill(t *testing.T, c *net.TCPConn) []byte {
 	})
 	return wrote
 }
+
+// running counts the loops running now.
+func (rl *relay) running() int {
+	n := 0
+	for _, w := range rl.workers {
+		w.mu.Lock()
+		if w.epfd >= 0 {
+			n++
+		}
+		w.mu.Unlock()
+	}
+	return n
+}

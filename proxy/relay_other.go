@@ -34,11 +34,11 @@ func pipeTCP(client, up *net.TCPConn, m *portMetrics) {
 	var ended atomic.Int32
 	go func() {
 		defer close(done)
-		n, err := copyTCP(up, client)
+		n, err := io.Copy(up, client)
 		m.bytesTo.Add(float64(n))
 		halfClose(up, client, err, ended.Add(1) == 2)
 	}()
-	n, err := copyTCP(client, up)
+	n, err := io.Copy(client, up)
 	m.bytesFrom.Add(float64(n))
 	halfClose(client, up, err, ended.Add(1) == 2)
 	<-done
@@ -59,5 +59,3 @@ func halfClose(dst, src *net.TCPConn, err error, last bool) {
 		dst.CloseWrite()
 	}
 }
-
-func copyTCP(dst, src *net.TCPConn) (int64, error) { return io.Copy(dst, src) }
