@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -47,11 +48,14 @@ type fastPath struct {
 	stats *chainMetrics // nil without prometheus in the block
 	fam   string
 
-	addr  string // the address its sockets share with CoreDNS's (see reusegroup.go)
-	conns []*net.UDPConn
-	slow  *slowConn
-	dns   *dns.Server
-	wg    sync.WaitGroup
+	addr     string         // the address its sockets share with CoreDNS's (see reusegroup.go)
+	conns    []*net.UDPConn // duplicates of the address's fast path sockets
+	slow     *slowConn
+	dns      *dns.Server
+	workers  sync.WaitGroup // serve, one per socket
+	wg       sync.WaitGroup // the full chain's server
+	stopping atomic.Bool    // the workers end at their next read error
+	paused   bool           // under reuseGroups' lock
 }
 
 // gate is runegate's handler, asked through an interface: importing it
@@ -79,18 +83,8 @@ var TransparentPlugins = []string{"prometheus", "errors", "runegate", "rune", "d
 
 // eligible returns why the fast path cannot serve srv for the block cfg, or "".
 func eligible(cfg *dnsserver.Config, srv *dnsserver.Server) (reason string, zones map[string]bool) {
-	for _, h := range cfg.Handlers() {
-		if !transparent[h.Name()] {
-			return fmt.Sprintf("the block has %q, which must see every query", h.Name()), nil
-		}
-	}
-	switch {
-	case len(cfg.FilterFuncs) > 0 || cfg.ViewName != "":
-		return "the block has a view", nil
-	case cfg.ProxyProtoConnPolicy != nil:
-		return "the block takes the PROXY protocol", nil
-	case cfg.NumSockets > 1:
-		return "the block has multisocket", nil
+	if reason := blockIneligible(cfg); reason != "" {
+		return reason, nil
 	}
 	addr, ok := strings.CutPrefix(srv.Addr, "dns://")
 	if !ok {
@@ -103,6 +97,25 @@ func eligible(cfg *dnsserver.Config, srv *dnsserver.Server) (reason string, zone
 		return "the server listens on every address (use bind)", nil
 	}
 	return serverZones(cfg, srv)
+}
+
+// blockIneligible returns why the block cfg rules the fast path out on
+// every server, or "".
+func blockIneligible(cfg *dnsserver.Config) string {
+	for _, h := range cfg.Handlers() {
+		if !transparent[h.Name()] {
+			return fmt.Sprintf("the block has %q, which must see every query", h.Name())
+		}
+	}
+	switch {
+	case len(cfg.FilterFuncs) > 0 || cfg.ViewName != "":
+		return "the block has a view"
+	case cfg.ProxyProtoConnPolicy != nil:
+		return "the block takes the PROXY protocol"
+	case cfg.NumSockets > 1:
+		return "the block has multisocket"
+	}
+	return ""
 }
 
 // serverZones reads the zones srv routes queries by (the server blocks
@@ -148,9 +161,11 @@ func (fp *fastPath) routed(qname string) bool {
 
 // startFast starts a fast path for srv if the block allows it; it logs why not.
 func (r *Rune) startFast(cfg *dnsserver.Config, srv *dnsserver.Server) {
+	addr := strings.TrimPrefix(srv.Addr, "dns://")
 	reason, zones := eligible(cfg, srv)
 	if reason != "" {
 		log.Infof("fast path off for %s: %s", srv.Addr, reason)
+		declined(addr)
 		return
 	}
 	fp := &fastPath{r: r, srv: srv, zones: zones}
@@ -160,8 +175,9 @@ func (r *Rune) startFast(cfg *dnsserver.Config, srv *dnsserver.Server) {
 	if m, ok := cfg.Handler("prometheus").(*metrics.Metrics); ok {
 		fp.stats = &chainMetrics{m: m, server: srv.Addr}
 	}
-	if err := fp.start(strings.TrimPrefix(srv.Addr, "dns://")); err != nil {
+	if err := fp.start(addr); err != nil {
 		log.Warningf("fast path off for %s: %v", srv.Addr, err)
+		declined(addr)
 		return
 	}
 	r.fastMu.Lock()
@@ -185,18 +201,8 @@ func (fp *fastPath) start(addr string) error {
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		fp.fam = "2"
 	}
-	n := min(runtime.GOMAXPROCS(0), 8)
-	for range n {
-		c, err := listenReusePort(addr)
-		if err != nil {
-			fp.closeConns()
-			return err
-		}
-		fp.conns = append(fp.conns, c)
-	}
-	fp.addr = addr
-	if err := fp.joinGroup(addr); err != nil {
-		log.Warningf("fast path on %s: %v; it gets a share of the packets only", addr, err)
+	if err := fp.joinGroup(addr, min(runtime.GOMAXPROCS(0), 8)); err != nil {
+		return err
 	}
 	fp.slow = newSlowConn(fp.conns[0])
 	srv := fp.srv
@@ -207,12 +213,17 @@ func (fp *fastPath) start(addr string) error {
 			ctx = context.WithValue(ctx, dnsserver.LoopKey{}, 0)
 			srv.ServeDNS(ctx, w, m)
 		})}
-	fp.wg.Add(1 + len(fp.conns))
+	fp.wg.Add(1)
 	go func() { defer fp.wg.Done(); fp.dns.ActivateAndServe() }()
-	for _, c := range fp.conns {
-		go func() { defer fp.wg.Done(); fp.serve(c) }()
-	}
+	fp.startWorkers()
 	return nil
+}
+
+func (fp *fastPath) startWorkers() {
+	fp.workers.Add(len(fp.conns))
+	for _, c := range fp.conns {
+		go func() { defer fp.workers.Done(); fp.serve(c) }()
+	}
 }
 
 func (fp *fastPath) closeConns() {
@@ -221,11 +232,45 @@ func (fp *fastPath) closeConns() {
 	}
 }
 
-func (fp *fastPath) stop() {
-	fp.closeConns()
+// pause stops fp's workers reading, at once or, given a time, once they
+// have read what arrives until then; the sockets stay open (reusegroup.go,
+// under whose lock it runs).
+func (fp *fastPath) pause(until time.Time) {
+	if fp.paused {
+		return
+	}
+	fp.paused = true
+	fp.stopping.Store(true)
+	if until.IsZero() {
+		until = time.Unix(1, 0)
+	}
+	for _, c := range fp.conns {
+		c.SetReadDeadline(until)
+	}
+}
+
+// resume undoes pause.
+func (fp *fastPath) resume() {
+	if !fp.paused {
+		return
+	}
+	fp.workers.Wait()
+	for _, c := range fp.conns {
+		c.SetReadDeadline(time.Time{})
+	}
+	fp.stopping.Store(false)
+	fp.paused = false
+	fp.startWorkers()
+}
+
+// finish ends a paused fp: once its workers are done, the full chain's
+// server, which returns when the queries handed to it are answered through
+// the sockets, and then fp's connections.
+func (fp *fastPath) finish() {
+	fp.workers.Wait()
 	fp.slow.Close()
 	fp.wg.Wait()
-	fp.leaveGroup(fp.addr)
+	fp.closeConns()
 }
 
 // ready reports whether answers may come from the view: otherwise the full
@@ -282,7 +327,7 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 	for {
 		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
-			if isClosed(err) {
+			if isClosed(err) || fp.stopping.Load() {
 				return
 			}
 			continue

@@ -11,4 +11,10 @@ var errNoFastPath = errors.New("the fast path needs Linux (SO_REUSEPORT steering
 
 func listenReusePort(string) (*net.UDPConn, error) { return nil, errNoFastPath }
 
-func steer(*net.UDPConn, int, int) error { return errNoFastPath }
+func steer(int, int, int) error { return errNoFastPath }
+
+func dupSocket(*net.UDPConn) (int, error) { return -1, errNoFastPath }
+
+func connOn(int) (*net.UDPConn, error) { return nil, errNoFastPath }
+
+func closeSocket(int) {}

@@ -41,6 +41,8 @@ type servers struct {
 	fast, full string
 	rep        *strings.Replacer
 	rt         *node.Runtime
+	core       *coreDNS
+	corefile   string
 }
 
 // freePort returns a port of 127.0.0.1 (or host) free for both TCP and UDP
@@ -69,7 +71,20 @@ func freePort(t testing.TB, host ...string) int {
 }
 
 // startCoreDNS runs corefile in this process, with runed's directive order.
-func startCoreDNS(t testing.TB, cf string) {
+// coreDNS is a running CoreDNS instance; reload replaces it as the reload
+// plugin does.
+type coreDNS struct{ inst *caddy.Instance }
+
+func (c *coreDNS) reload(t testing.TB, cf string) {
+	t.Helper()
+	inst, err := c.inst.Restart(caddy.CaddyfileInput{Contents: []byte(cf), Filepath: "Corefile", ServerTypeName: "dns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.inst = inst
+}
+
+func startCoreDNS(t testing.TB, cf string) *coreDNS {
 	t.Helper()
 	// runed links the in-process mode in (plugin/rune/inprocess, which
 	// imports this package): the node runtime, opened the same way.
@@ -87,10 +102,12 @@ func startCoreDNS(t testing.TB, cf string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := &coreDNS{inst: inst}
 	t.Cleanup(func() {
-		inst.Stop()
-		inst.ShutdownCallbacks()
+		c.inst.Stop()
+		c.inst.ShutdownCallbacks()
 	})
+	return c
 }
 
 // newServers starts the two blocks, extra plugins (e.g. "log") added to
@@ -120,7 +137,7 @@ func newServers(t testing.TB, extra string, more ...string) *servers {
 	for _, b := range more {
 		cf += strings.ReplaceAll(b, "{port}", fmt.Sprint(pf)) + "\n"
 	}
-	startCoreDNS(t, cf)
+	core := startCoreDNS(t, cf)
 	rt, err := node.Attach(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +164,7 @@ func newServers(t testing.TB, extra string, more ...string) *servers {
 	dbRev, _ := dns.ReverseAddr(db.String())
 	s := &servers{
 		fast: fmt.Sprintf("127.0.0.1:%d", pf), full: fmt.Sprintf("127.0.0.1:%d", pm2), rt: rt,
+		core: core, corefile: cf,
 		rep: strings.NewReplacer("{api}", api.String(), "{web}", web.String(), "{db}", db.String(),
 			"{api-rev}", apiRev, "{db-rev-upper}", strings.ToUpper(dbRev),
 			"{serial}", fmt.Sprint(uint32(rt.View().Snapshot().Seq))),

@@ -16,6 +16,7 @@ import (
 	"github.com/runenet/runenet/api"
 	"github.com/runenet/runenet/cluster"
 	"github.com/runenet/runenet/node/nodeconfig"
+	"github.com/runenet/runenet/plugin/pkg/lifecycle"
 	"github.com/runenet/runenet/plugin/pkg/nodeopt"
 )
 
@@ -62,9 +63,10 @@ func setup(c *caddy.Controller) error {
 	// the new instance before shutting down the old one, and caddy discards
 	// a new instance whose later directives fail to set up without running
 	// its shutdown hooks. Opening on start keeps the node runtime's refcount
-	// exact, and the overlap keeps it open across the reload.
+	// exact, and the overlap keeps it open across the reload; lifecycle
+	// releases it if caddy discards the instance after its startup.
 	var release func() error
-	c.OnStartup(func() error {
+	lifecycle.Run(c, func() error {
 		v, rel, err := cfg.open()
 		if err != nil {
 			return plugin.Error("rune", err)
@@ -72,13 +74,8 @@ func setup(c *caddy.Controller) error {
 		r.SetView(v)
 		release = rel
 		return nil
-	})
-	c.OnShutdown(func() error {
+	}, func() error {
 		r.stopFast()
-		if release == nil {
-			return nil
-		}
-		defer func() { release = nil }()
 		return release()
 	})
 
@@ -86,6 +83,18 @@ func setup(c *caddy.Controller) error {
 	dc.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		r.Next = next
 		return r
+	})
+	fast := cfg.fastpath && dc.UDPDecorateWriterFunc == nil
+	// At startup, before a reload stops the instance before this one:
+	// that one's fast path sockets wait for this one's, or go back to
+	// CoreDNS's (reusegroup.go).
+	c.OnStartup(func() error {
+		takeOver(dc, fast)
+		return nil
+	})
+	c.OnRestartFailed(func() error {
+		r.restartFailed()
+		return nil
 	})
 	switch {
 	case !cfg.fastpath:

@@ -4,6 +4,8 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+
+	"github.com/runenet/runenet/plugin/pkg/lifecycle"
 )
 
 func init() { plugin.Register("runegate", setup) }
@@ -25,11 +27,10 @@ func setup(c *caddy.Controller) error {
 	nr := &nodeReadiness{}
 	g := &Gate{Zones: zones, Check: nr.Ready}
 	stop := make(chan struct{})
-	c.OnStartup(func() error {
+	lifecycle.Run(c, func() error {
 		go g.watch(stop)
 		return nil
-	})
-	c.OnShutdown(func() error {
+	}, func() error {
 		close(stop)
 		return nr.release()
 	})
