@@ -10,7 +10,8 @@
 #
 # Env: DURATION (dnsperf seconds per run, default 10), CLIENTS (default 10),
 # ROUNDS (alternating rounds, default 5), BIG (default 100000;
-# 0 skips the big-cluster runs). dnsmasq (dnsmasq-base) serves the same hosts
+# 0 skips the big-cluster runs), CHURN (changes per second cast while runed
+# is measured again, as in a rolling deploy; default 1000, 0 skips). dnsmasq (dnsmasq-base) serves the same hosts
 # file as the reference to beat.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-10}
 ROUNDS=${ROUNDS:-5}
 BIG=${BIG:-100000}
+CHURN=${CHURN:-1000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=$(mktemp -d -t rune-dnsbench-XXXXXX)
 PIDS=()
@@ -138,6 +140,20 @@ ratio "runed fastpath off / CoreDNS hosts, 1,000 names" "runed fastpath off, 1,0
 rss "runed (1,000 services)" "$RUNED"
 rss "CoreDNS hosts (1,000 names)" "$COREDNS"
 kill "$COREDNS" "$DNSMASQ"
+
+if [ "$CHURN" -gt 0 ]; then
+	echo "### 1,000 services, runed alone and while $CHURN changes/s are cast (other services)"
+	for r in $(seq "$ROUNDS"); do
+		perf "runed, 1,000 services, no changes (round $r)" 5301 "$W/q1k" "$RUNED"
+		"$W/dnsbench" churn -api "unix://$W/data1k/runed.sock" -rate "$CHURN" -duration "$((DURATION + 1))s" &
+		CHURNER=$!
+		PIDS+=("$CHURNER")
+		perf "runed, 1,000 services, $CHURN changes/s (round $r)" 5301 "$W/q1k" "$RUNED"
+		wait "$CHURNER"
+	done
+	median
+	ratio "runed while changing / runed alone" "runed, 1,000 services, $CHURN changes/s" "runed, 1,000 services, no changes"
+fi
 
 echo "### cast -> resolvable"
 "$W/dnsbench" castlat -api "unix://$W/data1k/runed.sock" -dns 127.0.0.1:5301 -n 300

@@ -298,10 +298,18 @@ type entry struct {
 	name   string
 	qtype  uint16
 	series [2]*series // without, with DO
+	// svc is the one service a positive answer under rune. depends on:
+	// it is kept across snapshots until the View reports svc changed. The
+	// zero value: rendered again with every snapshot (NODATA and NXDOMAIN
+	// carry the snapshot's SOA serial; PTR answers, declined names).
+	svc cluster.NamespacedName
 }
 
 // serve is one socket's worker: it owns its cache, so the answer path takes
-// no lock; the cache is dropped when the snapshot changes.
+// no lock. With each new snapshot it drops the answers of the services the
+// View says changed and everything rendered from the snapshot as a whole:
+// during a rolling deploy (a change every millisecond) the answers of the
+// services not being deployed stay cached.
 func (fp *fastPath) serve(c *net.UDPConn) {
 	pc := ipv4.NewPacketConn(c) // recvmmsg/sendmmsg; the same calls for IPv6
 	in := make([]ipv4.Message, batch)
@@ -320,7 +328,9 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 		req int
 	}
 	counted := make([]pending, 0, batch)
-	cache := map[string]*entry{}
+	cache := map[string]*entry{}    // entries with a service
+	volatile := map[string]*entry{} // the rest
+	bySvc := map[cluster.NamespacedName][]string{}
 	var snap *cluster.Snapshot
 	negatives := 0
 	key := make([]byte, 0, 260)
@@ -336,7 +346,18 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 		v, ok := fp.ready()
 		if ok {
 			if s := v.Snapshot(); s != snap {
-				clear(cache)
+				if ch := s.ChangesSince(snap); ch.Full {
+					clear(cache)
+					clear(bySvc)
+				} else {
+					for svc := range ch.Services {
+						for _, k := range bySvc[svc] {
+							delete(cache, k)
+						}
+						delete(bySvc, svc)
+					}
+				}
+				clear(volatile)
 				negatives = 0
 				snap = s
 			}
@@ -351,14 +372,22 @@ func (fp *fastPath) serve(c *net.UDPConn) {
 				if parsed {
 					e := cache[string(key)]
 					if e == nil {
+						e = volatile[string(key)]
+					}
+					if e == nil {
 						e = fp.newEntry(snap, key, q.qtype)
 						// Answers exist only for the cluster's names, so
 						// they are bounded; queries the fast path leaves
 						// to the chain (other zones, unknown names) are
 						// remembered up to maxNegative, so a flood of
 						// random names costs renders, not memory.
-						if e.a != nil || negatives < maxNegative {
-							cache[string(key)] = e
+						switch {
+						case e.svc != cluster.NamespacedName{}:
+							k := string(key)
+							cache[k] = e
+							bySvc[e.svc] = append(bySvc[e.svc], k)
+						case e.a != nil || negatives < maxNegative:
+							volatile[string(key)] = e
 							if e.a == nil {
 								negatives++
 							}
@@ -409,7 +438,28 @@ func (fp *fastPath) newEntry(snap *cluster.Snapshot, key []byte, qtype uint16) *
 	if fp.routed(e.name) {
 		e.a = fp.r.render(snap, e.name, qtype)
 	}
+	if e.a != nil && e.a.res == resultAnswer {
+		e.svc = answerService(snap, e.name)
+	}
 	return e
+}
+
+// answerService is the service whose name a positive answer for name is
+// under (<svc>.<ns>.rune. and the SRV names below it: serveForward answers
+// them from that service's record alone), or the zero value.
+func answerService(snap *cluster.Snapshot, name string) cluster.NamespacedName {
+	rest, ok := strings.CutSuffix(name, "."+Zone)
+	if !ok {
+		return cluster.NamespacedName{}
+	}
+	rest, ns := cutLast(rest + ".")
+	_, svc := cutLast(rest)
+	nn := cluster.NamespacedName{Namespace: ns, Name: svc}
+	if _, ok := snap.Service(nn); !ok || svc == "" {
+		// The nameserver's own name: answered from the node records.
+		return cluster.NamespacedName{}
+	}
+	return nn
 }
 
 // keyName is the presentation form of the name in a parseQuery key.

@@ -4,6 +4,7 @@
 //	dnsbench seed      -api ADDR -n N -hosts FILE -queries FILE
 //	dnsbench castlat   -api ADDR -dns HOST:PORT -n N
 //	dnsbench coldstart -dns HOST:PORT -name NAME -- RUNED ARGS...
+//	dnsbench churn     -api ADDR -rate R -duration D
 package main
 
 import (
@@ -25,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(fmt.Errorf("usage: dnsbench seed|castlat|coldstart [flags]"))
+		fail(fmt.Errorf("usage: dnsbench seed|castlat|coldstart|churn [flags]"))
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	apiAddr := fs.String("api", "", "runed API address")
@@ -34,6 +35,8 @@ func main() {
 	hosts := fs.String("hosts", "", "seed: write an /etc/hosts-style file of the services here")
 	queries := fs.String("queries", "", "seed: write a dnsperf query file here")
 	name := fs.String("name", "svc0.default.rune.", "coldstart: name to wait for")
+	rate := fs.Int("rate", 1000, "churn: changes per second")
+	duration := fs.Duration("duration", 10*time.Second, "churn: for how long")
 	fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
@@ -43,6 +46,8 @@ func main() {
 		err = castLatency(*apiAddr, *dnsAddr, *n)
 	case "coldstart":
 		err = coldStart(*dnsAddr, dns.Fqdn(*name), fs.Args())
+	case "churn":
+		err = churn(*apiAddr, *rate, *duration)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -158,4 +163,46 @@ func coldStart(dnsAddr, name string, argv []string) error {
 		time.Sleep(time.Millisecond)
 	}
 	return fmt.Errorf("runed did not answer %s within 60s", name)
+}
+
+// churn changes the cluster rate times a second for d, as a rolling deploy
+// does: it casts services churn0..churn63 in turn, each time with another
+// port. Change i is due at start + i/rate (late ones at once, so the rate
+// catches up); 32 writers keep one slow write from holding the rest back.
+func churn(addr string, rate int, d time.Duration) error {
+	c, err := api.NewClient(addr, "")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	total := int(d.Seconds() * float64(rate))
+	jobs := make(chan int)
+	errs := make(chan error, 32)
+	for range 32 {
+		go func() {
+			for i := range jobs {
+				doc := fmt.Sprintf("service:\n  name: churn%d\n  ports: [{name: http, port: %d}]\n", i%64, 1000+i%50000)
+				if _, err := c.Cast(context.Background(), []api.CastFile{{Name: "churn.yaml", Data: doc}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := range total {
+		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
+			time.Sleep(wait)
+		}
+		jobs <- i
+	}
+	close(jobs)
+	for range 32 {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	el := time.Since(start)
+	fmt.Printf("churn: %d changes in %s (%.0f/s)\n", total, el.Round(time.Millisecond), float64(total)/el.Seconds())
+	return nil
 }
