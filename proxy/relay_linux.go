@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +22,15 @@ import (
 // write each way and a share of one epoll_pwait, as in HAProxy. An idle
 // connection costs its two sockets and a small struct, no goroutine stacks.
 //
-// A loop waits in Go's netpoller, on its epoll fd (itself pollable), not
-// in a blocking epoll_wait: a goroutine blocked in a system call holds a P
-// the runtime's sysmon takes back after 20 µs, and a sysmon that keeps
-// doing so keeps ticking every 20 µs — 10 % of the relay's CPU under load
-// when the loops blocked in the kernel.
+// A loop runs on a thread of its own pinned to a CPU of its own, and
+// waits in the kernel as HAProxy's threads do: a raw epoll_pwait for up to
+// a millisecond (it keeps its P, so the next events cost no scheduler
+// round trip), then a blocking one the runtime sees (its P can be taken
+// back). Parked in Go's netpoller instead, the loops left the machine idle
+// 10–13 % of the time under keep-alive load, against HAProxy's 5–7 %, and
+// measured 0.94× its requests/s; this way 1.02× (docs/benchmarks.md). So
+// that loops busy or asleep in the raw wait never hold every P, the
+// process gets one P more than it has loops (reserveP).
 //
 // A connection is handed over once it is established (accepted, admitted,
 // dialed: see handleTCP); its sockets leave Go's netpoller then (dup and
@@ -40,11 +42,42 @@ type relay struct {
 }
 
 func newRelay() *relay {
-	rl := &relay{workers: make([]*relayWorker, runtime.GOMAXPROCS(0))}
+	loops := reserveP()
+	cpus := allowedCPUs()
+	rl := &relay{workers: make([]*relayWorker, loops)}
 	for i := range rl.workers {
-		rl.workers[i] = &relayWorker{epfd: -1}
+		rl.workers[i] = &relayWorker{epfd: -1, cpu: -1}
+		if len(cpus) > 0 {
+			rl.workers[i].cpu = cpus[i%len(cpus)]
+		}
 	}
 	return rl
+}
+
+// reserveP returns how many loops a relay runs, GOMAXPROCS as the process
+// started (one per CPU it may use), and raises GOMAXPROCS by one, once per
+// process: a loop holds its P while it works and while it sleeps in the
+// raw wait, and the rest of the process (DNS first) must not wait for one.
+var reserveP = sync.OnceValue(func() int {
+	n := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(n + 1)
+	return n
+})
+
+// allowedCPUs lists the CPUs the process may run on, for pinning the loops;
+// nil if it cannot tell.
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64 && len(cpus) < set.Count(); c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
 }
 
 // start relays client ⇄ up until both directions end, taking ownership of
@@ -109,6 +142,7 @@ func detach(c *net.TCPConn) (int, error) {
 // its relay is open; a connection handed over after the loop ended starts
 // a new one.
 type relayWorker struct {
+	cpu     int // the loop's thread runs on it; -1: anywhere
 	mu      sync.Mutex
 	epfd    int // -1 while no loop runs
 	wakefd  int // an eventfd in the epoll set: close wakes the loop
@@ -172,34 +206,20 @@ func (w *relayWorker) open() error {
 	if err != nil {
 		return err
 	}
-	// Nonblocking, so that os.NewFile puts the epoll fd itself in Go's
-	// netpoller: the loop waits there, parked like any goroutine, rather
-	// than in a blocking epoll_wait whose P the runtime would have to take
-	// back and return.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return err
-	}
-	ep := os.NewFile(uintptr(epfd), "relay epoll")
-	rc, err := ep.SyscallConn()
-	if err != nil {
-		ep.Close()
-		return err
-	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		ep.Close()
+		unix.Close(epfd)
 		return err
 	}
 	// Edge-triggered: one wake-up is enough, and the counter is never read.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: wakeSlot}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		ep.Close()
+		unix.Close(epfd)
 		unix.Close(wakefd)
 		return err
 	}
 	w.epfd, w.wakefd = epfd, wakefd
-	go w.run(epfd, ep, rc)
+	go w.run(epfd)
 	return nil
 }
 
@@ -209,7 +229,15 @@ type readyEvent struct {
 	events uint32
 }
 
-func (w *relayWorker) run(epfd int, ep *os.File, rc syscall.RawConn) {
+func (w *relayWorker) run(epfd int) {
+	// Locked and never unlocked: the thread, pinned, ends with the loop
+	// rather than go back to the runtime's pool.
+	runtime.LockOSThread()
+	if w.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(w.cpu)
+		unix.SchedSetaffinity(0, &set) // the calling thread; if refused, it runs anywhere
+	}
 	events := make([]unix.EpollEvent, 128)
 	// again holds the directions that stopped at their budget with data
 	// perhaps left: no edge will come for it, so they go on next round,
@@ -217,24 +245,18 @@ func (w *relayWorker) run(epfd int, ep *os.File, rc syscall.RawConn) {
 	var ready, again []readyEvent
 	buf := make([]byte, smallSize)
 	var n int
-	poll := func(epfd uintptr) bool {
-		m, err := rawEpollPoll(int(epfd), events)
-		if err != 0 {
-			// EINTR only (the arguments are this loop's own): poll again
-			// rather than wait, the events may be there.
-			n = 0
-			return true
-		}
-		n = m
-		return n > 0
-	}
 	for {
-		if len(again) == 0 {
-			// Waits in Go's netpoller until the set has an event.
-			rc.Read(poll)
-		} else {
-			poll(uintptr(epfd))
+		// Errors are EINTR only (the arguments are the loop's own): a
+		// round with no events, and the loop waits again.
+		switch {
+		case len(again) > 0:
+			n, _ = rawEpollWait(epfd, events, 0)
+		default:
+			if n, _ = rawEpollWait(epfd, events, rawWaitMS); n <= 0 {
+				n, _ = epollWait(epfd, events)
+			}
 		}
+		n = max(n, 0)
 		// The slots are looked up under the lock (add may be growing
 		// them), the sockets served outside it.
 		w.mu.Lock()
@@ -268,7 +290,7 @@ func (w *relayWorker) run(epfd int, ep *os.File, rc syscall.RawConn) {
 		end := w.closing && w.live == 0
 		if end {
 			unix.Close(w.wakefd)
-			ep.Close()
+			unix.Close(epfd)
 			w.epfd = -1
 		}
 		w.mu.Unlock()

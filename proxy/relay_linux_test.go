@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -142,4 +143,31 @@ func (rl *relay) running() int {
 		w.mu.Unlock()
 	}
 	return n
+}
+
+// The relay's loops hold their Ps while they work and while they sleep in
+// the raw wait, so the process keeps one P more than it has loops; each
+// loop is pinned to a CPU of its own while there are enough.
+func TestRelayLeavesAPAndPinsItsLoops(t *testing.T) {
+	rl := newRelay()
+	if got, want := runtime.GOMAXPROCS(0), len(rl.workers)+1; got != want {
+		t.Errorf("GOMAXPROCS %d with %d relay loops, want %d", got, len(rl.workers), want)
+	}
+	if again := newRelay(); len(again.workers) != len(rl.workers) {
+		t.Errorf("a second relay runs %d loops, the first %d: the spare P must not become a loop", len(again.workers), len(rl.workers))
+	}
+	cpus := allowedCPUs()
+	if len(cpus) == 0 {
+		t.Fatal("no CPUs in the process's affinity mask")
+	}
+	seen := map[int]bool{}
+	for i, w := range rl.workers {
+		if w.cpu != cpus[i%len(cpus)] {
+			t.Errorf("loop %d pinned to CPU %d, want %d", i, w.cpu, cpus[i%len(cpus)])
+		}
+		if i < len(cpus) && seen[w.cpu] {
+			t.Errorf("loop %d shares CPU %d with another loop", i, w.cpu)
+		}
+		seen[w.cpu] = true
+	}
 }

@@ -3,6 +3,7 @@
 //
 //	loadgen bulk -addr A -duration 5s   # read from a streaming source; prints Gbit/s
 //	loadgen idle -addr A -n 10000       # open n connections, print "held n", hold until stdin closes
+//	loadgen udprtt -addr A -duration 5s # UDP round trips to an echo, one at a time; prints p50/p99/max
 package main
 
 import (
@@ -12,12 +13,13 @@ import (
 	"log"
 	"net"
 	"os"
+	"slices"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: loadgen bulk|idle [flags]")
+		log.Fatal("usage: loadgen bulk|idle|udprtt [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	addr := fs.String("addr", "", "address to connect to")
@@ -29,6 +31,8 @@ func main() {
 		bulk(*addr, *d)
 	case "idle":
 		idle(*addr, *n)
+	case "udprtt":
+		udpRTT(*addr, *d)
 	default:
 		log.Fatalf("unknown mode %q", os.Args[1])
 	}
@@ -60,4 +64,36 @@ func idle(addr string, n int) {
 	for _, c := range conns {
 		c.Close()
 	}
+}
+
+// udpRTT asks a UDP echo (vipproxy -udpecho, standing in for the DNS server
+// of the process that relays) one packet at a time for d, pausing 1 ms
+// between them, and prints the round trips' percentiles.
+func udpRTT(addr string, d time.Duration) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	var rtt []time.Duration
+	lost := 0
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		start := time.Now()
+		c.SetReadDeadline(start.Add(time.Second))
+		if _, err := c.Write(buf); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			lost++
+			continue
+		}
+		rtt = append(rtt, time.Since(start))
+	}
+	slices.Sort(rtt)
+	if len(rtt) == 0 {
+		log.Fatal("no echo came back")
+	}
+	q := func(p float64) time.Duration { return rtt[int(p*float64(len(rtt)-1))].Round(time.Microsecond) }
+	fmt.Printf("udp rtt over %d: p50 %v p99 %v max %v lost %d\n", len(rtt), q(0.5), q(0.99), rtt[len(rtt)-1].Round(time.Microsecond), lost)
 }

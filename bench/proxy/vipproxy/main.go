@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/netip"
 	"os"
 	"runtime/pprof"
@@ -32,6 +33,7 @@ func main() {
 	cidr := flag.String("cidr", "10.96.0.0/16", "cluster CIDR")
 	kernel := flag.Bool("kernel", false, "forward TCP in the kernel (nftables DNAT)")
 	cpuProfile := flag.String("cpuprofile", "", "if set, write a CPU profile of the run here")
+	udpEcho := flag.String("udpecho", "", "if set, also echo UDP packets on this address: a stand-in for the DNS server sharing runed's process with the proxy")
 	flag.Parse()
 	prefix := netip.MustParsePrefix(*cidr)
 	t := &proxy.Table{CIDR: prefix}
@@ -69,6 +71,22 @@ func main() {
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *udpEcho != "" {
+		pc, err := net.ListenPacket("udp", *udpEcho)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			b := make([]byte, 512)
+			for {
+				n, from, err := pc.ReadFrom(b)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(b[:n], from)
+			}
+		}()
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
