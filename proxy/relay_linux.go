@@ -28,7 +28,7 @@ import (
 // round trip), then a blocking one the runtime sees (its P can be taken
 // back). Parked in Go's netpoller instead, the loops left the machine idle
 // 10–13 % of the time under keep-alive load, against HAProxy's 5–7 %, and
-// measured 0.94× its requests/s; this way 1.02× (docs/benchmarks.md). So
+// measured 0.93× its requests/s; this way 1.01× (docs/benchmarks.md). So
 // that loops busy or asleep in the raw wait never hold every P, the
 // process gets one P more than it has loops (reserveP).
 //
