@@ -58,6 +58,8 @@ func newRelay() *relay {
 // started (one per CPU it may use), and raises GOMAXPROCS by one, once per
 // process: a loop holds its P while it works and while it sleeps in the
 // raw wait, and the rest of the process (DNS first) must not wait for one.
+// Set explicitly, GOMAXPROCS no longer follows a container's CPU limit as
+// it changes (Go 1.25): the process keeps the one it started with.
 var reserveP = sync.OnceValue(func() int {
 	n := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(n + 1)
