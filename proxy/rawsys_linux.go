@@ -7,10 +7,10 @@ import (
 )
 
 // The relay's system calls on nonblocking sockets and pipes, made raw:
-// none of them can block (the raw epoll_pwait only for a bounded time), so the goroutine need not give up its P through
-// them (syscall.Syscall marks the P as in a system call, and sysmon takes
-// back Ps whose calls outlast its tick), and each call saves the runtime's
-// entry and exit bookkeeping.
+// none of them can block (the raw epoll_pwait only for a bounded time), so
+// the goroutine need not give up its P through them (syscall.Syscall marks
+// the P as in a system call, and sysmon takes back Ps whose calls outlast
+// its tick), and each call saves the runtime's entry and exit bookkeeping.
 
 func rawRead(fd int, p []byte) (int, unix.Errno) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
