@@ -48,14 +48,15 @@ type fastPath struct {
 	stats *chainMetrics // nil without prometheus in the block
 	fam   string
 
-	addr     string         // the address its sockets share with CoreDNS's (see reusegroup.go)
-	conns    []*net.UDPConn // duplicates of the address's fast path sockets
-	slow     *slowConn
-	dns      *dns.Server
-	workers  sync.WaitGroup // serve, one per socket
-	wg       sync.WaitGroup // the full chain's server
-	stopping atomic.Bool    // the workers end at their next read error
-	paused   bool           // under reuseGroups' lock
+	addr    string         // the address its sockets share with CoreDNS's (see reusegroup.go)
+	conns   []*net.UDPConn // duplicates of the address's fast path sockets
+	slow    *slowConn
+	dns     *dns.Server
+	workers sync.WaitGroup // serve, one per socket
+	wg      sync.WaitGroup // the full chain's server
+	// stopping: the workers end at their next read error (paused; set and
+	// cleared under reuseGroups' lock).
+	stopping atomic.Bool
 }
 
 // gate is runegate's handler, asked through an interface: importing it
@@ -236,11 +237,9 @@ func (fp *fastPath) closeConns() {
 // have read what arrives until then; the sockets stay open (reusegroup.go,
 // under whose lock it runs).
 func (fp *fastPath) pause(until time.Time) {
-	if fp.paused {
+	if fp.stopping.Swap(true) {
 		return
 	}
-	fp.paused = true
-	fp.stopping.Store(true)
 	if until.IsZero() {
 		until = time.Unix(1, 0)
 	}
@@ -251,7 +250,7 @@ func (fp *fastPath) pause(until time.Time) {
 
 // resume undoes pause.
 func (fp *fastPath) resume() {
-	if !fp.paused {
+	if !fp.stopping.Load() {
 		return
 	}
 	fp.workers.Wait()
@@ -259,7 +258,6 @@ func (fp *fastPath) resume() {
 		c.SetReadDeadline(time.Time{})
 	}
 	fp.stopping.Store(false)
-	fp.paused = false
 	fp.startWorkers()
 }
 

@@ -212,6 +212,11 @@ func (g *reuseGroup) close() {
 // the sockets.
 func (g *reuseGroup) closeLocked(addr string) {
 	g.steerBack(addr)
+	g.release(addr)
+}
+
+// release closes the sockets and forgets the group.
+func (g *reuseGroup) release(addr string) {
 	if g.linger != nil {
 		g.linger.Stop()
 	}
@@ -238,7 +243,7 @@ func (fp *fastPath) stop() {
 	defer reuseGroups.Unlock()
 	g.steerBack(fp.addr)
 	fp.finish()
-	g.closeLocked(fp.addr)
+	g.release(fp.addr)
 }
 
 // expire closes sockets whose successor did not come.
